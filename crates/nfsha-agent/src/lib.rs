@@ -1,0 +1,1 @@
+//! nfsha-agent: placeholder, being written.

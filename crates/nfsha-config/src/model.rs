@@ -1,0 +1,259 @@
+//! The validated configuration model, shared by the agent, setup, drill and server.
+//!
+//! Values here have passed `validate()`: durations are positive, server lists are
+//! non-empty, mountpoints are absolute. Code that consumes a [`Config`] may rely on that.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole `/etc/nfsha/nfsha.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this came from (for messages), if any.
+    pub source: Option<PathBuf>,
+    /// `[agent]`: the client daemon's own settings.
+    pub agent: AgentSettings,
+    /// `[[mount]]`: the NFS mounts the agent keeps healthy.
+    pub mounts: Vec<MountConfig>,
+    /// `[server]`: present on NFS server nodes only.
+    pub server: Option<ServerConfig>,
+}
+
+/// `[agent]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// Root-only Unix socket for `nfsha status` / `recover`. Default `/run/nfsha/agent.sock`.
+    pub control_socket: PathBuf,
+    /// Where `/metrics` and `/healthz` listen. Default `127.0.0.1:9848`; `"off"` → `None`.
+    pub listen: Option<SocketAddr>,
+    /// Optional JSON-lines event log file.
+    pub event_log: Option<PathBuf>,
+    /// Deadline for one RPC server probe. Default 1 s.
+    pub rpc_timeout: Duration,
+    /// How often every configured server is probed at the RPC level. Default 2 s.
+    pub server_probe_interval: Duration,
+    /// Deadline of one `mount.nfs` run (its process group is killed after). Default 15 s.
+    pub mount_timeout: Duration,
+    /// Deadline of one umount step. Default 5 s.
+    pub umount_timeout: Duration,
+    /// First wait after a failed recovery. Default 1 s.
+    pub backoff_initial: Duration,
+    /// Cap of the recovery backoff. Default 30 s.
+    pub backoff_max: Duration,
+    /// Follow the leader of an nfsha server cluster in etcd, if set.
+    pub cluster: Option<ClusterSource>,
+}
+
+/// Where an agent learns the current primary (issue: clients follow the leader).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSource {
+    /// etcd endpoints (`http://127.0.0.1:2379`).
+    pub etcd_endpoints: Vec<String>,
+    /// Cluster name (the key prefix `/nfsha/<cluster>/`).
+    pub cluster: String,
+}
+
+/// How nfsha mounts a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountMode {
+    /// nfsha runs mount.nfs itself.
+    Direct,
+    /// autofs mounts it; nfsha detaches it and re-triggers the automount.
+    Autofs,
+}
+
+/// Whether a healthy mount is moved back to a more preferred server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailbackPolicy {
+    /// Never move a healthy mount (default): a returning server may be behind.
+    Never,
+    /// Move back when the more preferred server has answered RPC probes
+    /// continuously for `failback_after` and is not behind (cluster epoch).
+    WhenPreferredHealthy,
+}
+
+/// NFS protocol version used for mounting and for RPC probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NfsVersion {
+    /// NFSv3 (MOUNT protocol, portmapper).
+    V3,
+    /// NFSv4.0.
+    V4_0,
+    /// NFSv4.1.
+    V4_1,
+    /// NFSv4.2.
+    V4_2,
+}
+
+impl NfsVersion {
+    /// The `vers=` value for mount.nfs.
+    pub fn mount_option(self) -> &'static str {
+        match self {
+            NfsVersion::V3 => "3",
+            NfsVersion::V4_0 => "4.0",
+            NfsVersion::V4_1 => "4.1",
+            NfsVersion::V4_2 => "4.2",
+        }
+    }
+    /// The RPC program version (3 or 4).
+    pub fn rpc_version(self) -> u32 {
+        match self {
+            NfsVersion::V3 => 3,
+            _ => 4,
+        }
+    }
+}
+
+/// One candidate server of a mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerRef {
+    /// Host name or address (as written; resolved at probe time).
+    pub host: String,
+    /// Preference weight: lower is preferred first, as in autofs (`host(weight)`); default 0.
+    pub weight: u32,
+}
+
+/// One `[[mount]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountConfig {
+    /// Absolute mountpoint, e.g. `/airflow/dags`.
+    pub mountpoint: PathBuf,
+    /// Export path on the servers, e.g. `/srv/airflow/dags`.
+    pub export: String,
+    /// Candidate servers in preference order (ties broken by weight, then order).
+    pub servers: Vec<ServerRef>,
+    /// NFS version.
+    pub nfs_version: NfsVersion,
+    /// Mount options other than `vers=` (e.g. `hard`, `timeo=100`).
+    pub options: Vec<String>,
+    /// direct or autofs.
+    pub mode: MountMode,
+    /// Time between probes. Default 1 s.
+    pub probe_interval: Duration,
+    /// Deadline of one probe. Default 2 s.
+    pub probe_deadline: Duration,
+    /// Consecutive bad probes before recovery. Default 2.
+    pub failures_before_recovery: u32,
+    /// Failback policy. Default never.
+    pub failback: FailbackPolicy,
+    /// How long a preferred server must answer before a failback (WhenPreferredHealthy). Default 60 s.
+    pub failback_after: Duration,
+    /// Commands run (argument vectors, no shell) after each successful recovery.
+    pub hooks: Vec<Vec<String>>,
+    /// Deadline of each hook. Default 30 s.
+    pub hook_timeout: Duration,
+    /// systemd units that depend on this mount (setup orders them after the agent).
+    pub services: Vec<String>,
+}
+
+/// `[server]` section (NFS server nodes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// This node's name (unique in the cluster).
+    pub node: String,
+    /// Cluster name (etcd key prefix `/nfsha/<cluster>/`).
+    pub cluster: String,
+    /// etcd endpoints.
+    pub etcd_endpoints: Vec<String>,
+    /// Optional TLS for etcd.
+    pub etcd_tls: Option<EtcdTls>,
+    /// Optional user/password for etcd.
+    pub etcd_auth: Option<EtcdAuth>,
+    /// Leader lease TTL. Default 10 s.
+    pub ttl: Duration,
+    /// Control loop period. Default 1 s (must be < ttl / 3).
+    pub loop_period: Duration,
+    /// Time kept between self-fencing and lease expiry. Default ttl / 2 capped to 5 s.
+    pub safety_margin: Duration,
+    /// Exports served by the leader.
+    pub exports: Vec<ExportConfig>,
+    /// Floating address moved to the leader.
+    pub floating_address: Option<FloatingAddress>,
+    /// nfsd state directory (bound over /var/lib/nfs in shared mode). Default `/var/lib/nfs`.
+    pub state_dir: PathBuf,
+    /// NFSv4 lease time given to nfsd. Default 10 s.
+    pub nfsd_lease: Duration,
+    /// NFSv4 grace time given to nfsd. Default 10 s.
+    pub nfsd_grace: Duration,
+    /// Server scope shared by all nodes (`rpc.nfsd --scope`).
+    pub scope: String,
+    /// Storage mode.
+    pub storage: StorageMode,
+    /// Timeout of each bring-up/teardown step. Default 20 s.
+    pub step_timeout: Duration,
+    /// Commands run on role change; `NFSHA_ROLE` is set to `primary` or `standby`.
+    pub hooks: Vec<Vec<String>>,
+    /// Where the status HTTP API listens. Default `127.0.0.1:8008`.
+    pub listen: Option<SocketAddr>,
+    /// Optional Linux watchdog device armed while leader (e.g. `/dev/watchdog`).
+    pub watchdog_device: Option<PathBuf>,
+    /// Replication (replicated mode): snapshot shipping to standbys.
+    pub replication: Option<ReplicationConfig>,
+}
+
+/// etcd TLS files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate (PEM).
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// etcd user/password (password read from a file, never written in the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdAuth {
+    /// User name.
+    pub user: String,
+    /// File holding the password.
+    pub password_file: PathBuf,
+}
+
+/// One export served by the leader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// Exported directory.
+    pub path: PathBuf,
+    /// Pinned fsid (same on every node).
+    pub fsid: u32,
+    /// Client specification (`*`, `10.0.0.0/24`).
+    pub clients: String,
+    /// Export options (`rw,sync,no_subtree_check`).
+    pub options: Vec<String>,
+}
+
+/// The floating address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingAddress {
+    /// Address.
+    pub address: std::net::IpAddr,
+    /// Prefix length.
+    pub prefix: u8,
+    /// Interface name.
+    pub interface: String,
+}
+
+/// Shared or replicated storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageMode {
+    /// The same filesystem moves between nodes (DRBD, SAN): file handles survive.
+    Shared,
+    /// Each node has its own copy: handles change, clients must remount.
+    Replicated,
+}
+
+/// Snapshot shipping to standbys (replicated mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationConfig {
+    /// How often the primary ships a snapshot.
+    pub interval: Duration,
+    /// Command (argument vector) that ships one snapshot to the standbys.
+    pub ship_command: Vec<String>,
+    /// Command (argument vector) run on a standby to promote its newest snapshot.
+    pub promote_command: Vec<String>,
+    /// Largest acceptable lag for a standby to be promoted.
+    pub max_lag: Duration,
+}

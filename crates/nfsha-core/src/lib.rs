@@ -1,0 +1,15 @@
+//! nfsha-core: the vocabulary every other nfsha crate shares.
+//!
+//! Role: mount states and how a probe result becomes one ([`state`]), the structured
+//! event record ([`event`]), and the pure per-mount recovery state machine ([`machine`]).
+//! Nothing here performs I/O, so nothing here can hang or fail on a dead NFS server;
+//! the only failure mode is a caller feeding inconsistent inputs, which the state
+//! machine answers with a no-op rather than a panic.
+
+pub mod event;
+pub mod machine;
+pub mod state;
+
+pub use event::{Event, EventKind};
+pub use machine::{Action, MachineConfig, MountMachine};
+pub use state::{MountState, ProbeOp, ProbeOutcome};

@@ -1,0 +1,1 @@
+//! nfsha-drill: placeholder, being written.

@@ -1,0 +1,1 @@
+//! nfsha-rpc: placeholder, being written.

@@ -1,0 +1,1 @@
+//! nfsha-server: placeholder, being written.

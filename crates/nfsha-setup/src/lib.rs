@@ -1,0 +1,1 @@
+//! nfsha-setup: placeholder, being written.

@@ -1,0 +1,1 @@
+//! nfsha-sys: placeholder, being written.

@@ -1,0 +1,1 @@
+//! nfsha-testinfra: placeholder, being written.
