@@ -257,3 +257,79 @@ pub struct ReplicationConfig {
     /// Largest acceptable lag for a standby to be promoted.
     pub max_lag: Duration,
 }
+
+impl Default for AgentSettings {
+    /// The `[agent]` defaults (what an empty or absent `[agent]` means).
+    fn default() -> Self {
+        use crate::defaults as d;
+        AgentSettings {
+            control_socket: d::control_socket(),
+            listen: d::AGENT_LISTEN.parse().ok(),
+            event_log: None,
+            rpc_timeout: d::RPC_TIMEOUT,
+            server_probe_interval: d::SERVER_PROBE_INTERVAL,
+            mount_timeout: d::MOUNT_TIMEOUT,
+            umount_timeout: d::UMOUNT_TIMEOUT,
+            backoff_initial: d::BACKOFF_INITIAL,
+            backoff_max: d::BACKOFF_MAX,
+            cluster: None,
+        }
+    }
+}
+
+impl Config {
+    /// A config with default `[agent]` settings, no mounts and no `[server]`.
+    pub fn empty() -> Self {
+        Config {
+            source: None,
+            agent: AgentSettings::default(),
+            mounts: Vec::new(),
+            server: None,
+        }
+    }
+}
+
+impl MountConfig {
+    /// A mount with every optional setting at its built-in default.
+    pub fn new(mountpoint: impl Into<PathBuf>, export: impl Into<String>, servers: Vec<ServerRef>) -> Self {
+        use crate::defaults as d;
+        MountConfig {
+            mountpoint: mountpoint.into(),
+            export: export.into(),
+            servers,
+            nfs_version: d::NFS_VERSION,
+            options: d::mount_options(),
+            mode: MountMode::Direct,
+            probe_interval: d::PROBE_INTERVAL,
+            probe_deadline: d::PROBE_DEADLINE,
+            failures_before_recovery: d::FAILURES_BEFORE_RECOVERY,
+            failback: FailbackPolicy::Never,
+            failback_after: d::FAILBACK_AFTER,
+            hooks: Vec::new(),
+            hook_timeout: d::HOOK_TIMEOUT,
+            services: Vec::new(),
+        }
+    }
+
+    /// The `mount.nfs -o` string: `vers=<v>` followed by `options`.
+    pub fn mount_options_string(&self) -> String {
+        std::iter::once(format!("vers={}", self.nfs_version.mount_option()))
+            .chain(self.options.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl ServerRef {
+    /// A server with the default weight 0.
+    pub fn new(host: impl Into<String>) -> Self {
+        ServerRef { host: host.into(), weight: 0 }
+    }
+}
+
+impl NfsVersion {
+    /// The `nfs_version` string written in the config (`"3"`, `"4.0"`, `"4.1"`, `"4.2"`).
+    pub fn config_str(self) -> &'static str {
+        self.mount_option()
+    }
+}

@@ -1,0 +1,172 @@
+//! The agent's seam to the machine: everything that touches the kernel, a mount, a
+//! server or a child process goes through [`Host`].
+//!
+//! The real implementation ([`crate::linux::LinuxHost`]) runs every filesystem
+//! operation on an NFS path in a killable worker process and every command under a
+//! deadline; the fake ([`crate::testing::FakeHost`]) scripts outcomes for unit tests.
+//! No method may block past the deadline it is given: that is the contract that keeps
+//! one hung mount from stalling the others.
+
+use nfsha_core::ProbeOutcome;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One filesystem mounted on the host, as the mount table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounted {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// Filesystem type (`nfs`, `nfs4`, `autofs`, …).
+    pub fstype: String,
+    /// The server address it was mounted from (`addr=`), for NFS.
+    pub server: Option<String>,
+    /// The export path, for NFS.
+    pub export: Option<String>,
+}
+
+impl Mounted {
+    /// True for NFS (v2/3 `nfs` and v4 `nfs4`).
+    pub fn is_nfs(&self) -> bool {
+        self.fstype == "nfs" || self.fstype == "nfs4"
+    }
+}
+
+/// The topmost mount at `mountpoint` in a mount table (the last entry wins).
+pub fn topmost<'a>(table: &'a [Mounted], mountpoint: &Path) -> Option<&'a Mounted> {
+    table.iter().rev().find(|m| m.mountpoint == mountpoint)
+}
+
+/// What an RPC probe of one server found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerProbe {
+    /// The server as configured.
+    pub host: String,
+    /// The addresses the name resolved to (for comparing with a mount's `addr=`).
+    pub addresses: Vec<String>,
+    /// Answered every RPC check within the deadline.
+    pub reachable: bool,
+    /// Round-trip time of the NULL call, when reachable.
+    pub rtt: Option<Duration>,
+    /// Why it is not reachable.
+    pub error: Option<String>,
+}
+
+/// A failed host operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The operation failed with an errno.
+    #[error("{op} failed with {name}", name = nfsha_core::state::errno_name(*errno))]
+    Errno {
+        /// What was attempted.
+        op: &'static str,
+        /// The errno.
+        errno: i32,
+    },
+    /// The operation did not finish before its deadline (its process was killed).
+    #[error("{op} did not finish within {deadline:?}")]
+    Timeout {
+        /// What was attempted.
+        op: &'static str,
+        /// The deadline.
+        deadline: Duration,
+    },
+    /// A command exited unsuccessfully.
+    #[error("{op} exited with status {status}: {stderr}")]
+    Command {
+        /// What was attempted.
+        op: &'static str,
+        /// Exit status (or -signal).
+        status: i32,
+        /// The last line of its stderr.
+        stderr: String,
+    },
+    /// Anything else (spawn failures, protocol errors).
+    #[error("{op}: {message}")]
+    Other {
+        /// What was attempted.
+        op: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl HostError {
+    /// The errno behind this error, if there is one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            HostError::Errno { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+/// How to mount one NFS export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountRequest {
+    /// Server name or address.
+    pub server: String,
+    /// Export path.
+    pub export: String,
+    /// Mountpoint.
+    pub mountpoint: PathBuf,
+    /// `vers=` value.
+    pub version: String,
+    /// Other options.
+    pub options: Vec<String>,
+}
+
+/// Everything the agent does to the machine.
+pub trait Host: Send + Sync + 'static {
+    /// Read the mount table. Never touches an NFS path (it is /proc/self/mountinfo).
+    fn mount_table(&self) -> Result<Vec<Mounted>, HostError>;
+
+    /// Probe a mountpoint (statfs + open + readdir) in a worker, bounded by `deadline`.
+    fn probe(&self, mountpoint: &Path, deadline: Duration)
+    -> impl Future<Output = ProbeOutcome> + Send;
+
+    /// `umount2(mountpoint, flags)` in a worker, bounded by `deadline`.
+    fn umount(
+        &self,
+        mountpoint: &Path,
+        force: bool,
+        detach: bool,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Run mount.nfs for `req`, killing its process group at `deadline`.
+    fn mount_nfs(
+        &self,
+        req: &MountRequest,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Access the mountpoint from a worker so autofs mounts it again.
+    fn trigger_automount(
+        &self,
+        mountpoint: &Path,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Probe one server at the RPC level.
+    fn probe_server(
+        &self,
+        host: &str,
+        rpc_version: u32,
+        timeout: Duration,
+    ) -> impl Future<Output = ServerProbe> + Send;
+
+    /// Run a hook (argument vector) with extra environment, bounded by `deadline`.
+    fn run_hook(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        deadline: Duration,
+    ) -> impl Future<Output = Result<(), HostError>> + Send;
+
+    /// Worker processes that were killed but have not exited yet.
+    fn stuck_workers(&self) -> usize;
+
+    /// Worker processes alive (idle or busy).
+    fn live_workers(&self) -> usize;
+}

@@ -1,0 +1,711 @@
+//! The agent's supervisor: one task per mount, one task for server probes, one for
+//! the mount table; config reload; liveness for the systemd watchdog.
+//!
+//! Each mount task probes on its own cadence, feeds the pure [`MountMachine`], and
+//! runs that mount's recovery inline — so a recovery or a hung probe delays only its
+//! own mount. Probes are bounded by their deadline inside the [`Host`], so a task is
+//! never stuck; each task touches a heartbeat after every step, and the watchdog is
+//! fed only while every heartbeat is fresh.
+
+use crate::emit::Emitter;
+use crate::host::{Host, Mounted, ServerProbe, topmost};
+use crate::recovery::{Recovery, RecoveryReport, describe};
+use crate::selection;
+use crate::status::{MountStatus, ServerStatus, SharedStatus};
+use nfsha_config::{AgentSettings, Config, MountConfig, MountMode};
+use nfsha_core::event::now_ms;
+use nfsha_core::{Action, Event, EventKind, MachineConfig, MountMachine, MountState, ProbeOutcome};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Now, by tokio's clock (so tests with a paused clock control every timer).
+pub(crate) fn clock_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Wall-clock milliseconds that advance with tokio's clock (paused in tests).
+pub(crate) fn clock_ms() -> u64 {
+    static BASE: std::sync::OnceLock<(u64, tokio::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, mono) = *BASE.get_or_init(|| (now_ms(), tokio::time::Instant::now()));
+    let elapsed = tokio::time::Instant::now().saturating_duration_since(mono);
+    wall + u64::try_from(elapsed.as_millis()).unwrap_or(0)
+}
+
+/// A liveness stamp one task keeps fresh.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    last: Arc<Mutex<Instant>>,
+    bound: Duration,
+}
+
+impl Heartbeat {
+    fn new(bound: Duration) -> Self {
+        Heartbeat {
+            last: Arc::new(Mutex::new(clock_now())),
+            bound,
+        }
+    }
+    /// Record progress.
+    pub fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = clock_now();
+    }
+    fn fresh(&self, now: Instant) -> bool {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        now.saturating_duration_since(last) <= self.bound
+    }
+}
+
+/// Commands sent to one mount task.
+#[derive(Debug)]
+pub enum MountCmd {
+    /// Recover now, skipping hysteresis; the report is sent back.
+    Recover(oneshot::Sender<RecoveryReport>),
+}
+
+/// Why `recover` could not be done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// No such mount in the config.
+    #[error("{0} is not a configured mount")]
+    UnknownMount(String),
+    /// The mount task is gone (agent shutting down).
+    #[error("The agent is shutting down")]
+    ShuttingDown,
+}
+
+/// A clonable handle for the control socket and the HTTP endpoints.
+#[derive(Debug, Clone)]
+pub struct AgentHandle {
+    status: SharedStatus,
+    mounts: Arc<Mutex<HashMap<PathBuf, mpsc::Sender<MountCmd>>>>,
+}
+
+impl AgentHandle {
+    /// The published status.
+    pub fn status(&self) -> &SharedStatus {
+        &self.status
+    }
+
+    /// Force a recovery of `mountpoint` and wait for its report.
+    pub async fn recover(&self, mountpoint: &Path) -> Result<RecoveryReport, AgentError> {
+        let tx = self
+            .mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(mountpoint)
+            .cloned()
+            .ok_or_else(|| AgentError::UnknownMount(mountpoint.display().to_string()))?;
+        let (rtx, rrx) = oneshot::channel();
+        tx.send(MountCmd::Recover(rtx))
+            .await
+            .map_err(|_| AgentError::ShuttingDown)?;
+        rrx.await.map_err(|_| AgentError::ShuttingDown)
+    }
+}
+
+struct MountTask {
+    cfg: MountConfig,
+    join: JoinHandle<()>,
+    heartbeat: Heartbeat,
+}
+
+/// The running agent.
+pub struct Agent<H: Host> {
+    host: Arc<H>,
+    config: Config,
+    emit: Emitter,
+    status: SharedStatus,
+    handle: AgentHandle,
+    table_rx: watch::Receiver<Arc<Vec<Mounted>>>,
+    table_task: JoinHandle<()>,
+    server_task: JoinHandle<()>,
+    server_heartbeat: Heartbeat,
+    servers_tx: watch::Sender<(Vec<(String, u32)>, AgentSettings)>,
+    mounts: BTreeMap<PathBuf, MountTask>,
+}
+
+impl<H: Host> std::fmt::Debug for Agent<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("mounts", &self.mounts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn machine_config(m: &MountConfig, a: &AgentSettings) -> MachineConfig {
+    MachineConfig {
+        failures_before_recovery: m.failures_before_recovery,
+        backoff_initial: a.backoff_initial,
+        backoff_max: a.backoff_max,
+    }
+}
+
+fn servers_of(config: &Config) -> Vec<(String, u32)> {
+    let mut v: Vec<(String, u32)> = Vec::new();
+    for m in &config.mounts {
+        for s in &m.servers {
+            if !v.iter().any(|(h, _)| h == &s.host) {
+                v.push((s.host.clone(), m.nfs_version.rpc_version()));
+            }
+        }
+    }
+    v
+}
+
+/// The longest a mount task may go between heartbeats while healthy.
+fn mount_bound(m: &MountConfig, a: &AgentSettings) -> Duration {
+    let step = [
+        m.probe_deadline,
+        a.mount_timeout,
+        a.umount_timeout,
+        a.rpc_timeout,
+        m.hook_timeout,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
+    m.probe_interval + step + Duration::from_secs(5)
+}
+
+impl<H: Host> Agent<H> {
+    /// Start every task. Must be called inside a tokio runtime.
+    pub fn start(host: Arc<H>, config: Config, emit: Emitter) -> Self {
+        let status = SharedStatus::default();
+        status.lock().config = config.source.as_ref().map(|p| p.display().to_string());
+        let handle = AgentHandle {
+            status: status.clone(),
+            mounts: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let initial = Arc::new(host.mount_table().unwrap_or_default());
+        let (table_tx, table_rx) = watch::channel(initial);
+        let table_period = config
+            .mounts
+            .iter()
+            .map(|m| m.probe_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let table_task = tokio::spawn(table_loop(host.clone(), table_tx, table_period));
+
+        let (servers_tx, servers_rx) =
+            watch::channel((servers_of(&config), config.agent.clone()));
+        let server_heartbeat = Heartbeat::new(
+            config.agent.server_probe_interval + config.agent.rpc_timeout + Duration::from_secs(5),
+        );
+        let server_task = tokio::spawn(server_loop(
+            host.clone(),
+            servers_rx,
+            status.clone(),
+            emit.clone(),
+            server_heartbeat.clone(),
+        ));
+        emit.emit(Event::new(EventKind::AgentStarted).reason(format!(
+            "{} mounts",
+            config.mounts.len()
+        )));
+        let mut agent = Agent {
+            host,
+            config: config.clone(),
+            emit,
+            status,
+            handle,
+            table_rx,
+            table_task,
+            server_task,
+            server_heartbeat,
+            servers_tx,
+            mounts: BTreeMap::new(),
+        };
+        for m in &config.mounts {
+            agent.spawn_mount(m.clone());
+        }
+        agent
+    }
+
+    /// A handle for the control socket and HTTP endpoints.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// The published status.
+    pub fn status(&self) -> SharedStatus {
+        self.status.clone()
+    }
+
+    /// The config in effect.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn spawn_mount(&mut self, cfg: MountConfig) {
+        let (tx, rx) = mpsc::channel(8);
+        let heartbeat = Heartbeat::new(mount_bound(&cfg, &self.config.agent));
+        let ctx = MountCtx {
+            host: self.host.clone(),
+            cfg: cfg.clone(),
+            settings: self.config.agent.clone(),
+            status: self.status.clone(),
+            emit: self.emit.clone(),
+            table: self.table_rx.clone(),
+            heartbeat: heartbeat.clone(),
+        };
+        self.handle
+            .mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cfg.mountpoint.clone(), tx);
+        let join = tokio::spawn(mount_loop(ctx, rx));
+        self.mounts.insert(
+            cfg.mountpoint.clone(),
+            MountTask {
+                cfg,
+                join,
+                heartbeat,
+            },
+        );
+    }
+
+    fn stop_mount(&mut self, mountpoint: &Path) {
+        if let Some(t) = self.mounts.remove(mountpoint) {
+            t.join.abort();
+        }
+        self.handle
+            .mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(mountpoint);
+        self.status
+            .lock()
+            .mounts
+            .remove(&mountpoint.display().to_string());
+    }
+
+    /// Apply a new, already validated config: removed mounts are forgotten (not
+    /// unmounted), new ones start, changed ones restart with the new settings.
+    pub fn apply_config(&mut self, new: Config) {
+        let settings_changed = new.agent != self.config.agent;
+        let old: Vec<PathBuf> = self.mounts.keys().cloned().collect();
+        for mp in old {
+            let keep = new
+                .mounts
+                .iter()
+                .find(|m| m.mountpoint == mp)
+                .is_some_and(|m| !settings_changed && self.mounts[&mp].cfg == *m);
+            if !keep {
+                self.stop_mount(&mp);
+            }
+        }
+        self.config = new.clone();
+        for m in &new.mounts {
+            if !self.mounts.contains_key(&m.mountpoint) {
+                self.spawn_mount(m.clone());
+            }
+        }
+        self.servers_tx
+            .send_replace((servers_of(&new), new.agent.clone()));
+        self.status.lock().reload_error = None;
+        self.emit.emit(
+            Event::new(EventKind::ConfigReloaded)
+                .outcome("ok")
+                .reason(format!("{} mounts", new.mounts.len())),
+        );
+    }
+
+    /// Record a refused reload (the old config stays in effect).
+    pub fn reject_config(&self, why: String) {
+        self.status.lock().reload_error = Some(why.clone());
+        self.emit.emit(
+            Event::new(EventKind::ConfigReloaded)
+                .outcome("rejected")
+                .reason(why),
+        );
+    }
+
+    /// True while every task has made progress recently (feeds the systemd watchdog).
+    pub fn alive(&self) -> bool {
+        let now = clock_now();
+        !self.table_task.is_finished()
+            && !self.server_task.is_finished()
+            && self.server_heartbeat.fresh(now)
+            && self
+                .mounts
+                .values()
+                .all(|t| !t.join.is_finished() && t.heartbeat.fresh(now))
+    }
+
+    /// Stop every task. Mounts are left as they are.
+    pub fn shutdown(mut self) {
+        let mps: Vec<PathBuf> = self.mounts.keys().cloned().collect();
+        for mp in mps {
+            self.stop_mount(&mp);
+        }
+        self.table_task.abort();
+        self.server_task.abort();
+    }
+}
+
+async fn table_loop<H: Host>(host: Arc<H>, tx: watch::Sender<Arc<Vec<Mounted>>>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match host.mount_table() {
+            Ok(t) => {
+                tx.send_replace(Arc::new(t));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the mount table"),
+        }
+    }
+}
+
+async fn server_loop<H: Host>(
+    host: Arc<H>,
+    mut servers: watch::Receiver<(Vec<(String, u32)>, AgentSettings)>,
+    status: SharedStatus,
+    emit: Emitter,
+    heartbeat: Heartbeat,
+) {
+    loop {
+        let (list, settings) = servers.borrow_and_update().clone();
+        let mut set = tokio::task::JoinSet::new();
+        for (name, version) in list.clone() {
+            let host = host.clone();
+            let timeout = settings.rpc_timeout;
+            set.spawn(async move { host.probe_server(&name, version, timeout).await });
+        }
+        let mut probes = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(p) = r {
+                probes.push(p);
+            }
+        }
+        record_server_probes(&status, &emit, &probes);
+        {
+            let mut st = status.lock();
+            st.servers.retain(|h, _| list.iter().any(|(n, _)| n == h));
+            st.stuck_workers = host.stuck_workers();
+        }
+        heartbeat.touch();
+        tokio::select! {
+            _ = tokio::time::sleep(settings.server_probe_interval) => {}
+            changed = servers.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// Fold fresh server probes into the status, emitting reachability changes.
+pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes: &[ServerProbe]) {
+    let now = clock_ms();
+    let mut st = status.lock();
+    for p in probes {
+        let prev = st.servers.get(&p.host).cloned();
+        let was = prev.as_ref().map(|s| s.reachable);
+        let reachable_since_ms = match (&prev, p.reachable) {
+            (Some(s), true) if s.reachable => s.reachable_since_ms,
+            (_, true) => Some(now),
+            (_, false) => None,
+        };
+        if was != Some(p.reachable) {
+            let mut e = Event::new(EventKind::ServerReachability)
+                .server(p.host.clone())
+                .outcome(if p.reachable { "reachable" } else { "unreachable" });
+            if let Some(err) = &p.error {
+                e = e.reason(err.clone());
+            }
+            emit.emit(e);
+        }
+        st.servers.insert(
+            p.host.clone(),
+            ServerStatus {
+                host: p.host.clone(),
+                reachable: p.reachable,
+                rtt_us: p.rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                error: p.error.clone(),
+                addresses: p.addresses.clone(),
+                reachable_since_ms,
+                probed_ms: now,
+            },
+        );
+    }
+}
+
+struct MountCtx<H: Host> {
+    host: Arc<H>,
+    cfg: MountConfig,
+    settings: AgentSettings,
+    status: SharedStatus,
+    emit: Emitter,
+    table: watch::Receiver<Arc<Vec<Mounted>>>,
+    heartbeat: Heartbeat,
+}
+
+impl<H: Host> MountCtx<H> {
+    fn mp(&self) -> String {
+        self.cfg.mountpoint.display().to_string()
+    }
+
+    /// Which configured server a mount-table `addr=` belongs to.
+    fn server_for_addr(&self, addr: &str) -> Option<String> {
+        let st = self.status.lock();
+        self.cfg
+            .servers
+            .iter()
+            .find(|s| {
+                s.host == addr
+                    || st
+                        .servers
+                        .get(&s.host)
+                        .is_some_and(|ss| ss.addresses.iter().any(|a| a == addr))
+            })
+            .map(|s| s.host.clone())
+    }
+
+    /// Look at the mount table, then probe. Returns the outcome (if probed) and the state.
+    async fn observe(&self, chosen: &mut Option<String>) -> (Option<ProbeOutcome>, MountState) {
+        let table = self.table.borrow().clone();
+        let top = topmost(&table, &self.cfg.mountpoint).cloned();
+        let mounted_nfs = top.as_ref().filter(|m| m.is_nfs());
+        match self.cfg.mode {
+            MountMode::Direct if mounted_nfs.is_none() => return (None, MountState::NotMounted),
+            MountMode::Autofs if top.is_none() => return (None, MountState::NotMounted),
+            _ => {}
+        }
+        let outcome = self
+            .host
+            .probe(&self.cfg.mountpoint, self.cfg.probe_deadline)
+            .await;
+        let mut state = outcome.classify();
+        if state == MountState::Healthy
+            && let Some(addr) = mounted_nfs.and_then(|m| m.server.clone())
+        {
+            match (self.server_for_addr(&addr), chosen.as_ref()) {
+                (None, _) => state = MountState::WrongServer,
+                (Some(s), None) => *chosen = Some(s),
+                (Some(s), Some(c)) if &s != c => {
+                    // autofs picks the server itself: follow it.
+                    if self.cfg.mode == MountMode::Autofs {
+                        *chosen = Some(s);
+                    } else {
+                        state = MountState::WrongServer;
+                    }
+                }
+                _ => {}
+            }
+        }
+        (Some(outcome), state)
+    }
+
+    fn publish(&self, machine: &MountMachine, chosen: &Option<String>, f: impl FnOnce(&mut MountStatus)) {
+        let since_ms = clock_ms().saturating_sub(
+            u64::try_from(clock_now().saturating_duration_since(machine.since()).as_millis()).unwrap_or(0),
+        );
+        let mut st = self.status.lock();
+        let entry = st.mounts.entry(self.mp()).or_insert_with(|| MountStatus {
+            mountpoint: self.mp(),
+            state: MountState::Unknown,
+            since_ms,
+            server: None,
+            last_error: None,
+            probe_rtt_us: None,
+            recovering: false,
+            recovery_error: None,
+            recoveries: 0,
+            failed_attempts: 0,
+            mode: match self.cfg.mode {
+                MountMode::Direct => "direct".into(),
+                MountMode::Autofs => "autofs".into(),
+            },
+        });
+        entry.state = machine.state();
+        entry.since_ms = since_ms;
+        entry.server = chosen.clone();
+        entry.recovering = machine.recovering();
+        entry.failed_attempts = machine.failed_attempts();
+        f(entry);
+    }
+
+    fn reachable_for(&self, host: &str) -> Option<Duration> {
+        let st = self.status.lock();
+        let since = st.servers.get(host)?.reachable_since_ms?;
+        Some(Duration::from_millis(clock_ms().saturating_sub(since)))
+    }
+}
+
+async fn mount_loop<H: Host>(ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>) {
+    let mut machine = MountMachine::new(machine_config(&ctx.cfg, &ctx.settings), clock_now());
+    let mut chosen: Option<String> = None;
+    let mut tick = tokio::time::interval(ctx.cfg.probe_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ctx.publish(&machine, &chosen, |_| {});
+    loop {
+        let mut waiting: Option<oneshot::Sender<RecoveryReport>> = None;
+        tokio::select! {
+            _ = tick.tick() => {}
+            cmd = rx.recv() => match cmd {
+                None => return,
+                Some(MountCmd::Recover(reply)) => waiting = Some(reply),
+            },
+        }
+        ctx.heartbeat.touch();
+        let now = clock_now();
+        let mut target: Option<String> = None;
+        let action = if waiting.is_some() {
+            machine.force_recovery(now)
+        } else {
+            let (outcome, observed) = ctx.observe(&mut chosen).await;
+            ctx.heartbeat.touch();
+            let now = clock_now();
+            let (transition, mut action) = machine.on_probe(now, observed);
+            if let Some(tr) = transition {
+                let mut e = Event::new(EventKind::MountStateChanged)
+                    .mount(ctx.mp())
+                    .transition(tr.from.as_str(), tr.to.as_str())
+                    .errno(outcome.as_ref().and_then(|o| o.errno()));
+                if let Some(o) = &outcome {
+                    e = e.reason(describe(o));
+                }
+                if let Some(s) = &chosen {
+                    e = e.server(s.clone());
+                }
+                ctx.emit.emit(e);
+            }
+            if action == Action::None && observed == MountState::Healthy {
+                if let Some(cur) = chosen.clone()
+                    && let Some(best) =
+                        selection::should_fail_back(&ctx.cfg, &cur, |h| ctx.reachable_for(h))
+                {
+                    target = Some(best);
+                    action = machine.force_recovery(now);
+                }
+            } else if action == Action::None {
+                action = machine.on_tick(now);
+            }
+            ctx.publish(&machine, &chosen, |m| {
+                if let Some(o) = &outcome {
+                    match o {
+                        ProbeOutcome::Ok { latency } => {
+                            m.probe_rtt_us = Some(u64::try_from(latency.as_micros()).unwrap_or(0))
+                        }
+                        other if observed != MountState::Healthy => {
+                            m.last_error = Some(describe(other))
+                        }
+                        _ => {}
+                    }
+                } else if observed == MountState::NotMounted {
+                    m.last_error = Some("nothing mounted".into());
+                }
+            });
+            action
+        };
+        let Action::Recover { cause } = action else {
+            if let Some(reply) = waiting {
+                // A recovery is already running; report the state instead of queueing.
+                let _ = reply.send(RecoveryReport {
+                    mountpoint: ctx.mp(),
+                    ok: false,
+                    server: chosen.clone(),
+                    steps: vec![],
+                    error: Some("a recovery is already running or backing off".into()),
+                    duration_ms: 0,
+                });
+            }
+            continue;
+        };
+        let report = run_recovery(&ctx, &mut machine, &mut chosen, cause, target.as_deref()).await;
+        if let Some(reply) = waiting {
+            let _ = reply.send(report);
+        }
+        tick.reset();
+    }
+}
+
+async fn run_recovery<H: Host>(
+    ctx: &MountCtx<H>,
+    machine: &mut MountMachine,
+    chosen: &mut Option<String>,
+    cause: MountState,
+    target: Option<&str>,
+) -> RecoveryReport {
+    let started = clock_now();
+    ctx.publish(machine, chosen, |_| {});
+    ctx.emit.emit(
+        Event::new(EventKind::RecoveryStarted)
+            .mount(ctx.mp())
+            .reason(format!("cause: {cause}"))
+            .transition(cause.as_str(), "recovering"),
+    );
+    let mut rec = Recovery {
+        host: &ctx.host,
+        mount: &ctx.cfg,
+        settings: &ctx.settings,
+        emit: &ctx.emit,
+        heartbeat: &ctx.heartbeat,
+        steps: Vec::new(),
+        probes: Vec::new(),
+    };
+    let result = rec.run(target).await;
+    if !rec.probes.is_empty() {
+        record_server_probes(&ctx.status, &ctx.emit, &rec.probes);
+    }
+    let ok = result.is_ok();
+    let error = result.as_ref().err().map(|e| {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(c) = src {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            src = c.source();
+        }
+        s
+    });
+    if let Ok(server) = &result {
+        *chosen = Some(server.clone());
+    }
+    let now = clock_now();
+    machine.on_recovery_finished(now, ok);
+    if ok {
+        // The verify probe was healthy: report it now rather than a tick later.
+        let (tr, _) = machine.on_probe(now, MountState::Healthy);
+        if let Some(tr) = tr {
+            ctx.emit.emit(
+                Event::new(EventKind::MountStateChanged)
+                    .mount(ctx.mp())
+                    .transition(tr.from.as_str(), tr.to.as_str())
+                    .server(chosen.clone().unwrap_or_default())
+                    .reason("recovered"),
+            );
+        }
+    }
+    let duration = clock_now().saturating_duration_since(started);
+    let mut e = Event::new(EventKind::RecoveryFinished)
+        .mount(ctx.mp())
+        .outcome(if ok { "ok" } else { "failed" })
+        .duration(duration)
+        .reason(format!("cause: {cause}"));
+    if let Some(s) = chosen.as_ref() {
+        e = e.server(s.clone());
+    }
+    if let Some(err) = &error {
+        e = e.reason(format!("cause: {cause}; {err}"));
+    }
+    ctx.emit.emit(e);
+    ctx.publish(machine, chosen, |m| {
+        if ok {
+            m.recoveries += 1;
+            m.last_error = None;
+        }
+        m.recovery_error = error.clone();
+    });
+    RecoveryReport {
+        mountpoint: ctx.mp(),
+        ok,
+        server: chosen.clone(),
+        steps: rec.steps,
+        error,
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    }
+}

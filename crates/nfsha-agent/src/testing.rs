@@ -1,0 +1,238 @@
+//! A scripted [`Host`] for unit tests and simulations: no kernel, no network.
+//!
+//! Injected explicitly (`Agent::start(Arc::new(FakeHost::new()), …)`); production code
+//! never picks it up by itself. It records every call in order so tests can assert
+//! that a recovery touched only its own mountpoint, and in which order.
+
+use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, topmost};
+use nfsha_core::ProbeOutcome;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `probe(mountpoint)`.
+    Probe(PathBuf),
+    /// `umount(mountpoint, force, detach)`.
+    Umount(PathBuf, bool, bool),
+    /// `mount_nfs(server, mountpoint)`.
+    Mount(String, PathBuf),
+    /// `trigger_automount(mountpoint)`.
+    Trigger(PathBuf),
+    /// `probe_server(host)`.
+    ProbeServer(String),
+    /// `run_hook(argv)`.
+    Hook(Vec<String>),
+}
+
+/// How the fake answers probes of one mountpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeScript {
+    /// Answer with this outcome.
+    Answer(ProbeOutcome),
+    /// Never answer: the probe waits out its deadline and reports `Hung`.
+    Hang,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    table: Vec<Mounted>,
+    probes: HashMap<PathBuf, ProbeScript>,
+    busy: HashMap<PathBuf, bool>,
+    servers: HashMap<String, bool>,
+    mount_fails: HashMap<String, i32>,
+    calls: Vec<Call>,
+}
+
+/// The fake host.
+#[derive(Debug, Clone, Default)]
+pub struct FakeHost(Arc<Mutex<Inner>>);
+
+fn healthy() -> ProbeOutcome {
+    ProbeOutcome::Ok {
+        latency: Duration::from_micros(300),
+    }
+}
+
+impl FakeHost {
+    /// An empty host: nothing mounted, no server reachable.
+    pub fn new() -> Self {
+        FakeHost::default()
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Put an NFS mount from `server` at `mountpoint` into the table, healthy.
+    pub fn add_nfs_mount(&self, mountpoint: &str, server: &str) {
+        let mut i = self.inner();
+        i.table.push(Mounted {
+            mountpoint: mountpoint.into(),
+            fstype: "nfs4".into(),
+            server: Some(server.into()),
+            export: Some("/export".into()),
+        });
+        i.probes
+            .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
+    }
+
+    /// Script the probe answer for a mountpoint.
+    pub fn set_probe(&self, mountpoint: &str, script: ProbeScript) {
+        self.inner().probes.insert(mountpoint.into(), script);
+    }
+
+    /// Make the non-lazy umount of a mountpoint fail EBUSY (open files).
+    pub fn set_busy(&self, mountpoint: &str, busy: bool) {
+        self.inner().busy.insert(mountpoint.into(), busy);
+    }
+
+    /// Set whether a server answers RPC probes.
+    pub fn set_server(&self, host: &str, reachable: bool) {
+        self.inner().servers.insert(host.into(), reachable);
+    }
+
+    /// Make mounts from `server` fail with `errno` (0 clears).
+    pub fn set_mount_failure(&self, server: &str, errno: i32) {
+        self.inner().mount_fails.insert(server.into(), errno);
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner().calls.clone()
+    }
+
+    /// The current mount table.
+    pub fn table(&self) -> Vec<Mounted> {
+        self.inner().table.clone()
+    }
+
+    /// The mountpoints touched by umount calls.
+    pub fn umounted(&self) -> Vec<PathBuf> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Umount(p, ..) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Host for FakeHost {
+    fn mount_table(&self) -> Result<Vec<Mounted>, HostError> {
+        Ok(self.inner().table.clone())
+    }
+
+    async fn probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        let script = {
+            let mut i = self.inner();
+            i.calls.push(Call::Probe(mountpoint.into()));
+            i.probes.get(mountpoint).cloned()
+        };
+        match script {
+            Some(ProbeScript::Answer(o)) => o,
+            Some(ProbeScript::Hang) => {
+                tokio::time::sleep(deadline).await;
+                ProbeOutcome::Hung { deadline }
+            }
+            None => ProbeOutcome::Failed {
+                op: nfsha_core::ProbeOp::Statfs,
+                errno: libc::ENOENT,
+                latency: Duration::ZERO,
+            },
+        }
+    }
+
+    async fn umount(
+        &self,
+        mountpoint: &Path,
+        force: bool,
+        detach: bool,
+        _deadline: Duration,
+    ) -> Result<(), HostError> {
+        let mut i = self.inner();
+        i.calls
+            .push(Call::Umount(mountpoint.into(), force, detach));
+        if topmost(&i.table, mountpoint).is_none() {
+            return Err(HostError::Errno {
+                op: "umount",
+                errno: libc::EINVAL,
+            });
+        }
+        if !detach && i.busy.get(mountpoint).copied().unwrap_or(false) {
+            return Err(HostError::Errno {
+                op: "umount",
+                errno: libc::EBUSY,
+            });
+        }
+        if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == mountpoint) {
+            i.table.remove(pos);
+        }
+        i.probes.remove(mountpoint);
+        Ok(())
+    }
+
+    async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {
+        let mut i = self.inner();
+        i.calls
+            .push(Call::Mount(req.server.clone(), req.mountpoint.clone()));
+        if let Some(&errno) = i.mount_fails.get(&req.server).filter(|e| **e != 0) {
+            return Err(HostError::Errno {
+                op: "mount",
+                errno,
+            });
+        }
+        i.table.push(Mounted {
+            mountpoint: req.mountpoint.clone(),
+            fstype: "nfs4".into(),
+            server: Some(req.server.clone()),
+            export: Some(req.export.clone()),
+        });
+        i.probes
+            .insert(req.mountpoint.clone(), ProbeScript::Answer(healthy()));
+        Ok(())
+    }
+
+    async fn trigger_automount(&self, mountpoint: &Path, _deadline: Duration) -> Result<(), HostError> {
+        let mut i = self.inner();
+        i.calls.push(Call::Trigger(mountpoint.into()));
+        i.probes
+            .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
+        Ok(())
+    }
+
+    async fn probe_server(&self, host: &str, _rpc_version: u32, _timeout: Duration) -> ServerProbe {
+        let mut i = self.inner();
+        i.calls.push(Call::ProbeServer(host.into()));
+        let reachable = i.servers.get(host).copied().unwrap_or(false);
+        ServerProbe {
+            host: host.into(),
+            addresses: vec![host.into()],
+            reachable,
+            rtt: reachable.then_some(Duration::from_micros(200)),
+            error: (!reachable).then(|| "connection refused".into()),
+        }
+    }
+
+    async fn run_hook(
+        &self,
+        argv: &[String],
+        _env: &[(String, String)],
+        _deadline: Duration,
+    ) -> Result<(), HostError> {
+        self.inner().calls.push(Call::Hook(argv.to_vec()));
+        Ok(())
+    }
+
+    fn stuck_workers(&self) -> usize {
+        0
+    }
+
+    fn live_workers(&self) -> usize {
+        0
+    }
+}

@@ -1,0 +1,340 @@
+//! Supervisor behaviour against the scripted FakeHost, on tokio's paused clock
+//! (timers advance instantly, so these tests take milliseconds and never sleep).
+
+use nfsha_agent::testing::{Call, FakeHost, ProbeScript};
+use nfsha_agent::{Agent, Emitter};
+use nfsha_config::{
+    AgentSettings, Config, FailbackPolicy, MountConfig, MountMode, NfsVersion, ServerRef,
+};
+use nfsha_core::{EventKind, MountState, ProbeOp, ProbeOutcome};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn settings() -> AgentSettings {
+    AgentSettings {
+        control_socket: "/nonexistent/agent.sock".into(),
+        listen: None,
+        event_log: None,
+        rpc_timeout: Duration::from_secs(1),
+        server_probe_interval: Duration::from_secs(2),
+        mount_timeout: Duration::from_secs(15),
+        umount_timeout: Duration::from_secs(5),
+        backoff_initial: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(30),
+        cluster: None,
+    }
+}
+
+fn mount(mp: &str, servers: &[&str]) -> MountConfig {
+    MountConfig {
+        mountpoint: mp.into(),
+        export: "/export".into(),
+        servers: servers
+            .iter()
+            .map(|h| ServerRef {
+                host: h.to_string(),
+                weight: 0,
+            })
+            .collect(),
+        nfs_version: NfsVersion::V4_1,
+        options: vec!["hard".into()],
+        mode: MountMode::Direct,
+        probe_interval: Duration::from_secs(1),
+        probe_deadline: Duration::from_secs(2),
+        failures_before_recovery: 2,
+        failback: FailbackPolicy::Never,
+        failback_after: Duration::from_secs(60),
+        hooks: vec![],
+        hook_timeout: Duration::from_secs(30),
+        services: vec![],
+    }
+}
+
+fn config(mounts: Vec<MountConfig>) -> Config {
+    Config {
+        source: None,
+        agent: settings(),
+        mounts,
+        server: None,
+    }
+}
+
+fn stale() -> ProbeScript {
+    ProbeScript::Answer(ProbeOutcome::Failed {
+        op: ProbeOp::Statfs,
+        errno: libc::ESTALE,
+        latency: Duration::from_millis(1),
+    })
+}
+
+fn state_of(agent: &Agent<FakeHost>, mp: &str) -> MountState {
+    agent.status().snapshot().mounts[mp].state
+}
+
+async fn run_for(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/airflow/dags", "vip");
+    host.add_nfs_mount("/airflow/logs", "vip");
+    let (emit, events) = Emitter::collector();
+    let hooks = vec![vec!["systemctl".to_string(), "restart".into(), "airflow-scheduler".into()]];
+    let mut dags = mount("/airflow/dags", &["vip"]);
+    dags.hooks = hooks.clone();
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![dags, mount("/airflow/logs", &["vip"])]),
+        emit,
+    );
+    run_for(Duration::from_millis(2500)).await;
+    assert_eq!(state_of(&agent, "/airflow/dags"), MountState::Healthy);
+
+    host.set_probe("/airflow/dags", stale());
+    run_for(Duration::from_secs(4)).await;
+
+    assert_eq!(state_of(&agent, "/airflow/dags"), MountState::Healthy);
+    assert_eq!(
+        host.umounted(),
+        vec![Path::new("/airflow/dags").to_path_buf()],
+        "only the stale mount may be unmounted"
+    );
+    let calls = host.calls();
+    let tail: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Umount(..) | Call::Mount(..) | Call::Hook(..)))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            &Call::Umount("/airflow/dags".into(), true, false),
+            &Call::Mount("vip".into(), "/airflow/dags".into()),
+            &Call::Hook(hooks[0].clone()),
+        ]
+    );
+    let ev = events.lock().unwrap().clone();
+    let change = ev
+        .iter()
+        .find(|e| e.kind == EventKind::MountStateChanged && e.to.as_deref() == Some("stale"))
+        .expect("a healthy→stale event");
+    assert_eq!(change.errno, Some(libc::ESTALE));
+    assert_eq!(change.mount.as_deref(), Some("/airflow/dags"));
+    assert!(ev.iter().any(|e| e.kind == EventKind::RecoveryFinished
+        && e.outcome.as_deref() == Some("ok")));
+    assert_eq!(agent.status().snapshot().mounts["/airflow/dags"].recoveries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_mount_is_detached_lazily_after_the_forced_umount_fails() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/airflow/logs", "vip");
+    host.set_busy("/airflow/logs", true);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/airflow/logs", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    host.set_probe("/airflow/logs", stale());
+    run_for(Duration::from_secs(4)).await;
+    let umounts: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Umount(..)))
+        .collect();
+    assert_eq!(
+        umounts,
+        vec![
+            Call::Umount("/airflow/logs".into(), true, false),
+            Call::Umount("/airflow/logs".into(), false, true),
+        ]
+    );
+    assert_eq!(state_of(&agent, "/airflow/logs"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_reachable_server_leaves_the_mount_alone_and_backs_off() {
+    let host = FakeHost::new();
+    host.set_server("a", false);
+    host.add_nfs_mount("/m", "a");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["a"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    host.set_probe("/m", stale());
+    run_for(Duration::from_secs(10)).await;
+    assert!(host.umounted().is_empty(), "nothing to mount from: keep the mount");
+    let st = agent.status().snapshot().mounts["/m"].clone();
+    assert_eq!(st.state, MountState::Stale);
+    assert!(st.failed_attempts >= 2, "{st:?}");
+    assert!(st.recovery_error.unwrap().contains("No server"));
+    // Backoff: 1 s, 2 s, 4 s … so far fewer attempts than probes.
+    assert!(st.failed_attempts <= 4, "backoff not applied: {}", st.failed_attempts);
+    // The server comes back: the next attempt recovers.
+    host.set_server("a", true);
+    run_for(Duration::from_secs(20)).await;
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn remounts_from_the_first_reachable_server_in_preference_order() {
+    let host = FakeHost::new();
+    host.set_server("nfs-1", false);
+    host.set_server("nfs-2", true);
+    host.set_server("nfs-3", true);
+    host.add_nfs_mount("/m", "nfs-1");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["nfs-1", "nfs-2", "nfs-3"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    host.set_probe("/m", stale());
+    run_for(Duration::from_secs(4)).await;
+    assert!(host.calls().contains(&Call::Mount("nfs-2".into(), "/m".into())));
+    let st = agent.status().snapshot().mounts["/m"].clone();
+    assert_eq!(st.server.as_deref(), Some("nfs-2"));
+    assert_eq!(st.state, MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_mount_does_not_slow_the_probes_of_others() {
+    let host = FakeHost::new();
+    host.set_server("vip", false); // keep the hung mount from recovering
+    host.add_nfs_mount("/hung", "vip");
+    host.add_nfs_mount("/ok", "vip");
+    host.set_probe("/hung", ProbeScript::Hang);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/hung", &["vip"]), mount("/ok", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(20_500)).await;
+    let probes = |p: &str| {
+        host.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Probe(x) if x == Path::new(p)))
+            .count()
+    };
+    assert!(probes("/ok") >= 20, "healthy mount probed {} times in 20 s", probes("/ok"));
+    assert!(probes("/hung") <= 11, "at most one probe in flight per mount");
+    assert_eq!(state_of(&agent, "/hung"), MountState::Hung);
+    assert_eq!(state_of(&agent, "/ok"), MountState::Healthy);
+    assert!(agent.alive());
+}
+
+#[tokio::test(start_paused = true)]
+async fn direct_mode_mounts_an_unmounted_path() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_secs(4)).await;
+    assert!(host.calls().contains(&Call::Mount("vip".into(), "/m".into())));
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mount_from_an_unknown_server_is_wrong_server_and_is_moved() {
+    let host = FakeHost::new();
+    host.set_server("nfs-1", true);
+    host.add_nfs_mount("/m", "10.9.9.9");
+    let (emit, events) = Emitter::collector();
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["nfs-1"])]),
+        emit,
+    );
+    run_for(Duration::from_secs(5)).await;
+    assert!(events.lock().unwrap().iter().any(|e| e.to.as_deref() == Some("wrong-server")));
+    assert!(host.calls().contains(&Call::Mount("nfs-1".into(), "/m".into())));
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failback_waits_for_the_policy_and_the_preferred_server_to_stay_up() {
+    let host = FakeHost::new();
+    host.set_server("a", false);
+    host.set_server("b", true);
+    let mut m = mount("/m", &["a", "b"]);
+    m.failback = FailbackPolicy::WhenPreferredHealthy;
+    m.failback_after = Duration::from_secs(30);
+    let agent = Agent::start(Arc::new(host.clone()), config(vec![m]), Emitter::collector().0);
+    run_for(Duration::from_secs(5)).await;
+    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("b"));
+    host.set_server("a", true);
+    run_for(Duration::from_secs(20)).await;
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("b"),
+        "too early to fail back"
+    );
+    run_for(Duration::from_secs(20)).await;
+    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("a"));
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_policy_keeps_a_healthy_mount_where_it_is() {
+    let host = FakeHost::new();
+    host.set_server("a", false);
+    host.set_server("b", true);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["a", "b"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_secs(5)).await;
+    host.set_server("a", true);
+    run_for(Duration::from_secs(300)).await;
+    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("b"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn forced_recovery_through_the_handle_reports_every_step() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps, vec!["select-server", "umount-force", "mount", "verify"]);
+    let err = agent.handle().recover(Path::new("/nope")).await.unwrap_err();
+    assert!(err.to_string().contains("/nope"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_adds_and_forgets_mounts_without_unmounting() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/a", "vip");
+    host.add_nfs_mount("/b", "vip");
+    let mut agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/a", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    agent.apply_config(config(vec![mount("/b", &["vip"])]));
+    run_for(Duration::from_millis(1500)).await;
+    let st = agent.status().snapshot();
+    assert!(!st.mounts.contains_key("/a"));
+    assert_eq!(st.mounts["/b"].state, MountState::Healthy);
+    assert!(host.umounted().is_empty());
+}

@@ -1,0 +1,86 @@
+//! Built-in defaults of the config format (what an absent key means).
+//!
+//! Role: one place for every default so the parser, `to_toml` and other crates agree.
+//! No failure modes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::model::NfsVersion;
+
+/// Default config file path.
+pub const CONFIG_PATH: &str = "/etc/nfsha/nfsha.toml";
+/// `[agent] control_socket`.
+pub const CONTROL_SOCKET: &str = "/run/nfsha/agent.sock";
+/// `[agent] listen`.
+pub const AGENT_LISTEN: &str = "127.0.0.1:9848";
+/// `[agent] rpc_timeout`.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[agent] server_probe_interval`.
+pub const SERVER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// `[agent] mount_timeout`.
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(15);
+/// `[agent] umount_timeout`.
+pub const UMOUNT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `[agent] backoff_initial`.
+pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+/// `[agent] backoff_max`.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// `nfs_version`.
+pub const NFS_VERSION: NfsVersion = NfsVersion::V4_1;
+/// `probe_interval`.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// `probe_deadline`.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+/// `failures_before_recovery`.
+pub const FAILURES_BEFORE_RECOVERY: u32 = 2;
+/// `failback_after`.
+pub const FAILBACK_AFTER: Duration = Duration::from_secs(60);
+/// `hook_timeout`.
+pub const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `options` of a mount: `["hard"]`.
+pub fn mount_options() -> Vec<String> {
+    vec!["hard".to_string()]
+}
+
+/// `[server] ttl`.
+pub const SERVER_TTL: Duration = Duration::from_secs(10);
+/// `[server] loop_period`.
+pub const SERVER_LOOP_PERIOD: Duration = Duration::from_secs(1);
+/// `[server] state_dir`.
+pub const SERVER_STATE_DIR: &str = "/var/lib/nfs";
+/// `[server] nfsd_lease`.
+pub const NFSD_LEASE: Duration = Duration::from_secs(10);
+/// `[server] nfsd_grace`.
+pub const NFSD_GRACE: Duration = Duration::from_secs(10);
+/// `[server] step_timeout`.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// `[server.replication] interval`.
+pub const REPLICATION_INTERVAL: Duration = Duration::from_secs(300);
+/// `[server.replication] max_lag`.
+pub const REPLICATION_MAX_LAG: Duration = Duration::from_secs(600);
+
+/// `[server] safety_margin`: ttl / 2, capped to 5 s.
+pub fn safety_margin(ttl: Duration) -> Duration {
+    (ttl / 2).min(Duration::from_secs(5))
+}
+
+/// `[server] listen`: 127.0.0.1:8008.
+pub fn server_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8008))
+}
+
+/// `[[server.export]] options`: rw, sync, no_subtree_check.
+pub fn export_options() -> Vec<String> {
+    ["rw", "sync", "no_subtree_check"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `[agent] control_socket` as a path.
+pub fn control_socket() -> PathBuf {
+    PathBuf::from(CONTROL_SOCKET)
+}

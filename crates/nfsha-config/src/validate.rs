@@ -1,0 +1,1254 @@
+//! `validate()`: the raw spanned TOML document → the validated [`Config`] model.
+//!
+//! Role: every semantic rule of the config format lives here — unknown keys (with a
+//! "did you mean" suggestion), wrong types, bad durations and enums, path and address
+//! syntax, relations between values (nested mountpoints, ttl/loop_period/safety_margin,
+//! duplicate fsids) and the risky-option warnings. Failure modes: none of its own; it
+//! keeps going after each problem so that one run reports all of them, each located at
+//! the key or value that caused it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::defaults;
+use crate::diag::{Severity, Sink, did_you_mean};
+use crate::model::*;
+use crate::options::option_advice;
+
+type Val<'i> = Spanned<DeValue<'i>>;
+
+/// A value and the byte offset it came from.
+type Sp<T> = (T, usize);
+
+/// Largest accepted `probe_deadline`: a probe that may take longer than this cannot
+/// tell a dead server from a slow one in any useful time.
+pub const MAX_PROBE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Largest accepted `failures_before_recovery`.
+pub const MAX_FAILURES_BEFORE_RECOVERY: u64 = 100;
+
+const ROOT_KEYS: &[&str] = &["agent", "defaults", "mount", "server"];
+const AGENT_KEYS: &[&str] = &[
+    "control_socket",
+    "listen",
+    "event_log",
+    "rpc_timeout",
+    "server_probe_interval",
+    "mount_timeout",
+    "umount_timeout",
+    "backoff_initial",
+    "backoff_max",
+    "cluster",
+];
+const CLUSTER_KEYS: &[&str] = &["etcd_endpoints", "cluster"];
+const DEFAULT_KEYS: &[&str] = &[
+    "nfs_version",
+    "options",
+    "mode",
+    "probe_interval",
+    "probe_deadline",
+    "failures_before_recovery",
+    "failback",
+    "failback_after",
+    "hooks",
+    "hook_timeout",
+    "services",
+];
+const MOUNT_ONLY_KEYS: &[&str] = &["mountpoint", "export", "servers"];
+const SERVER_REF_KEYS: &[&str] = &["host", "weight"];
+const SERVER_KEYS: &[&str] = &[
+    "node",
+    "cluster",
+    "etcd_endpoints",
+    "etcd_tls",
+    "etcd_auth",
+    "ttl",
+    "loop_period",
+    "safety_margin",
+    "export",
+    "floating_address",
+    "state_dir",
+    "nfsd_lease",
+    "nfsd_grace",
+    "scope",
+    "storage",
+    "step_timeout",
+    "hooks",
+    "listen",
+    "watchdog_device",
+    "replication",
+];
+const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
+const AUTH_KEYS: &[&str] = &["user", "password_file"];
+const EXPORT_KEYS: &[&str] = &["path", "fsid", "clients", "options"];
+const FLOATING_KEYS: &[&str] = &["address", "prefix", "interface"];
+const REPLICATION_KEYS: &[&str] = &["interval", "ship_command", "promote_command", "max_lag"];
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".target",
+    ".socket",
+    ".mount",
+    ".automount",
+    ".path",
+    ".timer",
+    ".slice",
+    ".scope",
+    ".swap",
+    ".device",
+];
+
+/// Settings shared by `[defaults]` and `[[mount]]`, each with where it was written.
+#[derive(Debug, Default, Clone)]
+struct Common {
+    nfs_version: Option<Sp<NfsVersion>>,
+    options: Option<Sp<Vec<String>>>,
+    mode: Option<Sp<MountMode>>,
+    probe_interval: Option<Sp<Duration>>,
+    probe_deadline: Option<Sp<Duration>>,
+    failures_before_recovery: Option<Sp<u32>>,
+    failback: Option<Sp<FailbackPolicy>>,
+    failback_after: Option<Sp<Duration>>,
+    hooks: Option<Sp<Vec<Vec<String>>>>,
+    hook_timeout: Option<Sp<Duration>>,
+    services: Option<Sp<Vec<String>>>,
+}
+
+impl Common {
+    /// Values of `self`, else of `d`.
+    fn or(self, d: &Common) -> Common {
+        Common {
+            nfs_version: self.nfs_version.or(d.nfs_version),
+            options: self.options.or_else(|| d.options.clone()),
+            mode: self.mode.or(d.mode),
+            probe_interval: self.probe_interval.or(d.probe_interval),
+            probe_deadline: self.probe_deadline.or(d.probe_deadline),
+            failures_before_recovery: self
+                .failures_before_recovery
+                .or(d.failures_before_recovery),
+            failback: self.failback.or(d.failback),
+            failback_after: self.failback_after.or(d.failback_after),
+            hooks: self.hooks.or_else(|| d.hooks.clone()),
+            hook_timeout: self.hook_timeout.or(d.hook_timeout),
+            services: self.services.or_else(|| d.services.clone()),
+        }
+    }
+}
+
+/// Walks the document, filling the sink.
+pub(crate) struct Checker<'s> {
+    pub(crate) sink: Sink<'s>,
+}
+
+fn start(v: &Val<'_>) -> usize {
+    v.span().start
+}
+
+impl<'s> Checker<'s> {
+    // ----- generic accessors -------------------------------------------------------
+
+    fn check_keys(&mut self, t: &DeTable<'_>, known: &[&str], section: &str) {
+        for (k, _) in t.iter() {
+            let name: &str = k.get_ref();
+            if known.contains(&name) {
+                continue;
+            }
+            let help = if section == "[defaults]" && MOUNT_ONLY_KEYS.contains(&name) {
+                format!("`{name}` belongs in each [[mount]], not in [defaults]")
+            } else if let Some(s) = did_you_mean(name, known) {
+                format!("did you mean `{s}`?")
+            } else {
+                format!("known keys: {}", known.join(", "))
+            };
+            self.sink.error_help(
+                k.span().start,
+                format!("unknown key `{name}` in {section}"),
+                help,
+            );
+        }
+    }
+
+    fn type_error(&mut self, key: &str, v: &Val<'_>, expected: &str) {
+        self.sink.error(
+            start(v),
+            format!(
+                "`{key}` must be {expected}, found {}",
+                v.get_ref().type_str()
+            ),
+        );
+    }
+
+    fn table<'a, 'i>(&mut self, key: &str, v: &'a Val<'i>) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.type_error(key, v, "a table");
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, key: &str, v: &Val<'_>) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.type_error(key, v, "a string");
+                None
+            }
+        }
+    }
+
+    fn nonempty_string(&mut self, key: &str, v: &Val<'_>) -> Option<String> {
+        let s = self.string(key, v)?;
+        if s.trim().is_empty() {
+            self.sink
+                .error(start(v), format!("`{key}` must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    fn required<'a, 'i>(
+        &mut self,
+        t: &'a DeTable<'i>,
+        key: &str,
+        section: &str,
+        at: usize,
+    ) -> Option<&'a Val<'i>> {
+        let v = t.get(key);
+        if v.is_none() {
+            self.sink
+                .error(at, format!("missing required key `{key}` in {section}"));
+        }
+        v
+    }
+
+    fn duration(&mut self, key: &str, v: &Val<'_>) -> Option<Duration> {
+        let s = match v.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => {
+                self.sink.error_help(
+                    start(v),
+                    format!("`{key}` must be a duration string, found integer"),
+                    format!("write it with a unit, e.g. `{key} = \"{i}s\"`"),
+                );
+                return None;
+            }
+            _ => {
+                self.type_error(key, v, "a duration string such as \"2s\"");
+                return None;
+            }
+        };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.sink
+                    .error(start(v), format!("`{key}` must be greater than zero"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                let help = if s.trim_start().starts_with('-') {
+                    "durations cannot be negative".to_string()
+                } else {
+                    "write e.g. \"500ms\", \"2s\", \"5m\"".to_string()
+                };
+                self.sink.error_help(
+                    start(v),
+                    format!("invalid duration `{s}` for `{key}`: {e}"),
+                    help,
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_duration(&mut self, t: &DeTable<'_>, key: &str) -> Option<Sp<Duration>> {
+        let v = t.get(key)?;
+        self.duration(key, v).map(|d| (d, start(v)))
+    }
+
+    fn integer(&mut self, key: &str, v: &Val<'_>, min: u64, max: u64) -> Option<u64> {
+        let DeValue::Integer(i) = v.get_ref() else {
+            self.type_error(key, v, "an integer");
+            return None;
+        };
+        match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n >= 0 && (n as u64) >= min && (n as u64) <= max => Some(n as u64),
+            _ => {
+                self.sink.error(
+                    start(v),
+                    format!("`{key}` must be between {min} and {max}, found {i}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, key: &str, v: &Val<'_>) -> Option<Vec<Sp<String>>> {
+        let DeValue::Array(a) = v.get_ref() else {
+            self.type_error(key, v, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in a.iter() {
+            match self.nonempty_string(key, item) {
+                Some(s) => out.push((s, start(item))),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// An array of strings, or one comma-separated string.
+    fn option_list(&mut self, key: &str, v: &Val<'_>) -> Option<Vec<Sp<String>>> {
+        match v.get_ref() {
+            DeValue::String(s) => {
+                let base = start(v) + 1;
+                let mut out = Vec::new();
+                let mut offset = 0;
+                for part in s.split(',') {
+                    let trimmed = part.trim();
+                    if !trimmed.is_empty() {
+                        out.push((trimmed.to_string(), base + offset));
+                    }
+                    offset += part.len() + 1;
+                }
+                Some(out)
+            }
+            DeValue::Array(_) => self.string_list(key, v),
+            _ => {
+                self.type_error(key, v, "an array of strings or a comma-separated string");
+                None
+            }
+        }
+    }
+
+    fn argv_list(&mut self, key: &str, v: &Val<'_>) -> Option<Vec<Vec<String>>> {
+        let DeValue::Array(a) = v.get_ref() else {
+            self.type_error(key, v, "an array of argument vectors");
+            return None;
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in a.iter() {
+            match self.argv(key, item) {
+                Some(argv) => out.push(argv),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn argv(&mut self, key: &str, v: &Val<'_>) -> Option<Vec<String>> {
+        match v.get_ref() {
+            DeValue::Array(a) => {
+                if a.is_empty() {
+                    self.sink.error_help(
+                        start(v),
+                        format!("empty command in `{key}`"),
+                        "give the program and its arguments, e.g. [\"systemctl\", \"restart\", \"x.service\"]",
+                    );
+                    return None;
+                }
+                let mut argv = Vec::new();
+                let mut ok = true;
+                for (i, item) in a.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::String(s) if i == 0 && s.trim().is_empty() => {
+                            self.sink
+                                .error(start(item), format!("empty program name in `{key}`"));
+                            ok = false;
+                        }
+                        DeValue::String(s) => argv.push(s.to_string()),
+                        _ => {
+                            self.type_error(key, item, "a list of strings (one argument each)");
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(argv)
+            }
+            DeValue::String(s) => {
+                self.sink.error_help(
+                    start(v),
+                    format!("`{key}` entries must be argument vectors, found a string"),
+                    format!(
+                        "no shell is used: write [{}]",
+                        s.split_whitespace()
+                            .map(|w| format!("\"{w}\""))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.type_error(key, v, "an argument vector (array of strings)");
+                None
+            }
+        }
+    }
+
+    fn abs_path(&mut self, key: &str, v: &Val<'_>) -> Option<PathBuf> {
+        let s = self.nonempty_string(key, v)?;
+        if !s.starts_with('/') {
+            self.sink.error_help(
+                start(v),
+                format!("`{key}` must be an absolute path, found `{s}`"),
+                "start it with `/`",
+            );
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    /// `"off"` → `None`, else a socket address.
+    fn listen(&mut self, key: &str, v: &Val<'_>) -> Option<Option<SocketAddr>> {
+        let s = self.string(key, v)?;
+        if s == "off" {
+            return Some(None);
+        }
+        match s.parse::<SocketAddr>() {
+            Ok(a) => Some(Some(a)),
+            Err(_) => {
+                self.sink.error_help(
+                    start(v),
+                    format!("`{key}` is not a socket address: `{s}`"),
+                    "write an IP address and a port such as \"127.0.0.1:9848\" or \"[::1]:9848\", or \"off\"",
+                );
+                None
+            }
+        }
+    }
+
+    fn enumeration<T: Copy>(&mut self, key: &str, v: &Val<'_>, choices: &[(&str, T)]) -> Option<T> {
+        let s = match v.get_ref() {
+            DeValue::String(s) => s.to_string(),
+            DeValue::Integer(i) => i.as_str().to_string(),
+            DeValue::Float(f) => f.as_str().to_string(),
+            _ => {
+                self.type_error(key, v, "a string");
+                return None;
+            }
+        };
+        if let Some((_, t)) = choices.iter().find(|(name, _)| *name == s) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let help = match did_you_mean(&s, &names) {
+            Some(n) => format!("did you mean \"{n}\"?"),
+            None => format!(
+                "expected one of {}",
+                names
+                    .iter()
+                    .map(|n| format!("\"{n}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.sink
+            .error_help(start(v), format!("invalid `{key}` value `{s}`"), help);
+        None
+    }
+
+    // ----- sections ----------------------------------------------------------------
+
+    pub(crate) fn document(&mut self, root: &DeTable<'_>, source: Option<&Path>) -> Config {
+        self.check_keys(root, ROOT_KEYS, "the top level");
+        let agent = match root.get("agent") {
+            Some(v) => match self.table("agent", v) {
+                Some(t) => self.agent(t),
+                None => AgentSettings::default(),
+            },
+            None => AgentSettings::default(),
+        };
+        let defaults = match root.get("defaults") {
+            Some(v) => match self.table("defaults", v) {
+                Some(t) => {
+                    self.check_keys(t, DEFAULT_KEYS, "[defaults]");
+                    self.common(t)
+                }
+                None => Common::default(),
+            },
+            None => Common::default(),
+        };
+        let mut mounts = Vec::new();
+        if let Some(v) = root.get("mount") {
+            match v.get_ref() {
+                DeValue::Array(a) => {
+                    let mut seen: Vec<(PathBuf, usize)> = Vec::new();
+                    for item in a.iter() {
+                        match item.get_ref() {
+                            DeValue::Table(t) => {
+                                if let Some(m) = self.mount(t, start(item), &defaults, &mut seen) {
+                                    mounts.push(m);
+                                }
+                            }
+                            _ => self.type_error("mount", item, "a table"),
+                        }
+                    }
+                }
+                DeValue::Table(_) => self.sink.error_help(
+                    start(v),
+                    "`mount` must be an array of tables",
+                    "write [[mount]] (two brackets) before each mount",
+                ),
+                _ => self.type_error("mount", v, "an array of tables ([[mount]])"),
+            }
+        }
+        let server = match root.get("server") {
+            Some(v) => self.table("server", v).and_then(|t| self.server(t, start(v))),
+            None => None,
+        };
+        Config {
+            source: source.map(Path::to_path_buf),
+            agent,
+            mounts,
+            server,
+        }
+    }
+
+    fn agent(&mut self, t: &DeTable<'_>) -> AgentSettings {
+        self.check_keys(t, AGENT_KEYS, "[agent]");
+        let mut a = AgentSettings::default();
+        if let Some(v) = t.get("control_socket")
+            && let Some(p) = self.abs_path("control_socket", v)
+        {
+            a.control_socket = p;
+        }
+        if let Some(v) = t.get("listen")
+            && let Some(l) = self.listen("listen", v)
+        {
+            a.listen = l;
+        }
+        if let Some(v) = t.get("event_log") {
+            a.event_log = self.abs_path("event_log", v);
+        }
+        let set = |c: &mut Self, key: &str, slot: &mut Duration| -> Option<usize> {
+            let (d, at) = c.opt_duration(t, key)?;
+            *slot = d;
+            Some(at)
+        };
+        set(self, "rpc_timeout", &mut a.rpc_timeout);
+        set(self, "server_probe_interval", &mut a.server_probe_interval);
+        set(self, "mount_timeout", &mut a.mount_timeout);
+        set(self, "umount_timeout", &mut a.umount_timeout);
+        let init_at = set(self, "backoff_initial", &mut a.backoff_initial);
+        let max_at = set(self, "backoff_max", &mut a.backoff_max);
+        if a.backoff_initial > a.backoff_max {
+            let at = max_at.or(init_at).unwrap_or(0);
+            self.sink.error_help(
+                at,
+                format!(
+                    "`backoff_max` ({}) is smaller than `backoff_initial` ({})",
+                    humantime::format_duration(a.backoff_max),
+                    humantime::format_duration(a.backoff_initial)
+                ),
+                "the backoff grows from backoff_initial up to backoff_max",
+            );
+        }
+        if let Some(v) = t.get("cluster")
+            && let Some(ct) = self.table("cluster", v)
+        {
+            self.check_keys(ct, CLUSTER_KEYS, "[agent.cluster]");
+            let endpoints = self.endpoints(ct, "[agent.cluster]", start(v));
+            let cluster = self
+                .required(ct, "cluster", "[agent.cluster]", start(v))
+                .and_then(|v| self.nonempty_string("cluster", v));
+            if let (Some(etcd_endpoints), Some(cluster)) = (endpoints, cluster) {
+                a.cluster = Some(ClusterSource {
+                    etcd_endpoints,
+                    cluster,
+                });
+            }
+        }
+        a
+    }
+
+    fn endpoints(&mut self, t: &DeTable<'_>, section: &str, at: usize) -> Option<Vec<String>> {
+        let v = self.required(t, "etcd_endpoints", section, at)?;
+        let list = self.string_list("etcd_endpoints", v)?;
+        if list.is_empty() {
+            self.sink.error_help(
+                start(v),
+                "`etcd_endpoints` is empty",
+                "list at least one endpoint, e.g. [\"http://127.0.0.1:2379\"]",
+            );
+            return None;
+        }
+        Some(list.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// The settings a mount shares with `[defaults]` (keys already checked by the caller).
+    fn common(&mut self, t: &DeTable<'_>) -> Common {
+        let mut c = Common::default();
+        if let Some(v) = t.get("nfs_version") {
+            c.nfs_version = self
+                .enumeration(
+                    "nfs_version",
+                    v,
+                    &[
+                        ("3", NfsVersion::V3),
+                        ("4", NfsVersion::V4_0),
+                        ("4.0", NfsVersion::V4_0),
+                        ("4.1", NfsVersion::V4_1),
+                        ("4.2", NfsVersion::V4_2),
+                    ],
+                )
+                .map(|n| (n, start(v)));
+        }
+        if let Some(v) = t.get("options")
+            && let Some(list) = self.option_list("options", v)
+        {
+            let mut ok = true;
+            for (o, at) in &list {
+                if let Some(adv) = option_advice(o) {
+                    ok &= adv.severity != Severity::Error;
+                    self.sink.push(adv.severity, *at, adv.message, Some(adv.help));
+                }
+            }
+            if ok {
+                c.options = Some((list.into_iter().map(|(s, _)| s).collect(), start(v)));
+            }
+        }
+        if let Some(v) = t.get("mode") {
+            c.mode = self
+                .enumeration(
+                    "mode",
+                    v,
+                    &[("direct", MountMode::Direct), ("autofs", MountMode::Autofs)],
+                )
+                .map(|m| (m, start(v)));
+        }
+        c.probe_interval = self.opt_duration(t, "probe_interval");
+        c.probe_deadline = self.opt_duration(t, "probe_deadline");
+        if let Some((d, at)) = c.probe_deadline
+            && d > MAX_PROBE_DEADLINE
+        {
+            self.sink.error_help(
+                at,
+                format!(
+                    "`probe_deadline` of {} is too long",
+                    humantime::format_duration(d)
+                ),
+                format!(
+                    "use at most {}: a probe that slow cannot tell a dead server from a slow one",
+                    humantime::format_duration(MAX_PROBE_DEADLINE)
+                ),
+            );
+        }
+        if let Some(v) = t.get("failures_before_recovery") {
+            c.failures_before_recovery = self
+                .integer(
+                    "failures_before_recovery",
+                    v,
+                    1,
+                    MAX_FAILURES_BEFORE_RECOVERY,
+                )
+                .map(|n| (n as u32, start(v)));
+        }
+        if let Some(v) = t.get("failback") {
+            c.failback = self
+                .enumeration(
+                    "failback",
+                    v,
+                    &[
+                        ("never", FailbackPolicy::Never),
+                        ("when-preferred-healthy", FailbackPolicy::WhenPreferredHealthy),
+                    ],
+                )
+                .map(|f| (f, start(v)));
+        }
+        c.failback_after = self.opt_duration(t, "failback_after");
+        if let Some(v) = t.get("hooks") {
+            c.hooks = self.argv_list("hooks", v).map(|h| (h, start(v)));
+        }
+        c.hook_timeout = self.opt_duration(t, "hook_timeout");
+        if let Some(v) = t.get("services")
+            && let Some(list) = self.string_list("services", v)
+        {
+            let mut ok = true;
+            for (s, at) in &list {
+                if s.contains('/') || s.chars().any(char::is_whitespace) {
+                    self.sink.error(*at, format!("`{s}` is not a systemd unit name"));
+                    ok = false;
+                } else if !UNIT_SUFFIXES.iter().any(|suf| s.ends_with(suf)) {
+                    self.sink.error_help(
+                        *at,
+                        format!("`{s}` has no unit type suffix"),
+                        format!("write `{s}.service`"),
+                    );
+                    ok = false;
+                }
+            }
+            if ok {
+                c.services = Some((list.into_iter().map(|(s, _)| s).collect(), start(v)));
+            }
+        }
+        c
+    }
+
+    fn mount(
+        &mut self,
+        t: &DeTable<'_>,
+        at: usize,
+        defaults: &Common,
+        seen: &mut Vec<(PathBuf, usize)>,
+    ) -> Option<MountConfig> {
+        let keys: Vec<&str> = MOUNT_ONLY_KEYS.iter().chain(DEFAULT_KEYS).copied().collect();
+        self.check_keys(t, &keys, "[[mount]]");
+        let mountpoint = self
+            .required(t, "mountpoint", "[[mount]]", at)
+            .and_then(|v| self.mountpoint(v, seen));
+        let export = self
+            .required(t, "export", "[[mount]]", at)
+            .and_then(|v| self.export_path(v));
+        let servers = self
+            .required(t, "servers", "[[mount]]", at)
+            .and_then(|v| self.servers(v));
+        let c = self.common(t).or(defaults);
+        let m = MountConfig {
+            mountpoint: mountpoint?,
+            export: export?,
+            servers: servers?,
+            nfs_version: c.nfs_version.map_or(defaults::NFS_VERSION, |x| x.0),
+            options: c
+                .options
+                .map_or_else(defaults::mount_options, |x| x.0),
+            mode: c.mode.map_or(MountMode::Direct, |x| x.0),
+            probe_interval: c.probe_interval.map_or(defaults::PROBE_INTERVAL, |x| x.0),
+            probe_deadline: c.probe_deadline.map_or(defaults::PROBE_DEADLINE, |x| x.0),
+            failures_before_recovery: c
+                .failures_before_recovery
+                .map_or(defaults::FAILURES_BEFORE_RECOVERY, |x| x.0),
+            failback: c.failback.map_or(FailbackPolicy::Never, |x| x.0),
+            failback_after: c.failback_after.map_or(defaults::FAILBACK_AFTER, |x| x.0),
+            hooks: c.hooks.map_or_else(Vec::new, |x| x.0),
+            hook_timeout: c.hook_timeout.map_or(defaults::HOOK_TIMEOUT, |x| x.0),
+            services: c.services.map_or_else(Vec::new, |x| x.0),
+        };
+        Some(m)
+    }
+
+    fn mountpoint(&mut self, v: &Val<'_>, seen: &mut Vec<(PathBuf, usize)>) -> Option<PathBuf> {
+        let s = self.nonempty_string("mountpoint", v)?;
+        let at = start(v);
+        if !s.starts_with('/') {
+            self.sink.error_help(
+                at,
+                format!("mountpoint `{s}` is relative"),
+                format!("write it as an absolute path, e.g. `/{}`", s.trim_start_matches("./")),
+            );
+            return None;
+        }
+        let path = Path::new(&s);
+        let normal = path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !normal || s.contains("//") || (s.len() > 1 && s.ends_with('/')) {
+            let clean: PathBuf = path.components().collect();
+            self.sink.error_help(
+                at,
+                format!("mountpoint `{s}` is not in normal form"),
+                format!("write `{}` (no `.`, `..`, `//` or trailing `/`)", clean.display()),
+            );
+            return None;
+        }
+        if s == "/" {
+            self.sink.error(at, "mountpoint `/` cannot be an NFS mount");
+            return None;
+        }
+        let path = path.to_path_buf();
+        let line_of = |c: &Self, o: usize| c.sink_line(o);
+        for (other, other_at) in seen.iter() {
+            if *other == path {
+                self.sink.error_help(
+                    at,
+                    format!("duplicate mountpoint `{s}`"),
+                    format!("it is already configured at line {}", line_of(self, *other_at)),
+                );
+                return None;
+            }
+            let (outer, inner) = if path.starts_with(other) {
+                (other, &path)
+            } else if other.starts_with(&path) {
+                (&path, other)
+            } else {
+                continue;
+            };
+            self.sink.error_help(
+                at,
+                format!(
+                    "mountpoint `{}` is nested inside `{}`",
+                    inner.display(),
+                    outer.display()
+                ),
+                format!(
+                    "the other one is at line {}; nfsha recovers each mount alone, so nested mounts are not supported: use separate directories",
+                    line_of(self, *other_at)
+                ),
+            );
+            return None;
+        }
+        seen.push((path.clone(), at));
+        Some(path)
+    }
+
+    fn sink_line(&self, offset: usize) -> usize {
+        self.sink.line_of(offset)
+    }
+
+    fn export_path(&mut self, v: &Val<'_>) -> Option<String> {
+        let s = self.nonempty_string("export", v)?;
+        if s.contains(':') && !s.starts_with('/') {
+            self.sink.error_help(
+                start(v),
+                format!("`export` `{s}` includes a server"),
+                "put the host in `servers` and only the path in `export`",
+            );
+            return None;
+        }
+        if !s.starts_with('/') {
+            self.sink.error_help(
+                start(v),
+                format!("`export` `{s}` is not an absolute path"),
+                "write the path exported by the server, e.g. \"/srv/airflow/dags\"",
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn servers(&mut self, v: &Val<'_>) -> Option<Vec<ServerRef>> {
+        let DeValue::Array(a) = v.get_ref() else {
+            if let DeValue::String(s) = v.get_ref() {
+                self.sink.error_help(
+                    start(v),
+                    "`servers` must be an array, found string",
+                    format!("write servers = [\"{s}\"]"),
+                );
+            } else {
+                self.type_error("servers", v, "an array");
+            }
+            return None;
+        };
+        if a.is_empty() {
+            self.sink.error_help(
+                start(v),
+                "`servers` is empty",
+                "list at least one NFS server, e.g. servers = [\"10.101.20.220\"]",
+            );
+            return None;
+        }
+        let mut out: Vec<ServerRef> = Vec::new();
+        let mut ok = true;
+        for item in a.iter() {
+            let r = match item.get_ref() {
+                DeValue::String(_) => self.host("servers", item).map(|host| ServerRef { host, weight: 0 }),
+                DeValue::Table(t) => {
+                    self.check_keys(t, SERVER_REF_KEYS, "a `servers` entry");
+                    let host = self
+                        .required(t, "host", "a `servers` entry", start(item))
+                        .and_then(|h| self.host("host", h));
+                    let weight = match t.get("weight") {
+                        Some(w) => self.integer("weight", w, 0, u64::from(u32::MAX)).map(|n| n as u32),
+                        None => Some(0),
+                    };
+                    host.zip(weight).map(|(host, weight)| ServerRef { host, weight })
+                }
+                _ => {
+                    self.type_error("servers", item, "a host string or { host, weight }");
+                    None
+                }
+            };
+            match r {
+                Some(r) if out.iter().any(|o| o.host == r.host) => {
+                    self.sink
+                        .error(start(item), format!("server `{}` is listed twice", r.host));
+                    ok = false;
+                }
+                Some(r) => out.push(r),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn host(&mut self, key: &str, v: &Val<'_>) -> Option<String> {
+        let s = self.nonempty_string(key, v)?;
+        if let Some((h, p)) = s.split_once(":/") {
+            self.sink.error_help(
+                start(v),
+                format!("server `{s}` includes an export path"),
+                format!("write the host `{h}` here and `export = \"/{p}\"`"),
+            );
+            return None;
+        }
+        if s.chars().any(|c| c.is_whitespace() || c == ',' || c == '/') {
+            self.sink.error_help(
+                start(v),
+                format!("`{s}` is not a host name or address"),
+                "list each server as its own string",
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn server(&mut self, t: &DeTable<'_>, at: usize) -> Option<ServerConfig> {
+        const S: &str = "[server]";
+        self.check_keys(t, SERVER_KEYS, S);
+        let node = self
+            .required(t, "node", S, at)
+            .and_then(|v| self.nonempty_string("node", v));
+        let cluster = self
+            .required(t, "cluster", S, at)
+            .and_then(|v| self.nonempty_string("cluster", v));
+        let etcd_endpoints = self.endpoints(t, S, at);
+        let etcd_tls = match t.get("etcd_tls") {
+            Some(v) => self.table("etcd_tls", v).and_then(|tt| self.tls(tt, start(v))),
+            None => None,
+        };
+        let etcd_auth = match t.get("etcd_auth") {
+            Some(v) => self.table("etcd_auth", v).and_then(|tt| {
+                self.check_keys(tt, AUTH_KEYS, "[server.etcd_auth]");
+                let user = self
+                    .required(tt, "user", "[server.etcd_auth]", start(v))
+                    .and_then(|u| self.nonempty_string("user", u));
+                let password_file = self
+                    .required(tt, "password_file", "[server.etcd_auth]", start(v))
+                    .and_then(|p| self.abs_path("password_file", p));
+                Some(EtcdAuth {
+                    user: user?,
+                    password_file: password_file?,
+                })
+            }),
+            None => None,
+        };
+        let ttl = self.opt_duration(t, "ttl");
+        let loop_period = self.opt_duration(t, "loop_period");
+        let safety_margin = self.opt_duration(t, "safety_margin");
+        let ttl_v = ttl.map_or(defaults::SERVER_TTL, |x| x.0);
+        let loop_v = loop_period.map_or(defaults::SERVER_LOOP_PERIOD, |x| x.0);
+        let margin_v = safety_margin.map_or_else(|| defaults::safety_margin(ttl_v), |x| x.0);
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        let rel_at = |a: Option<Sp<Duration>>, b: Option<Sp<Duration>>| {
+            a.or(b).map_or(at, |x| x.1)
+        };
+        if loop_v * 3 >= ttl_v {
+            self.sink.error_help(
+                rel_at(loop_period, ttl),
+                format!(
+                    "`loop_period` ({}) must be less than a third of `ttl` ({})",
+                    fmt(loop_v),
+                    fmt(ttl_v)
+                ),
+                "the leader must get at least three chances to renew its lease before it expires",
+            );
+        }
+        if margin_v >= ttl_v {
+            self.sink.error_help(
+                rel_at(safety_margin, ttl),
+                format!(
+                    "`safety_margin` ({}) must be less than `ttl` ({})",
+                    fmt(margin_v),
+                    fmt(ttl_v)
+                ),
+                "the leader fences itself safety_margin before its lease can expire",
+            );
+        } else if margin_v <= loop_v {
+            self.sink.error_help(
+                rel_at(safety_margin, loop_period),
+                format!(
+                    "`safety_margin` ({}) must be greater than `loop_period` ({})",
+                    fmt(margin_v),
+                    fmt(loop_v)
+                ),
+                "otherwise one slow loop iteration can overrun the fencing deadline",
+            );
+        }
+        let exports = self.exports(t, at);
+        let floating_address = match t.get("floating_address") {
+            Some(v) => self
+                .table("floating_address", v)
+                .and_then(|ft| self.floating(ft, start(v))),
+            None => None,
+        };
+        let state_dir = match t.get("state_dir") {
+            Some(v) => self.abs_path("state_dir", v),
+            None => Some(PathBuf::from(defaults::SERVER_STATE_DIR)),
+        };
+        let nfsd_lease = self
+            .opt_duration(t, "nfsd_lease")
+            .map_or(defaults::NFSD_LEASE, |x| x.0);
+        let nfsd_grace = self
+            .opt_duration(t, "nfsd_grace")
+            .map_or(defaults::NFSD_GRACE, |x| x.0);
+        let scope = match t.get("scope") {
+            Some(v) => self.nonempty_string("scope", v),
+            None => cluster.clone(),
+        };
+        let storage = self.required(t, "storage", S, at).and_then(|v| {
+            self.enumeration(
+                "storage",
+                v,
+                &[
+                    ("shared", StorageMode::Shared),
+                    ("replicated", StorageMode::Replicated),
+                ],
+            )
+        });
+        let step_timeout = self
+            .opt_duration(t, "step_timeout")
+            .map_or(defaults::STEP_TIMEOUT, |x| x.0);
+        let hooks = match t.get("hooks") {
+            Some(v) => self.argv_list("hooks", v),
+            None => Some(Vec::new()),
+        };
+        let listen = match t.get("listen") {
+            Some(v) => self.listen("listen", v),
+            None => Some(Some(defaults::server_listen())),
+        };
+        let watchdog_device = match t.get("watchdog_device") {
+            Some(v) => self.abs_path("watchdog_device", v).map(Some),
+            None => Some(None),
+        };
+        let replication = match t.get("replication") {
+            Some(v) => {
+                let r = self
+                    .table("replication", v)
+                    .and_then(|rt| self.replication(rt, start(v)));
+                if storage == Some(StorageMode::Shared) {
+                    self.sink.error_help(
+                        start(v),
+                        "[server.replication] is set but `storage` is \"shared\"",
+                        "remove [server.replication], or set storage = \"replicated\"",
+                    );
+                }
+                r
+            }
+            None => None,
+        };
+        Some(ServerConfig {
+            node: node?,
+            cluster: cluster?,
+            etcd_endpoints: etcd_endpoints?,
+            etcd_tls,
+            etcd_auth,
+            ttl: ttl_v,
+            loop_period: loop_v,
+            safety_margin: margin_v,
+            exports: exports?,
+            floating_address,
+            state_dir: state_dir?,
+            nfsd_lease,
+            nfsd_grace,
+            scope: scope?,
+            storage: storage?,
+            step_timeout,
+            hooks: hooks?,
+            listen: listen?,
+            watchdog_device: watchdog_device?,
+            replication,
+        })
+    }
+
+    fn tls(&mut self, t: &DeTable<'_>, at: usize) -> Option<EtcdTls> {
+        const S: &str = "[server.etcd_tls]";
+        self.check_keys(t, TLS_KEYS, S);
+        let ca = self
+            .required(t, "ca", S, at)
+            .and_then(|v| self.abs_path("ca", v));
+        let cert = t.get("cert").and_then(|v| self.abs_path("cert", v));
+        let key = t.get("key").and_then(|v| self.abs_path("key", v));
+        if t.get("cert").is_some() != t.get("key").is_some() {
+            self.sink.error_help(
+                at,
+                format!("{S} needs both `cert` and `key`, or neither"),
+                "a client certificate is useless without its key",
+            );
+            return None;
+        }
+        Some(EtcdTls { ca: ca?, cert, key })
+    }
+
+    fn exports(&mut self, t: &DeTable<'_>, at: usize) -> Option<Vec<ExportConfig>> {
+        const S: &str = "[[server.export]]";
+        let Some(v) = t.get("export") else {
+            self.sink.error_help(
+                at,
+                "[server] has no [[server.export]]",
+                "add one [[server.export]] with `path` and `fsid` per exported directory",
+            );
+            return None;
+        };
+        let DeValue::Array(a) = v.get_ref() else {
+            self.sink.error_help(
+                start(v),
+                "`export` must be an array of tables",
+                "write [[server.export]] (two brackets) before each export",
+            );
+            return None;
+        };
+        let mut out: Vec<ExportConfig> = Vec::new();
+        let mut fsids: HashMap<u32, usize> = HashMap::new();
+        let mut paths: HashMap<PathBuf, usize> = HashMap::new();
+        let mut ok = true;
+        for item in a.iter() {
+            let DeValue::Table(et) = item.get_ref() else {
+                self.type_error("export", item, "a table");
+                ok = false;
+                continue;
+            };
+            self.check_keys(et, EXPORT_KEYS, S);
+            let path = self
+                .required(et, "path", S, start(item))
+                .and_then(|p| self.abs_path("path", p).map(|x| (x, start(p))));
+            let fsid = self.required(et, "fsid", S, start(item)).and_then(|f| {
+                let n = self.integer("fsid", f, 0, u64::from(u32::MAX))? as u32;
+                if n == 0 {
+                    self.sink.error_help(
+                        start(f),
+                        "`fsid` 0 is reserved for the NFSv4 pseudo-root",
+                        "use a small positive number, the same on every node",
+                    );
+                    return None;
+                }
+                Some((n, start(f)))
+            });
+            let clients = match et.get("clients") {
+                Some(c) => self.nonempty_string("clients", c),
+                None => Some("*".to_string()),
+            };
+            let options = match et.get("options") {
+                Some(o) => self
+                    .option_list("options", o)
+                    .map(|l| l.into_iter().map(|(s, _)| s).collect()),
+                None => Some(defaults::export_options()),
+            };
+            if let Some((p, p_at)) = &path {
+                if let Some(first) = paths.get(p) {
+                    self.sink.error_help(
+                        *p_at,
+                        format!("export `{}` is listed twice", p.display()),
+                        format!("it is already exported at line {}", self.sink_line(*first)),
+                    );
+                    ok = false;
+                } else {
+                    paths.insert(p.clone(), *p_at);
+                }
+            }
+            if let Some((n, f_at)) = fsid {
+                if let Some(first) = fsids.get(&n) {
+                    self.sink.error_help(
+                        f_at,
+                        format!("duplicate fsid {n}"),
+                        format!(
+                            "fsid {n} is already used at line {}: each export needs its own fsid",
+                            self.sink_line(*first)
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    fsids.insert(n, f_at);
+                }
+            }
+            match (path, fsid, clients, options) {
+                (Some((path, _)), Some((fsid, _)), Some(clients), Some(options)) => {
+                    out.push(ExportConfig {
+                        path,
+                        fsid,
+                        clients,
+                        options,
+                    })
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn floating(&mut self, t: &DeTable<'_>, at: usize) -> Option<FloatingAddress> {
+        const S: &str = "[server.floating_address]";
+        self.check_keys(t, FLOATING_KEYS, S);
+        let address = self.required(t, "address", S, at).and_then(|v| {
+            let s = self.string("address", v)?;
+            match s.parse::<IpAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    let help = if s.contains('/') {
+                        "write the prefix length in `prefix`, not in the address"
+                    } else {
+                        "write an IPv4 or IPv6 address such as \"10.101.20.220\""
+                    };
+                    self.sink.error_help(
+                        start(v),
+                        format!("`address` is not an IP address: `{s}`"),
+                        help,
+                    );
+                    None
+                }
+            }
+        });
+        let max_prefix = match address {
+            Some(IpAddr::V6(_)) => 128,
+            _ => 32,
+        };
+        let prefix = self
+            .required(t, "prefix", S, at)
+            .and_then(|v| self.integer("prefix", v, 1, max_prefix).map(|n| n as u8));
+        let interface = self.required(t, "interface", S, at).and_then(|v| {
+            let s = self.nonempty_string("interface", v)?;
+            if s.len() > 15 || s.contains('/') || s.chars().any(char::is_whitespace) {
+                self.sink.error(
+                    start(v),
+                    format!("`{s}` is not a network interface name (at most 15 characters, no `/` or spaces)"),
+                );
+                return None;
+            }
+            Some(s)
+        });
+        Some(FloatingAddress {
+            address: address?,
+            prefix: prefix?,
+            interface: interface?,
+        })
+    }
+
+    fn replication(&mut self, t: &DeTable<'_>, at: usize) -> Option<ReplicationConfig> {
+        const S: &str = "[server.replication]";
+        self.check_keys(t, REPLICATION_KEYS, S);
+        let interval = self.opt_duration(t, "interval");
+        let max_lag = self.opt_duration(t, "max_lag");
+        let ship = self
+            .required(t, "ship_command", S, at)
+            .and_then(|v| self.argv("ship_command", v));
+        let promote = self
+            .required(t, "promote_command", S, at)
+            .and_then(|v| self.argv("promote_command", v));
+        let interval_v = interval.map_or(defaults::REPLICATION_INTERVAL, |x| x.0);
+        let max_lag_v = max_lag.map_or(defaults::REPLICATION_MAX_LAG, |x| x.0);
+        if max_lag_v <= interval_v {
+            self.sink.error_help(
+                max_lag.or(interval).map_or(at, |x| x.1),
+                format!(
+                    "`max_lag` ({}) must be greater than `interval` ({})",
+                    humantime::format_duration(max_lag_v),
+                    humantime::format_duration(interval_v)
+                ),
+                "a standby is always up to one interval behind",
+            );
+        }
+        Some(ReplicationConfig {
+            interval: interval_v,
+            ship_command: ship?,
+            promote_command: promote?,
+            max_lag: max_lag_v,
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! In-process access loops: one thread per (path, worker), a recorder that keeps time.
+//!
+//! Each worker accesses its path on a fixed grid (`start + offset + k*interval`,
+//! workers staggered evenly over one interval); a late access skips the grid
+//! points it missed instead of bursting. Every access is sent to the recorder
+//! (the calling thread), which writes one JSON line per access.
+//!
+//! Failure modes: a worker may block in the kernel for ever (hard mount on a hung
+//! server). The recorder never joins workers: at the deadline it writes a
+//! `blocked` record for every access still in flight and returns; the caller must
+//! then leave with `std::process::exit` so blocked threads do not keep the
+//! process alive. Output I/O errors end the run with [`AccessError`].
+
+use crate::record::AccessRecord;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Errors of an access run.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The output file could not be created or written.
+    #[error("Cannot write {path}")]
+    Output {
+        /// The output path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error("Invalid access config: {0}")]
+    Config(String),
+    /// A worker thread could not be started.
+    #[error("Cannot start a worker thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// What each access does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Read the whole directory listing.
+    Ls,
+    /// `stat` the path (note: often answered from the attribute cache).
+    Stat,
+    /// `statfs` the path (always an RPC on NFS).
+    Statfs,
+    /// Read the file, or every regular file of the directory (`cat dir/*`).
+    Read,
+    /// Open-append-close a line to `<path>/.drill-<label>-w<worker>` (or to the file itself).
+    Write,
+    /// Keep one file descriptor open on `<path>/.drill-held-<label>-w<worker>` and
+    /// append through it; see [`AccessConfig::reopen`].
+    HeldWrite,
+    /// `ls` the directory, then read every regular file in it (seed Test 4).
+    LsRead,
+}
+
+impl Op {
+    /// Parse `ls|stat|statfs|read|write|held-write|ls-read`.
+    pub fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "ls" => Op::Ls,
+            "stat" => Op::Stat,
+            "statfs" => Op::Statfs,
+            "read" => Op::Read,
+            "write" => Op::Write,
+            "held-write" => Op::HeldWrite,
+            "ls-read" => Op::LsRead,
+            _ => return None,
+        })
+    }
+}
+
+/// One access run.
+#[derive(Debug, Clone)]
+pub struct AccessConfig {
+    /// Paths to access; each gets `workers` threads.
+    pub paths: Vec<PathBuf>,
+    /// Grid spacing of one worker's accesses.
+    pub interval: Duration,
+    /// How long the run lasts.
+    pub duration: Duration,
+    /// Workers per path.
+    pub workers: u32,
+    /// What each access does.
+    pub op: Op,
+    /// Label written into every record.
+    pub label: String,
+    /// The floor: after a failed access, detach (`umount -l`) the path's mount and
+    /// retry at once instead of waiting for the next grid point.
+    pub floor: bool,
+    /// For [`Op::HeldWrite`]: after a failed write, close and reopen the file.
+    pub reopen: bool,
+    /// Where the JSON lines go.
+    pub out: PathBuf,
+}
+
+/// Totals of a finished run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessSummary {
+    /// Accesses recorded.
+    pub total: u64,
+    /// Successful ones.
+    pub ok: u64,
+    /// Accesses still blocked at the end.
+    pub blocked: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+struct Slot {
+    path: String,
+    worker: u32,
+    /// Start (epoch ms) of the access in flight, 0 when idle.
+    in_flight_since: AtomicU64,
+}
+
+/// Run the access loops until `duration` has passed, writing every record to `out`.
+///
+/// Returns once the deadline is reached; worker threads may still be blocked in the
+/// kernel, so callers should end the process promptly afterwards.
+pub fn run_access(cfg: &AccessConfig) -> Result<AccessSummary, AccessError> {
+    if cfg.paths.is_empty() || cfg.workers == 0 {
+        return Err(AccessError::Config("Need at least one path and one worker".into()));
+    }
+    if cfg.interval.is_zero() {
+        return Err(AccessError::Config("Interval must be positive".into()));
+    }
+    let out_err = |source| AccessError::Output {
+        path: cfg.out.clone(),
+        source,
+    };
+    let file = File::create(&cfg.out).map_err(out_err)?;
+    let mut w = BufWriter::new(file);
+    let (tx, rx) = mpsc::channel::<AccessRecord>();
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+    let mut slots = Vec::new();
+    let n = cfg.workers;
+    for path in &cfg.paths {
+        for worker in 0..n {
+            let slot = Arc::new(Slot {
+                path: path.display().to_string(),
+                worker,
+                in_flight_since: AtomicU64::new(0),
+            });
+            slots.push(slot.clone());
+            let tx = tx.clone();
+            let cfg = cfg.clone();
+            let path = path.clone();
+            let offset = cfg.interval.mul_f64(f64::from(worker) / f64::from(n));
+            std::thread::Builder::new()
+                .name(format!("drill-w{worker}"))
+                .stack_size(256 * 1024)
+                .spawn(move || worker_loop(&cfg, &path, worker, start + offset, deadline, &slot, &tx))
+                .map_err(AccessError::Spawn)?;
+        }
+    }
+    drop(tx);
+    let mut summary = AccessSummary::default();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(rec) => {
+                summary.total += 1;
+                summary.ok += u64::from(rec.ok);
+                write_record(&mut w, &rec).map_err(out_err)?;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Whatever already arrived still counts.
+    while let Ok(rec) = rx.try_recv() {
+        summary.total += 1;
+        summary.ok += u64::from(rec.ok);
+        write_record(&mut w, &rec).map_err(out_err)?;
+    }
+    let end = now_ms();
+    for slot in &slots {
+        let since = slot.in_flight_since.load(Ordering::SeqCst);
+        if since != 0 {
+            let rec = AccessRecord {
+                label: cfg.label.clone(),
+                path: slot.path.clone(),
+                worker: slot.worker,
+                ts_ms: since,
+                latency_ms: end.saturating_sub(since) as f64,
+                ok: false,
+                errno: None,
+                error: Some("still blocked at the end of the run".into()),
+                blocked: true,
+            };
+            summary.total += 1;
+            summary.blocked += 1;
+            write_record(&mut w, &rec).map_err(out_err)?;
+        }
+    }
+    w.flush().map_err(out_err)?;
+    Ok(summary)
+}
+
+fn write_record(w: &mut impl Write, rec: &AccessRecord) -> std::io::Result<()> {
+    let line = serde_json::to_string(rec).map_err(std::io::Error::other)?;
+    w.write_all(line.as_bytes())?;
+    w.write_all(b"\n")
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+fn worker_loop(
+    cfg: &AccessConfig,
+    path: &Path,
+    worker: u32,
+    first: Instant,
+    deadline: Instant,
+    slot: &Slot,
+    tx: &mpsc::Sender<AccessRecord>,
+) {
+    let mut held: Option<File> = None;
+    let mut next = first;
+    let mut retry_now = false;
+    loop {
+        if !retry_now {
+            sleep_until(next);
+        }
+        retry_now = false;
+        if Instant::now() >= deadline {
+            return;
+        }
+        let ts = now_ms();
+        slot.in_flight_since.store(ts, Ordering::SeqCst);
+        let t = Instant::now();
+        let res = access_once(cfg, path, worker, &mut held);
+        let latency = t.elapsed();
+        slot.in_flight_since.store(0, Ordering::SeqCst);
+        let (ok, errno, error) = match &res {
+            Ok(()) => (true, None, None),
+            Err(e) => (false, e.raw_os_error(), Some(e.to_string())),
+        };
+        let rec = AccessRecord {
+            label: cfg.label.clone(),
+            path: path.display().to_string(),
+            worker,
+            ts_ms: ts,
+            latency_ms: (latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            ok,
+            errno,
+            error,
+            blocked: false,
+        };
+        if tx.send(rec).is_err() {
+            return;
+        }
+        if !ok {
+            if cfg.reopen {
+                held = None;
+            }
+            if cfg.floor {
+                // The floor: detach whatever is mounted there and re-access at once.
+                let _ = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH);
+                retry_now = true;
+                continue;
+            }
+        }
+        // Next grid point strictly in the future.
+        let now = Instant::now();
+        next += cfg.interval;
+        if next <= now {
+            let behind = (now - next).as_secs_f64() / cfg.interval.as_secs_f64();
+            next += cfg.interval.mul_f64(behind.floor() + 1.0);
+        }
+    }
+}
+
+fn read_file(p: &Path) -> std::io::Result<()> {
+    let mut f = File::open(p)?;
+    let mut buf = [0u8; 8192];
+    while f.read(&mut buf)? > 0 {}
+    Ok(())
+}
+
+fn read_dir_files(p: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(p)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            read_file(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn access_once(
+    cfg: &AccessConfig,
+    path: &Path,
+    worker: u32,
+    held: &mut Option<File>,
+) -> std::io::Result<()> {
+    match cfg.op {
+        Op::Ls => {
+            for entry in std::fs::read_dir(path)? {
+                entry?;
+            }
+            Ok(())
+        }
+        Op::Stat => std::fs::metadata(path).map(|_| ()),
+        Op::Statfs => rustix::fs::statfs(path)
+            .map(|_| ())
+            .map_err(std::io::Error::from),
+        Op::Read => {
+            if std::fs::metadata(path)?.is_dir() {
+                read_dir_files(path)
+            } else {
+                read_file(path)
+            }
+        }
+        Op::LsRead => read_dir_files(path),
+        Op::Write => {
+            let target = if path.is_dir() {
+                path.join(format!(".drill-{}-w{worker}", cfg.label))
+            } else {
+                path.to_path_buf()
+            };
+            let mut f = OpenOptions::new().create(true).append(true).open(target)?;
+            writeln!(f, "{} w{worker}", now_ms())?;
+            f.sync_data()
+        }
+        Op::HeldWrite => {
+            if held.is_none() {
+                let target = path.join(format!(".drill-held-{}-w{worker}", cfg.label));
+                *held = Some(OpenOptions::new().create(true).append(true).open(target)?);
+            }
+            let Some(f) = held.as_mut() else {
+                return Err(std::io::Error::other("No file held"));
+            };
+            writeln!(f, "{} w{worker}", now_ms())?;
+            f.sync_data()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path, op: Op, out: &Path) -> AccessConfig {
+        AccessConfig {
+            paths: vec![dir.to_path_buf()],
+            interval: Duration::from_millis(20),
+            duration: Duration::from_millis(300),
+            workers: 2,
+            op,
+            label: "t".into(),
+            floor: false,
+            reopen: false,
+            out: out.to_path_buf(),
+        }
+    }
+
+    fn records(out: &Path) -> Vec<AccessRecord> {
+        std::fs::read_to_string(out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("valid record"))
+            .collect()
+    }
+
+    #[test]
+    fn ls_on_a_local_dir_records_only_successes_from_both_workers() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("a.py"), "x").expect("write");
+        let out = d.path().join("acc.jsonl");
+        let s = run_access(&cfg(d.path(), Op::LsRead, &out)).expect("run");
+        let recs = records(&out);
+        assert_eq!(s.total as usize, recs.len());
+        assert!(recs.len() >= 6, "expected several accesses, got {}", recs.len());
+        assert!(recs.iter().all(|r| r.ok && r.label == "t"));
+        assert!(recs.iter().any(|r| r.worker == 1));
+    }
+
+    #[test]
+    fn a_missing_path_records_enoent() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let out = d.path().join("acc.jsonl");
+        let mut c = cfg(&d.path().join("missing"), Op::Ls, &out);
+        c.workers = 1;
+        run_access(&c).expect("run");
+        let recs = records(&out);
+        assert!(!recs.is_empty());
+        assert!(recs.iter().all(|r| !r.ok && r.errno == Some(libc_enoent())));
+    }
+
+    fn libc_enoent() -> i32 {
+        2
+    }
+
+    #[test]
+    fn op_names_parse() {
+        assert_eq!(Op::parse("held-write"), Some(Op::HeldWrite));
+        assert_eq!(Op::parse("statfs"), Some(Op::Statfs));
+        assert_eq!(Op::parse("bogus"), None);
+    }
+}

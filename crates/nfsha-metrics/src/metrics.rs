@@ -1,0 +1,789 @@
+//! The agent's Prometheus metrics ([`AgentMetrics`]) and their OpenMetrics text encoding.
+//!
+//! Role: one object, shared as `Arc<AgentMetrics>` between the agent's tasks, that they
+//! update with cheap synchronous calls (atomics plus a short mutex; nothing awaits, nothing
+//! does I/O) and that `/metrics` encodes. It owns its own `prometheus-client` registry (no
+//! global state), so tests and benchmarks can hold several.
+//!
+//! Exported series (all names prefixed `nfsha_`; the list is also [`METRIC_NAMES`]):
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `mount_state` | gauge | mountpoint, state | 1 for the current state, 0 for the other eight |
+//! | `mount_state_seconds` | gauge | mountpoint | seconds since `since` of the current state, computed at scrape |
+//! | `mount_server_info` | gauge | mountpoint, server | 1 for the server the mount currently uses |
+//! | `mount_healthy` | gauge | mountpoint | 1 when the state is `healthy` |
+//! | `probe_duration_seconds` | histogram | mountpoint | latency of probes that returned (ok or errno) |
+//! | `probes_total` | counter | mountpoint, result (`ok`/`failed`/`hung`) | probes by result |
+//! | `probe_timeouts_total` | counter | mountpoint | probes that passed their deadline |
+//! | `recoveries_total` | counter | mountpoint, cause (a state), outcome (`ok`/`failed`) | finished recoveries |
+//! | `recovery_duration_seconds` | histogram | mountpoint | duration of finished recoveries |
+//! | `server_rpc_up` | gauge | server | 1 when the last RPC probe was answered |
+//! | `server_rpc_rtt_seconds` | gauge | server | RTT of the last answered RPC probe (absent while down) |
+//! | `probe_workers_stuck` / `probe_workers_live` | gauge | — | worker processes past their deadline / alive |
+//! | `config_reload_success` / `config_reload_timestamp_seconds` | gauge | — | last reload outcome and time |
+//! | `build_info` | gauge | version | always 1 |
+//! | `mountstats_*` | see [`crate::mountstats`] | mountpoint [, op] | kernel counters read at scrape |
+//!
+//! The `mountstats_*` family, read from `/proc/self/mountstats` at every scrape for the mounts
+//! this object knows (those given to [`AgentMetrics::set_mount_state`]):
+//! `mountstats_present` (1 when the kernel lists an NFS mount there),
+//! `mountstats_age_seconds`, `mountstats_retransmissions_total`, `mountstats_major_timeouts_total`,
+//! per operation with requests > 0: `mountstats_op_requests_total`,
+//! `mountstats_op_retransmissions_total`, `mountstats_op_major_timeouts_total`,
+//! `mountstats_op_rtt_seconds_total`, `mountstats_op_execute_seconds_total`,
+//! `mountstats_op_errors_total` (kernels that print it); transport:
+//! `mountstats_xprt_connects_total`, `mountstats_xprt_sends_total`,
+//! `mountstats_xprt_receives_total`, `mountstats_xprt_bad_xids_total`,
+//! `mountstats_xprt_backlog_total`; and `mountstats_read_ok` (0 when the file could not be read)
+//! plus `mountstats_malformed_lines`.
+//!
+//! Failure modes: a poisoned lock is recovered (metrics are advisory); an unreadable
+//! mountstats file sets `mountstats_read_ok 0` and drops the `mountstats_*` series for that
+//! scrape instead of failing it.
+
+use crate::http::{HealthSource, MountHealth};
+use crate::mountstats::{self, Mountstats, NfsMountstats};
+use nfsha_core::{MountState, ProbeOutcome};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The `Content-Type` of [`AgentMetrics::encode`]'s output (OpenMetrics text, which
+/// Prometheus negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric family name `encode()` can produce (without `_total`/`_bucket` suffixes),
+/// for dashboards and alert linting.
+pub const METRIC_NAMES: &[&str] = &[
+    "nfsha_mount_state",
+    "nfsha_mount_state_seconds",
+    "nfsha_mount_server_info",
+    "nfsha_mount_healthy",
+    "nfsha_probe_duration_seconds",
+    "nfsha_probes",
+    "nfsha_probe_timeouts",
+    "nfsha_recoveries",
+    "nfsha_recovery_duration_seconds",
+    "nfsha_server_rpc_up",
+    "nfsha_server_rpc_rtt_seconds",
+    "nfsha_probe_workers_stuck",
+    "nfsha_probe_workers_live",
+    "nfsha_config_reload_success",
+    "nfsha_config_reload_timestamp_seconds",
+    "nfsha_build_info",
+    "nfsha_mountstats_read_ok",
+    "nfsha_mountstats_malformed_lines",
+    "nfsha_mountstats_present",
+    "nfsha_mountstats_age_seconds",
+    "nfsha_mountstats_retransmissions",
+    "nfsha_mountstats_major_timeouts",
+    "nfsha_mountstats_op_requests",
+    "nfsha_mountstats_op_retransmissions",
+    "nfsha_mountstats_op_major_timeouts",
+    "nfsha_mountstats_op_errors",
+    "nfsha_mountstats_op_rtt_seconds",
+    "nfsha_mountstats_op_execute_seconds",
+    "nfsha_mountstats_xprt_connects",
+    "nfsha_mountstats_xprt_sends",
+    "nfsha_mountstats_xprt_receives",
+    "nfsha_mountstats_xprt_bad_xids",
+    "nfsha_mountstats_xprt_backlog",
+];
+
+/// Where `/proc/self/mountstats` text comes from (a seam: tests and benchmarks feed text).
+pub trait MountstatsSource: Send + Sync + fmt::Debug {
+    /// The whole current text of the file.
+    fn read(&self) -> std::io::Result<String>;
+}
+
+/// Reads `/proc/self/mountstats` (kernel counters only: no RPC, cannot hang on a dead server).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcMountstats;
+
+impl MountstatsSource for ProcMountstats {
+    fn read(&self) -> std::io::Result<String> {
+        std::fs::read_to_string("/proc/self/mountstats")
+    }
+}
+
+/// The wall clock used for `mount_state_seconds` and reload timestamps (a seam for tests).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MountLabel {
+    mountpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeLabels {
+    mountpoint: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    mountpoint: String,
+    cause: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerLabel {
+    server: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Probe latency buckets (seconds): 1 ms … 10 s.
+const PROBE_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Recovery duration buckets (seconds): 100 ms … 5 min.
+const RECOVERY_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+fn recovery_histogram() -> Histogram {
+    Histogram::new(RECOVERY_BUCKETS)
+}
+
+/// What the agent last said about one mount.
+#[derive(Debug, Clone)]
+struct MountView {
+    state: MountState,
+    since: SystemTime,
+    server: Option<String>,
+    last_error: Option<String>,
+}
+
+/// State shared between [`AgentMetrics`] and its scrape-time collector.
+#[derive(Debug)]
+struct Shared {
+    mounts: Mutex<BTreeMap<String, MountView>>,
+    mountstats: Arc<dyn MountstatsSource>,
+    clock: ClockDebug,
+}
+
+struct ClockDebug(Clock);
+
+impl fmt::Debug for ClockDebug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, MountView>> {
+        self.mounts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn now(&self) -> SystemTime {
+        (self.clock.0)()
+    }
+}
+
+/// The agent's metrics. Create one with [`AgentMetrics::new`], share it as `Arc`, call the
+/// `set_*`/`observe_*`/`record_*` methods from any task or thread, serve it with
+/// [`crate::serve`].
+#[derive(Debug)]
+pub struct AgentMetrics {
+    registry: Registry,
+    shared: Arc<Shared>,
+    probe_duration: HistogramFamily<MountLabel>,
+    probes: Family<ProbeLabels, Counter>,
+    probe_timeouts: Family<MountLabel, Counter>,
+    recoveries: Family<RecoveryLabels, Counter>,
+    recovery_duration: HistogramFamily<MountLabel>,
+    server_up: Family<ServerLabel, Gauge>,
+    server_rtt: Family<ServerLabel, Gauge<f64, AtomicU64>>,
+    workers_stuck: Gauge,
+    workers_live: Gauge,
+    reload_success: Gauge,
+    reload_timestamp: Gauge<f64, AtomicU64>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        AgentMetrics::new()
+    }
+}
+
+impl AgentMetrics {
+    /// Production metrics: mountstats from `/proc/self/mountstats`, the system wall clock.
+    pub fn new() -> AgentMetrics {
+        AgentMetrics::with_sources(Arc::new(ProcMountstats), Arc::new(SystemTime::now))
+    }
+
+    /// Metrics reading mountstats text from `mountstats` and time from `clock`.
+    pub fn with_sources(mountstats: Arc<dyn MountstatsSource>, clock: Clock) -> AgentMetrics {
+        let shared = Arc::new(Shared {
+            mounts: Mutex::new(BTreeMap::new()),
+            mountstats,
+            clock: ClockDebug(clock),
+        });
+        let m = AgentMetrics {
+            registry: Registry::default(),
+            shared: shared.clone(),
+            probe_duration: Family::new_with_constructor(probe_histogram),
+            probes: Family::default(),
+            probe_timeouts: Family::default(),
+            recoveries: Family::default(),
+            recovery_duration: Family::new_with_constructor(recovery_histogram),
+            server_up: Family::default(),
+            server_rtt: Family::default(),
+            workers_stuck: Gauge::default(),
+            workers_live: Gauge::default(),
+            reload_success: Gauge::default(),
+            reload_timestamp: Gauge::default(),
+        };
+        let mut registry = Registry::with_prefix("nfsha");
+        registry.register_collector(Box::new(MountCollector {
+            shared: shared.clone(),
+        }));
+        registry.register(
+            "probe_duration_seconds",
+            "Latency of mount probes that returned (ok or with an errno)",
+            m.probe_duration.clone(),
+        );
+        registry.register(
+            "probes",
+            "Mount probes by result (ok, failed, hung)",
+            m.probes.clone(),
+        );
+        registry.register(
+            "probe_timeouts",
+            "Mount probes that did not finish within their deadline",
+            m.probe_timeouts.clone(),
+        );
+        registry.register(
+            "recoveries",
+            "Finished recoveries by the state that caused them and their outcome",
+            m.recoveries.clone(),
+        );
+        registry.register(
+            "recovery_duration_seconds",
+            "Duration of finished recoveries",
+            m.recovery_duration.clone(),
+        );
+        registry.register(
+            "server_rpc_up",
+            "1 when the server answered the last RPC probe",
+            m.server_up.clone(),
+        );
+        registry.register(
+            "server_rpc_rtt_seconds",
+            "Round-trip time of the last answered RPC probe",
+            m.server_rtt.clone(),
+        );
+        registry.register(
+            "probe_workers_stuck",
+            "Probe worker processes past their deadline that have not been reaped",
+            m.workers_stuck.clone(),
+        );
+        registry.register(
+            "probe_workers_live",
+            "Probe worker processes alive",
+            m.workers_live.clone(),
+        );
+        registry.register(
+            "config_reload_success",
+            "1 when the last config reload was taken, 0 when it was rejected",
+            m.reload_success.clone(),
+        );
+        registry.register(
+            "config_reload_timestamp_seconds",
+            "Unix time of the last config reload attempt",
+            m.reload_timestamp.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1; the version label is nfsha's",
+            ConstGaugeFamily {
+                label: ("version", env!("CARGO_PKG_VERSION")),
+            },
+        );
+        // The agent starts with the config it loaded: count that as a successful load.
+        m.reload_success.set(1);
+        m.reload_timestamp.set(unix_seconds(shared.now()));
+        AgentMetrics { registry, ..m }
+    }
+
+    /// Record a mount's classified state, when it began, and the server it is mounted from.
+    /// Call on every transition (and once per mount at start); this also makes the mount
+    /// "known", so its `mountstats_*` series are exported and `/healthz` lists it.
+    pub fn set_mount_state(
+        &self,
+        mount: &str,
+        state: MountState,
+        since: SystemTime,
+        server: Option<&str>,
+    ) {
+        let mut mounts = self.shared.lock();
+        let view = mounts.entry(mount.to_owned()).or_insert(MountView {
+            state,
+            since,
+            server: None,
+            last_error: None,
+        });
+        view.state = state;
+        view.since = since;
+        view.server = server.map(str::to_owned);
+        if state == MountState::Healthy {
+            view.last_error = None;
+        }
+    }
+
+    /// Record one probe result: latency histogram, result counter, timeouts, and the
+    /// `last_error` shown by `/healthz`.
+    pub fn observe_probe(&self, mount: &str, outcome: &ProbeOutcome) {
+        let label = MountLabel {
+            mountpoint: mount.to_owned(),
+        };
+        let (result, error) = match outcome {
+            ProbeOutcome::Ok { latency } => {
+                self.probe_duration
+                    .get_or_create(&label)
+                    .observe(latency.as_secs_f64());
+                ("ok", None)
+            }
+            ProbeOutcome::Failed { op, errno, latency } => {
+                self.probe_duration
+                    .get_or_create(&label)
+                    .observe(latency.as_secs_f64());
+                let op = serde_json::to_value(op)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let name = nfsha_core::state::errno_name(*errno);
+                ("failed", Some(format!("{op}: {name} (errno {errno})")))
+            }
+            ProbeOutcome::Hung { deadline } => {
+                self.probe_timeouts.get_or_create(&label).inc();
+                (
+                    "hung",
+                    Some(format!(
+                        "probe did not finish within {} ms",
+                        deadline.as_millis()
+                    )),
+                )
+            }
+        };
+        self.probes
+            .get_or_create(&ProbeLabels {
+                mountpoint: label.mountpoint,
+                result,
+            })
+            .inc();
+        if let Some(view) = self.shared.lock().get_mut(mount) {
+            view.last_error = error;
+        }
+    }
+
+    /// Record a finished recovery: `cause` is the state that triggered it.
+    pub fn record_recovery(&self, mount: &str, cause: MountState, ok: bool, duration: Duration) {
+        self.recoveries
+            .get_or_create(&RecoveryLabels {
+                mountpoint: mount.to_owned(),
+                cause: cause.as_str(),
+                outcome: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        self.recovery_duration
+            .get_or_create(&MountLabel {
+                mountpoint: mount.to_owned(),
+            })
+            .observe(duration.as_secs_f64());
+    }
+
+    /// Record an RPC probe of a server. `rtt` is the round trip of an answered probe; with
+    /// `reachable == false` (or `rtt == None`) the RTT series is removed rather than left stale.
+    pub fn set_server_rpc(&self, server: &str, reachable: bool, rtt: Option<Duration>) {
+        let label = ServerLabel {
+            server: server.to_owned(),
+        };
+        self.server_up
+            .get_or_create(&label)
+            .set(i64::from(reachable));
+        match rtt.filter(|_| reachable) {
+            Some(rtt) => {
+                self.server_rtt.get_or_create(&label).set(rtt.as_secs_f64());
+            }
+            None => {
+                self.server_rtt.remove(&label);
+            }
+        }
+    }
+
+    /// Probe workers past their deadline and not yet reaped, and workers alive.
+    pub fn set_workers(&self, stuck: usize, live: usize) {
+        self.workers_stuck
+            .set(i64::try_from(stuck).unwrap_or(i64::MAX));
+        self.workers_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
+    /// Record a config reload attempt (stamped with the clock).
+    pub fn set_config_reload(&self, ok: bool) {
+        self.reload_success.set(i64::from(ok));
+        self.reload_timestamp
+            .set(unix_seconds(self.shared.now()));
+    }
+
+    /// Forget a mount (removed by a config reload): every series labelled with it goes.
+    pub fn remove_mount(&self, mount: &str) {
+        self.shared.lock().remove(mount);
+        let label = MountLabel {
+            mountpoint: mount.to_owned(),
+        };
+        self.probe_duration.remove(&label);
+        self.probe_timeouts.remove(&label);
+        self.recovery_duration.remove(&label);
+        for result in ["ok", "failed", "hung"] {
+            self.probes.remove(&ProbeLabels {
+                mountpoint: mount.to_owned(),
+                result,
+            });
+        }
+        for cause in MountState::ALL {
+            for outcome in ["ok", "failed"] {
+                self.recoveries.remove(&RecoveryLabels {
+                    mountpoint: mount.to_owned(),
+                    cause: cause.as_str(),
+                    outcome,
+                });
+            }
+        }
+    }
+
+    /// Forget a server (removed by a config reload).
+    pub fn remove_server(&self, server: &str) {
+        let label = ServerLabel {
+            server: server.to_owned(),
+        };
+        self.server_up.remove(&label);
+        self.server_rtt.remove(&label);
+    }
+
+    /// The mounts known (given to [`set_mount_state`](Self::set_mount_state)), sorted.
+    pub fn mounts(&self) -> Vec<String> {
+        self.shared.lock().keys().cloned().collect()
+    }
+
+    /// Encode every series as OpenMetrics text (serve with [`CONTENT_TYPE`]). Reads
+    /// `/proc/self/mountstats` once; cost is measured by `benches/encode.rs`.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        // Writing into a String cannot fail; a collector error would only truncate output.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The metrics double as a [`HealthSource`]: every known mount with its state, since,
+/// server and the error of its last failed probe.
+impl HealthSource for AgentMetrics {
+    fn mounts(&self) -> Vec<MountHealth> {
+        self.shared
+            .lock()
+            .iter()
+            .map(|(mountpoint, v)| MountHealth {
+                mountpoint: mountpoint.clone(),
+                state: v.state,
+                since: v.since,
+                server: v.server.clone(),
+                last_error: v.last_error.clone(),
+            })
+            .collect()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A single constant gauge with one label (`build_info`).
+#[derive(Debug)]
+struct ConstGaugeFamily {
+    label: (&'static str, &'static str),
+}
+
+impl EncodeMetric for ConstGaugeFamily {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), fmt::Error> {
+        let labels = [self.label];
+        encoder.encode_family(&labels)?.encode_gauge(&1i64)
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+/// Scrape-time series: mount state views and mountstats.
+#[derive(Debug)]
+struct MountCollector {
+    shared: Arc<Shared>,
+}
+
+impl MountCollector {
+    fn encode_states(
+        encoder: &mut DescriptorEncoder,
+        mounts: &BTreeMap<String, MountView>,
+        now: SystemTime,
+    ) -> Result<(), fmt::Error> {
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_state",
+                "1 for the mount's current classified state, 0 for the others",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                for s in MountState::ALL {
+                    let labels = [("mountpoint", m.as_str()), ("state", s.as_str())];
+                    e.encode_family(&labels)?
+                        .encode_gauge(&i64::from(v.state == s))?;
+                }
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_state_seconds",
+                "Seconds the mount has been in its current state",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                let secs = now
+                    .duration_since(v.since)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                e.encode_family(&[("mountpoint", m.as_str())])?
+                    .encode_gauge(&secs)?;
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_healthy",
+                "1 when the mount's state is healthy",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                e.encode_family(&[("mountpoint", m.as_str())])?
+                    .encode_gauge(&i64::from(v.state == MountState::Healthy))?;
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_server_info",
+                "1 for the server the mount currently uses",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                if let Some(server) = &v.server {
+                    let labels = [("mountpoint", m.as_str()), ("server", server.as_str())];
+                    e.encode_family(&labels)?.encode_gauge(&1i64)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_mountstats(
+        encoder: &mut DescriptorEncoder,
+        mounts: &BTreeMap<String, MountView>,
+        parsed: Result<&Mountstats, ()>,
+    ) -> Result<(), fmt::Error> {
+        ConstGauge::new(i64::from(parsed.is_ok())).encode(encoder.encode_descriptor(
+            "mountstats_read_ok",
+            "1 when /proc/self/mountstats was read at this scrape",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let Ok(parsed) = parsed else {
+            return Ok(());
+        };
+        ConstGauge::new(i64::try_from(parsed.malformed_lines).unwrap_or(i64::MAX)).encode(
+            encoder.encode_descriptor(
+                "mountstats_malformed_lines",
+                "Lines of /proc/self/mountstats the parser skipped at this scrape",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+        let found: Vec<(&str, Option<&NfsMountstats>)> = mounts
+            .keys()
+            .map(|m| (m.as_str(), parsed.find(m)))
+            .collect();
+        {
+            let mut e = encoder.encode_descriptor(
+                "mountstats_present",
+                "1 when the kernel lists an NFS mount at the mountpoint",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, s) in &found {
+                e.encode_family(&[("mountpoint", *m)])?
+                    .encode_gauge(&i64::from(s.is_some()))?;
+            }
+        }
+        let present: Vec<(&str, &NfsMountstats)> = found
+            .iter()
+            .filter_map(|(m, s)| s.map(|s| (*m, s)))
+            .collect();
+        per_mount(
+            encoder,
+            &present,
+            "mountstats_age_seconds",
+            "Seconds since the NFS mount was made (resets on remount)",
+            MetricType::Gauge,
+            |s| s.age_seconds.map(|a| a as f64),
+        )?;
+        per_mount(
+            encoder,
+            &present,
+            "mountstats_retransmissions",
+            "RPC retransmissions over all operations (trans - ops)",
+            MetricType::Counter,
+            |s| Some(s.retransmissions() as f64),
+        )?;
+        per_mount(
+            encoder,
+            &present,
+            "mountstats_major_timeouts",
+            "RPC major timeouts over all operations",
+            MetricType::Counter,
+            |s| Some(s.major_timeouts() as f64),
+        )?;
+        type OpField = fn(&mountstats::OpStats) -> Option<f64>;
+        let op_families: [(&str, &str, OpField); 6] = [
+            ("mountstats_op_requests", "Requests per operation", |o| {
+                Some(o.ops as f64)
+            }),
+            (
+                "mountstats_op_retransmissions",
+                "Retransmissions per operation",
+                |o| Some(o.retransmissions() as f64),
+            ),
+            (
+                "mountstats_op_major_timeouts",
+                "Major timeouts per operation",
+                |o| Some(o.major_timeouts as f64),
+            ),
+            (
+                "mountstats_op_errors",
+                "Operations that completed with an error status",
+                |o| o.errors.map(|e| e as f64),
+            ),
+            (
+                "mountstats_op_rtt_seconds",
+                "Cumulative RPC round-trip time per operation",
+                |o| Some(o.rtt_ms as f64 / 1000.0),
+            ),
+            (
+                "mountstats_op_execute_seconds",
+                "Cumulative time from enqueue to completion per operation",
+                |o| Some(o.execute_ms as f64 / 1000.0),
+            ),
+        ];
+        for (name, help, field) in op_families {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (m, s) in &present {
+                for op in s.ops.iter().filter(|o| o.ops > 0) {
+                    if let Some(v) = field(op) {
+                        let labels = [("mountpoint", *m), ("op", op.op.as_str())];
+                        e.encode_family(&labels)?
+                            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
+                                &v, None,
+                            )?;
+                    }
+                }
+            }
+        }
+        type XprtField = fn(&mountstats::XprtStats) -> u64;
+        let xprt_families: [(&str, &str, XprtField); 5] = [
+            (
+                "mountstats_xprt_connects",
+                "Transport connects (a rising count is a reconnect storm)",
+                |x| x.connect_count,
+            ),
+            ("mountstats_xprt_sends", "RPC requests sent", |x| x.sends),
+            ("mountstats_xprt_receives", "RPC replies received", |x| {
+                x.receives
+            }),
+            (
+                "mountstats_xprt_bad_xids",
+                "Replies matching no request",
+                |x| x.bad_xids,
+            ),
+            (
+                "mountstats_xprt_backlog",
+                "Sum of the backlog queue length sampled at each send",
+                |x| x.backlog_sum,
+            ),
+        ];
+        for (name, help, field) in xprt_families {
+            per_mount(encoder, &present, name, help, MetricType::Counter, |s| {
+                s.xprt.as_ref().map(|x| field(x) as f64)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn per_mount(
+    encoder: &mut DescriptorEncoder,
+    present: &[(&str, &NfsMountstats)],
+    name: &str,
+    help: &str,
+    metric_type: MetricType,
+    value: impl Fn(&NfsMountstats) -> Option<f64>,
+) -> Result<(), fmt::Error> {
+    let mut e = encoder.encode_descriptor(name, help, None, metric_type)?;
+    for (m, s) in present {
+        if let Some(v) = value(s) {
+            let mut f = e.encode_family(&[("mountpoint", *m)])?;
+            match metric_type {
+                MetricType::Counter => f
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
+                        &v, None,
+                    )?,
+                _ => f.encode_gauge(&v)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Collector for MountCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let now = self.shared.now();
+        // Copy the views out so the lock is not held while mountstats is read.
+        let mounts = self.shared.lock().clone();
+        Self::encode_states(&mut encoder, &mounts, now)?;
+        let parsed = match self.shared.mountstats.read() {
+            Ok(text) => Ok(mountstats::parse(&text)),
+            Err(e) => {
+                tracing::debug!(error = %e, "Cannot read mountstats");
+                Err(())
+            }
+        };
+        Self::encode_mountstats(&mut encoder, &mounts, parsed.as_ref().map_err(|_| ()))
+    }
+}

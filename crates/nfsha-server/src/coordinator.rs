@@ -1,0 +1,248 @@
+//! The distributed-store seam: leader lease, fencing epoch, member records and
+//! switchover requests, behind the [`Coordinator`] trait (etcd in production,
+//! [`crate::EtcdCoordinator`]).
+//!
+//! Role: say *what* the controller needs from the store, with the guarantees each call
+//! must give. Failure modes: the store is unreachable or slow ([`CoordError`]; callers
+//! bound every call with their own deadline and treat a timeout like an error), or it
+//! answers that this node no longer holds the leader key (`Ok(false)` from
+//! [`Coordinator::renew`] / guarded calls), which is not an error but a fact.
+//!
+//! Key layout under `/nfsha/<cluster>/`:
+//! - `leader`: JSON [`LeaderRecord`], bound to the holder's session lease, created only
+//!   by a transaction comparing `create_revision == 0`. Its create revision is the
+//!   **epoch** (fencing token): it only grows, and a new holder always has a larger one.
+//! - `epoch`: the current epoch as a decimal string, written by the leader under the
+//!   guard `create_revision(leader) == epoch`, not leased (it survives the leader).
+//! - `members/<node>`: JSON [`MemberInfo`], bound to that node's session lease.
+//! - `switchover`: JSON [`SwitchoverRequest`], bound to a short lease of its own.
+
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+/// The value stored in the leader key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    /// The leader's node name.
+    pub node: String,
+    /// The address clients mount from (the floating address, or the node's own).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The leader's status API (`host:port`), if it listens.
+    #[serde(default)]
+    pub api: Option<String>,
+}
+
+/// The current leader as clients and standbys see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderInfo {
+    /// The leader's node name.
+    pub node: String,
+    /// The address clients mount from, if published.
+    pub address: Option<String>,
+    /// The leader key's create revision: the fencing token. Larger is newer.
+    pub epoch: u64,
+}
+
+/// What a member says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberState {
+    /// Controller started, cleaning up leftovers.
+    Starting,
+    /// Not leader, not serving, ready to take over.
+    Standby,
+    /// Leader, bringing the service up.
+    Promoting,
+    /// Leader and serving.
+    Primary,
+    /// Tearing down (switchover, shutdown).
+    Demoting,
+    /// Lost the lease; tore down (or is tearing down) on its own clock.
+    Fenced,
+    /// A teardown failed: something may still be up. Needs an operator.
+    Failed,
+}
+
+impl MemberState {
+    /// kebab-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberState::Starting => "starting",
+            MemberState::Standby => "standby",
+            MemberState::Promoting => "promoting",
+            MemberState::Primary => "primary",
+            MemberState::Demoting => "demoting",
+            MemberState::Fenced => "fenced",
+            MemberState::Failed => "failed",
+        }
+    }
+}
+
+/// A member record (`members/<node>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Node name.
+    pub node: String,
+    /// Its state.
+    pub state: MemberState,
+    /// The highest epoch this node has seen.
+    pub epoch_seen: u64,
+    /// Whether any serving step is up on it.
+    pub serving: bool,
+    /// The address clients would mount from if it led.
+    pub address: Option<String>,
+    /// Its status API (`host:port`).
+    pub api: Option<String>,
+    /// Step in progress or last error, free text.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// Wall-clock ms since the Unix epoch when written (display only; never used for decisions).
+    pub updated_ms: u64,
+}
+
+/// A planned switchover request (`switchover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// The leader to move away from (must match the current leader).
+    pub from: String,
+    /// The node that must take over.
+    pub to: String,
+}
+
+/// Result of a leadership attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquire {
+    /// We created the leader key; the epoch is its create revision.
+    Acquired {
+        /// Fencing token.
+        epoch: u64,
+    },
+    /// Someone holds it (possibly us from an earlier session, which is treated the same:
+    /// we wait for it to expire).
+    Held(LeaderInfo),
+}
+
+/// The whole cluster as stored (for `nfsha server status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Cluster name.
+    pub cluster: String,
+    /// The leader, if the key exists.
+    pub leader: Option<LeaderInfo>,
+    /// The published epoch (survives the leader).
+    pub epoch: Option<u64>,
+    /// Every live member.
+    pub members: Vec<MemberInfo>,
+    /// A pending switchover request.
+    pub switchover: Option<SwitchoverRequest>,
+}
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// The store could not be reached or refused the request.
+    #[error("etcd request failed")]
+    Etcd(#[from] etcd_client::Error),
+    /// A value in the store is not what nfsha writes.
+    #[error("Malformed value at {key}")]
+    Malformed {
+        /// The key.
+        key: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store answered without the data nfsha needs (e.g. no response header).
+    #[error("Unexpected etcd response: {0}")]
+    Protocol(String),
+    /// A credential file could not be read.
+    #[error("Cannot read {path}")]
+    Credentials {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The call did not finish in time.
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// A fake store was told to fail.
+    #[error("Injected failure")]
+    Injected,
+}
+
+/// What the controller needs from the distributed store. Each node has one session
+/// lease (TTL = the configured ttl) held by its coordinator; the leader key and the
+/// member record are bound to it.
+pub trait Coordinator: Send + Sync {
+    /// Try to create the leader key (`create_revision == 0`), bound to our session lease
+    /// (granted if needed). Also publishes `epoch` on success.
+    fn acquire(&self, record: &LeaderRecord) -> impl Future<Output = Result<Acquire, CoordError>> + Send;
+
+    /// Keep our session lease alive and confirm the leader key still exists with
+    /// create revision `epoch` and our lease. `Ok(false)` = leadership is gone.
+    /// Callers must take the time *before* calling as the renewal instant.
+    fn renew(&self, epoch: u64) -> impl Future<Output = Result<bool, CoordError>> + Send;
+
+    /// Delete the leader key if its create revision is `epoch` (planned release).
+    fn release(&self, epoch: u64) -> impl Future<Output = Result<(), CoordError>> + Send;
+
+    /// Drop our session lease (leader key and member record go with it). Best effort.
+    fn resign_session(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+
+    /// The current leader, if any.
+    fn leader(&self) -> impl Future<Output = Result<Option<LeaderInfo>, CoordError>> + Send;
+
+    /// Keep our session lease alive (granting a new one if it expired) and write our
+    /// member record. With `guard = Some(epoch)` the write happens only while the leader
+    /// key's create revision is `epoch`; returns whether it was written.
+    fn heartbeat(
+        &self,
+        member: &MemberInfo,
+        guard: Option<u64>,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send;
+
+    /// The pending switchover request, if any.
+    fn switchover_request(&self) -> impl Future<Output = Result<Option<SwitchoverRequest>, CoordError>> + Send;
+
+    /// Remove the switchover request.
+    fn clear_switchover(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+}
+
+/// Key names under `/nfsha/<cluster>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// `/nfsha/<cluster>/`.
+    pub prefix: String,
+}
+
+impl Keys {
+    /// Keys of `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        Keys {
+            prefix: format!("/nfsha/{cluster}/"),
+        }
+    }
+    /// The leader key.
+    pub fn leader(&self) -> String {
+        format!("{}leader", self.prefix)
+    }
+    /// The published epoch.
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+    /// Prefix of member records.
+    pub fn members(&self) -> String {
+        format!("{}members/", self.prefix)
+    }
+    /// One member record.
+    pub fn member(&self, node: &str) -> String {
+        format!("{}members/{node}", self.prefix)
+    }
+    /// The switchover request.
+    pub fn switchover(&self) -> String {
+        format!("{}switchover", self.prefix)
+    }
+}

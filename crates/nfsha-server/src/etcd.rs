@@ -1,0 +1,379 @@
+//! [`Coordinator`] on etcd v3 (crate `etcd-client`), Patroni-style.
+//!
+//! Role: one session lease per node process; the leader key is created by a
+//! transaction comparing `create_revision == 0` and bound to that lease; renewal is a
+//! lease keepalive followed by a read of the leader key (create revision and lease must
+//! still be ours). Failure modes: etcd unreachable, slow or frozen → calls return
+//! [`CoordError`] or never return (callers bound them); a keepalive stream that saw an
+//! error or was abandoned is thrown away and reopened, so a late answer to an old
+//! keepalive can never be mistaken for a fresh renewal.
+
+use crate::coordinator::{
+    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LeaderInfo, LeaderRecord, MemberInfo,
+    SwitchoverRequest,
+};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How to reach etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// Endpoints (`http://127.0.0.1:2379`).
+    pub endpoints: Vec<String>,
+    /// TLS files, if etcd uses TLS.
+    pub tls: Option<nfsha_config::EtcdTls>,
+    /// User and password file, if etcd uses auth.
+    pub auth: Option<nfsha_config::EtcdAuth>,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keepalive ping interval (a frozen etcd is detected after interval + timeout).
+    pub keepalive: Duration,
+}
+
+impl EtcdOptions {
+    /// Plain endpoints, 1 s connect timeout, 1 s keepalive.
+    pub fn new(endpoints: Vec<String>) -> Self {
+        EtcdOptions {
+            endpoints,
+            tls: None,
+            auth: None,
+            connect_timeout: Duration::from_secs(1),
+            keepalive: Duration::from_secs(1),
+        }
+    }
+
+    /// From a `[server]` section.
+    pub fn from_server(cfg: &nfsha_config::ServerConfig) -> Self {
+        EtcdOptions {
+            tls: cfg.etcd_tls.clone(),
+            auth: cfg.etcd_auth.clone(),
+            ..EtcdOptions::new(cfg.etcd_endpoints.clone())
+        }
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, CoordError> {
+    std::fs::read(path).map_err(|source| CoordError::Credentials {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Connect an etcd client (lazily: an unreachable etcd shows up on the first request,
+/// except with auth, which authenticates at once).
+pub async fn connect(opts: &EtcdOptions) -> Result<Client, CoordError> {
+    let mut co = ConnectOptions::new()
+        .with_connect_timeout(opts.connect_timeout)
+        .with_keep_alive(opts.keepalive, opts.keepalive)
+        .with_keep_alive_while_idle(true);
+    if let Some(auth) = &opts.auth {
+        let pw = read(&auth.password_file)?;
+        let pw = String::from_utf8_lossy(&pw).trim_end_matches(['\n', '\r']).to_owned();
+        co = co.with_user(auth.user.clone(), pw);
+    }
+    if let Some(tls) = &opts.tls {
+        let mut t = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?));
+        if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+            t = t.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+        }
+        co = co.with_tls(t);
+    }
+    Ok(Client::connect(&opts.endpoints, Some(co)).await?)
+}
+
+struct Session {
+    id: i64,
+    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+/// The etcd coordinator of one node.
+pub struct EtcdCoordinator {
+    client: Client,
+    keys: Keys,
+    node: String,
+    ttl: Duration,
+    session: Mutex<Option<Session>>,
+}
+
+impl fmt::Debug for EtcdCoordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdCoordinator")
+            .field("keys", &self.keys)
+            .field("node", &self.node)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ttl_secs(ttl: Duration) -> i64 {
+    // etcd leases are whole seconds; round up so the lease is never shorter than asked
+    // (the controller fences on its own, shorter, clock anyway).
+    i64::try_from(ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX).max(1)
+}
+
+fn revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, CoordError> {
+    header
+        .map(|h| h.revision() as u64)
+        .ok_or_else(|| CoordError::Protocol("response without header".into()))
+}
+
+/// Parse a leader key into [`LeaderInfo`].
+pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> {
+    let rec: LeaderRecord = serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
+        key: key.to_owned(),
+        source,
+    })?;
+    Ok(LeaderInfo {
+        node: rec.node,
+        address: rec.address,
+        epoch: kv.create_revision() as u64,
+    })
+}
+
+impl EtcdCoordinator {
+    /// A coordinator for `node` in `cluster`; session leases get `ttl`.
+    pub fn new(client: Client, cluster: &str, node: &str, ttl: Duration) -> Self {
+        EtcdCoordinator {
+            client,
+            keys: Keys::new(cluster),
+            node: node.to_owned(),
+            ttl,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// Connect and build.
+    pub async fn connect(opts: &EtcdOptions, cluster: &str, node: &str, ttl: Duration) -> Result<Self, CoordError> {
+        Ok(Self::new(connect(opts).await?, cluster, node, ttl))
+    }
+
+    /// The key names.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The session lease id, if one is held.
+    pub async fn session_lease(&self) -> Option<i64> {
+        self.session.lock().await.as_ref().map(|s| s.id)
+    }
+
+    async fn ensure_session(&self, slot: &mut Option<Session>) -> Result<i64, CoordError> {
+        if let Some(s) = slot {
+            return Ok(s.id);
+        }
+        let resp = self.client.clone().lease_grant(ttl_secs(self.ttl), None).await?;
+        if resp.ttl() < ttl_secs(self.ttl) {
+            tracing::warn!(granted = resp.ttl(), "etcd granted a shorter lease than asked");
+        }
+        tracing::debug!(lease = resp.id(), "session lease granted");
+        *slot = Some(Session {
+            id: resp.id(),
+            keeper: None,
+        });
+        Ok(resp.id())
+    }
+
+    /// Keep the session lease alive. `Ok(false)`: it had expired (and is forgotten).
+    async fn keep_alive(&self, slot: &mut Option<Session>) -> Result<bool, CoordError> {
+        let Some(session) = slot.as_mut() else {
+            return Ok(false);
+        };
+        // Taken out while in use: if this future is dropped (caller's deadline), the
+        // stream is gone and the next call opens a fresh one.
+        let (mut keeper, mut stream) = match session.keeper.take() {
+            Some(k) => k,
+            None => self.client.clone().lease_keep_alive(session.id).await?,
+        };
+        keeper.keep_alive().await?;
+        match stream.message().await? {
+            Some(resp) if resp.ttl() > 0 => {
+                session.keeper = Some((keeper, stream));
+                Ok(true)
+            }
+            Some(_) => {
+                tracing::warn!(lease = session.id, "session lease expired");
+                *slot = None;
+                Ok(false)
+            }
+            None => Err(CoordError::Protocol("keepalive stream closed".into())),
+        }
+    }
+
+    async fn get_one(&self, key: &str) -> Result<Option<KeyValue>, CoordError> {
+        let mut resp = self.client.clone().get(key, None).await?;
+        Ok(resp.take_kvs().into_iter().next())
+    }
+
+    /// Read the whole cluster state.
+    pub async fn cluster_status(&self, cluster: &str) -> Result<ClusterStatus, CoordError> {
+        let leader = self.leader().await?;
+        let epoch = match self.get_one(&self.keys.epoch()).await? {
+            Some(kv) => kv.value_str().ok().and_then(|s| s.trim().parse().ok()),
+            None => None,
+        };
+        let mut resp = self
+            .client
+            .clone()
+            .get(self.keys.members(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut members = Vec::new();
+        for kv in resp.take_kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let m: MemberInfo =
+                serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed { key, source })?;
+            members.push(m);
+        }
+        members.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(ClusterStatus {
+            cluster: cluster.to_owned(),
+            leader,
+            epoch,
+            members,
+            switchover: self.switchover_request().await?,
+        })
+    }
+
+    /// Ask for a planned switchover. The request lives on a lease of its own with
+    /// `ttl`, so an abandoned request expires. Returns `false` if one is already pending.
+    pub async fn request_switchover(&self, req: &SwitchoverRequest, ttl: Duration) -> Result<bool, CoordError> {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(ttl_secs(ttl), None).await?.id();
+        let key = self.keys.switchover();
+        let value = serde_json::to_vec(req).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))]);
+        let resp = client.txn(txn).await?;
+        if !resp.succeeded() {
+            let _ = client.lease_revoke(lease).await;
+        }
+        Ok(resp.succeeded())
+    }
+}
+
+impl Coordinator for EtcdCoordinator {
+    async fn acquire(&self, record: &LeaderRecord) -> Result<Acquire, CoordError> {
+        let mut slot = self.session.lock().await;
+        // A lease that expired while we were standby would make the put fail.
+        if slot.is_some() && !self.keep_alive(&mut slot).await? {
+            *slot = None;
+        }
+        let lease = self.ensure_session(&mut slot).await?;
+        drop(slot);
+        let key = self.keys.leader();
+        let value = serde_json::to_vec(record).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))])
+            .or_else([TxnOp::get(key.clone(), None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        if resp.succeeded() {
+            let epoch = revision(resp.header())?;
+            let publish = Txn::new()
+                .when([Compare::create_revision(key, CompareOp::Equal, epoch as i64)])
+                .and_then([TxnOp::put(self.keys.epoch(), epoch.to_string(), None)]);
+            self.client.clone().txn(publish).await?;
+            tracing::info!(epoch, lease, "leader key acquired");
+            return Ok(Acquire::Acquired { epoch });
+        }
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Get(g) = op
+                && let Some(kv) = g.kvs().first()
+            {
+                return Ok(Acquire::Held(parse_leader(&key, kv)?));
+            }
+        }
+        // Deleted between the compare and the get cannot happen inside one txn;
+        // an empty get here means etcd answered something unexpected.
+        Err(CoordError::Protocol("leader key neither created nor found".into()))
+    }
+
+    async fn renew(&self, epoch: u64) -> Result<bool, CoordError> {
+        let mut slot = self.session.lock().await;
+        if !self.keep_alive(&mut slot).await? {
+            return Ok(false);
+        }
+        let lease = slot.as_ref().map(|s| s.id);
+        drop(slot);
+        match self.get_one(&self.keys.leader()).await? {
+            Some(kv) => Ok(kv.create_revision() as u64 == epoch && Some(kv.lease()) == lease),
+            None => Ok(false),
+        }
+    }
+
+    async fn release(&self, epoch: u64) -> Result<(), CoordError> {
+        let key = self.keys.leader();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, epoch as i64)])
+            .and_then([TxnOp::delete(key, None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        tracing::info!(epoch, deleted = resp.succeeded(), "leader key released");
+        Ok(())
+    }
+
+    async fn resign_session(&self) -> Result<(), CoordError> {
+        let taken = self.session.lock().await.take();
+        if let Some(s) = taken {
+            self.client.clone().lease_revoke(s.id).await?;
+        }
+        Ok(())
+    }
+
+    async fn leader(&self) -> Result<Option<LeaderInfo>, CoordError> {
+        let key = self.keys.leader();
+        match self.get_one(&key).await? {
+            Some(kv) => Ok(Some(parse_leader(&key, &kv)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn heartbeat(&self, member: &MemberInfo, guard: Option<u64>) -> Result<bool, CoordError> {
+        let mut slot = self.session.lock().await;
+        if slot.is_some() {
+            // An expired lease is forgotten here and replaced just below.
+            self.keep_alive(&mut slot).await?;
+        }
+        let lease = self.ensure_session(&mut slot).await?;
+        drop(slot);
+        let key = self.keys.member(&member.node);
+        let value = serde_json::to_vec(member).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        let put = TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)));
+        let txn = match guard {
+            Some(epoch) => Txn::new()
+                .when([Compare::create_revision(self.keys.leader(), CompareOp::Equal, epoch as i64)])
+                .and_then([put]),
+            None => Txn::new().and_then([put]),
+        };
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    async fn switchover_request(&self) -> Result<Option<SwitchoverRequest>, CoordError> {
+        let key = self.keys.switchover();
+        match self.get_one(&key).await? {
+            Some(kv) => Ok(Some(serde_json::from_slice(kv.value()).map_err(|source| {
+                CoordError::Malformed { key, source }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn clear_switchover(&self) -> Result<(), CoordError> {
+        self.client.clone().delete(self.keys.switchover(), None).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! The node's own status, shared between the controller loop and the HTTP API
+//! (Patroni-like endpoints for load balancers, monitors and clients).
+//!
+//! Role: `GET /primary` is 200 only on the serving leader, `/standby` 200 only on a
+//! healthy non-leader, `/health` 200 when the loop is alive and nothing is wedged,
+//! `/liveness` 503 when the last completed loop is older than the TTL; every endpoint
+//! answers with the node status as JSON. Failure modes: the listener cannot bind
+//! ([`std::io::Error`] from [`serve`]); handlers never block on etcd or the host.
+
+use crate::coordinator::MemberState;
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::get};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What the controller says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// State.
+    pub state: MemberState,
+    /// Whether any serving step is (possibly) up.
+    pub serving: bool,
+    /// Our epoch while we lead.
+    pub epoch: Option<u64>,
+    /// The highest epoch seen.
+    pub epoch_seen: u64,
+    /// The leader we last saw.
+    pub leader: Option<String>,
+    /// Last error or step, free text.
+    pub detail: Option<String>,
+    /// Milliseconds since the last completed loop.
+    pub last_loop_age_ms: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    status: NodeStatus,
+    last_loop: Instant,
+}
+
+/// Shared, cheap-to-clone handle on the node status.
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    inner: Arc<Mutex<Inner>>,
+    ttl: Duration,
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl StatusHandle {
+    /// A fresh status (state `starting`).
+    pub fn new(node: &str, cluster: &str, ttl: Duration) -> Self {
+        StatusHandle {
+            inner: Arc::new(Mutex::new(Inner {
+                status: NodeStatus {
+                    node: node.to_owned(),
+                    cluster: cluster.to_owned(),
+                    state: MemberState::Starting,
+                    serving: false,
+                    epoch: None,
+                    epoch_seen: 0,
+                    leader: None,
+                    detail: None,
+                    last_loop_age_ms: 0,
+                },
+                last_loop: Instant::now(),
+            })),
+            ttl,
+        }
+    }
+
+    /// Change the status.
+    pub fn update(&self, f: impl FnOnce(&mut NodeStatus)) {
+        f(&mut lock(&self.inner).status);
+    }
+
+    /// Mark a completed loop.
+    pub fn loop_done(&self) {
+        lock(&self.inner).last_loop = Instant::now();
+    }
+
+    /// A snapshot.
+    pub fn get(&self) -> NodeStatus {
+        let g = lock(&self.inner);
+        let mut s = g.status.clone();
+        s.last_loop_age_ms = g.last_loop.elapsed().as_millis() as u64;
+        s
+    }
+
+    /// Whether the last loop is recent (within the TTL).
+    pub fn alive(&self) -> bool {
+        lock(&self.inner).last_loop.elapsed() <= self.ttl
+    }
+}
+
+fn answer(ok: bool, s: NodeStatus) -> (StatusCode, Json<NodeStatus>) {
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(s))
+}
+
+/// The HTTP routes.
+pub fn router(h: StatusHandle) -> Router {
+    let primary = {
+        let h = h.clone();
+        move || async move {
+            let s = h.get();
+            let ok = h.alive() && s.state == MemberState::Primary && s.serving;
+            answer(ok, s)
+        }
+    };
+    let standby = {
+        let h = h.clone();
+        move || async move {
+            let s = h.get();
+            let ok = h.alive() && s.state == MemberState::Standby && !s.serving;
+            answer(ok, s)
+        }
+    };
+    let health = {
+        let h = h.clone();
+        move || async move {
+            let s = h.get();
+            let ok = h.alive() && matches!(s.state, MemberState::Primary | MemberState::Standby);
+            answer(ok, s)
+        }
+    };
+    let liveness = move || async move {
+        let s = h.get();
+        answer(h.alive(), s)
+    };
+    Router::new()
+        .route("/primary", get(primary))
+        .route("/standby", get(standby))
+        .route("/health", get(health))
+        .route("/liveness", get(liveness))
+}
+
+/// Serve the routes on `addr` until the task is dropped. Returns the bound address
+/// (useful with port 0) and the server future.
+pub async fn serve(
+    addr: SocketAddr,
+    h: StatusHandle,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>> + Send)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let fut = async move { axum::serve(listener, router(h)).await };
+    Ok((bound, fut))
+}
