@@ -10,8 +10,10 @@
 //! the old one stays in effect.
 
 pub mod control;
+pub mod daemon;
 pub mod emit;
 pub mod host;
+pub mod linux;
 pub mod recovery;
 pub mod selection;
 pub mod status;

@@ -14,6 +14,7 @@ use crate::selection;
 use crate::status::{MountStatus, ServerStatus, SharedStatus};
 use nfsha_config::{AgentSettings, Config, MountConfig, MountMode};
 use nfsha_core::event::now_ms;
+use nfsha_metrics::AgentMetrics;
 use nfsha_core::{Action, Event, EventKind, MachineConfig, MountMachine, MountState, ProbeOutcome};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -126,6 +127,7 @@ pub struct Agent<H: Host> {
     server_heartbeat: Heartbeat,
     servers_tx: watch::Sender<(Vec<(String, u32)>, AgentSettings)>,
     mounts: BTreeMap<PathBuf, MountTask>,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl<H: Host> std::fmt::Debug for Agent<H> {
@@ -172,8 +174,18 @@ fn mount_bound(m: &MountConfig, a: &AgentSettings) -> Duration {
 }
 
 impl<H: Host> Agent<H> {
-    /// Start every task. Must be called inside a tokio runtime.
+    /// Start every task with production metrics. Must be called inside a tokio runtime.
     pub fn start(host: Arc<H>, config: Config, emit: Emitter) -> Self {
+        Agent::start_with_metrics(host, config, emit, Arc::new(AgentMetrics::new()))
+    }
+
+    /// Start every task, recording into `metrics`.
+    pub fn start_with_metrics(
+        host: Arc<H>,
+        config: Config,
+        emit: Emitter,
+        metrics: Arc<AgentMetrics>,
+    ) -> Self {
         let status = SharedStatus::default();
         status.lock().config = config.source.as_ref().map(|p| p.display().to_string());
         let handle = AgentHandle {
@@ -202,6 +214,7 @@ impl<H: Host> Agent<H> {
             status.clone(),
             emit.clone(),
             server_heartbeat.clone(),
+            metrics.clone(),
         ));
         emit.emit(Event::new(EventKind::AgentStarted).reason(format!(
             "{} mounts",
@@ -219,6 +232,7 @@ impl<H: Host> Agent<H> {
             server_heartbeat,
             servers_tx,
             mounts: BTreeMap::new(),
+            metrics,
         };
         for m in &config.mounts {
             agent.spawn_mount(m.clone());
@@ -234,6 +248,11 @@ impl<H: Host> Agent<H> {
     /// The published status.
     pub fn status(&self) -> SharedStatus {
         self.status.clone()
+    }
+
+    /// The metrics this agent records into.
+    pub fn metrics(&self) -> Arc<AgentMetrics> {
+        self.metrics.clone()
     }
 
     /// The config in effect.
@@ -252,6 +271,7 @@ impl<H: Host> Agent<H> {
             emit: self.emit.clone(),
             table: self.table_rx.clone(),
             heartbeat: heartbeat.clone(),
+            metrics: self.metrics.clone(),
         };
         self.handle
             .mounts
@@ -282,6 +302,7 @@ impl<H: Host> Agent<H> {
             .lock()
             .mounts
             .remove(&mountpoint.display().to_string());
+        self.metrics.remove_mount(&mountpoint.display().to_string());
     }
 
     /// Apply a new, already validated config: removed mounts are forgotten (not
@@ -308,6 +329,7 @@ impl<H: Host> Agent<H> {
         self.servers_tx
             .send_replace((servers_of(&new), new.agent.clone()));
         self.status.lock().reload_error = None;
+        self.metrics.set_config_reload(true);
         self.emit.emit(
             Event::new(EventKind::ConfigReloaded)
                 .outcome("ok")
@@ -318,6 +340,7 @@ impl<H: Host> Agent<H> {
     /// Record a refused reload (the old config stays in effect).
     pub fn reject_config(&self, why: String) {
         self.status.lock().reload_error = Some(why.clone());
+        self.metrics.set_config_reload(false);
         self.emit.emit(
             Event::new(EventKind::ConfigReloaded)
                 .outcome("rejected")
@@ -368,6 +391,7 @@ async fn server_loop<H: Host>(
     status: SharedStatus,
     emit: Emitter,
     heartbeat: Heartbeat,
+    metrics: Arc<AgentMetrics>,
 ) {
     loop {
         let (list, settings) = servers.borrow_and_update().clone();
@@ -384,6 +408,10 @@ async fn server_loop<H: Host>(
             }
         }
         record_server_probes(&status, &emit, &probes);
+        for p in &probes {
+            metrics.set_server_rpc(&p.host, p.reachable, p.rtt);
+        }
+        metrics.set_workers(host.stuck_workers(), host.live_workers());
         {
             let mut st = status.lock();
             st.servers.retain(|h, _| list.iter().any(|(n, _)| n == h));
@@ -441,6 +469,7 @@ struct MountCtx<H: Host> {
     emit: Emitter,
     table: watch::Receiver<Arc<Vec<Mounted>>>,
     heartbeat: Heartbeat,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl<H: Host> MountCtx<H> {
@@ -526,6 +555,9 @@ impl<H: Host> MountCtx<H> {
         entry.recovering = machine.recovering();
         entry.failed_attempts = machine.failed_attempts();
         f(entry);
+        let since = std::time::UNIX_EPOCH + Duration::from_millis(since_ms);
+        self.metrics
+            .set_mount_state(&entry.mountpoint, entry.state, since, entry.server.as_deref());
     }
 
     fn reachable_for(&self, host: &str) -> Option<Duration> {
@@ -558,6 +590,9 @@ async fn mount_loop<H: Host>(ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>)
         } else {
             let (outcome, observed) = ctx.observe(&mut chosen).await;
             ctx.heartbeat.touch();
+            if let Some(o) = &outcome {
+                ctx.metrics.observe_probe(&ctx.mp(), o);
+            }
             let now = clock_now();
             let (transition, mut action) = machine.on_probe(now, observed);
             if let Some(tr) = transition {
@@ -681,6 +716,7 @@ async fn run_recovery<H: Host>(
         }
     }
     let duration = clock_now().saturating_duration_since(started);
+    ctx.metrics.record_recovery(&ctx.mp(), cause, ok, duration);
     let mut e = Event::new(EventKind::RecoveryFinished)
         .mount(ctx.mp())
         .outcome(if ok { "ok" } else { "failed" })

@@ -291,7 +291,11 @@ impl Config {
 
 impl MountConfig {
     /// A mount with every optional setting at its built-in default.
-    pub fn new(mountpoint: impl Into<PathBuf>, export: impl Into<String>, servers: Vec<ServerRef>) -> Self {
+    pub fn new(
+        mountpoint: impl Into<PathBuf>,
+        export: impl Into<String>,
+        servers: Vec<ServerRef>,
+    ) -> Self {
         use crate::defaults as d;
         MountConfig {
             mountpoint: mountpoint.into(),
@@ -323,7 +327,10 @@ impl MountConfig {
 impl ServerRef {
     /// A server with the default weight 0.
     pub fn new(host: impl Into<String>) -> Self {
-        ServerRef { host: host.into(), weight: 0 }
+        ServerRef {
+            host: host.into(),
+            weight: 0,
+        }
     }
 }
 

@@ -54,7 +54,11 @@ pub fn to_toml(config: &Config) -> String {
         let _ = writeln!(o, "event_log = {}", qp(log));
     }
     let _ = writeln!(o, "rpc_timeout = {}", dur(a.rpc_timeout));
-    let _ = writeln!(o, "server_probe_interval = {}", dur(a.server_probe_interval));
+    let _ = writeln!(
+        o,
+        "server_probe_interval = {}",
+        dur(a.server_probe_interval)
+    );
     let _ = writeln!(o, "mount_timeout = {}", dur(a.mount_timeout));
     let _ = writeln!(o, "umount_timeout = {}", dur(a.umount_timeout));
     let _ = writeln!(o, "backoff_initial = {}", dur(a.backoff_initial));

@@ -127,9 +127,7 @@ impl Common {
             mode: self.mode.or(d.mode),
             probe_interval: self.probe_interval.or(d.probe_interval),
             probe_deadline: self.probe_deadline.or(d.probe_deadline),
-            failures_before_recovery: self
-                .failures_before_recovery
-                .or(d.failures_before_recovery),
+            failures_before_recovery: self.failures_before_recovery.or(d.failures_before_recovery),
             failback: self.failback.or(d.failback),
             failback_after: self.failback_after.or(d.failback_after),
             hooks: self.hooks.or_else(|| d.hooks.clone()),
@@ -440,16 +438,17 @@ impl<'s> Checker<'s> {
             return Some(*t);
         }
         let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let expected = format!(
+            "expected one of {}",
+            names
+                .iter()
+                .map(|n| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         let help = match did_you_mean(&s, &names) {
-            Some(n) => format!("did you mean \"{n}\"?"),
-            None => format!(
-                "expected one of {}",
-                names
-                    .iter()
-                    .map(|n| format!("\"{n}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            Some(n) if s.chars().count() > 2 => format!("did you mean \"{n}\"? ({expected})"),
+            _ => expected,
         };
         self.sink
             .error_help(start(v), format!("invalid `{key}` value `{s}`"), help);
@@ -502,7 +501,9 @@ impl<'s> Checker<'s> {
             }
         }
         let server = match root.get("server") {
-            Some(v) => self.table("server", v).and_then(|t| self.server(t, start(v))),
+            Some(v) => self
+                .table("server", v)
+                .and_then(|t| self.server(t, start(v))),
             None => None,
         };
         Config {
@@ -609,7 +610,8 @@ impl<'s> Checker<'s> {
             for (o, at) in &list {
                 if let Some(adv) = option_advice(o) {
                     ok &= adv.severity != Severity::Error;
-                    self.sink.push(adv.severity, *at, adv.message, Some(adv.help));
+                    self.sink
+                        .push(adv.severity, *at, adv.message, Some(adv.help));
                 }
             }
             if ok {
@@ -659,7 +661,10 @@ impl<'s> Checker<'s> {
                     v,
                     &[
                         ("never", FailbackPolicy::Never),
-                        ("when-preferred-healthy", FailbackPolicy::WhenPreferredHealthy),
+                        (
+                            "when-preferred-healthy",
+                            FailbackPolicy::WhenPreferredHealthy,
+                        ),
                     ],
                 )
                 .map(|f| (f, start(v)));
@@ -675,7 +680,8 @@ impl<'s> Checker<'s> {
             let mut ok = true;
             for (s, at) in &list {
                 if s.contains('/') || s.chars().any(char::is_whitespace) {
-                    self.sink.error(*at, format!("`{s}` is not a systemd unit name"));
+                    self.sink
+                        .error(*at, format!("`{s}` is not a systemd unit name"));
                     ok = false;
                 } else if !UNIT_SUFFIXES.iter().any(|suf| s.ends_with(suf)) {
                     self.sink.error_help(
@@ -700,7 +706,11 @@ impl<'s> Checker<'s> {
         defaults: &Common,
         seen: &mut Vec<(PathBuf, usize)>,
     ) -> Option<MountConfig> {
-        let keys: Vec<&str> = MOUNT_ONLY_KEYS.iter().chain(DEFAULT_KEYS).copied().collect();
+        let keys: Vec<&str> = MOUNT_ONLY_KEYS
+            .iter()
+            .chain(DEFAULT_KEYS)
+            .copied()
+            .collect();
         self.check_keys(t, &keys, "[[mount]]");
         let mountpoint = self
             .required(t, "mountpoint", "[[mount]]", at)
@@ -717,9 +727,7 @@ impl<'s> Checker<'s> {
             export: export?,
             servers: servers?,
             nfs_version: c.nfs_version.map_or(defaults::NFS_VERSION, |x| x.0),
-            options: c
-                .options
-                .map_or_else(defaults::mount_options, |x| x.0),
+            options: c.options.map_or_else(defaults::mount_options, |x| x.0),
             mode: c.mode.map_or(MountMode::Direct, |x| x.0),
             probe_interval: c.probe_interval.map_or(defaults::PROBE_INTERVAL, |x| x.0),
             probe_deadline: c.probe_deadline.map_or(defaults::PROBE_DEADLINE, |x| x.0),
@@ -742,20 +750,27 @@ impl<'s> Checker<'s> {
             self.sink.error_help(
                 at,
                 format!("mountpoint `{s}` is relative"),
-                format!("write it as an absolute path, e.g. `/{}`", s.trim_start_matches("./")),
+                format!(
+                    "write it as an absolute path, e.g. `/{}`",
+                    s.trim_start_matches("./")
+                ),
             );
             return None;
         }
         let path = Path::new(&s);
         let normal = path
             .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && !s.split('/').any(|c| c == "." || c == "..");
         if !normal || s.contains("//") || (s.len() > 1 && s.ends_with('/')) {
             let clean: PathBuf = path.components().collect();
             self.sink.error_help(
                 at,
                 format!("mountpoint `{s}` is not in normal form"),
-                format!("write `{}` (no `.`, `..`, `//` or trailing `/`)", clean.display()),
+                format!(
+                    "write `{}` (no `.`, `..`, `//` or trailing `/`)",
+                    clean.display()
+                ),
             );
             return None;
         }
@@ -770,7 +785,10 @@ impl<'s> Checker<'s> {
                 self.sink.error_help(
                     at,
                     format!("duplicate mountpoint `{s}`"),
-                    format!("it is already configured at line {}", line_of(self, *other_at)),
+                    format!(
+                        "it is already configured at line {}",
+                        line_of(self, *other_at)
+                    ),
                 );
                 return None;
             }
@@ -849,17 +867,22 @@ impl<'s> Checker<'s> {
         let mut ok = true;
         for item in a.iter() {
             let r = match item.get_ref() {
-                DeValue::String(_) => self.host("servers", item).map(|host| ServerRef { host, weight: 0 }),
+                DeValue::String(_) => self
+                    .host("servers", item)
+                    .map(|host| ServerRef { host, weight: 0 }),
                 DeValue::Table(t) => {
                     self.check_keys(t, SERVER_REF_KEYS, "a `servers` entry");
                     let host = self
                         .required(t, "host", "a `servers` entry", start(item))
                         .and_then(|h| self.host("host", h));
                     let weight = match t.get("weight") {
-                        Some(w) => self.integer("weight", w, 0, u64::from(u32::MAX)).map(|n| n as u32),
+                        Some(w) => self
+                            .integer("weight", w, 0, u64::from(u32::MAX))
+                            .map(|n| n as u32),
                         None => Some(0),
                     };
-                    host.zip(weight).map(|(host, weight)| ServerRef { host, weight })
+                    host.zip(weight)
+                        .map(|(host, weight)| ServerRef { host, weight })
                 }
                 _ => {
                     self.type_error("servers", item, "a host string or { host, weight }");
@@ -911,7 +934,9 @@ impl<'s> Checker<'s> {
             .and_then(|v| self.nonempty_string("cluster", v));
         let etcd_endpoints = self.endpoints(t, S, at);
         let etcd_tls = match t.get("etcd_tls") {
-            Some(v) => self.table("etcd_tls", v).and_then(|tt| self.tls(tt, start(v))),
+            Some(v) => self
+                .table("etcd_tls", v)
+                .and_then(|tt| self.tls(tt, start(v))),
             None => None,
         };
         let etcd_auth = match t.get("etcd_auth") {
@@ -937,9 +962,7 @@ impl<'s> Checker<'s> {
         let loop_v = loop_period.map_or(defaults::SERVER_LOOP_PERIOD, |x| x.0);
         let margin_v = safety_margin.map_or_else(|| defaults::safety_margin(ttl_v), |x| x.0);
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
-        let rel_at = |a: Option<Sp<Duration>>, b: Option<Sp<Duration>>| {
-            a.or(b).map_or(at, |x| x.1)
-        };
+        let rel_at = |a: Option<Sp<Duration>>, b: Option<Sp<Duration>>| a.or(b).map_or(at, |x| x.1);
         if loop_v * 3 >= ttl_v {
             self.sink.error_help(
                 rel_at(loop_period, ttl),

@@ -358,7 +358,11 @@ mod tests {
         let path = dir.path().join("a/b/events.jsonl");
         let sink = EventSink::open(Some(&path)).unwrap();
         let now = nfsha_core::event::now_ms();
-        let events = [ev(now - 3_600_000, "/old"), ev(now, "/x"), ev(now + 1, "/y")];
+        let events = [
+            ev(now - 3_600_000, "/old"),
+            ev(now, "/x"),
+            ev(now + 1, "/y"),
+        ];
         for e in &events {
             sink.emit(e.clone());
         }

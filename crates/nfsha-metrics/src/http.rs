@@ -111,7 +111,11 @@ async fn metrics_handler(State(st): State<AppState>) -> Response {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "Encoding metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding metrics failed\n",
+            )
+                .into_response()
         }
     }
 }
@@ -175,10 +179,7 @@ async fn healthz_handler(State(st): State<AppState>, Query(q): Query<HealthQuery
     let now = SystemTime::now();
     if let Some(wanted) = q.mount {
         let wanted_n = normalize(&wanted);
-        return match mounts
-            .iter()
-            .find(|m| normalize(&m.mountpoint) == wanted_n)
-        {
+        return match mounts.iter().find(|m| normalize(&m.mountpoint) == wanted_n) {
             Some(m) => {
                 let body = MountBody::new(m, now);
                 let status = if body.healthy {

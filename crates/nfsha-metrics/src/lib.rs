@@ -36,4 +36,7 @@ pub mod mountstats;
 
 pub use eventlog::{EventLogError, EventSink, read_events};
 pub use http::{DEFAULT_LISTEN, HealthSource, HttpError, MountHealth, bind, router, serve};
-pub use metrics::{AgentMetrics, CONTENT_TYPE, METRIC_NAMES, MountstatsSource, ProcMountstats};
+pub use metrics::{
+    AgentMetrics, CONTENT_TYPE, DEFAULT_MOUNTSTATS_OPS, METRIC_NAMES, MountstatsSource,
+    ProcMountstats,
+};

@@ -29,10 +29,11 @@
 //! this object knows (those given to [`AgentMetrics::set_mount_state`]):
 //! `mountstats_present` (1 when the kernel lists an NFS mount there),
 //! `mountstats_age_seconds`, `mountstats_retransmissions_total`, `mountstats_major_timeouts_total`,
-//! per operation with requests > 0: `mountstats_op_requests_total`,
-//! `mountstats_op_retransmissions_total`, `mountstats_op_major_timeouts_total`,
-//! `mountstats_op_rtt_seconds_total`, `mountstats_op_execute_seconds_total`,
-//! `mountstats_op_errors_total` (kernels that print it); transport:
+//! `mountstats_errors_total` (kernels that print per-op errors); per operation (label `op`, only
+//! operations with requests > 0 and in the [`AgentMetrics::set_mountstats_ops`] list, default
+//! [`DEFAULT_MOUNTSTATS_OPS`], to bound the series count at 1,000 mounts):
+//! `mountstats_op_requests_total`, `mountstats_op_rtt_seconds_total`,
+//! `mountstats_op_execute_seconds_total` (cumulative; divide rates for a mean); transport:
 //! `mountstats_xprt_connects_total`, `mountstats_xprt_sends_total`,
 //! `mountstats_xprt_receives_total`, `mountstats_xprt_bad_xids_total`,
 //! `mountstats_xprt_backlog_total`; and `mountstats_read_ok` (0 when the file could not be read)
@@ -88,10 +89,8 @@ pub const METRIC_NAMES: &[&str] = &[
     "nfsha_mountstats_age_seconds",
     "nfsha_mountstats_retransmissions",
     "nfsha_mountstats_major_timeouts",
+    "nfsha_mountstats_errors",
     "nfsha_mountstats_op_requests",
-    "nfsha_mountstats_op_retransmissions",
-    "nfsha_mountstats_op_major_timeouts",
-    "nfsha_mountstats_op_errors",
     "nfsha_mountstats_op_rtt_seconds",
     "nfsha_mountstats_op_execute_seconds",
     "nfsha_mountstats_xprt_connects",
@@ -99,6 +98,21 @@ pub const METRIC_NAMES: &[&str] = &[
     "nfsha_mountstats_xprt_receives",
     "nfsha_mountstats_xprt_bad_xids",
     "nfsha_mountstats_xprt_backlog",
+];
+
+/// Operations exported per op by default: what applications and probes use (v3 and v4 names).
+pub const DEFAULT_MOUNTSTATS_OPS: &[&str] = &[
+    "GETATTR",
+    "LOOKUP",
+    "ACCESS",
+    "READ",
+    "WRITE",
+    "COMMIT",
+    "OPEN",
+    "READDIR",
+    "READDIRPLUS",
+    "FSSTAT",
+    "STATFS",
 ];
 
 /// Where `/proc/self/mountstats` text comes from (a seam: tests and benchmarks feed text).
@@ -150,7 +164,9 @@ const PROBE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Recovery duration buckets (seconds): 100 ms … 5 min.
-const RECOVERY_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+const RECOVERY_BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 fn probe_histogram() -> Histogram {
     Histogram::new(PROBE_BUCKETS)
@@ -174,6 +190,8 @@ struct MountView {
 struct Shared {
     mounts: Mutex<BTreeMap<String, MountView>>,
     mountstats: Arc<dyn MountstatsSource>,
+    /// Operations exported per op; `None` = every operation with requests.
+    ops: Mutex<Option<Vec<String>>>,
     clock: ClockDebug,
 }
 
@@ -231,6 +249,12 @@ impl AgentMetrics {
         let shared = Arc::new(Shared {
             mounts: Mutex::new(BTreeMap::new()),
             mountstats,
+            ops: Mutex::new(Some(
+                DEFAULT_MOUNTSTATS_OPS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            )),
             clock: ClockDebug(clock),
         });
         let m = AgentMetrics {
@@ -430,14 +454,14 @@ impl AgentMetrics {
     pub fn set_workers(&self, stuck: usize, live: usize) {
         self.workers_stuck
             .set(i64::try_from(stuck).unwrap_or(i64::MAX));
-        self.workers_live.set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.workers_live
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
     }
 
     /// Record a config reload attempt (stamped with the clock).
     pub fn set_config_reload(&self, ok: bool) {
         self.reload_success.set(i64::from(ok));
-        self.reload_timestamp
-            .set(unix_seconds(self.shared.now()));
+        self.reload_timestamp.set(unix_seconds(self.shared.now()));
     }
 
     /// Forget a mount (removed by a config reload): every series labelled with it goes.
@@ -473,6 +497,18 @@ impl AgentMetrics {
         };
         self.server_up.remove(&label);
         self.server_rtt.remove(&label);
+    }
+
+    /// Which operations get per-op `mountstats_op_*` series: `Some(list)` (default
+    /// [`DEFAULT_MOUNTSTATS_OPS`]) or `None` for every operation with requests (about 3 series
+    /// per operation per mount: mind the total at many mounts).
+    pub fn set_mountstats_ops(&self, ops: Option<&[&str]>) {
+        *self
+            .shared
+            .ops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            ops.map(|l| l.iter().map(|s| (*s).to_owned()).collect());
     }
 
     /// The mounts known (given to [`set_mount_state`](Self::set_mount_state)), sorted.
@@ -609,6 +645,7 @@ impl MountCollector {
         encoder: &mut DescriptorEncoder,
         mounts: &BTreeMap<String, MountView>,
         parsed: Result<&Mountstats, ()>,
+        ops_filter: Option<&[String]>,
     ) -> Result<(), fmt::Error> {
         ConstGauge::new(i64::from(parsed.is_ok())).encode(encoder.encode_descriptor(
             "mountstats_read_ok",
@@ -671,48 +708,49 @@ impl MountCollector {
             MetricType::Counter,
             |s| Some(s.major_timeouts() as f64),
         )?;
-        type OpField = fn(&mountstats::OpStats) -> Option<f64>;
-        let op_families: [(&str, &str, OpField); 6] = [
+        per_mount(
+            encoder,
+            &present,
+            "mountstats_errors",
+            "Operations that completed with an error status (kernels that count them)",
+            MetricType::Counter,
+            |s| {
+                s.ops
+                    .iter()
+                    .filter_map(|o| o.errors)
+                    .reduce(|a, b| a + b)
+                    .map(|e| e as f64)
+            },
+        )?;
+        type OpField = fn(&mountstats::OpStats) -> f64;
+        let op_families: [(&str, &str, OpField); 3] = [
             ("mountstats_op_requests", "Requests per operation", |o| {
-                Some(o.ops as f64)
+                o.ops as f64
             }),
-            (
-                "mountstats_op_retransmissions",
-                "Retransmissions per operation",
-                |o| Some(o.retransmissions() as f64),
-            ),
-            (
-                "mountstats_op_major_timeouts",
-                "Major timeouts per operation",
-                |o| Some(o.major_timeouts as f64),
-            ),
-            (
-                "mountstats_op_errors",
-                "Operations that completed with an error status",
-                |o| o.errors.map(|e| e as f64),
-            ),
             (
                 "mountstats_op_rtt_seconds",
                 "Cumulative RPC round-trip time per operation",
-                |o| Some(o.rtt_ms as f64 / 1000.0),
+                |o| o.rtt_ms as f64 / 1000.0,
             ),
             (
                 "mountstats_op_execute_seconds",
                 "Cumulative time from enqueue to completion per operation",
-                |o| Some(o.execute_ms as f64 / 1000.0),
+                |o| o.execute_ms as f64 / 1000.0,
             ),
         ];
         for (name, help, field) in op_families {
             let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for (m, s) in &present {
-                for op in s.ops.iter().filter(|o| o.ops > 0) {
-                    if let Some(v) = field(op) {
-                        let labels = [("mountpoint", *m), ("op", op.op.as_str())];
-                        e.encode_family(&labels)?
-                            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
-                                &v, None,
-                            )?;
-                    }
+                let wanted = |o: &&mountstats::OpStats| {
+                    o.ops > 0 && ops_filter.is_none_or(|l| l.contains(&o.op))
+                };
+                for op in s.ops.iter().filter(wanted) {
+                    let labels = [("mountpoint", *m), ("op", op.op.as_str())];
+                    e.encode_family(&labels)?
+                        .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
+                            &field(op),
+                            None,
+                        )?;
                 }
             }
         }
@@ -758,12 +796,12 @@ fn per_mount(
     let mut e = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (m, s) in present {
         if let Some(v) = value(s) {
-            let mut f = e.encode_family(&[("mountpoint", *m)])?;
+            let labels = [("mountpoint", *m)];
+            let mut f = e.encode_family(&labels)?;
             match metric_type {
-                MetricType::Counter => f
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(
-                        &v, None,
-                    )?,
+                MetricType::Counter => {
+                    f.encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(&v, None)?
+                }
                 _ => f.encode_gauge(&v)?,
             }
         }
@@ -784,6 +822,351 @@ impl Collector for MountCollector {
                 Err(())
             }
         };
-        Self::encode_mountstats(&mut encoder, &mounts, parsed.as_ref().map_err(|_| ()))
+        let ops = self
+            .shared
+            .ops
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Self::encode_mountstats(
+            &mut encoder,
+            &mounts,
+            parsed.as_ref().map_err(|_| ()),
+            ops.as_deref(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nfsha_core::ProbeOp;
+
+    #[derive(Debug)]
+    struct FixedText(std::io::Result<&'static str>);
+
+    impl MountstatsSource for FixedText {
+        fn read(&self) -> std::io::Result<String> {
+            match &self.0 {
+                Ok(s) => Ok((*s).to_owned()),
+                Err(e) => Err(std::io::Error::new(e.kind(), "fake")),
+            }
+        }
+    }
+
+    const T0: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn metrics_with(text: std::io::Result<&'static str>) -> AgentMetrics {
+        AgentMetrics::with_sources(Arc::new(FixedText(text)), Arc::new(|| at(T0 + 42)))
+    }
+
+    /// The value of the series written exactly as `series` (name plus label block).
+    fn value(scrape: &str, series: &str) -> Option<f64> {
+        scrape.lines().find_map(|l| {
+            let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    fn must(scrape: &str, series: &str) -> f64 {
+        value(scrape, series).unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
+    }
+
+    #[test]
+    fn state_series_follow_the_last_call() {
+        let m = metrics_with(Ok(""));
+        m.set_mount_state("/a", MountState::Healthy, at(T0), Some("nfs-1"));
+        m.set_mount_state("/a", MountState::Stale, at(T0 + 30), Some("nfs-2"));
+        let s = m.encode();
+        assert_eq!(
+            must(&s, r#"nfsha_mount_state{mountpoint="/a",state="stale"}"#),
+            1.0
+        );
+        assert_eq!(
+            must(&s, r#"nfsha_mount_state{mountpoint="/a",state="healthy"}"#),
+            0.0
+        );
+        let ones = s
+            .lines()
+            .filter(|l| l.starts_with("nfsha_mount_state{") && l.ends_with(" 1"))
+            .count();
+        assert_eq!(ones, 1, "exactly one state series is 1");
+        assert_eq!(
+            must(&s, r#"nfsha_mount_state_seconds{mountpoint="/a"}"#),
+            12.0
+        );
+        assert_eq!(must(&s, r#"nfsha_mount_healthy{mountpoint="/a"}"#), 0.0);
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_mount_server_info{mountpoint="/a",server="nfs-2"}"#
+            ),
+            1.0
+        );
+        assert!(
+            !s.contains(r#"server="nfs-1""#),
+            "old server series left behind"
+        );
+        assert!(s.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn probes_recoveries_servers_workers_and_reloads() {
+        let m = metrics_with(Ok(""));
+        m.set_mount_state("/a", MountState::Healthy, at(T0), None);
+        m.observe_probe(
+            "/a",
+            &ProbeOutcome::Ok {
+                latency: Duration::from_millis(3),
+            },
+        );
+        m.observe_probe(
+            "/a",
+            &ProbeOutcome::Failed {
+                op: ProbeOp::Readdir,
+                errno: libc_estale(),
+                latency: Duration::from_millis(40),
+            },
+        );
+        m.observe_probe(
+            "/a",
+            &ProbeOutcome::Hung {
+                deadline: Duration::from_secs(2),
+            },
+        );
+        m.record_recovery("/a", MountState::Stale, true, Duration::from_millis(1500));
+        m.record_recovery("/a", MountState::Hung, false, Duration::from_secs(20));
+        m.set_server_rpc("nfs-1", true, Some(Duration::from_micros(800)));
+        m.set_server_rpc("nfs-2", false, None);
+        m.set_workers(2, 5);
+        m.set_config_reload(false);
+        let s = m.encode();
+        assert_eq!(
+            must(&s, r#"nfsha_probe_duration_seconds_count{mountpoint="/a"}"#),
+            2.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_probe_duration_seconds_bucket{le="0.005",mountpoint="/a"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            must(&s, r#"nfsha_probe_timeouts_total{mountpoint="/a"}"#),
+            1.0
+        );
+        for r in ["ok", "failed", "hung"] {
+            let series = format!(r#"nfsha_probes_total{{mountpoint="/a",result="{r}"}}"#);
+            assert_eq!(must(&s, &series), 1.0);
+        }
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_recoveries_total{mountpoint="/a",cause="stale",outcome="ok"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_recoveries_total{mountpoint="/a",cause="hung",outcome="failed"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_recovery_duration_seconds_sum{mountpoint="/a"}"#
+            ),
+            21.5
+        );
+        assert_eq!(must(&s, r#"nfsha_server_rpc_up{server="nfs-1"}"#), 1.0);
+        assert_eq!(must(&s, r#"nfsha_server_rpc_up{server="nfs-2"}"#), 0.0);
+        assert_eq!(
+            must(&s, r#"nfsha_server_rpc_rtt_seconds{server="nfs-1"}"#),
+            0.0008
+        );
+        assert_eq!(
+            value(&s, r#"nfsha_server_rpc_rtt_seconds{server="nfs-2"}"#),
+            None
+        );
+        assert_eq!(must(&s, "nfsha_probe_workers_stuck"), 2.0);
+        assert_eq!(must(&s, "nfsha_probe_workers_live"), 5.0);
+        assert_eq!(must(&s, "nfsha_config_reload_success"), 0.0);
+        assert_eq!(
+            must(&s, "nfsha_config_reload_timestamp_seconds"),
+            (T0 + 42) as f64
+        );
+        // The hung probe is the last error the health endpoint shows.
+        let h = HealthSource::mounts(&m);
+        assert_eq!(
+            h[0].last_error.as_deref(),
+            Some("probe did not finish within 2000 ms")
+        );
+    }
+
+    fn libc_estale() -> i32 {
+        116
+    }
+
+    #[test]
+    fn failed_probe_error_text_names_op_and_errno() {
+        let m = metrics_with(Ok(""));
+        m.set_mount_state("/a", MountState::Stale, at(T0), None);
+        m.observe_probe(
+            "/a",
+            &ProbeOutcome::Failed {
+                op: ProbeOp::Readdir,
+                errno: libc_estale(),
+                latency: Duration::from_millis(1),
+            },
+        );
+        let h = HealthSource::mounts(&m);
+        assert_eq!(
+            h[0].last_error.as_deref(),
+            Some("readdir: ESTALE (errno 116)")
+        );
+        m.set_mount_state("/a", MountState::Healthy, at(T0 + 1), None);
+        assert_eq!(HealthSource::mounts(&m)[0].last_error, None);
+    }
+
+    #[test]
+    fn remove_mount_drops_every_series() {
+        let m = metrics_with(Ok(crate::mountstats::tests::FIXTURE));
+        m.set_mount_state("/airflow/dags", MountState::Healthy, at(T0), Some("s"));
+        m.observe_probe(
+            "/airflow/dags",
+            &ProbeOutcome::Ok {
+                latency: Duration::from_millis(1),
+            },
+        );
+        m.record_recovery("/airflow/dags", MountState::Stale, true, Duration::ZERO);
+        assert!(m.encode().contains("/airflow/dags"));
+        m.remove_mount("/airflow/dags");
+        let s = m.encode();
+        assert!(!s.contains("/airflow/dags"), "left behind:\n{s}");
+        assert!(m.mounts().is_empty());
+    }
+
+    #[test]
+    fn mountstats_series_for_known_mounts_only() {
+        let m = metrics_with(Ok(crate::mountstats::tests::FIXTURE));
+        m.set_mount_state("/airflow/dags", MountState::Healthy, at(T0), None);
+        m.set_mount_state("/not/mounted", MountState::NotMounted, at(T0), None);
+        let s = m.encode();
+        let mp = r#"mountpoint="/airflow/dags""#;
+        assert_eq!(must(&s, "nfsha_mountstats_read_ok"), 1.0);
+        assert_eq!(must(&s, &format!("nfsha_mountstats_present{{{mp}}}")), 1.0);
+        assert_eq!(
+            must(&s, r#"nfsha_mountstats_present{mountpoint="/not/mounted"}"#),
+            0.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!("nfsha_mountstats_retransmissions_total{{{mp}}}")
+            ),
+            47.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!("nfsha_mountstats_major_timeouts_total{{{mp}}}")
+            ),
+            4.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mountstats_age_seconds{{{mp}}}")),
+            86400.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mountstats_op_rtt_seconds_total{{{mp},op="GETATTR"}}"#)
+            ),
+            35.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mountstats_op_execute_seconds_total{{{mp},op="GETATTR"}}"#)
+            ),
+            36.5
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mountstats_op_requests_total{{{mp},op="OPEN"}}"#)
+            ),
+            3070.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mountstats_errors_total{{{mp}}}")),
+            7.0
+        );
+        // SEQUENCE is not in the default op list; with no list, every used op is exported.
+        assert!(!s.contains(r#"op="SEQUENCE""#));
+        m.set_mountstats_ops(None);
+        assert_eq!(
+            must(
+                &m.encode(),
+                &format!(r#"nfsha_mountstats_op_requests_total{{{mp},op="SEQUENCE"}}"#)
+            ),
+            4000.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mountstats_xprt_connects_total{{{mp}}}")),
+            5.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mountstats_xprt_backlog_total{{{mp}}}")),
+            200.0
+        );
+        // Ops never used (WRITE: 0 requests) are not exported; the other mount is not known.
+        assert!(!s.contains(r#"op="WRITE""#));
+        assert!(!s.contains("with space"));
+    }
+
+    #[test]
+    fn unreadable_mountstats_drops_only_its_series() {
+        let m = metrics_with(Err(std::io::Error::from(std::io::ErrorKind::NotFound)));
+        m.set_mount_state("/a", MountState::Healthy, at(T0), None);
+        let s = m.encode();
+        assert_eq!(must(&s, "nfsha_mountstats_read_ok"), 0.0);
+        assert!(!s.contains("nfsha_mountstats_present"));
+        assert_eq!(must(&s, r#"nfsha_mount_healthy{mountpoint="/a"}"#), 1.0);
+    }
+
+    #[test]
+    fn every_family_in_a_full_scrape_is_listed_in_metric_names() {
+        let m = metrics_with(Ok(crate::mountstats::tests::FIXTURE));
+        m.set_mount_state("/airflow/dags", MountState::Healthy, at(T0), Some("s"));
+        m.observe_probe(
+            "/airflow/dags",
+            &ProbeOutcome::Ok {
+                latency: Duration::from_millis(1),
+            },
+        );
+        m.observe_probe(
+            "/airflow/dags",
+            &ProbeOutcome::Hung {
+                deadline: Duration::from_secs(1),
+            },
+        );
+        m.record_recovery("/airflow/dags", MountState::Hung, true, Duration::ZERO);
+        m.set_server_rpc("s", true, Some(Duration::from_millis(1)));
+        let s = m.encode();
+        let typed: std::collections::BTreeSet<&str> = s
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let listed: std::collections::BTreeSet<&str> = METRIC_NAMES.iter().copied().collect();
+        assert_eq!(typed, listed);
     }
 }

@@ -28,7 +28,10 @@ impl Mountstats {
     /// The entry mounted at `mountpoint`: the last one in file order, i.e. the topmost of
     /// stacked mounts.
     pub fn find(&self, mountpoint: &str) -> Option<&NfsMountstats> {
-        self.entries.iter().rev().find(|e| e.mountpoint == mountpoint)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.mountpoint == mountpoint)
     }
 }
 
@@ -313,49 +316,13 @@ fn unescape(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An NFSv4.1 mount with nconnect=2 (two xprt lines), an NFSv3/UDP mount with
     /// statvers=1.0 and 8-field op lines, a mountpoint with a space, and unrelated devices.
     /// Hand-written from the layout in nfs-utils mountstats.py and procfs mountstats.go.
-    pub(crate) const FIXTURE: &str = "\
-device rootfs mounted on / with fstype rootfs
-device proc mounted on /proc with fstype proc
-device /dev/vda1 mounted on /var with fstype ext4
-device 10.101.20.220:/srv/airflow/dags mounted on /airflow/dags with fstype nfs4 statvers=1.1
-\topts:\trw,vers=4.1,rsize=1048576,wsize=1048576,namlen=255,acregmin=3,acregmax=60,acdirmin=30,acdirmax=60,hard,proto=tcp,nconnect=2,timeo=50,retrans=2,sec=sys,clientaddr=10.101.20.15,local_lock=none
-\tage:\t86400
-\timpl_id:\tname='',domain='',date='0,0'
-\tcaps:\tcaps=0x3ffbffff,wtmult=512,dtsize=1048576,bsize=0,namlen=255
-\tnfsv4:\tbm0=0xfdffbfff,bm1=0x40fdbe3e,bm2=0x60803,acl=0x3,sessions,pnfs=not configured,lease_time=90,lease_expired=0
-\tsec:\tflavor=1,pseudoflavor=1
-\tevents:\t5020 18211 0 41 3070 1432 22810 0 0 12 0 0 530 0 0 0 0 3070 0 0 0 0 0 0 0 0 0
-\tbytes:\t10485760 0 0 0 10485760 0 2560 0
-\tRPC iostats version: 1.1  p/v: 100003/4 (nfs)
-\txprt:\ttcp 811 1 3 0 12 41000 40990 0 82000 150 12 70000 11000
-\txprt:\ttcp 812 1 2 0 12 39000 38995 0 78000 50 10 66000 9000
-\tper-op statistics
-\t        NULL: 1 1 0 44 24 0 0 0 0
-\t        READ: 2560 2560 0 409600 10895360 3 2200 2300 0
-\t       WRITE: 0 0 0 0 0 0 0 0 0
-\t        OPEN: 3070 3075 1 1000000 1200000 10 4000 4200 2
-\t     GETATTR: 70000 70042 3 9520000 16240000 140 35000 36500 5
-\t     READDIR: 530 530 0 90000 2100000 1 400 420 0
-\t    SEQUENCE: 4000 4000 0 560000 400000 0 1600 1700 0
-
-device nfs-2:/srv/export mounted on /mnt/with\\040space with fstype nfs statvers=1.0
-\topts:\tro,vers=3,proto=udp,timeo=11,retrans=3
-\tage:\t120
-\tRPC iostats version: 1.0  p/v: 100003/3 (nfs)
-\txprt:\tudp 900 2 500 498 0 1000 20
-\tper-op statistics
-\t        NULL: 0 0 0 0 0 0 0 0
-\t     GETATTR: 400 410 2 50000 60000 5 700 900
-\t      FSSTAT: 100 100 0 10000 20000 0 50 60
-
-device tmpfs mounted on /run with fstype tmpfs
-";
+    pub(crate) const FIXTURE: &str = include_str!("../tests/fixtures/mountstats.txt");
 
     #[test]
     fn parses_both_nfs_entries_and_skips_other_devices() {

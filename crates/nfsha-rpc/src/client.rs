@@ -14,9 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+use crate::RpcError;
 use crate::nfs4;
 use crate::wire::{self, Cred, RecordDecoder};
-use crate::RpcError;
 
 /// RPC program number of the portmapper (rpcbind).
 pub const PMAP_PROGRAM: u32 = nfs3_types::portmap::PROGRAM;
@@ -59,12 +59,22 @@ pub(crate) async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpSt
     Ok(stream)
 }
 
-async fn exchange(stream: &mut TcpStream, addr: SocketAddr, msg: &[u8]) -> Result<Vec<u8>, RpcError> {
-    stream.write_all(msg).await.map_err(|source| RpcError::Io { addr, source })?;
+async fn exchange(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    msg: &[u8],
+) -> Result<Vec<u8>, RpcError> {
+    stream
+        .write_all(msg)
+        .await
+        .map_err(|source| RpcError::Io { addr, source })?;
     let mut decoder = RecordDecoder::new(wire::MAX_RECORD);
     let mut buf = [0u8; 4096];
     loop {
-        let n = stream.read(&mut buf).await.map_err(|source| RpcError::Io { addr, source })?;
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|source| RpcError::Io { addr, source })?;
         if n == 0 {
             return Err(RpcError::Closed { addr });
         }
@@ -126,7 +136,10 @@ pub(crate) async fn getport_until(
         &args,
     )
     .await?;
-    Ok((rtt, wire::decode_getport_result(&results, program, version)?))
+    Ok((
+        rtt,
+        wire::decode_getport_result(&results, program, version)?,
+    ))
 }
 
 /// Call the NULL procedure (0) of `program` `version` at `addr` over TCP, with AUTH_NONE.
@@ -134,7 +147,12 @@ pub(crate) async fn getport_until(
 /// Returns the round-trip time of the call (from sending it to the end of the reply; the TCP handshake is not
 /// included). The whole call, connection included, is bounded by `timeout`. NFSv4 NULL is
 /// `rpc_null(addr, 100003, 4, t)`.
-pub async fn rpc_null(addr: SocketAddr, program: u32, version: u32, timeout: Duration) -> Result<Duration, RpcError> {
+pub async fn rpc_null(
+    addr: SocketAddr,
+    program: u32,
+    version: u32,
+    timeout: Duration,
+) -> Result<Duration, RpcError> {
     null_until(addr, program, version, Instant::now() + timeout).await
 }
 
@@ -147,9 +165,15 @@ pub async fn getport(
     protocol: u32,
     timeout: Duration,
 ) -> Result<u16, RpcError> {
-    getport_until(portmapper, program, version, protocol, Instant::now() + timeout)
-        .await
-        .map(|(_, port)| port)
+    getport_until(
+        portmapper,
+        program,
+        version,
+        protocol,
+        Instant::now() + timeout,
+    )
+    .await
+    .map(|(_, port)| port)
 }
 
 /// Send NFSv4 COMPOUND { PUTROOTFH, GETFH } with `minorversion` to `addr` (AUTH_SYS as root) and return the RTT and
@@ -163,7 +187,7 @@ pub async fn nfs4_root_fh(
     let (rtt, results) = call(
         addr,
         Instant::now() + timeout,
-        nfs4::NFS_PROGRAM,
+        NFS_PROGRAM,
         4,
         nfs4::NFSPROC4_COMPOUND,
         Cred::SysRoot,

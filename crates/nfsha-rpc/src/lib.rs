@@ -17,8 +17,8 @@ mod probe;
 pub mod wire;
 
 pub use client::{
-    IPPROTO_TCP, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, PMAP_PROGRAM, PMAP_VERSION, PMAPPROC_GETPORT, getport,
-    nfs4_root_fh, rpc_null,
+    IPPROTO_TCP, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, PMAP_PROGRAM, PMAP_VERSION,
+    PMAPPROC_GETPORT, getport, nfs4_root_fh, rpc_null,
 };
 pub use error::{RpcError, error_chain};
 pub use probe::{Check, ProbeTarget, ServerProbe, probe_server, rank};

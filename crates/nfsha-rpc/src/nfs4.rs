@@ -9,8 +9,6 @@
 
 use crate::RpcError;
 
-/// RPC program number of NFS.
-pub const NFS_PROGRAM: u32 = 100_003;
 /// NFSv4 procedure COMPOUND.
 pub const NFSPROC4_COMPOUND: u32 = 1;
 /// Operation number of PUTROOTFH.
@@ -47,7 +45,9 @@ impl Reader<'_> {
     fn opaque(&mut self, max: usize) -> Result<&[u8], RpcError> {
         let len = self.u32()? as usize;
         if len > max {
-            return Err(RpcError::garbage(format!("opaque of {len} bytes in COMPOUND result")));
+            return Err(RpcError::garbage(format!(
+                "opaque of {len} bytes in COMPOUND result"
+            )));
         }
         let padded = len.div_ceil(4) * 4;
         if self.b.len() < padded {
@@ -74,13 +74,17 @@ pub fn decode_root_fh_result(results: &[u8]) -> Result<Vec<u8>, RpcError> {
     r.opaque(1024)?; // tag
     let count = r.u32()?;
     if count > 2 {
-        return Err(RpcError::garbage(format!("{count} results for 2 operations")));
+        return Err(RpcError::garbage(format!(
+            "{count} results for 2 operations"
+        )));
     }
     let mut fh = None;
     for expected in [OP_PUTROOTFH, OP_GETFH].into_iter().take(count as usize) {
         let op = r.u32()?;
         if op != expected {
-            return Err(RpcError::garbage(format!("result of operation {op}, expected {expected}")));
+            return Err(RpcError::garbage(format!(
+                "result of operation {op}, expected {expected}"
+            )));
         }
         let op_status = r.u32()?;
         if op_status != 0 {
@@ -94,7 +98,10 @@ pub fn decode_root_fh_result(results: &[u8]) -> Result<Vec<u8>, RpcError> {
         }
     }
     if status != 0 {
-        return Err(RpcError::Nfs4Status { op: "COMPOUND", status });
+        return Err(RpcError::Nfs4Status {
+            op: "COMPOUND",
+            status,
+        });
     }
     fh.ok_or_else(|| RpcError::garbage("COMPOUND succeeded without a GETFH result"))
 }

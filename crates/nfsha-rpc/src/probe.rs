@@ -65,12 +65,17 @@ pub struct ServerProbe {
 
 /// Resolve `host` to one address (the first the resolver returns) before `deadline`.
 pub(crate) async fn resolve(host: &str, deadline: Instant) -> Result<IpAddr, RpcError> {
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(ip);
     }
     match timeout_at(deadline, tokio::net::lookup_host((bare, 0))).await {
-        Err(_) => Err(RpcError::ResolveTimeout { host: host.to_owned() }),
+        Err(_) => Err(RpcError::ResolveTimeout {
+            host: host.to_owned(),
+        }),
         Ok(Err(source)) => Err(RpcError::Resolve {
             host: host.to_owned(),
             source,
@@ -78,14 +83,23 @@ pub(crate) async fn resolve(host: &str, deadline: Instant) -> Result<IpAddr, Rpc
         Ok(Ok(mut addrs)) => addrs
             .next()
             .map(|a| a.ip())
-            .ok_or_else(|| RpcError::NoAddress { host: host.to_owned() }),
+            .ok_or_else(|| RpcError::NoAddress {
+                host: host.to_owned(),
+            }),
     }
 }
 
-fn record<T>(checks: &mut Vec<Check>, name: &'static str, r: Result<(Duration, T), RpcError>) -> Option<T> {
+fn record<T>(
+    checks: &mut Vec<Check>,
+    name: &'static str,
+    r: Result<(Duration, T), RpcError>,
+) -> Option<T> {
     match r {
         Ok((rtt, v)) => {
-            checks.push(Check { name, result: Ok(rtt) });
+            checks.push(Check {
+                name,
+                result: Ok(rtt),
+            });
             Some(v)
         }
         Err(e) => {
@@ -137,7 +151,12 @@ pub async fn probe_server(target: &ProbeTarget, timeout: Duration) -> ServerProb
     }
 }
 
-async fn probe_v3(target: &ProbeTarget, ip: IpAddr, deadline: Instant, checks: &mut Vec<Check>) -> Option<Duration> {
+async fn probe_v3(
+    target: &ProbeTarget,
+    ip: IpAddr,
+    deadline: Instant,
+    checks: &mut Vec<Check>,
+) -> Option<Duration> {
     let pmap = SocketAddr::new(ip, target.portmapper_port);
     let nfs_port = async {
         match target.nfs_port {
@@ -145,7 +164,8 @@ async fn probe_v3(target: &ProbeTarget, ip: IpAddr, deadline: Instant, checks: &
             None => Some(client::getport_until(pmap, NFS_PROGRAM, 3, IPPROTO_TCP, deadline).await),
         }
     };
-    let mount_port = client::getport_until(pmap, MOUNT_PROGRAM, MOUNT_VERSION, IPPROTO_TCP, deadline);
+    let mount_port =
+        client::getport_until(pmap, MOUNT_PROGRAM, MOUNT_VERSION, IPPROTO_TCP, deadline);
     let (nfs_port, mount_port) = tokio::join!(nfs_port, mount_port);
     let nfs_port = match nfs_port {
         None => target.nfs_port,
@@ -154,13 +174,23 @@ async fn probe_v3(target: &ProbeTarget, ip: IpAddr, deadline: Instant, checks: &
     let mount_port = record(checks, "portmap-getport-mount", mount_port);
     let nfs_null = async {
         match nfs_port {
-            Some(p) => Some(client::null_until(SocketAddr::new(ip, p), NFS_PROGRAM, 3, deadline).await),
+            Some(p) => {
+                Some(client::null_until(SocketAddr::new(ip, p), NFS_PROGRAM, 3, deadline).await)
+            }
             None => None,
         }
     };
     let mount_null = async {
         match mount_port {
-            Some(p) => Some(client::null_until(SocketAddr::new(ip, p), MOUNT_PROGRAM, MOUNT_VERSION, deadline).await),
+            Some(p) => Some(
+                client::null_until(
+                    SocketAddr::new(ip, p),
+                    MOUNT_PROGRAM,
+                    MOUNT_VERSION,
+                    deadline,
+                )
+                .await,
+            ),
             None => None,
         }
     };
@@ -180,7 +210,11 @@ async fn probe_v3(target: &ProbeTarget, ip: IpAddr, deadline: Instant, checks: &
 #[must_use]
 pub fn rank(probes: &[ServerProbe], preference: &[(String, u32)]) -> Vec<String> {
     let mut hosts: Vec<&str> = Vec::new();
-    for h in preference.iter().map(|(h, _)| h.as_str()).chain(probes.iter().map(|p| p.host.as_str())) {
+    for h in preference
+        .iter()
+        .map(|(h, _)| h.as_str())
+        .chain(probes.iter().map(|p| p.host.as_str()))
+    {
         if !hosts.contains(&h) {
             hosts.push(h);
         }
@@ -198,6 +232,6 @@ pub fn rank(probes: &[ServerProbe], preference: &[(String, u32)]) -> Vec<String>
             ((!reachable, weight, index, rtt), h)
         })
         .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.sort_by_key(|k| k.0);
     keyed.into_iter().map(|(_, h)| h.to_owned()).collect()
 }

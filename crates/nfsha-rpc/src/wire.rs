@@ -8,8 +8,8 @@
 use std::io::Cursor;
 
 use nfs3_types::rpc::{
-    RPC_VERSION_2, accept_stat_data, auth_unix, call_body, fragment_header, msg_body, opaque_auth, rejected_reply,
-    reply_body, rpc_msg,
+    RPC_VERSION_2, accept_stat_data, auth_unix, call_body, fragment_header, msg_body, opaque_auth,
+    rejected_reply, reply_body, rpc_msg,
 };
 use nfs3_types::xdr_codec::{Opaque, Pack, Unpack};
 
@@ -38,7 +38,14 @@ fn pack_into(v: &impl Pack, out: &mut Vec<u8>) {
 /// Encode one call as a single record-marked fragment: 4-byte marker (last-fragment bit set), RPC header, `args`
 /// (already XDR-encoded).
 #[must_use]
-pub fn encode_call(xid: u32, program: u32, version: u32, procedure: u32, cred: Cred, args: &[u8]) -> Vec<u8> {
+pub fn encode_call(
+    xid: u32,
+    program: u32,
+    version: u32,
+    procedure: u32,
+    cred: Cred,
+    args: &[u8],
+) -> Vec<u8> {
     let cred = match cred {
         Cred::None => opaque_auth::default(),
         Cred::SysRoot => opaque_auth::auth_unix(&auth_unix {
@@ -141,7 +148,8 @@ impl RecordDecoder {
 }
 
 fn be_u32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 fn xdr_error(e: &nfs3_types::xdr_codec::Error) -> RpcError {
@@ -155,17 +163,26 @@ fn xdr_error(e: &nfs3_types::xdr_codec::Error) -> RpcError {
 
 /// Decode one reply record to the call `xid` of `program`/`version`; on SUCCESS returns the XDR-encoded results
 /// (the bytes after the RPC header).
-pub fn decode_reply(record: &[u8], xid: u32, program: u32, version: u32) -> Result<&[u8], RpcError> {
+pub fn decode_reply(
+    record: &[u8],
+    xid: u32,
+    program: u32,
+    version: u32,
+) -> Result<&[u8], RpcError> {
     // Guards before handing the record to nfs3_types: it would parse a CALL body too, and it allocates an opaque's
     // length before reading it, so a garbage verifier length must not reach it.
     let (Some(got_xid), Some(mtype)) = (be_u32(record, 0), be_u32(record, 4)) else {
         return Err(RpcError::garbage("truncated"));
     };
     if mtype != 1 {
-        return Err(RpcError::garbage(format!("message type {mtype}, not a reply")));
+        return Err(RpcError::garbage(format!(
+            "message type {mtype}, not a reply"
+        )));
     }
     if got_xid != xid {
-        return Err(RpcError::garbage(format!("xid {got_xid:#x}, expected {xid:#x}")));
+        return Err(RpcError::garbage(format!(
+            "xid {got_xid:#x}, expected {xid:#x}"
+        )));
     }
     if be_u32(record, 8) == Some(0) {
         match be_u32(record, 16) {
@@ -180,7 +197,9 @@ pub fn decode_reply(record: &[u8], xid: u32, program: u32, version: u32) -> Resu
         return Err(RpcError::garbage("not a reply"));
     };
     match reply {
-        reply_body::MSG_DENIED(rejected_reply::RPC_MISMATCH { low, high }) => Err(RpcError::RpcMismatch { low, high }),
+        reply_body::MSG_DENIED(rejected_reply::RPC_MISMATCH { low, high }) => {
+            Err(RpcError::RpcMismatch { low, high })
+        }
         reply_body::MSG_DENIED(rejected_reply::AUTH_ERROR(stat)) => Err(RpcError::AuthDenied {
             stat: stat.to_string(),
         }),
@@ -196,8 +215,12 @@ pub fn decode_reply(record: &[u8], xid: u32, program: u32, version: u32) -> Resu
                 low,
                 high,
             }),
-            accept_stat_data::PROC_UNAVAIL => Err(RpcError::CallFailed { stat: "PROC_UNAVAIL" }),
-            accept_stat_data::GARBAGE_ARGS => Err(RpcError::CallFailed { stat: "GARBAGE_ARGS" }),
+            accept_stat_data::PROC_UNAVAIL => Err(RpcError::CallFailed {
+                stat: "PROC_UNAVAIL",
+            }),
+            accept_stat_data::GARBAGE_ARGS => Err(RpcError::CallFailed {
+                stat: "GARBAGE_ARGS",
+            }),
             accept_stat_data::SYSTEM_ERR => Err(RpcError::CallFailed { stat: "SYSTEM_ERR" }),
         },
     }

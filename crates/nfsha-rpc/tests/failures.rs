@@ -16,11 +16,19 @@ async fn silent_listener_is_a_reply_timeout_within_the_deadline() {
     let addr = common::silent_server().await;
     let timeout = Duration::from_millis(300);
     let t0 = Instant::now();
-    let err = rpc_null(addr, NFS_PROGRAM, 3, timeout).await.expect_err("no reply");
+    let err = rpc_null(addr, NFS_PROGRAM, 3, timeout)
+        .await
+        .expect_err("no reply");
     let elapsed = t0.elapsed();
-    assert!(matches!(err, RpcError::ReplyTimeout { addr: a } if a == addr), "{err:?}");
+    assert!(
+        matches!(err, RpcError::ReplyTimeout { addr: a } if a == addr),
+        "{err:?}"
+    );
     assert!(!err.server_answered());
-    assert!(elapsed >= timeout - Duration::from_millis(5), "gave up early: {elapsed:?}");
+    assert!(
+        elapsed >= timeout - Duration::from_millis(5),
+        "gave up early: {elapsed:?}"
+    );
     assert!(elapsed <= timeout + SLACK, "deadline overrun: {elapsed:?}");
 }
 
@@ -28,9 +36,18 @@ async fn silent_listener_is_a_reply_timeout_within_the_deadline() {
 async fn closed_port_is_refused_quickly() {
     let addr = common::closed_port();
     let t0 = Instant::now();
-    let err = rpc_null(addr, NFS_PROGRAM, 3, Duration::from_secs(5)).await.expect_err("refused");
-    assert!(matches!(err, RpcError::ConnectRefused { addr: a } if a == addr), "{err:?}");
-    assert!(t0.elapsed() < Duration::from_secs(1), "refusal took {:?}", t0.elapsed());
+    let err = rpc_null(addr, NFS_PROGRAM, 3, Duration::from_secs(5))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, RpcError::ConnectRefused { addr: a } if a == addr),
+        "{err:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "refusal took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(err.to_string(), format!("Connection to {addr} refused"));
 }
 
@@ -39,14 +56,20 @@ async fn full_accept_queue_is_a_connect_timeout() {
     // A listener with backlog 0 that never accepts: once its queue holds a connection, Linux drops further SYNs,
     // which is what a host that is down looks like.
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
     let listener = sock.listen(0).expect("listen");
     let addr = listener.local_addr().expect("addr");
     let mut held = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         assert!(Instant::now() < deadline, "accept queue never filled");
-        match tokio::time::timeout(Duration::from_millis(100), tokio::net::TcpStream::connect(addr)).await {
+        match tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             Ok(Ok(s)) => held.push(s),
             Ok(Err(e)) => panic!("connect failed: {e}"),
             Err(_) => break,
@@ -54,9 +77,15 @@ async fn full_accept_queue_is_a_connect_timeout() {
     }
     let timeout = Duration::from_millis(300);
     let t0 = Instant::now();
-    let err = rpc_null(addr, NFS_PROGRAM, 3, timeout).await.expect_err("no connection");
+    let err = rpc_null(addr, NFS_PROGRAM, 3, timeout)
+        .await
+        .expect_err("no connection");
     assert!(matches!(err, RpcError::ConnectTimeout { .. }), "{err:?}");
-    assert!(t0.elapsed() <= timeout + SLACK, "deadline overrun: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "deadline overrun: {:?}",
+        t0.elapsed()
+    );
     drop(listener);
 }
 
@@ -71,12 +100,19 @@ async fn unresolvable_name_fails_within_the_deadline() {
     let timeout = Duration::from_secs(1);
     let t0 = Instant::now();
     let p = probe_server(&target, timeout).await;
-    assert!(t0.elapsed() <= timeout + SLACK, "deadline overrun: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "deadline overrun: {:?}",
+        t0.elapsed()
+    );
     assert!(!p.reachable);
     assert_eq!(p.checks.len(), 1);
     assert_eq!(p.checks[0].name, "resolve");
     let e = p.error.expect("error");
-    assert!(e.starts_with(&format!("resolve: Cannot resolve {}", target.host)), "{e}");
+    assert!(
+        e.starts_with(&format!("resolve: Cannot resolve {}", target.host)),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +131,10 @@ async fn probe_server_of_a_dead_v3_server_is_unreachable_and_says_why() {
     // The NULLs depend on the ports and are not run.
     assert_eq!(names, ["portmap-getport-nfs", "portmap-getport-mount"]);
     let e = p.error.expect("error");
-    assert_eq!(e, format!("portmap-getport-nfs: Connection to {dead} refused"));
+    assert_eq!(
+        e,
+        format!("portmap-getport-nfs: Connection to {dead} refused")
+    );
 }
 
 #[tokio::test]
@@ -106,9 +145,16 @@ async fn probe_server_of_a_silent_v4_server_holds_the_deadline() {
     let timeout = Duration::from_millis(400);
     let t0 = Instant::now();
     let p = probe_server(&target, timeout).await;
-    assert!(t0.elapsed() <= timeout + SLACK, "deadline overrun: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "deadline overrun: {:?}",
+        t0.elapsed()
+    );
     assert!(!p.reachable);
-    assert_eq!(p.error.as_deref(), Some(format!("nfs-null: No reply from {silent} before the deadline").as_str()));
+    assert_eq!(
+        p.error.as_deref(),
+        Some(format!("nfs-null: No reply from {silent} before the deadline").as_str())
+    );
 }
 
 #[tokio::test]
@@ -123,21 +169,39 @@ async fn probe_server_v3_with_a_silent_portmapper_holds_the_deadline() {
     let timeout = Duration::from_millis(400);
     let t0 = Instant::now();
     let p = probe_server(&target, timeout).await;
-    assert!(t0.elapsed() <= timeout + SLACK, "deadline overrun: {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "deadline overrun: {:?}",
+        t0.elapsed()
+    );
     assert!(!p.reachable);
-    assert!(p.checks.iter().all(|c| c.result.as_ref().is_err_and(|e| e.starts_with("No reply"))), "{p:?}");
+    assert!(
+        p.checks
+            .iter()
+            .all(|c| c.result.as_ref().is_err_and(|e| e.starts_with("No reply"))),
+        "{p:?}"
+    );
 }
 
 #[tokio::test]
 async fn unsupported_nfs_version_is_reported() {
     let p = probe_server(&ProbeTarget::new("127.0.0.1", 2), Duration::from_secs(1)).await;
     assert!(!p.reachable);
-    assert_eq!(p.error.as_deref(), Some("nfs-null: Unsupported NFS version 2"));
+    assert_eq!(
+        p.error.as_deref(),
+        Some("nfs-null: Unsupported NFS version 2")
+    );
 }
 
-async fn null_via(reply: fn(u32) -> Vec<u8>, chunk: usize) -> (SocketAddr, Result<Duration, RpcError>) {
+async fn null_via(
+    reply: fn(u32) -> Vec<u8>,
+    chunk: usize,
+) -> (SocketAddr, Result<Duration, RpcError>) {
     let addr = scripted_server(reply, chunk).await;
-    (addr, rpc_null(addr, NFS_PROGRAM, 3, Duration::from_secs(2)).await)
+    (
+        addr,
+        rpc_null(addr, NFS_PROGRAM, 3, Duration::from_secs(2)).await,
+    )
 }
 
 #[tokio::test]
@@ -145,7 +209,10 @@ async fn auth_error_is_denied() {
     // REPLY, MSG_DENIED, AUTH_ERROR, AUTH_TOOWEAK
     let (_, r) = null_via(|xid| record(&words(&[xid, 1, 1, 1, 5])), 0).await;
     let err = r.expect_err("denied");
-    assert!(matches!(&err, RpcError::AuthDenied { stat } if stat == "AUTH_TOOWEAK"), "{err:?}");
+    assert!(
+        matches!(&err, RpcError::AuthDenied { stat } if stat == "AUTH_TOOWEAK"),
+        "{err:?}"
+    );
     assert!(err.server_answered());
     assert_eq!(err.to_string(), "Call denied: AUTH_TOOWEAK");
 }
@@ -153,14 +220,20 @@ async fn auth_error_is_denied() {
 #[tokio::test]
 async fn rpc_mismatch_is_denied_with_the_range() {
     let (_, r) = null_via(|xid| record(&words(&[xid, 1, 1, 0, 3, 4])), 0).await;
-    assert!(matches!(r, Err(RpcError::RpcMismatch { low: 3, high: 4 })), "{r:?}");
+    assert!(
+        matches!(r, Err(RpcError::RpcMismatch { low: 3, high: 4 })),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn system_err_is_a_failed_call() {
     // REPLY, MSG_ACCEPTED, verifier AUTH_NONE empty, SYSTEM_ERR
     let (_, r) = null_via(|xid| record(&words(&[xid, 1, 0, 0, 0, 5])), 0).await;
-    assert!(matches!(r, Err(RpcError::CallFailed { stat: "SYSTEM_ERR" })), "{r:?}");
+    assert!(
+        matches!(r, Err(RpcError::CallFailed { stat: "SYSTEM_ERR" })),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +243,10 @@ async fn fragmented_reply_in_small_pieces_succeeds() {
         |xid| {
             let body = words(&[xid, 1, 0, 0, 0, 0]);
             let (a, b) = body.split_at(10);
-            let mut out = u32::try_from(a.len()).expect("small").to_be_bytes().to_vec();
+            let mut out = u32::try_from(a.len())
+                .expect("small")
+                .to_be_bytes()
+                .to_vec();
             out.extend_from_slice(a);
             out.extend(record(b));
             out
@@ -185,20 +261,29 @@ async fn fragmented_reply_in_small_pieces_succeeds() {
 async fn http_answer_is_garbage() {
     let (_, r) = null_via(|_| b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), 0).await;
     let err = r.expect_err("garbage");
-    assert!(matches!(&err, RpcError::Garbage { what } if what.contains("record longer")), "{err:?}");
+    assert!(
+        matches!(&err, RpcError::Garbage { what } if what.contains("record longer")),
+        "{err:?}"
+    );
     assert!(!err.server_answered());
 }
 
 #[tokio::test]
 async fn wrong_xid_is_garbage() {
     let (_, r) = null_via(|xid| record(&words(&[xid ^ 1, 1, 0, 0, 0, 0])), 0).await;
-    assert!(matches!(&r, Err(RpcError::Garbage { what }) if what.starts_with("xid")), "{r:?}");
+    assert!(
+        matches!(&r, Err(RpcError::Garbage { what }) if what.starts_with("xid")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn huge_verifier_length_is_garbage_not_an_allocation() {
     let (_, r) = null_via(|xid| record(&words(&[xid, 1, 0, 0, 0xffff_fff0, 0])), 0).await;
-    assert!(matches!(&r, Err(RpcError::Garbage { what }) if what.starts_with("verifier")), "{r:?}");
+    assert!(
+        matches!(&r, Err(RpcError::Garbage { what }) if what.starts_with("verifier")),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -210,7 +295,10 @@ async fn unknown_accept_stat_is_garbage() {
 #[tokio::test]
 async fn truncated_reply_is_garbage() {
     let (_, r) = null_via(|xid| record(&words(&[xid, 1, 0])), 0).await;
-    assert!(matches!(&r, Err(RpcError::Garbage { what }) if what == "truncated"), "{r:?}");
+    assert!(
+        matches!(&r, Err(RpcError::Garbage { what }) if what == "truncated"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -222,7 +310,10 @@ async fn connection_closed_mid_record_is_closed() {
     })
     .await;
     let r = rpc_null(addr, NFS_PROGRAM, 3, Duration::from_secs(2)).await;
-    assert!(matches!(r, Err(RpcError::Closed { addr: a }) if a == addr), "{r:?}");
+    assert!(
+        matches!(r, Err(RpcError::Closed { addr: a }) if a == addr),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
@@ -237,20 +328,39 @@ async fn short_record_then_silence_is_a_reply_timeout() {
     )
     .await;
     let r = rpc_null(addr, NFS_PROGRAM, 3, Duration::from_millis(300)).await;
-    assert!(matches!(r, Err(RpcError::ReplyTimeout { addr: a }) if a == addr), "{r:?}");
+    assert!(
+        matches!(r, Err(RpcError::ReplyTimeout { addr: a }) if a == addr),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]
 async fn getport_of_port_zero_is_not_registered() {
     let addr = scripted_server(|xid| record(&words(&[xid, 1, 0, 0, 0, 0, 0])), 0).await;
-    let err = getport(addr, 100_005, 3, 6, Duration::from_secs(2)).await.expect_err("port 0");
-    assert!(matches!(err, RpcError::NotRegistered { program: 100_005, version: 3 }), "{err:?}");
-    assert_eq!(err.to_string(), "Program 100005 version 3 not registered with the portmapper");
+    let err = getport(addr, 100_005, 3, 6, Duration::from_secs(2))
+        .await
+        .expect_err("port 0");
+    assert!(
+        matches!(
+            err,
+            RpcError::NotRegistered {
+                program: 100_005,
+                version: 3
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Program 100005 version 3 not registered with the portmapper"
+    );
 }
 
 #[tokio::test]
 async fn getport_of_an_out_of_range_port_is_garbage() {
     let addr = scripted_server(|xid| record(&words(&[xid, 1, 0, 0, 0, 0, 70_000])), 0).await;
-    let err = getport(addr, 100_003, 3, 6, Duration::from_secs(2)).await.expect_err("bad port");
+    let err = getport(addr, 100_003, 3, 6, Duration::from_secs(2))
+        .await
+        .expect_err("bad port");
     assert!(matches!(err, RpcError::Garbage { .. }), "{err:?}");
 }

@@ -75,14 +75,32 @@ fn compound_result_with_a_root_fh_decodes() {
     // status OK, tag "", 2 results: PUTROOTFH OK, GETFH OK fh(6 bytes)
     let mut res = words(&[0, 0, 2, 24, 0, 10, 0, 6]);
     res.extend_from_slice(&[1, 2, 3, 4, 5, 6, 0, 0]);
-    assert_eq!(nfs4::decode_root_fh_result(&res).expect("fh"), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        nfs4::decode_root_fh_result(&res).expect("fh"),
+        [1, 2, 3, 4, 5, 6]
+    );
 }
 
 #[test]
 fn compound_without_session_reports_op_not_in_session() {
-    let res = words(&[NFS4ERR_OP_NOT_IN_SESSION, 0, 1, 24, NFS4ERR_OP_NOT_IN_SESSION]);
+    let res = words(&[
+        NFS4ERR_OP_NOT_IN_SESSION,
+        0,
+        1,
+        24,
+        NFS4ERR_OP_NOT_IN_SESSION,
+    ]);
     let err = nfs4::decode_root_fh_result(&res).expect_err("no session");
-    assert!(matches!(err, RpcError::Nfs4Status { op: "PUTROOTFH", status: 10071 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RpcError::Nfs4Status {
+                op: "PUTROOTFH",
+                status: 10071
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.server_answered());
 }
 
@@ -90,17 +108,26 @@ fn compound_without_session_reports_op_not_in_session() {
 fn compound_minor_version_mismatch_has_no_results() {
     let res = words(&[NFS4ERR_MINOR_VERS_MISMATCH, 0, 0]);
     let err = nfs4::decode_root_fh_result(&res).expect_err("mismatch");
-    assert!(matches!(err, RpcError::Nfs4Status { op: "COMPOUND", status: 10021 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RpcError::Nfs4Status {
+                op: "COMPOUND",
+                status: 10021
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn compound_results_that_lie_are_garbage() {
     for res in [
-        words(&[0, 0]),                             // truncated
-        words(&[0, 0, 3, 24, 0, 10, 0, 0, 9]),      // more results than operations
-        words(&[0, 0, 2, 10, 0, 24, 0]),            // operations out of order
-        words(&[0, 0, 2, 24, 0, 10, 0, 129]),       // fh longer than NFS4_FHSIZE
-        words(&[0, 0, 1, 24, 0]),                   // OK but no GETFH
+        words(&[0, 0]),                        // truncated
+        words(&[0, 0, 3, 24, 0, 10, 0, 0, 9]), // more results than operations
+        words(&[0, 0, 2, 10, 0, 24, 0]),       // operations out of order
+        words(&[0, 0, 2, 24, 0, 10, 0, 129]),  // fh longer than NFS4_FHSIZE
+        words(&[0, 0, 1, 24, 0]),              // OK but no GETFH
     ] {
         let err = nfs4::decode_root_fh_result(&res).expect_err("garbage");
         assert!(matches!(err, RpcError::Garbage { .. }), "{res:?}: {err:?}");
@@ -118,7 +145,9 @@ async fn nfs4_root_fh_end_to_end_against_a_scripted_server() {
         0,
     )
     .await;
-    let (rtt, fh) = nfs4_root_fh(addr, 0, Duration::from_secs(2)).await.expect("root fh");
+    let (rtt, fh) = nfs4_root_fh(addr, 0, Duration::from_secs(2))
+        .await
+        .expect("root fh");
     assert_eq!(fh, [0xca, 0xfe, 0xba, 0xbe]);
     assert!(rtt < Duration::from_secs(2));
 }
@@ -126,13 +155,22 @@ async fn nfs4_root_fh_end_to_end_against_a_scripted_server() {
 #[test]
 fn reply_decoding_returns_the_results() {
     let body = words(&[9, 1, 0, 0, 0, 0, 2049]);
-    assert_eq!(wire::decode_reply(&body, 9, 100_000, 2).expect("ok"), 2049u32.to_be_bytes());
-    assert_eq!(wire::decode_getport_result(&2049u32.to_be_bytes(), 100_003, 3).expect("port"), 2049);
+    assert_eq!(
+        wire::decode_reply(&body, 9, 100_000, 2).expect("ok"),
+        2049u32.to_be_bytes()
+    );
+    assert_eq!(
+        wire::decode_getport_result(&2049u32.to_be_bytes(), 100_003, 3).expect("port"),
+        2049
+    );
 }
 
 #[test]
 fn a_call_is_not_a_reply() {
     let call = wire::encode_call(5, 100_003, 3, 0, Cred::None, &[]);
     let err = wire::decode_reply(&call[4..], 5, 100_003, 3).expect_err("call");
-    assert!(matches!(&err, RpcError::Garbage { what } if what.contains("not a reply")), "{err:?}");
+    assert!(
+        matches!(&err, RpcError::Garbage { what } if what.contains("not a reply")),
+        "{err:?}"
+    );
 }

@@ -5,8 +5,8 @@ mod common;
 use std::time::Duration;
 
 use nfsha_rpc::{
-    IPPROTO_TCP, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, PMAP_PROGRAM, PMAP_VERSION, ProbeTarget, RpcError, getport,
-    probe_server, rpc_null,
+    IPPROTO_TCP, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, PMAP_PROGRAM, PMAP_VERSION,
+    ProbeTarget, RpcError, getport, probe_server, rpc_null,
 };
 
 const T: Duration = Duration::from_secs(2);
@@ -14,25 +14,37 @@ const T: Duration = Duration::from_secs(2);
 #[tokio::test]
 async fn null_v3_getport_and_mount_null_succeed() {
     let server = common::nfs3_server().await;
-    let rtt = rpc_null(server, NFS_PROGRAM, 3, T).await.expect("NFS v3 NULL");
+    let rtt = rpc_null(server, NFS_PROGRAM, 3, T)
+        .await
+        .expect("NFS v3 NULL");
     assert!(rtt > Duration::ZERO && rtt < T, "implausible RTT {rtt:?}");
-    let rtt = rpc_null(server, PMAP_PROGRAM, PMAP_VERSION, T).await.expect("portmap NULL");
+    let rtt = rpc_null(server, PMAP_PROGRAM, PMAP_VERSION, T)
+        .await
+        .expect("portmap NULL");
     assert!(rtt < T);
 
     // nfs3_server's portmapper answers its own port for every program.
-    let nfs_port = getport(server, NFS_PROGRAM, 3, IPPROTO_TCP, T).await.expect("GETPORT nfs");
+    let nfs_port = getport(server, NFS_PROGRAM, 3, IPPROTO_TCP, T)
+        .await
+        .expect("GETPORT nfs");
     assert_eq!(nfs_port, server.port());
-    let mount_port = getport(server, MOUNT_PROGRAM, MOUNT_VERSION, IPPROTO_TCP, T).await.expect("GETPORT mount");
+    let mount_port = getport(server, MOUNT_PROGRAM, MOUNT_VERSION, IPPROTO_TCP, T)
+        .await
+        .expect("GETPORT mount");
     assert_eq!(mount_port, server.port());
 
-    let rtt = rpc_null(server, MOUNT_PROGRAM, MOUNT_VERSION, T).await.expect("MOUNT NULL");
+    let rtt = rpc_null(server, MOUNT_PROGRAM, MOUNT_VERSION, T)
+        .await
+        .expect("MOUNT NULL");
     assert!(rtt > Duration::ZERO && rtt < T, "implausible RTT {rtt:?}");
 }
 
 #[tokio::test]
 async fn null_v4_against_a_v3_only_server_is_prog_mismatch_with_the_range() {
     let server = common::nfs3_server().await;
-    let err = rpc_null(server, NFS_PROGRAM, 4, T).await.expect_err("v4 is not served");
+    let err = rpc_null(server, NFS_PROGRAM, 4, T)
+        .await
+        .expect_err("v4 is not served");
     assert!(
         matches!(
             err,
@@ -46,14 +58,22 @@ async fn null_v4_against_a_v3_only_server_is_prog_mismatch_with_the_range() {
         "{err:?}"
     );
     assert!(err.server_answered());
-    assert_eq!(err.to_string(), "Program 100003 version 4 not served (versions 3 to 3 are)");
+    assert_eq!(
+        err.to_string(),
+        "Program 100003 version 4 not served (versions 3 to 3 are)"
+    );
 }
 
 #[tokio::test]
 async fn unknown_program_is_prog_unavail() {
     let server = common::nfs3_server().await;
-    let err = rpc_null(server, 100_024, 1, T).await.expect_err("statd is not served");
-    assert!(matches!(err, RpcError::ProgUnavail { program: 100_024 }), "{err:?}");
+    let err = rpc_null(server, 100_024, 1, T)
+        .await
+        .expect_err("statd is not served");
+    assert!(
+        matches!(err, RpcError::ProgUnavail { program: 100_024 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -66,11 +86,20 @@ async fn probe_server_v3_end_to_end_is_reachable() {
         nfs_port: None,
     };
     let p = probe_server(&target, T).await;
+    eprintln!("probe of nfs3_server: {p:?}");
     assert!(p.reachable, "{p:?}");
     assert_eq!(p.error, None);
     assert!(p.rtt.is_some_and(|r| r < T), "{p:?}");
     let names: Vec<_> = p.checks.iter().map(|c| c.name).collect();
-    assert_eq!(names, ["portmap-getport-nfs", "portmap-getport-mount", "nfs-null", "mount-null"]);
+    assert_eq!(
+        names,
+        [
+            "portmap-getport-nfs",
+            "portmap-getport-mount",
+            "nfs-null",
+            "mount-null"
+        ]
+    );
     assert!(p.checks.iter().all(|c| c.result.is_ok()), "{p:?}");
 }
 
@@ -95,7 +124,10 @@ async fn probe_server_by_name_resolves_localhost() {
         assert_eq!(names, ["portmap-getport-mount", "nfs-null", "mount-null"]);
     } else {
         // The probe uses the first address; nothing listens on ::1.
-        assert!(p.error.as_deref().is_some_and(|e| e.contains("refused")), "{p:?}");
+        assert!(
+            p.error.as_deref().is_some_and(|e| e.contains("refused")),
+            "{p:?}"
+        );
     }
 }
 
@@ -110,5 +142,32 @@ async fn probe_server_v4_against_a_v3_server_is_not_reachable() {
     assert_eq!(p.checks.len(), 1);
     assert_eq!(p.checks[0].name, "nfs-null");
     let e = p.error.expect("error");
-    assert!(e.starts_with("nfs-null: Program 100003 version 4 not served"), "{e}");
+    assert!(
+        e.starts_with("nfs-null: Program 100003 version 4 not served"),
+        "{e}"
+    );
+}
+
+/// Sockets in TIME_WAIT (state 06 in /proc/net/tcp) with `port` at either end.
+fn time_wait_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let hex = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<_> = l.split_whitespace().collect();
+            f.len() > 3 && f[3] == "06" && (f[1].ends_with(&hex) || f[2].ends_with(&hex))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn probes_leave_no_time_wait_behind() {
+    let server = common::nfs3_server().await;
+    for _ in 0..20 {
+        rpc_null(server, NFS_PROGRAM, 3, T).await.expect("NULL");
+    }
+    // SO_LINGER 0: each connection ends with a reset, so neither end keeps a TIME_WAIT entry.
+    assert_eq!(time_wait_on(server.port()), 0);
 }

@@ -20,8 +20,15 @@ fn pref(list: &[(&str, u32)]) -> Vec<(String, u32)> {
 
 #[test]
 fn reachable_servers_come_first() {
-    let probes = [probe("a", false, 0), probe("b", true, 5), probe("c", true, 1)];
-    assert_eq!(rank(&probes, &pref(&[("a", 0), ("b", 0), ("c", 0)])), ["b", "c", "a"]);
+    let probes = [
+        probe("a", false, 0),
+        probe("b", true, 5),
+        probe("c", true, 1),
+    ];
+    assert_eq!(
+        rank(&probes, &pref(&[("a", 0), ("b", 0), ("c", 0)])),
+        ["b", "c", "a"]
+    );
 }
 
 #[test]
@@ -33,25 +40,42 @@ fn lower_weight_wins_over_config_order_and_rtt() {
 #[test]
 fn config_order_wins_over_rtt_at_equal_weight() {
     let probes = [probe("slow", true, 90), probe("fast", true, 1)];
-    assert_eq!(rank(&probes, &pref(&[("slow", 0), ("fast", 0)])), ["slow", "fast"]);
+    assert_eq!(
+        rank(&probes, &pref(&[("slow", 0), ("fast", 0)])),
+        ["slow", "fast"]
+    );
 }
 
 #[test]
 fn rtt_breaks_ties_among_unlisted_hosts_after_listed_ones() {
-    let probes = [probe("x", true, 9), probe("y", true, 2), probe("listed", true, 50)];
+    let probes = [
+        probe("x", true, 9),
+        probe("y", true, 2),
+        probe("listed", true, 50),
+    ];
     assert_eq!(rank(&probes, &pref(&[("listed", 0)])), ["listed", "y", "x"]);
 }
 
 #[test]
 fn unprobed_listed_hosts_count_as_unreachable_and_everyone_appears_once() {
     let probes = [probe("b", true, 3), probe("b", true, 3)];
-    assert_eq!(rank(&probes, &pref(&[("a", 0), ("b", 9), ("a", 0)])), ["b", "a"]);
+    assert_eq!(
+        rank(&probes, &pref(&[("a", 0), ("b", 9), ("a", 0)])),
+        ["b", "a"]
+    );
 }
 
 #[test]
 fn unreachable_ones_keep_preference_order() {
-    let probes = [probe("a", false, 0), probe("b", false, 0), probe("c", false, 0)];
-    assert_eq!(rank(&probes, &pref(&[("c", 0), ("a", 1), ("b", 0)])), ["c", "b", "a"]);
+    let probes = [
+        probe("a", false, 0),
+        probe("b", false, 0),
+        probe("c", false, 0),
+    ];
+    assert_eq!(
+        rank(&probes, &pref(&[("c", 0), ("a", 1), ("b", 0)])),
+        ["c", "b", "a"]
+    );
 }
 
 #[test]

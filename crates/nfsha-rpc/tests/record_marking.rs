@@ -27,7 +27,11 @@ fn feed(dec: &mut RecordDecoder, stream: &[u8], pieces: &[usize]) -> Vec<Vec<u8>
     let mut rest = stream;
     let mut i = 0;
     while !rest.is_empty() {
-        let n = pieces.get(i).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+        let n = pieces
+            .get(i)
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
         i += 1;
         let (a, b) = rest.split_at(n);
         rest = b;
@@ -93,5 +97,8 @@ fn an_incomplete_record_is_not_returned() {
     let mut dec = RecordDecoder::new(1024);
     assert_eq!(dec.push(&stream[..stream.len() - 1]).expect("ok"), None);
     assert!(!dec.is_idle());
-    assert_eq!(dec.push(&stream[stream.len() - 1..]).expect("ok"), Some(b"hello world".to_vec()));
+    assert_eq!(
+        dec.push(&stream[stream.len() - 1..]).expect("ok"),
+        Some(b"hello world".to_vec())
+    );
 }

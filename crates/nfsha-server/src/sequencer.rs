@@ -231,3 +231,160 @@ impl<H: ServerHost> Sequencer<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{Direction, FakeHost, HostCall};
+
+    const T: Duration = Duration::from_secs(5);
+
+    fn downs_for(up_to: usize) -> Vec<HostCall> {
+        Step::TEAR_DOWN
+            .into_iter()
+            .filter(|s| Step::BRING_UP[..=up_to].contains(s))
+            .map(HostCall::Down)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bring_up_runs_in_order_and_tear_down_reverses_with_address_first() {
+        let host = FakeHost::new("a");
+        let mut seq = Sequencer::new(host.clone(), T);
+        seq.bring_up(7, &NoGuard).await.expect("bring-up");
+        assert_eq!(host.calls(), Step::BRING_UP.map(HostCall::Up).to_vec());
+        assert_eq!(seq.steps_up(), &Step::BRING_UP);
+        seq.tear_down().await.expect("teardown");
+        let downs: Vec<HostCall> = host.calls().split_off(5);
+        assert_eq!(
+            downs,
+            vec![
+                HostCall::Down(Step::FloatingAddress),
+                HostCall::Down(Step::Exports),
+                HostCall::Down(Step::Nfsd),
+                HostCall::Down(Step::Storage),
+            ]
+        );
+        assert!(!seq.anything_up());
+        assert!(!host.is_active());
+    }
+
+    #[tokio::test]
+    async fn failure_at_each_step_rolls_back_that_step_and_the_done_ones_in_reverse() {
+        for (i, step) in Step::BRING_UP.into_iter().enumerate() {
+            let host = FakeHost::new("a");
+            host.fail(step, Direction::Up, 1);
+            let mut seq = Sequencer::new(host.clone(), T);
+            let err = seq.bring_up(1, &NoGuard).await.expect_err("must fail");
+            assert_eq!(err.cause.step, step, "cause step");
+            assert!(
+                matches!(err.cause.error, StepError::Host(HostError::Injected(_))),
+                "cause kept: {:?}",
+                err.cause.error
+            );
+            assert!(err.rollback_failures.is_empty(), "{:?}", err.rollback_failures);
+            let mut expected: Vec<HostCall> = Step::BRING_UP[..=i].iter().copied().map(HostCall::Up).collect();
+            expected.extend(downs_for(i));
+            assert_eq!(host.calls(), expected, "failing at {step}");
+            assert!(!seq.anything_up(), "nothing left up after failing at {step}");
+            assert!(!host.is_active());
+            assert_eq!(err.to_string(), format!("Bring-up failed at {step}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn rollback_failures_are_kept_apart_from_the_cause_and_the_rollback_goes_on() {
+        let host = FakeHost::new("a");
+        host.fail(Step::Exports, Direction::Up, 1);
+        host.fail(Step::Nfsd, Direction::Down, 1);
+        let mut seq = Sequencer::new(host.clone(), T);
+        let err = seq.bring_up(1, &NoGuard).await.expect_err("must fail");
+        assert_eq!(err.cause.step, Step::Exports);
+        assert_eq!(err.rollback_failures.len(), 1);
+        assert_eq!(err.rollback_failures[0].step, Step::Nfsd);
+        assert_eq!(err.to_string(), "Bring-up failed at exports and rollback failed at nfsd");
+        let src = std::error::Error::source(&err).expect("source").to_string();
+        assert_eq!(src, "Injected failure at exports up");
+        // Storage was still torn down after the nfsd failure.
+        assert_eq!(host.calls().last(), Some(&HostCall::Down(Step::Storage)));
+        // nfsd stays recorded as up and the next teardown retries it.
+        assert_eq!(seq.steps_up(), &[Step::Nfsd]);
+        seq.tear_down().await.expect("retry succeeds");
+        assert_eq!(host.calls().last(), Some(&HostCall::Down(Step::Nfsd)));
+        assert!(!host.is_active());
+    }
+
+    #[tokio::test]
+    async fn a_hung_step_times_out_and_is_rolled_back_first() {
+        let host = FakeHost::new("a");
+        host.hang(Step::FloatingAddress, Direction::Up);
+        let mut seq = Sequencer::new(host.clone(), Duration::from_millis(50));
+        let err = seq.bring_up(1, &NoGuard).await.expect_err("must time out");
+        assert_eq!(err.cause.step, Step::FloatingAddress);
+        assert!(matches!(err.cause.error, StepError::Timeout(d) if d == Duration::from_millis(50)));
+        let calls = host.calls();
+        assert_eq!(&calls[4..], &downs_for(3)[..]);
+        assert_eq!(calls[4], HostCall::Down(Step::FloatingAddress));
+        assert!(!host.is_active());
+    }
+
+    struct RefuseAt(Step);
+    impl StepGuard for RefuseAt {
+        async fn check(&self, step: Step, _epoch: u64) -> Result<(), String> {
+            if step == self.0 { Err("epoch moved".into()) } else { Ok(()) }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_guard_stops_before_the_step_and_rolls_back() {
+        let host = FakeHost::new("a");
+        let mut seq = Sequencer::new(host.clone(), T);
+        let err = seq.bring_up(1, &RefuseAt(Step::FloatingAddress)).await.expect_err("refused");
+        assert_eq!(err.cause.step, Step::FloatingAddress);
+        assert!(matches!(&err.cause.error, StepError::Guard(r) if r == "epoch moved"));
+        assert!(!host.calls().contains(&HostCall::Up(Step::FloatingAddress)));
+        assert_eq!(
+            host.calls()[3..].to_vec(),
+            vec![HostCall::Down(Step::Exports), HostCall::Down(Step::Nfsd), HostCall::Down(Step::Storage)]
+        );
+    }
+
+    #[tokio::test]
+    async fn teardown_attempts_every_step_and_reports_all_failures() {
+        let host = FakeHost::new("a");
+        let mut seq = Sequencer::new(host.clone(), T);
+        seq.bring_up(1, &NoGuard).await.expect("up");
+        host.fail(Step::FloatingAddress, Direction::Down, 1);
+        host.fail(Step::Storage, Direction::Down, 1);
+        let err = seq.tear_down().await.expect_err("fails");
+        let steps: Vec<Step> = err.failures.iter().map(|f| f.step).collect();
+        assert_eq!(steps, vec![Step::FloatingAddress, Step::Storage]);
+        assert_eq!(err.to_string(), "Teardown failed at floating-address, storage");
+        assert_eq!(seq.steps_up(), &[Step::Storage, Step::FloatingAddress]);
+        assert_eq!(host.calls().len(), 5 + 4);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_bring_up_leaves_the_step_in_flight_for_teardown() {
+        let host = FakeHost::new("a");
+        host.hang(Step::Exports, Direction::Up);
+        let mut seq = Sequencer::new(host.clone(), T);
+        let r = tokio::time::timeout(Duration::from_millis(50), seq.bring_up(1, &NoGuard)).await;
+        assert!(r.is_err(), "bring-up must still be hanging");
+        assert_eq!(seq.steps_up(), &[Step::Storage, Step::Nfsd, Step::Exports]);
+        seq.tear_down().await.expect("teardown");
+        assert_eq!(
+            host.calls()[3..].to_vec(),
+            vec![HostCall::Down(Step::Exports), HostCall::Down(Step::Nfsd), HostCall::Down(Step::Storage)]
+        );
+        assert!(!host.is_active());
+    }
+
+    #[tokio::test]
+    async fn ensure_down_tears_down_everything_even_when_nothing_is_known_up() {
+        let host = FakeHost::new("a");
+        let mut seq = Sequencer::new(host.clone(), T);
+        seq.ensure_down().await.expect("idempotent");
+        assert_eq!(host.calls(), Step::TEAR_DOWN.map(HostCall::Down).to_vec());
+    }
+}

@@ -42,6 +42,7 @@ pub struct NodeStatus {
 struct Inner {
     status: NodeStatus,
     last_loop: Instant,
+    proof: Option<Instant>,
 }
 
 /// Shared, cheap-to-clone handle on the node status.
@@ -72,6 +73,7 @@ impl StatusHandle {
                     last_loop_age_ms: 0,
                 },
                 last_loop: Instant::now(),
+                proof: None,
             })),
             ttl,
         }
@@ -85,6 +87,18 @@ impl StatusHandle {
     /// Mark a completed loop.
     pub fn loop_done(&self) {
         lock(&self.inner).last_loop = Instant::now();
+    }
+
+    /// Record the instant (taken before the request was sent) of the last successful
+    /// lease renewal while leading.
+    pub fn set_lease_proof(&self, at: Instant) {
+        lock(&self.inner).proof = Some(at);
+    }
+
+    /// The last lease proof (see [`StatusHandle::set_lease_proof`]); kept after leadership
+    /// ends so tests and drills can compare it with teardown times.
+    pub fn lease_proof(&self) -> Option<Instant> {
+        lock(&self.inner).proof
     }
 
     /// A snapshot.

@@ -236,12 +236,23 @@ mod tests {
         let pidfile = dir.join("grandchild.pid");
         let script = format!("sleep 1000 & echo $! > '{}'; wait", pidfile.display());
         let start = Instant::now();
-        let e = run_command(&argv(&["sh", "-c", &script]), Duration::from_millis(300), &[])
-            .await
-            .unwrap_err();
-        assert!(matches!(e, CommandError::Timeout { reaped: true, .. }), "{e}");
+        let e = run_command(
+            &argv(&["sh", "-c", &script]),
+            Duration::from_millis(300),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(e, CommandError::Timeout { reaped: true, .. }),
+            "{e}"
+        );
         assert!(start.elapsed() < Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The grandchild got SIGKILL with its group; wait (bounded) until it is gone.
         let gone = (0..100).any(|_| {
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -261,9 +272,13 @@ mod tests {
             run_command(&[], Duration::from_secs(1), &[]).await,
             Err(CommandError::Empty)
         ));
-        let e = run_command(&argv(&["/nonexistent/nfsha-x"]), Duration::from_secs(1), &[])
-            .await
-            .unwrap_err();
+        let e = run_command(
+            &argv(&["/nonexistent/nfsha-x"]),
+            Duration::from_secs(1),
+            &[],
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, CommandError::Spawn { .. }));
     }
 }

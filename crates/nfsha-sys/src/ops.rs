@@ -313,9 +313,13 @@ mod tests {
         let ops = RustixMountOps;
         assert!(ops.statfs(Path::new("/")).is_ok());
         assert!(ops.read_dir_once(Path::new("/")).unwrap() > 0);
-        let e = ops.read_dir_once(Path::new("/nonexistent-nfsha")).unwrap_err();
+        let e = ops
+            .read_dir_once(Path::new("/nonexistent-nfsha"))
+            .unwrap_err();
         assert_eq!((e.op, e.errno), (SysOp::Open, libc::ENOENT));
-        let e = ops.umount(Path::new("/nonexistent-nfsha"), UmountFlags::DETACH).unwrap_err();
+        let e = ops
+            .umount(Path::new("/nonexistent-nfsha"), UmountFlags::DETACH)
+            .unwrap_err();
         assert_eq!(e.op, SysOp::Umount);
     }
 }

@@ -62,9 +62,6 @@ pub enum WorkerError {
     /// The worker died or answered something that is not a response.
     #[error("Worker protocol error: {0}")]
     Protocol(String),
-    /// A pidfd or signal syscall failed.
-    #[error("Cannot signal worker")]
-    Signal(#[source] std::io::Error),
 }
 
 /// One request to a worker.
@@ -247,7 +244,11 @@ pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse
 }
 
 /// Serve requests from `input` to `output` until EOF (the worker loop, testable).
-pub fn serve(ops: &dyn MountOps, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+pub fn serve(
+    ops: &dyn MountOps,
+    input: impl BufRead,
+    mut output: impl Write,
+) -> std::io::Result<()> {
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {
@@ -262,8 +263,8 @@ pub fn serve(ops: &dyn MountOps, input: impl BufRead, mut output: impl Write) ->
                 },
             ),
         };
-        let mut out = serde_json::to_vec(&Envelope { id, body: resp })
-            .map_err(std::io::Error::other)?;
+        let mut out =
+            serde_json::to_vec(&Envelope { id, body: resp }).map_err(std::io::Error::other)?;
         out.push(b'\n');
         output.write_all(&out)?;
         output.flush()?;
@@ -420,7 +421,9 @@ impl WorkerPool {
         };
         match self.request(req, deadline).await? {
             WorkerResponse::Probe { outcome } => Ok(outcome),
-            other => Err(WorkerError::Protocol(format!("unexpected answer {other:?}"))),
+            other => Err(WorkerError::Protocol(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -488,38 +491,56 @@ impl WorkerPool {
         {
             return Err(WorkerError::Stuck);
         }
-        let remaining = deadline.saturating_sub(start.elapsed());
-        let mut worker = match self.inner.lock().idle.pop() {
-            Some(w) => w,
-            None => self.spawn()?,
-        };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut line = serde_json::to_vec(&Envelope { id, body: &req })
             .map_err(|e| WorkerError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        match tokio::time::timeout(remaining, exchange(&mut worker, &line)).await {
-            Ok(Ok((rid, resp))) if rid == id => {
-                self.release(worker);
-                Ok(resp)
-            }
-            Ok(Ok((rid, _))) => {
-                self.discard(worker, None);
-                Err(WorkerError::Protocol(format!(
-                    "answer to request {rid}, expected {id}"
-                )))
-            }
-            Ok(Err(e)) => {
-                self.discard(worker, None);
-                Err(WorkerError::Protocol(e))
-            }
-            Err(_) => {
-                let killed = rustix::process::pidfd_send_signal(
-                    &worker.pidfd,
-                    rustix::process::Signal::KILL,
-                );
-                self.discard(worker, access_path.or_else(|| req.path().map(Path::to_path_buf)));
-                killed.map_err(|e| WorkerError::Signal(e.into()))?;
-                Err(WorkerError::Timeout { deadline })
+        let mut may_retry = true;
+        loop {
+            let remaining = deadline.saturating_sub(start.elapsed());
+            let idle = self.inner.lock().idle.pop();
+            let reused = idle.is_some();
+            let mut worker = match idle {
+                Some(w) => w,
+                None => self.spawn()?,
+            };
+            match tokio::time::timeout(remaining, exchange(&mut worker, &line)).await {
+                Ok(Ok((rid, resp))) if rid == id => {
+                    self.release(worker);
+                    return Ok(resp);
+                }
+                Ok(Ok((rid, _))) => {
+                    self.discard(worker, None);
+                    return Err(WorkerError::Protocol(format!(
+                        "answer to request {rid}, expected {id}"
+                    )));
+                }
+                Ok(Err(e)) => {
+                    self.discard(worker, None);
+                    // An idle worker may have died meanwhile (OOM killer, admin):
+                    // try once more with a fresh one.
+                    if reused && may_retry {
+                        may_retry = false;
+                        tracing::debug!(error = %e, "idle worker unusable, retrying with a new one");
+                        continue;
+                    }
+                    return Err(WorkerError::Protocol(e));
+                }
+                Err(_) => {
+                    let killed = rustix::process::pidfd_send_signal(
+                        &worker.pidfd,
+                        rustix::process::Signal::KILL,
+                    );
+                    self.discard(
+                        worker,
+                        access_path.or_else(|| req.path().map(Path::to_path_buf)),
+                    );
+                    if let Err(e) = killed {
+                        // ESRCH: it exited just now; the reaper still accounts for it.
+                        tracing::debug!(error = %e, "SIGKILL of a late worker failed");
+                    }
+                    return Err(WorkerError::Timeout { deadline });
+                }
             }
         }
     }
@@ -583,7 +604,12 @@ impl WorkerPool {
         drop(stdout);
         if let Some(p) = &stuck_on {
             self.inner.stuck.fetch_add(1, Ordering::SeqCst);
-            *self.inner.lock().stuck_by_mount.entry(p.clone()).or_default() += 1;
+            *self
+                .inner
+                .lock()
+                .stuck_by_mount
+                .entry(p.clone())
+                .or_default() += 1;
         } else {
             // A retired or broken worker: make sure it goes.
             let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
@@ -690,12 +716,20 @@ mod tests {
         ops.fail_call(1, libc::ESTALE);
         let o = probe_here(&ops, Path::new("/m"));
         assert_eq!(o.errno(), Some(libc::ESTALE));
-        assert!(matches!(o, ProbeOutcome::Failed { op: ProbeOp::Statfs, .. }));
+        assert!(matches!(
+            o,
+            ProbeOutcome::Failed {
+                op: ProbeOp::Statfs,
+                ..
+            }
+        ));
         assert_eq!(o.classify(), MountState::Stale);
         let ops = RecordingMountOps::new();
         ops.fail_call(2, libc::EIO);
         let o = probe_here(&ops, Path::new("/m"));
-        assert!(matches!(o, ProbeOutcome::Failed { op: ProbeOp::Open, errno, .. } if errno == libc::EIO));
+        assert!(
+            matches!(o, ProbeOutcome::Failed { op: ProbeOp::Open, errno, .. } if errno == libc::EIO)
+        );
         assert_eq!(
             ops.calls(),
             vec![
@@ -708,7 +742,8 @@ mod tests {
     #[test]
     fn serve_answers_each_line_with_its_id_and_survives_garbage() {
         let ops = RecordingMountOps::new();
-        let input = b"{\"id\":7,\"op\":\"ping\"}\nnot json\n{\"id\":8,\"op\":\"probe\",\"path\":\"/x\"}\n";
+        let input =
+            b"{\"id\":7,\"op\":\"ping\"}\nnot json\n{\"id\":8,\"op\":\"probe\",\"path\":\"/x\"}\n";
         let mut out = Vec::new();
         serve(&ops, &input[..], &mut out).unwrap();
         let lines: Vec<Envelope<WorkerResponse>> = String::from_utf8(out)

@@ -12,7 +12,9 @@ use tokio::net::TcpListener;
 /// Start the `nfs3_server` MemFs server (portmap + MOUNT + NFSv3 on one port) on 127.0.0.1:0.
 pub async fn nfs3_server() -> SocketAddr {
     let fs = MemFs::new(MemFsConfig::default()).expect("memfs");
-    let listener = NFSTcpListener::bind("127.0.0.1:0", fs).await.expect("bind nfs3_server");
+    let listener = NFSTcpListener::bind("127.0.0.1:0", fs)
+        .await
+        .expect("bind nfs3_server");
     let addr = SocketAddr::new(listener.get_listen_ip(), listener.get_listen_port());
     tokio::spawn(async move {
         let _ = listener.handle_forever().await;
@@ -26,7 +28,9 @@ pub async fn silent_server() -> SocketAddr {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
@@ -58,7 +62,9 @@ async fn scripted(reply: fn(u32) -> Vec<u8>, chunk: usize, close: bool) -> Socke
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { return };
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut marker = [0u8; 4];
                 if s.read_exact(&mut marker).await.is_err() {
@@ -93,7 +99,9 @@ async fn scripted(reply: fn(u32) -> Vec<u8>, chunk: usize, close: bool) -> Socke
 
 /// Record-mark `body` as one last fragment.
 pub fn record(body: &[u8]) -> Vec<u8> {
-    let mut out = (u32::try_from(body.len()).expect("small") | 0x8000_0000).to_be_bytes().to_vec();
+    let mut out = (u32::try_from(body.len()).expect("small") | 0x8000_0000)
+        .to_be_bytes()
+        .to_vec();
     out.extend_from_slice(body);
     out
 }

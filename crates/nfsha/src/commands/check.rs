@@ -1,12 +1,192 @@
-//! `nfsha check`: placeholder, being written.
+//! `nfsha check`: one-shot health check for monitoring systems (Nagios plugin
+//! conventions: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one status line).
+//!
+//! Asks the running agent; when no agent answers, probes every configured mount
+//! itself through the same hang-proof worker processes (never in this process).
 
 use super::Global;
+use nfsha_agent::host::{Host, topmost};
+use nfsha_agent::linux::LinuxHost;
+use nfsha_core::MountState;
+use serde::Serialize;
+use std::time::Duration;
 
 /// Arguments of `nfsha check`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print JSON instead of the status line.
+    #[arg(long)]
+    pub json: bool,
+    /// An unhealthy mount is WARNING for this long (the agent is recovering it), then CRITICAL.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub critical_after: Duration,
+}
 
-/// Run `nfsha check`.
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("nfsha check is not implemented yet")
+/// Nagios-style levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    /// Exit 0.
+    Ok = 0,
+    /// Exit 1.
+    Warning = 1,
+    /// Exit 2.
+    Critical = 2,
+    /// Exit 3.
+    Unknown = 3,
+}
+
+#[derive(Debug, Serialize)]
+struct MountCheck {
+    mountpoint: String,
+    state: MountState,
+    seconds_in_state: u64,
+    level: Level,
+    detail: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    level: Level,
+    source: &'static str,
+    mounts: Vec<MountCheck>,
+    message: String,
+}
+
+fn level_of(state: MountState, age: Duration, critical_after: Duration) -> Level {
+    match state {
+        MountState::Healthy => Level::Ok,
+        MountState::Unknown => Level::Warning,
+        _ if age < critical_after => Level::Warning,
+        _ => Level::Critical,
+    }
+}
+
+fn emit(report: &Report, json: bool) -> u8 {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+    } else {
+        println!("{}", report.message);
+    }
+    report.level as u8
+}
+
+/// Run the check.
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let config = match nfsha_config::load(&global.config_path()) {
+        Ok(c) => c,
+        Err(e) => {
+            let r = Report {
+                level: Level::Unknown,
+                source: "config",
+                mounts: vec![],
+                message: format!("NFSHA UNKNOWN - invalid config: {}", first_line(&e.to_string())),
+            };
+            return Ok(emit(&r, args.json));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let now = nfsha_core::event::now_ms();
+    let (source, mut mounts) = match rt.block_on(super::ask_status_async(&config)) {
+        Ok(st) => (
+            "agent",
+            st.mounts
+                .values()
+                .map(|m| {
+                    let age = Duration::from_millis(now.saturating_sub(m.since_ms));
+                    MountCheck {
+                        mountpoint: m.mountpoint.clone(),
+                        state: m.state,
+                        seconds_in_state: age.as_secs(),
+                        level: level_of(m.state, age, args.critical_after),
+                        detail: m.recovery_error.clone().or(m.last_error.clone()),
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Err(_) => ("local-probe", rt.block_on(local_probe(&config))),
+    };
+    if source == "local-probe" {
+        // Without an agent nothing will repair a broken mount: no grace period.
+        for m in &mut mounts {
+            if m.state != MountState::Healthy {
+                m.level = Level::Critical;
+            }
+        }
+    }
+    let level = mounts.iter().map(|m| m.level).max().unwrap_or(Level::Ok);
+    let bad: Vec<String> = mounts
+        .iter()
+        .filter(|m| m.level != Level::Ok)
+        .map(|m| {
+            format!(
+                "{} {} for {}s{}",
+                m.mountpoint,
+                m.state,
+                m.seconds_in_state,
+                m.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let word = match level {
+        Level::Ok => "OK",
+        Level::Warning => "WARNING",
+        Level::Critical => "CRITICAL",
+        Level::Unknown => "UNKNOWN",
+    };
+    let healthy = mounts.iter().filter(|m| m.state == MountState::Healthy).count();
+    let message = if bad.is_empty() {
+        format!(
+            "NFSHA OK - {healthy}/{} mounts healthy ({source}) | healthy={healthy};;;0;{}",
+            mounts.len(),
+            mounts.len()
+        )
+    } else {
+        format!(
+            "NFSHA {word} - {} ({source}) | healthy={healthy};;;0;{}",
+            bad.join("; "),
+            mounts.len()
+        )
+    };
+    Ok(emit(
+        &Report {
+            level,
+            source,
+            mounts,
+            message,
+        },
+        args.json,
+    ))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}
+
+async fn local_probe(config: &nfsha_config::Config) -> Vec<MountCheck> {
+    let host = LinuxHost::new();
+    let table = host.mount_table().unwrap_or_default();
+    let mut out = Vec::new();
+    for m in &config.mounts {
+        let mounted = topmost(&table, &m.mountpoint).is_some_and(|t| t.is_nfs());
+        let (state, detail) = if !mounted && m.mode == nfsha_config::MountMode::Direct {
+            (MountState::NotMounted, Some("nothing mounted".to_string()))
+        } else {
+            let o = host.probe(&m.mountpoint, m.probe_deadline).await;
+            (o.classify(), Some(nfsha_agent::recovery::describe(&o)))
+        };
+        out.push(MountCheck {
+            mountpoint: m.mountpoint.display().to_string(),
+            state,
+            seconds_in_state: 0,
+            level: level_of(state, Duration::ZERO, Duration::ZERO),
+            detail: (state != MountState::Healthy).then_some(detail).flatten(),
+        });
+    }
+    out
 }

@@ -31,3 +31,23 @@ impl Global {
             .unwrap_or_else(|| PathBuf::from("/etc/nfsha/nfsha.toml"))
     }
 }
+
+/// Ask the running agent for its status.
+pub(crate) async fn ask_status_async(
+    config: &nfsha_config::Config,
+) -> anyhow::Result<nfsha_agent::AgentStatus> {
+    use nfsha_agent::control::{Reply, Request};
+    match status::request(config, Request::Status, std::time::Duration::from_secs(5)).await? {
+        Reply::Status(s) => Ok(s),
+        Reply::Error { message } => anyhow::bail!("The agent refused: {message}"),
+        other => anyhow::bail!("Unexpected reply from the agent: {other:?}"),
+    }
+}
+
+/// Blocking wrapper of [`ask_status_async`].
+pub(crate) fn ask_status(config: &nfsha_config::Config) -> anyhow::Result<nfsha_agent::AgentStatus> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(ask_status_async(config))
+}

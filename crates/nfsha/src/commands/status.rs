@@ -1,12 +1,105 @@
-//! `nfsha status`: placeholder, being written.
+//! `nfsha status`: the running agent's view of every mount, as a table or JSON.
 
 use super::Global;
+use nfsha_agent::control::{self, Reply, Request};
+use std::time::Duration;
 
 /// Arguments of `nfsha status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-/// Run `nfsha status`.
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("nfsha status is not implemented yet")
+/// Ask the agent and print.
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let config = nfsha_config::load(&global.config_path())?;
+    let status = super::ask_status(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(0);
+    }
+    print!("{}", render_table(&status));
+    Ok(0)
+}
+
+fn age(since_ms: u64) -> String {
+    let now = nfsha_core::event::now_ms();
+    let s = now.saturating_sub(since_ms) / 1000;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The status table (`nfsha status`).
+pub fn render_table(st: &nfsha_agent::AgentStatus) -> String {
+    let mut rows = vec![[
+        "MOUNT".to_string(),
+        "STATE".into(),
+        "SERVER".into(),
+        "SINCE".into(),
+        "PROBE RTT".into(),
+        "LAST ERROR".into(),
+    ]];
+    for m in st.mounts.values() {
+        let state = if m.recovering {
+            format!("{} (recovering)", m.state)
+        } else {
+            m.state.to_string()
+        };
+        rows.push([
+            m.mountpoint.clone(),
+            state,
+            m.server.clone().unwrap_or_else(|| "-".into()),
+            age(m.since_ms),
+            m.probe_rtt_us
+                .map(|us| format!("{:.1}ms", us as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            m.recovery_error
+                .clone()
+                .or_else(|| m.last_error.clone())
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i == 5 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    if !st.servers.is_empty() {
+        out.push('\n');
+        for s in st.servers.values() {
+            out.push_str(&format!(
+                "server {:<20} {:<12} {}\n",
+                s.host,
+                if s.reachable { "reachable" } else { "UNREACHABLE" },
+                s.rtt_us
+                    .map(|us| format!("rtt {:.1}ms", us as f64 / 1000.0))
+                    .or_else(|| s.error.clone())
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(e) = &st.reload_error {
+        out.push_str(&format!("\nlast config reload was refused:\n{e}\n"));
+    }
+    out
+}
+
+pub(super) async fn request(config: &nfsha_config::Config, req: Request, timeout: Duration) -> anyhow::Result<Reply> {
+    Ok(control::request(&config.agent.control_socket, &req, timeout).await?)
 }

@@ -1,0 +1,235 @@
+//! The real [`Host`]: kernel mount table, worker processes for every filesystem
+//! operation on an NFS path, `mount.nfs` and hooks under deadlines, RPC probes.
+//!
+//! Failure modes: a worker that misses its deadline is SIGKILLed and counted as
+//! stuck until the kernel lets it exit; `mount.nfs` past its deadline has its whole
+//! process group killed; name resolution is bounded by the RPC timeout.
+
+use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe};
+use nfsha_core::ProbeOutcome;
+use nfsha_sys::command::{mount_nfs_argv, run_command};
+use nfsha_sys::worker::{PoolConfig, WorkerError, WorkerPool, WorkerRequest, WorkerResponse};
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// The production host.
+#[derive(Debug, Clone)]
+pub struct LinuxHost {
+    pool: WorkerPool,
+    mountinfo: std::path::PathBuf,
+    portmapper_port: u16,
+}
+
+impl LinuxHost {
+    /// Workers are this binary re-executed as `nfsha __worker`.
+    pub fn new() -> Self {
+        LinuxHost::with_pool(WorkerPool::new(PoolConfig::self_exec(64)))
+    }
+
+    /// A host using a given worker pool (tests spawn a different worker program).
+    pub fn with_pool(pool: WorkerPool) -> Self {
+        LinuxHost {
+            pool,
+            mountinfo: "/proc/self/mountinfo".into(),
+            portmapper_port: 111,
+        }
+    }
+}
+
+impl Default for LinuxHost {
+    fn default() -> Self {
+        LinuxHost::new()
+    }
+}
+
+fn worker_error(op: &'static str, e: WorkerError, deadline: Duration) -> HostError {
+    match e {
+        WorkerError::Timeout { .. } | WorkerError::Stuck => HostError::Timeout { op, deadline },
+        other => HostError::Other {
+            op,
+            message: other.to_string(),
+        },
+    }
+}
+
+async fn resolve_all(host: &str, timeout: Duration) -> Vec<String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return vec![ip.to_string()];
+    }
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((bare, 0))).await {
+        Ok(Ok(addrs)) => {
+            let mut v: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+            v.dedup();
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+impl Host for LinuxHost {
+    fn mount_table(&self) -> Result<Vec<Mounted>, HostError> {
+        let entries =
+            nfsha_sys::mountinfo::read_mountinfo_from(&self.mountinfo).map_err(|e| {
+                HostError::Other {
+                    op: "read mountinfo",
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(entries
+            .into_iter()
+            .map(|e| Mounted {
+                server: e.nfs_server(),
+                export: e.nfs_export(),
+                mountpoint: e.mountpoint,
+                fstype: e.fstype,
+            })
+            .collect())
+    }
+
+    async fn probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        self.pool.probe(mountpoint, deadline).await
+    }
+
+    async fn umount(
+        &self,
+        mountpoint: &Path,
+        force: bool,
+        detach: bool,
+        deadline: Duration,
+    ) -> Result<(), HostError> {
+        let req = WorkerRequest::Umount {
+            path: mountpoint.to_path_buf(),
+            force,
+            detach,
+        };
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Umount { errno: None, .. }) => Ok(()),
+            Ok(WorkerResponse::Umount {
+                errno: Some(errno), ..
+            }) => Err(HostError::Errno {
+                op: "umount",
+                errno,
+            }),
+            Ok(other) => Err(HostError::Other {
+                op: "umount",
+                message: format!("unexpected worker answer {other:?}"),
+            }),
+            Err(e) => Err(worker_error("umount", e, deadline)),
+        }
+    }
+
+    async fn mount_nfs(&self, req: &MountRequest, deadline: Duration) -> Result<(), HostError> {
+        let argv = mount_nfs_argv(
+            &req.server,
+            &req.export,
+            &req.mountpoint,
+            &req.version,
+            &req.options,
+        );
+        let out = run_command(&argv, deadline, &[]).await.map_err(|e| match e {
+            nfsha_sys::command::CommandError::Timeout { .. } => HostError::Timeout {
+                op: "mount.nfs",
+                deadline,
+            },
+            other => HostError::Other {
+                op: "mount.nfs",
+                message: other.to_string(),
+            },
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(HostError::Command {
+                op: "mount.nfs",
+                status: out.status.code().unwrap_or(-1),
+                stderr: last_line(&out.stderr),
+            })
+        }
+    }
+
+    async fn trigger_automount(&self, mountpoint: &Path, deadline: Duration) -> Result<(), HostError> {
+        let req = WorkerRequest::Trigger {
+            path: mountpoint.to_path_buf(),
+        };
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Trigger { errno: None, .. }) => Ok(()),
+            Ok(WorkerResponse::Trigger {
+                errno: Some(errno), ..
+            }) => Err(HostError::Errno {
+                op: "trigger",
+                errno,
+            }),
+            Ok(other) => Err(HostError::Other {
+                op: "trigger",
+                message: format!("unexpected worker answer {other:?}"),
+            }),
+            Err(e) => Err(worker_error("trigger", e, deadline)),
+        }
+    }
+
+    async fn probe_server(&self, host: &str, rpc_version: u32, timeout: Duration) -> ServerProbe {
+        let mut target = nfsha_rpc::ProbeTarget::new(host, rpc_version);
+        target.portmapper_port = self.portmapper_port;
+        let (p, addresses) = tokio::join!(
+            nfsha_rpc::probe_server(&target, timeout),
+            resolve_all(host, timeout)
+        );
+        ServerProbe {
+            host: host.to_string(),
+            addresses,
+            reachable: p.reachable,
+            rtt: p.rtt,
+            error: p.error,
+        }
+    }
+
+    async fn run_hook(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        deadline: Duration,
+    ) -> Result<(), HostError> {
+        let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+        let env: Vec<(OsString, OsString)> = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect();
+        let out = run_command(&argv, deadline, &env).await.map_err(|e| HostError::Other {
+            op: "hook",
+            message: e.to_string(),
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(HostError::Command {
+                op: "hook",
+                status: out.status.code().unwrap_or(-1),
+                stderr: last_line(&out.stderr),
+            })
+        }
+    }
+
+    fn stuck_workers(&self) -> usize {
+        self.pool.stuck_workers()
+    }
+
+    fn live_workers(&self) -> usize {
+        self.pool.live_workers()
+    }
+}

@@ -1,0 +1,228 @@
+//! `/metrics` and `/healthz` over a real TCP listener on 127.0.0.1:0, with a raw HTTP/1.1 client.
+
+use nfsha_core::MountState;
+use nfsha_metrics::{AgentMetrics, HealthSource, MountHealth, MountstatsSource};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Debug)]
+struct NoMountstats;
+
+impl MountstatsSource for NoMountstats {
+    fn read(&self) -> std::io::Result<String> {
+        Ok(String::new())
+    }
+}
+
+/// A health source the test changes between requests.
+#[derive(Default)]
+struct FakeHealth(Mutex<Vec<MountHealth>>);
+
+impl HealthSource for FakeHealth {
+    fn mounts(&self) -> Vec<MountHealth> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn mount(path: &str, state: MountState) -> MountHealth {
+    MountHealth {
+        mountpoint: path.to_owned(),
+        state,
+        since: SystemTime::now() - Duration::from_secs(5),
+        server: Some("nfs-1".to_owned()),
+        last_error: (state != MountState::Healthy).then(|| "readdir: ESTALE (errno 116)".into()),
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// One `GET` with `Connection: close`, bounded by a deadline.
+async fn get(addr: std::net::SocketAddr, path: &str) -> Response {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8(raw).unwrap()
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("HTTP request did not finish within 10 s");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("no header/body split");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("no status code");
+    Response {
+        status,
+        headers: head.to_ascii_lowercase(),
+        body: dechunk(head, body),
+    }
+}
+
+/// Undo `Transfer-Encoding: chunked` if the server used it.
+fn dechunk(head: &str, body: &str) -> String {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), nfsha_metrics::HttpError>>,
+}
+
+async fn start(metrics: Arc<AgentMetrics>, health: Arc<dyn HealthSource>) -> Server {
+    let listener = nfsha_metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(nfsha_metrics::serve(
+        listener,
+        metrics,
+        health,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+impl Server {
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server did not stop within 10 s after shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn metrics() -> Arc<AgentMetrics> {
+    Arc::new(AgentMetrics::with_sources(
+        Arc::new(NoMountstats),
+        Arc::new(SystemTime::now),
+    ))
+}
+
+#[tokio::test]
+async fn metrics_endpoint_serves_openmetrics_text() {
+    let m = metrics();
+    m.set_mount_state(
+        "/airflow/dags",
+        MountState::Stale,
+        SystemTime::now(),
+        Some("nfs-1"),
+    );
+    let srv = start(m.clone(), Arc::new(FakeHealth::default())).await;
+    let r = get(srv.addr, "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.headers
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{}",
+        r.headers
+    );
+    assert!(
+        r.body
+            .contains(r#"nfsha_mount_state{mountpoint="/airflow/dags",state="stale"} 1"#),
+        "{}",
+        r.body
+    );
+    assert!(r.body.ends_with("# EOF\n"));
+    assert_eq!(get(srv.addr, "/nope").await.status, 404);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_is_200_only_when_every_mount_is_healthy() {
+    let health = Arc::new(FakeHealth::default());
+    let srv = start(metrics(), health.clone()).await;
+
+    // No mounts: vacuously healthy.
+    let r = get(srv.addr, "/healthz").await;
+    assert_eq!(r.status, 200);
+
+    *health.0.lock().unwrap() = vec![
+        mount("/airflow/dags", MountState::Healthy),
+        mount("/airflow/logs", MountState::Healthy),
+    ];
+    let r = get(srv.addr, "/healthz").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["mounts"], 2);
+
+    health.0.lock().unwrap()[1] = mount("/airflow/logs", MountState::Stale);
+    let r = get(srv.addr, "/healthz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.headers.contains("content-type: application/json"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["healthy"], false);
+    let bad = v["unhealthy"].as_array().unwrap();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0]["mountpoint"], "/airflow/logs");
+    assert_eq!(bad[0]["state"], "stale");
+    assert_eq!(bad[0]["server"], "nfs-1");
+    assert_eq!(bad[0]["last_error"], "readdir: ESTALE (errno 116)");
+    assert!(bad[0]["seconds_in_state"].as_f64().unwrap() >= 5.0);
+
+    // Per mount: the healthy one is 200 while the other is 503; unknown mounts are 404.
+    assert_eq!(
+        get(srv.addr, "/healthz?mount=/airflow/dags").await.status,
+        200
+    );
+    assert_eq!(
+        get(srv.addr, "/healthz?mount=/airflow/dags/").await.status,
+        200
+    );
+    let r = get(srv.addr, "/healthz?mount=%2Fairflow%2Flogs").await;
+    assert_eq!(r.status, 503);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["state"], "stale");
+    let r = get(srv.addr, "/healthz?mount=/elsewhere").await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("unknown mount"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_metrics_is_itself_a_health_source() {
+    let m = metrics();
+    m.set_mount_state("/a", MountState::Unknown, SystemTime::now(), None);
+    let srv = start(m.clone(), m.clone()).await;
+    // Not probed yet: unhealthy.
+    assert_eq!(get(srv.addr, "/healthz").await.status, 503);
+    m.set_mount_state("/a", MountState::Healthy, SystemTime::now(), Some("nfs-1"));
+    assert_eq!(get(srv.addr, "/healthz").await.status, 200);
+    assert_eq!(get(srv.addr, "/healthz?mount=/a").await.status, 200);
+    srv.shutdown().await;
+}

@@ -1,0 +1,134 @@
+//! Client side: learn the current leader of an nfsha server cluster from etcd, for the
+//! agent (clients follow the leader, issue 6 item 7).
+//!
+//! Role: [`current_leader`] reads the leader key once; [`watch_leader`] yields every
+//! leader change as it happens (etcd watch, with a re-read after every reconnect).
+//! Both go through an [`EpochFilter`]: a leader whose epoch is lower than one already
+//! seen is never reported, so an agent cannot be sent back to a deposed server by a
+//! stale read. Failure modes: etcd unreachable → [`current_leader`] errors;
+//! [`watch_leader`] keeps retrying (with a 1 s pause) and simply yields nothing until
+//! etcd answers again.
+
+use crate::coordinator::{CoordError, Keys, LeaderInfo};
+use crate::etcd::{EtcdOptions, connect, parse_leader};
+use etcd_client::{Client, EventType, WatchOptions};
+use futures_util::Stream;
+use std::time::Duration;
+
+/// Remembers the highest epoch seen and rejects anything older.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochFilter {
+    highest: u64,
+    last: Option<LeaderInfo>,
+}
+
+impl EpochFilter {
+    /// A filter that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The highest epoch seen.
+    pub fn highest(&self) -> u64 {
+        self.highest
+    }
+
+    /// `true` if `info` is new and not older than anything seen (then remembered).
+    /// The same leader announced twice is not new.
+    pub fn admit(&mut self, info: &LeaderInfo) -> bool {
+        if info.epoch < self.highest || self.last.as_ref() == Some(info) {
+            return false;
+        }
+        self.highest = info.epoch;
+        self.last = Some(info.clone());
+        true
+    }
+}
+
+async fn read_leader(client: &mut Client, keys: &Keys) -> Result<(Option<LeaderInfo>, i64), CoordError> {
+    let key = keys.leader();
+    let resp = client.get(key.clone(), None).await?;
+    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
+    let leader = match resp.kvs().first() {
+        Some(kv) => Some(parse_leader(&key, kv)?),
+        None => None,
+    };
+    Ok((leader, rev))
+}
+
+/// The current leader of `cluster`, read once.
+pub async fn current_leader(endpoints: &[String], cluster: &str) -> Result<Option<LeaderInfo>, CoordError> {
+    let mut client = connect(&EtcdOptions::new(endpoints.to_vec())).await?;
+    Ok(read_leader(&mut client, &Keys::new(cluster)).await?.0)
+}
+
+/// Every leader change of `cluster`, never going back to a lower epoch. The stream
+/// never ends; drop it to stop watching.
+pub fn watch_leader(endpoints: Vec<String>, cluster: String) -> impl Stream<Item = LeaderInfo> + Send + 'static {
+    watch_leader_with(EtcdOptions::new(endpoints), cluster)
+}
+
+/// [`watch_leader`] with full connection options (TLS, auth).
+pub fn watch_leader_with(opts: EtcdOptions, cluster: String) -> impl Stream<Item = LeaderInfo> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<LeaderInfo>(8);
+    tokio::spawn(async move {
+        let keys = Keys::new(&cluster);
+        let mut filter = EpochFilter::new();
+        loop {
+            if tx.is_closed() {
+                return;
+            }
+            if let Err(e) = watch_once(&opts, &keys, &mut filter, &tx).await {
+                tracing::debug!(error = %e, "leader watch interrupted; retrying");
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+async fn watch_once(
+    opts: &EtcdOptions,
+    keys: &Keys,
+    filter: &mut EpochFilter,
+    tx: &tokio::sync::mpsc::Sender<LeaderInfo>,
+) -> Result<(), CoordError> {
+    let mut client = connect(opts).await?;
+    let (leader, rev) = read_leader(&mut client, keys).await?;
+    if let Some(l) = leader
+        && filter.admit(&l)
+        && tx.send(l).await.is_err()
+    {
+        return Ok(());
+    }
+    let key = keys.leader();
+    let mut stream = client
+        .watch(key.clone(), Some(WatchOptions::new().with_start_revision(rev + 1)))
+        .await?;
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m?,
+            // The consumer dropped the stream: stop watching.
+            _ = tx.closed() => return Ok(()),
+        };
+        let Some(resp) = msg else { break };
+        for ev in resp.events() {
+            if ev.event_type() != EventType::Put {
+                continue;
+            }
+            if let Some(kv) = ev.kv() {
+                let l = parse_leader(&key, kv)?;
+                if filter.admit(&l) && tx.send(l).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if tx.is_closed() {
+            return Ok(());
+        }
+    }
+    Err(CoordError::Protocol("watch stream ended".into()))
+}

@@ -1,0 +1,349 @@
+//! `etcd_` tier: the leader lease, self-fencing, races and switchover against a real
+//! etcd on loopback (Debian `etcd-server`), with fake hosts that record serving
+//! intervals on the monotonic clock.
+
+mod common;
+
+use common::{Etcd, Proxy, wait_for};
+use futures_util::StreamExt;
+use nfsha_config::StorageMode;
+use nfsha_server::{
+    Acquire, Controller, Coordinator, EpochFilter, EtcdCoordinator, EtcdOptions, FakeHost, HostCall, LeadExit,
+    LeaderRecord, MemberState, ServingLog, Settings, StatusHandle, Step, SwitchoverRequest,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const TTL: Duration = Duration::from_secs(3);
+const MARGIN: Duration = Duration::from_secs(1);
+const LOOP: Duration = Duration::from_millis(400);
+
+fn settings(node: &str, cluster: &str) -> Settings {
+    Settings {
+        node: node.into(),
+        cluster: cluster.into(),
+        ttl: TTL,
+        loop_period: LOOP,
+        safety_margin: MARGIN,
+        fence_lead: LOOP,
+        step_timeout: Duration::from_secs(2),
+        storage: StorageMode::Replicated,
+        address: Some(format!("addr-of-{node}")),
+        api: None,
+        failure_backoff: TTL,
+    }
+}
+
+async fn coordinator(endpoint: &str, cluster: &str, node: &str) -> Arc<EtcdCoordinator> {
+    Arc::new(
+        EtcdCoordinator::connect(&EtcdOptions::new(vec![endpoint.to_owned()]), cluster, node, TTL)
+            .await
+            .expect("connect"),
+    )
+}
+
+struct Node {
+    name: String,
+    host: FakeHost,
+    status: StatusHandle,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<Option<LeadExit>>>,
+}
+
+impl Node {
+    async fn start(endpoint: &str, cluster: &str, name: &str, log: &ServingLog) -> Node {
+        let host = FakeHost::with_log(name, log.clone());
+        let coord = coordinator(endpoint, cluster, name).await;
+        let (tx, rx) = watch::channel(false);
+        let c = Controller::new(settings(name, cluster), coord, host.clone(), rx);
+        let status = c.status();
+        let task = tokio::spawn(c.run());
+        Node {
+            name: name.into(),
+            host,
+            status,
+            shutdown: tx,
+            task: Some(task),
+        }
+    }
+
+    fn serving(&self) -> bool {
+        let s = self.status.get();
+        s.state == MemberState::Primary && s.serving
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.status.get().epoch
+    }
+
+    /// SIGKILL of controller and nfsd together: no teardown, everything stops now.
+    fn crash(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.host.crash();
+    }
+
+    async fn stop(&mut self) -> Option<LeadExit> {
+        self.shutdown.send_replace(true);
+        match self.task.take() {
+            Some(t) => tokio::time::timeout(Duration::from_secs(20), t)
+                .await
+                .expect("controller stops within 20 s")
+                .expect("controller task"),
+            None => None,
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn assert_no_overlap(log: &ServingLog) {
+    if let Some((a, b)) = log.first_overlap() {
+        panic!("two nodes active at once: {a:?} and {b:?}; all: {:#?}", log.intervals());
+    }
+}
+
+fn time_of(host: &FakeHost, call: &HostCall, after: Instant) -> Option<Instant> {
+    host.timed_calls()
+        .into_iter()
+        .find(|(t, c)| c == call && *t >= after)
+        .map(|(t, _)| t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_acquire_renew_release_and_epochs_grow() {
+    let etcd = Etcd::start().await;
+    let a = coordinator(&etcd.endpoint(), "c1", "a").await;
+    let b = coordinator(&etcd.endpoint(), "c1", "b").await;
+    let rec = |n: &str| LeaderRecord {
+        node: n.into(),
+        address: Some(format!("addr-{n}")),
+        api: None,
+    };
+
+    let Acquire::Acquired { epoch: e1 } = a.acquire(&rec("a")).await.expect("a acquires") else {
+        panic!("a must acquire an empty cluster");
+    };
+    assert!(e1 > 0);
+    match b.acquire(&rec("b")).await.expect("b campaigns") {
+        Acquire::Held(l) => {
+            assert_eq!((l.node.as_str(), l.epoch, l.address.as_deref()), ("a", e1, Some("addr-a")));
+        }
+        other => panic!("b must see a's key, got {other:?}"),
+    }
+    let status = a.cluster_status("c1").await.expect("status");
+    assert_eq!(status.epoch, Some(e1), "epoch published at /nfsha/c1/epoch");
+
+    // Renewing for 2 × TTL keeps the key.
+    let until = Instant::now() + 2 * TTL;
+    while Instant::now() < until {
+        assert!(a.renew(e1).await.expect("renew"), "renewal must confirm leadership");
+        tokio::time::sleep(LOOP).await;
+    }
+    assert_eq!(b.leader().await.expect("leader").map(|l| l.epoch), Some(e1));
+    // A wrong epoch is not ours.
+    assert!(!a.renew(e1 + 1000).await.expect("renew"));
+
+    a.release(e1).await.expect("release");
+    let Acquire::Acquired { epoch: e2 } = b.acquire(&rec("b")).await.expect("b acquires") else {
+        panic!("b must acquire after release");
+    };
+    assert!(e2 > e1, "epochs only grow: {e2} > {e1}");
+    assert!(!a.renew(e1).await.expect("renew"), "a is no longer leader");
+
+    // Without renewals the key expires with the lease (TTL, plus etcd's check period).
+    let t0 = Instant::now();
+    let b_lease_dropped = b; // stop renewing: nobody calls renew on b any more
+    let l = wait_for(TTL * 3, "b's key to expire", || Some(())).await;
+    let _ = l;
+    let expired_at = loop {
+        if a.leader().await.expect("leader").is_none() {
+            break Instant::now();
+        }
+        assert!(t0.elapsed() < TTL * 3, "b's key must expire without renewals");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(expired_at - t0 >= TTL - LOOP, "not before ~TTL: {:?}", expired_at - t0);
+    drop(b_lease_dropped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_leader_self_fences_before_ttl_minus_margin_when_etcd_freezes() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let a = Node::start(&etcd.endpoint(), "c2", "a", &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    assert_eq!(a.host.steps_up(), Step::BRING_UP.to_vec());
+
+    let frozen_at = Instant::now();
+    etcd.freeze();
+    wait_for(TTL * 2, "a to stop serving", || (!a.host.is_active()).then_some(())).await;
+    let proof = a.status.lease_proof().expect("a had a lease proof");
+    assert!(proof <= frozen_at, "no renewal can succeed while etcd is frozen");
+    let addr_down = time_of(&a.host, &HostCall::Down(Step::FloatingAddress), frozen_at).expect("address removed");
+    let all_down = time_of(&a.host, &HostCall::Down(Step::Storage), frozen_at).expect("storage down");
+    assert!(
+        addr_down <= proof + TTL - MARGIN,
+        "floating address must be gone by proof + ttl - margin: {:?} after proof",
+        addr_down - proof
+    );
+    assert!(all_down <= proof + TTL, "teardown done before the lease can expire");
+    // Address first, then the rest in reverse.
+    let downs: Vec<HostCall> = a
+        .host
+        .timed_calls()
+        .into_iter()
+        .filter(|(t, c)| *t >= frozen_at && matches!(c, HostCall::Down(_)))
+        .map(|(_, c)| c)
+        .take(4)
+        .collect();
+    assert_eq!(downs, Step::TEAR_DOWN.map(HostCall::Down).to_vec());
+    // It does not serve again while etcd is frozen.
+    assert!(!a.host.is_active());
+    etcd.thaw();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_restart_then_the_node_reacquires_with_a_new_epoch() {
+    let mut etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let a = Node::start(&etcd.endpoint(), "c3", "a", &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    let e1 = a.epoch().expect("epoch");
+
+    etcd.kill();
+    wait_for(TTL * 2, "a to fence with etcd dead", || (!a.host.is_active()).then_some(())).await;
+    etcd.restart().await;
+    wait_for(Duration::from_secs(20), "a serving again", || a.serving().then_some(())).await;
+    let e2 = a.epoch().expect("epoch");
+    assert!(e2 > e1, "re-acquired under a new epoch: {e2} > {e1}");
+    assert_eq!(log.intervals().len(), 2, "served, fenced, served again");
+    assert_no_overlap(&log);
+}
+
+/// Cut the leader off from etcd, crash leaders, heal: over several changes of
+/// leadership no two nodes are ever active at once.
+async fn race(n: usize, cluster: &str) {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let mut proxies = Vec::new();
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let p = Proxy::start(etcd.addr()).await;
+        nodes.push(Node::start(&p.endpoint(), cluster, &format!("n{i}"), &log).await);
+        proxies.push(p);
+    }
+    let leader = |nodes: &[Node]| nodes.iter().position(|n| n.serving());
+    let mut epochs = Vec::new();
+    for round in 0..3 {
+        let l = wait_for(Duration::from_secs(15), "a leader serving", || leader(&nodes)).await;
+        let serving: Vec<&str> = nodes.iter().filter(|n| n.serving()).map(|n| n.name.as_str()).collect();
+        assert_eq!(serving.len(), 1, "exactly one serving: {serving:?}");
+        epochs.push(nodes[l].epoch().expect("epoch"));
+        if round % 2 == 0 {
+            // Partition: the leader keeps running but cannot reach etcd.
+            proxies[l].cut();
+            wait_for(Duration::from_secs(15), "another leader", || {
+                leader(&nodes).filter(|&x| x != l)
+            })
+            .await;
+            assert!(!nodes[l].host.is_active(), "the cut-off leader fenced itself");
+            proxies[l].heal();
+        } else {
+            // Crash: controller and nfsd die together.
+            nodes[l].crash();
+            wait_for(Duration::from_secs(15), "another leader", || {
+                leader(&nodes).filter(|&x| x != l)
+            })
+            .await;
+            let name = nodes[l].name.clone();
+            nodes[l] = Node::start(&proxies[l].endpoint(), cluster, &name, &log).await;
+        }
+        assert_no_overlap(&log);
+    }
+    let l = wait_for(Duration::from_secs(15), "final leader", || leader(&nodes)).await;
+    epochs.push(nodes[l].epoch().expect("epoch"));
+    assert!(epochs.windows(2).all(|w| w[1] > w[0]), "epochs grow: {epochs:?}");
+    assert!(log.intervals().len() >= 4, "several leadership periods: {:#?}", log.intervals());
+    for n in &mut nodes {
+        n.stop().await;
+    }
+    assert_no_overlap(&log);
+    assert!(log.intervals().iter().all(|iv| iv.end.is_some()), "all stopped serving");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_two_controllers_racing_never_overlap() {
+    race(2, "race2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_three_controllers_racing_never_overlap() {
+    race(3, "race3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let a = Node::start(&etcd.endpoint(), "c4", "a", &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    let b = Node::start(&etcd.endpoint(), "c4", "b", &log).await;
+    wait_for(Duration::from_secs(5), "b standby", || {
+        (b.status.get().state == MemberState::Standby).then_some(())
+    })
+    .await;
+    let e1 = a.epoch().expect("epoch");
+
+    let mut follow = Box::pin(nfsha_server::watch_leader(vec![etcd.endpoint()], "c4".into()));
+    let first = tokio::time::timeout(Duration::from_secs(5), follow.next())
+        .await
+        .expect("watch yields the current leader")
+        .expect("stream open");
+    assert_eq!((first.node.as_str(), first.epoch), ("a", e1));
+
+    let cli = coordinator(&etcd.endpoint(), "c4", "cli").await;
+    let req = SwitchoverRequest {
+        from: "a".into(),
+        to: "b".into(),
+    };
+    assert!(cli.request_switchover(&req, Duration::from_secs(30)).await.expect("request"));
+    assert!(!cli.request_switchover(&req, Duration::from_secs(30)).await.expect("request"), "only one pending");
+    wait_for(Duration::from_secs(10), "b serving", || b.serving().then_some(())).await;
+    assert!(!a.host.is_active());
+    assert!(b.epoch().expect("epoch") > e1);
+    let a_calls = a.host.calls();
+    let tail: Vec<HostCall> = a_calls[a_calls.len() - 6..].to_vec();
+    let mut expected: Vec<HostCall> = Step::TEAR_DOWN.map(HostCall::Down).to_vec();
+    expected.push(HostCall::FinalSync);
+    expected.push(HostCall::RoleChanged(nfsha_server::Role::Standby));
+    assert_eq!(tail, expected, "address off, unexport, stop nfsd, storage, final sync, standby hook");
+
+    let next = tokio::time::timeout(Duration::from_secs(5), follow.next())
+        .await
+        .expect("watch yields the new leader")
+        .expect("stream open");
+    assert_eq!(next.node, "b");
+    assert!(next.epoch > e1);
+    let mut filter = EpochFilter::new();
+    assert!(filter.admit(&next));
+    assert!(!filter.admit(&first), "an older epoch is never admitted");
+
+    // The request is consumed; a stays standby (no failback) for a while.
+    wait_for(Duration::from_secs(5), "request cleared", || Some(())).await;
+    let until = Instant::now() + TTL;
+    while Instant::now() < until {
+        assert!(!a.host.is_active(), "no automatic failback");
+        tokio::time::sleep(LOOP).await;
+    }
+    assert!(cli.switchover_request().await.expect("read").is_none(), "request cleared by the target");
+    assert_no_overlap(&log);
+}

@@ -1,0 +1,58 @@
+# lab-summary: seed Test 2: failover with an access every 100 ms; nfsha vs seed vs autofs alone vs the floor
+# lab-timeout: 240
+# Clients: client-1 nfsha agent (direct mode, NFSv4.1), client-2 the seed's setup (autofs map +
+# health check every 30 s), client-3 autofs alone, client-4 the floor (autofs map, and on the
+# first failed access `umount -l` + re-access at once). Each accesses /airflow/dags and
+# /airflow/logs every 100 ms (in-process `nfsha drill access`, op ls). Failover at ~10 s.
+# Env: LAB_TOPOLOGY_T2 (replica), LAB_T2_DURATION (55), LAB_SEED_PHASE (random 0-29),
+#      LAB_T2_FAULT (failover | crash).
+topo=${LAB_TOPOLOGY_T2:-replica}
+dur=${LAB_T2_DURATION:-55}
+fault=${LAB_T2_FAULT:-failover}
+phase=${LAB_SEED_PHASE:-$((RANDOM % 30))}
+lab_setup "$topo" 4
+cfg=$(lab_nfsha_config client-1 direct 4.1)
+lab_agent_start client-1 "$cfg" >/dev/null
+lab_seed_start client-2 "$phase"
+lab_autofs_start client-3
+lab_autofs_start client-4
+lab_figure seed_timer_phase_s "$phase" s
+lab_wait_mounted client-1 /airflow/dags 30 || lab_note "nfsha agent did not mount /airflow/dags within 30 s"
+lab_wait_mounted client-1 /airflow/logs 10
+lab_mark loops-start
+P=(--path /airflow/dags --path /airflow/logs --interval 100ms --duration "${dur}s" --op ls)
+pids=()
+pids+=($(lab_access client-1 nfsha "${P[@]}"))
+pids+=($(lab_access client-2 seed "${P[@]}"))
+pids+=($(lab_access client-3 autofs "${P[@]}"))
+pids+=($(lab_access client-4 floor "${P[@]}" --floor))
+sleep 10
+if [ "$fault" = crash ]; then lab_crash; else lab_failover; fi
+lab_access_wait "${pids[@]}"
+lab_mark loops-end
+lab_report
+
+for l in nfsha seed autofs floor; do
+    for m in dags logs; do
+        p=/airflow/$m
+        lab_figure "${l}_${m}_error_window_s" "$(lab_ms_to_s "$(lab_q $l $p .error_window_ms)")" s
+        lab_figure "${l}_${m}_first_success_after_vip_s" "$(lab_ms_to_s "$(lab_q $l $p '.after_marks["vip-moved"].first_success_ms')")" s
+        lab_figure "${l}_${m}_success_ratio" "$(lab_q $l $p .success_ratio)"
+        lab_figure "${l}_${m}_recovered" "$(lab_q $l $p .recovered)"
+    done
+done
+nw=$(lab_q nfsha /airflow/dags .error_window_ms)
+fw=$(lab_q floor /airflow/dags .error_window_ms)
+sw=$(lab_q seed /airflow/dags .error_window_ms)
+nf=$(lab_q nfsha /airflow/dags '.after_marks["server-b-serving"].first_success_ms')
+# A run where nfsha never saw a failure (shared storage) has no window: that is a 0 s window.
+[ "$(lab_q nfsha /airflow/dags .failed)" = 0 ] && nw=0 && nf=0
+[ "$(lab_q floor /airflow/dags .failed)" = 0 ] && fw=0
+if lab_cmp "$nw" '>' 0 && [ "$sw" != null ]; then
+    lab_figure ratio_seed_over_nfsha "$(awk -v a="$sw" -v b="$nw" 'BEGIN{printf "%.1f", a/b}')" x
+fi
+lab_check nfsha-recovered "$(lab_q nfsha /airflow/dags .recovered)" "dags"
+lab_check nfsha-logs-recovered "$(lab_q nfsha /airflow/logs .recovered)" "logs"
+lab_check nfsha-first-success-within-2s-of-server-b "$(lab_cmp "$nf" '<=' 2000 && echo 1 || echo 0)" "first success $(lab_ms_to_s "$nf") s after server-b-serving"
+lab_check nfsha-window-within-1s-of-floor "$(lab_cmp "$nw" '<=' "$(awk -v f="${fw/null/1e9}" 'BEGIN{print f+1000}')" && echo 1 || echo 0)" "nfsha $(lab_ms_to_s "$nw") s vs floor $(lab_ms_to_s "$fw") s"
+lab_note "seed window $(lab_ms_to_s "$sw") s (timer phase ${phase} s), autofs alone recovered: $(lab_q autofs /airflow/dags .recovered)"
