@@ -9,6 +9,7 @@
 #   --timeout SECS            outer timeout for the whole VM run (default: sum of scenario timeouts + 180)
 #   --scenario-timeout SECS   per-scenario timeout (default: the scenario's `# lab-timeout:` header, else 300)
 #   --nfsha BIN               use this nfsha binary instead of `cargo build --release -p nfsha`
+#                             (NFSHA_DRILL_BIN likewise for the standalone nfsha-drill)
 #   --env K=V                 export K=V to every scenario (repeatable)
 #   --smp N / --mem MB        VM size (default 2 / 1280)
 # Output: DIR/<scenario>/{result.json,timeline.txt,report/...}, DIR/summary.txt, DIR/console.log.
@@ -55,12 +56,20 @@ say() { echo "lab: $*" >&2; }
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; } >&2
 
 IMAGE=$("$HERE/build-image.sh" | tail -1) || { say "image build failed"; exit 2; }
+TDIR=${CARGO_TARGET_DIR:-$REPO/target}/release
+DRILL_BIN=${NFSHA_DRILL_BIN:-}
+if [ -z "$DRILL_BIN" ]; then
+    (cd "$REPO" && cargo build --release -p nfsha-drill -q) >&2 || { say "cargo build -p nfsha-drill failed"; exit 2; }
+    DRILL_BIN=$TDIR/nfsha-drill
+fi
 if [ -z "$NFSHA_BIN" ]; then
     say "building nfsha (release)"
-    (cd "$REPO" && cargo build --release -p nfsha -q) >&2 || { say "cargo build failed"; exit 2; }
-    NFSHA_BIN=${CARGO_TARGET_DIR:-$REPO/target}/release/nfsha
+    if (cd "$REPO" && cargo build --release -p nfsha -q) >&2; then
+        NFSHA_BIN=$TDIR/nfsha
+    else
+        say "WARNING: nfsha does not build: scenarios run without the agent (its checks will fail)"
+    fi
 fi
-[ -x "$NFSHA_BIN" ] || { say "no nfsha binary at $NFSHA_BIN"; exit 2; }
 
 OUT=${OUT:-$PWD/lab-results/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
@@ -74,7 +83,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$SHARE/bin" "$SHARE/scenarios" "$SHARE/job" "$SHARE/out"
-cp "$NFSHA_BIN" "$SHARE/bin/nfsha"
+[ -n "$NFSHA_BIN" ] && cp "$NFSHA_BIN" "$SHARE/bin/nfsha"
+cp "$DRILL_BIN" "$SHARE/bin/nfsha-drill"
 : >"$SHARE/job/scenarios.tsv"
 total_tmo=0
 for s in "${SCEN[@]}"; do

@@ -17,6 +17,13 @@ LAB_SHARE=${LAB_SHARE:-/mnt/host}
 NFSHA=${NFSHA:-$LAB_SHARE/bin/nfsha}
 LAB_EXPORTS=(/srv/airflow/dags /srv/airflow/logs)
 mkdir -p "$LAB_STATE"
+# The drill: `nfsha drill` when the share's nfsha has it, else the standalone nfsha-drill.
+if [ -z "${DRILL:-}" ]; then
+    if [ ! -f "$LAB_STATE/drill" ]; then
+        if "$NFSHA" drill --help >/dev/null 2>&1; then echo "$NFSHA drill"; else echo "$LAB_SHARE/bin/nfsha-drill"; fi >"$LAB_STATE/drill"
+    fi
+    DRILL=$(cat "$LAB_STATE/drill")
+fi
 
 # ---------------------------------------------------------------- small utilities
 lab_now_ms() { date +%s%3N; }
@@ -112,6 +119,12 @@ lab_boot() {
     printf '#!/bin/sh\nexec "$@"\n' >/usr/local/bin/sudo
     chmod +x /usr/local/bin/sudo
     mkdir -p /srv /var/lab /airflow
+    # Names for every lab address (reverse lookups by rpcbind's tcp-wrappers and mountd).
+    {
+        echo "$LAB_NET.1 nfs-1"; echo "$LAB_NET.2 nfs-2"; echo "$LAB_VIP nfs-vip"
+        for i in $(seq 1 20); do echo "$LAB_NET.$((10 + i)) client-$i"; done
+    } >>/etc/hosts
+    echo "rpcbind mountd : ALL" >>/etc/hosts.allow
     lab_data_init
     lab_server_create nfs-1
     lab_server_create nfs-2
@@ -518,7 +531,8 @@ EOF
 # --duration 60s --workers N --op ls --floor ...). Prints the PID.
 lab_access() {
     local c=$1 label=$2; shift 2
-    lab_bg "$c" "$LAB_OUT/drill-$label.log" "$NFSHA" drill access --label "$label" \
+    # shellcheck disable=SC2086 # DRILL is "binary [subcommand]"
+    lab_bg "$c" "$LAB_OUT/drill-$label.log" $DRILL access --label "$label" \
         --out "$LAB_OUT/accesses-$label.jsonl" "$@"
 }
 # lab_access_wait PID...: wait for access loops to end (they end on their own at --duration).
@@ -532,7 +546,8 @@ lab_report() {
     for f in "$LAB_OUT"/events-*.jsonl "$LAB_OUT"/seed-events-*.jsonl "$LAB_OUT"/lab-events.jsonl; do
         [ -f "$f" ] && args+=(--events "$f")
     done
-    "$NFSHA" drill report "${args[@]}" --marks "$LAB_OUT/marks.jsonl" --out "$LAB_OUT/report" >/dev/null
+    # shellcheck disable=SC2086
+    $DRILL report "${args[@]}" --marks "$LAB_OUT/marks.jsonl" --out "$LAB_OUT/report" >/dev/null
 }
 # lab_q LABEL PATH JQ-EXPR: a value from report.json for (LABEL, PATH), "null" if absent.
 # Example: lab_q nfsha /airflow/dags '.error_window_ms'

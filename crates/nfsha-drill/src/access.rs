@@ -131,7 +131,9 @@ struct Slot {
 /// kernel, so callers should end the process promptly afterwards.
 pub fn run_access(cfg: &AccessConfig) -> Result<AccessSummary, AccessError> {
     if cfg.paths.is_empty() || cfg.workers == 0 {
-        return Err(AccessError::Config("Need at least one path and one worker".into()));
+        return Err(AccessError::Config(
+            "Need at least one path and one worker".into(),
+        ));
     }
     if cfg.interval.is_zero() {
         return Err(AccessError::Config("Interval must be positive".into()));
@@ -162,7 +164,9 @@ pub fn run_access(cfg: &AccessConfig) -> Result<AccessSummary, AccessError> {
             std::thread::Builder::new()
                 .name(format!("drill-w{worker}"))
                 .stack_size(256 * 1024)
-                .spawn(move || worker_loop(&cfg, &path, worker, start + offset, deadline, &slot, &tx))
+                .spawn(move || {
+                    worker_loop(&cfg, &path, worker, start + offset, deadline, &slot, &tx)
+                })
                 .map_err(AccessError::Spawn)?;
         }
     }
@@ -391,7 +395,11 @@ mod tests {
         let s = run_access(&cfg(d.path(), Op::LsRead, &out)).expect("run");
         let recs = records(&out);
         assert_eq!(s.total as usize, recs.len());
-        assert!(recs.len() >= 6, "expected several accesses, got {}", recs.len());
+        assert!(
+            recs.len() >= 6,
+            "expected several accesses, got {}",
+            recs.len()
+        );
         assert!(recs.iter().all(|r| r.ok && r.label == "t"));
         assert!(recs.iter().any(|r| r.worker == 1));
     }

@@ -11,6 +11,7 @@
 //! the end, and the caller is expected to leave with `std::process::exit`.
 
 pub mod access;
+pub mod cli;
 pub mod record;
 pub mod report;
 pub mod svg;

@@ -173,6 +173,9 @@ fn parse_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Re
         .collect()
 }
 
+/// What a report is built from: access records, marks, agent events.
+pub type Inputs = (Vec<AccessRecord>, Vec<Mark>, Vec<Value>);
+
 /// Read access files, an optional marks file and optional agent event files.
 ///
 /// A missing marks or events file is treated as empty (the agent may not have run);
@@ -181,7 +184,7 @@ pub fn load_inputs(
     accesses: &[PathBuf],
     marks: Option<&Path>,
     events: &[PathBuf],
-) -> Result<(Vec<AccessRecord>, Vec<Mark>, Vec<Value>), ReportError> {
+) -> Result<Inputs, ReportError> {
     let mut recs = Vec::new();
     for a in accesses {
         recs.extend(parse_jsonl::<AccessRecord>(a)?);
@@ -430,11 +433,17 @@ pub fn timeline_text(rep: &Report) -> String {
             p.workers,
             p.success_ratio * 100.0,
             p.error_window_ms.map_or_else(
-                || if p.windows.is_empty() { "none".into() } else { "never closed".into() },
+                || if p.windows.is_empty() {
+                    "none".into()
+                } else {
+                    "never closed".into()
+                },
                 secs
             ),
             p.all_workers_ok_ms.map_or_else(|| "-".into(), secs),
-            p.slowest.as_ref().map_or_else(|| "-".into(), |s| secs(s.latency_ms)),
+            p.slowest
+                .as_ref()
+                .map_or_else(|| "-".into(), |s| secs(s.latency_ms)),
             if p.blocked > 0 {
                 format!(", {} still blocked at the end", p.blocked)
             } else {
@@ -489,7 +498,11 @@ mod tests {
             latency_ms: lat,
             ok,
             errno: if ok { None } else { Some(116) },
-            error: if ok { None } else { Some("Stale file handle".into()) },
+            error: if ok {
+                None
+            } else {
+                Some("Stale file handle".into())
+            },
             blocked: false,
         }
     }
@@ -530,7 +543,11 @@ mod tests {
 
     #[test]
     fn a_run_that_never_recovers_has_no_window_duration() {
-        let recs = vec![rec(0, 0, 1.0, true), rec(0, 100, 1.0, false), rec(0, 200, 1.0, false)];
+        let recs = vec![
+            rec(0, 0, 1.0, true),
+            rec(0, 100, 1.0, false),
+            rec(0, 200, 1.0, false),
+        ];
         let rep = build_report(&recs, &[mark("m", 50)], Vec::new());
         let p = &rep.paths[0];
         assert!(!p.recovered);

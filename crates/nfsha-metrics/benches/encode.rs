@@ -223,13 +223,17 @@ fn main() {
         "cpu_fraction_at_15s_scrape": ((full.median_ms / 15_000.0) * 1e6).round() / 1e6,
         "threads": 1,
     });
+    let body = serde_json::to_string_pretty(&report).unwrap_or_default();
+    println!("{body}");
+    if quick {
+        // A smoke run (`cargo test --benches`) must not overwrite real results.
+        return;
+    }
     let dir = out_dir();
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("metrics_encode.json");
-    let body = serde_json::to_string_pretty(&report).unwrap_or_default();
     match std::fs::write(&path, format!("{body}\n")) {
         Ok(()) => eprintln!("wrote {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
-    println!("{body}");
 }

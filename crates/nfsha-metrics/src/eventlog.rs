@@ -433,6 +433,83 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/nfsha/events.jsonl"));
     }
 
+    /// Records the field names and values of every event on the event target.
+    type Captured = (tracing::Level, Vec<(String, String)>);
+
+    #[derive(Default, Clone)]
+    struct Capture(std::sync::Arc<Mutex<Vec<Captured>>>);
+
+    struct Fields(Vec<(String, String)>);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+            self.0.push((f.name().to_owned(), format!("{v:?}")));
+        }
+        fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+            self.0.push((f.name().to_owned(), v.to_owned()));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == TRACING_TARGET {
+                let mut f = Fields(Vec::new());
+                event.record(&mut f);
+                lock(&self.0).push((*event.metadata().level(), f.0));
+            }
+        }
+    }
+
+    #[test]
+    fn tracing_records_carry_the_fixed_field_names() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let cap = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(cap.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let sink = EventSink::open(None).unwrap();
+            sink.emit(ev(5, "/airflow/dags").server("nfs-2"));
+            sink.emit(
+                Event::new(EventKind::RecoveryStep)
+                    .mount("/airflow/dags")
+                    .step("mount")
+                    .outcome("failed")
+                    .duration(Duration::from_millis(30)),
+            );
+        });
+        let got = lock(&cap.0).clone();
+        assert_eq!(got.len(), 2);
+        let (level, fields) = &got[0];
+        assert_eq!(*level, tracing::Level::INFO);
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        // Absent optional fields are left out, present ones use the fixed names.
+        assert_eq!(
+            names,
+            [
+                "message",
+                "event_kind",
+                "mount",
+                "server",
+                "from",
+                "to",
+                "errno",
+                "errno_name",
+                "ts_ms"
+            ]
+        );
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("event_kind"), Some("mount_state_changed"));
+        assert_eq!(get("errno_name"), Some("ESTALE"));
+        assert_eq!(get("to"), Some("stale"));
+        let (level, fields) = &got[1];
+        assert_eq!(*level, tracing::Level::WARN, "failed outcomes are warnings");
+        assert!(fields.iter().any(|(n, v)| n == "duration_ms" && v == "30"));
+        assert!(fields.iter().any(|(n, v)| n == "step" && v == "mount"));
+    }
+
     #[test]
     fn summary_names_the_errno() {
         let s = summary(&ev(1, "/airflow/dags"));

@@ -1133,6 +1133,27 @@ mod tests {
     }
 
     #[test]
+    fn real_proc_mountstats_is_read() {
+        // This machine has no NFS mounts; the file must still be readable and parse cleanly.
+        let m = AgentMetrics::new();
+        m.set_mount_state(
+            "/surely/not/nfs",
+            MountState::NotMounted,
+            SystemTime::now(),
+            None,
+        );
+        let s = m.encode();
+        assert_eq!(must(&s, "nfsha_mountstats_read_ok"), 1.0, "{s}");
+        assert_eq!(
+            must(
+                &s,
+                r#"nfsha_mountstats_present{mountpoint="/surely/not/nfs"}"#
+            ),
+            0.0
+        );
+    }
+
+    #[test]
     fn unreadable_mountstats_drops_only_its_series() {
         let m = metrics_with(Err(std::io::Error::from(std::io::ErrorKind::NotFound)));
         m.set_mount_state("/a", MountState::Healthy, at(T0), None);

@@ -267,7 +267,13 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
     }
 
     /// Run until shutdown. Returns the exit of the last leadership period, if any.
-    pub async fn run(mut self) -> Option<LeadExit> {
+    pub async fn run(self) -> Option<LeadExit> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("controller", node = %self.settings.node);
+        self.run_inner().instrument(span).await
+    }
+
+    async fn run_inner(mut self) -> Option<LeadExit> {
         let mut last_exit = None;
         self.set_state(MemberState::Starting, None, Some("cleaning up".into()));
         loop {
@@ -395,7 +401,8 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         let lp = self.settings.loop_period;
         let status = self.status.clone();
         status.set_lease_proof(proof_at.into_std());
-        let task = tokio::spawn(async move {
+        let span = tracing::info_span!("renewer", node = %self.settings.node, epoch);
+        let task = tokio::spawn(tracing::Instrument::instrument(async move {
             let mut next = Instant::now() + lp;
             loop {
                 sleep_until(next).await;
@@ -418,7 +425,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
                     next = Instant::now();
                 }
             }
-        });
+        }, span));
         (rx, AbortOnDrop(task))
     }
 

@@ -188,7 +188,17 @@ impl EtcdCoordinator {
         // stream is gone and the next call opens a fresh one.
         let (mut keeper, mut stream) = match session.keeper.take() {
             Some(k) => k,
-            None => self.client.clone().lease_keep_alive(session.id).await?,
+            None => match self.client.clone().lease_keep_alive(session.id).await {
+                Ok(k) => k,
+                // etcd-client reports an expired lease (TTL <= 0 on the first answer) as
+                // this error; it is a fact about the lease, not a transport failure.
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m == "lease not found" => {
+                    tracing::warn!(lease = session.id, "session lease expired");
+                    *slot = None;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
         keeper.keep_alive().await?;
         match stream.message().await? {

@@ -53,6 +53,10 @@ struct Node {
 
 impl Node {
     async fn start(endpoint: &str, cluster: &str, name: &str, log: &ServingLog) -> Node {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let host = FakeHost::with_log(name, log.clone());
         let coord = coordinator(endpoint, cluster, name).await;
         let (tx, rx) = watch::channel(false);
@@ -68,9 +72,11 @@ impl Node {
         }
     }
 
+    /// Serving according to both the controller and the host (a crashed node's last
+    /// status may still say primary; its host does not).
     fn serving(&self) -> bool {
         let s = self.status.get();
-        s.state == MemberState::Primary && s.serving
+        s.state == MemberState::Primary && s.serving && self.host.is_active()
     }
 
     fn epoch(&self) -> Option<u64> {
@@ -244,6 +250,9 @@ async fn race(n: usize, cluster: &str) {
     let leader = |nodes: &[Node]| nodes.iter().position(|n| n.serving());
     let mut epochs = Vec::new();
     for round in 0..3 {
+        for n in &nodes {
+            eprintln!("round {round}: {} {:?}", n.name, n.status.get());
+        }
         let l = wait_for(Duration::from_secs(15), "a leader serving", || leader(&nodes)).await;
         let serving: Vec<&str> = nodes.iter().filter(|n| n.serving()).map(|n| n.name.as_str()).collect();
         assert_eq!(serving.len(), 1, "exactly one serving: {serving:?}");

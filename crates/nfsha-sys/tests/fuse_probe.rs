@@ -338,3 +338,42 @@ fn child_cpu(pid: u32) -> u64 {
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuse_umount_of_a_hung_mount_works_while_its_probe_worker_is_stuck() {
+    require_fuse();
+    let (_tmp, d) = common::dirs(1);
+    let fs = FaultFsHandle::mount(&d[0]).expect("mount faultfs");
+    let pool = common::pool(4);
+    fs.set_fault(Fault::Hang);
+    let o = pool
+        .probe(fs.mountpoint(), Duration::from_millis(300))
+        .await;
+    assert!(matches!(o, ProbeOutcome::Hung { .. }), "{o:?}");
+    assert_eq!(pool.stuck_workers(), 1);
+    // Umounts have their own lane: the stuck probe does not block the recovery.
+    let start = Instant::now();
+    let r = pool
+        .request(
+            WorkerRequest::Umount {
+                path: fs.mountpoint().to_path_buf(),
+                force: true,
+                detach: true,
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("umount request");
+    assert!(
+        matches!(r, WorkerResponse::Umount { errno: None, .. }),
+        "{r:?}"
+    );
+    println!("umount of a hung mount took {:?}: {r:?}", start.elapsed());
+    // MNT_FORCE aborted the FUSE connection: the stuck worker is released and reaped.
+    assert!(
+        wait_until_async(Duration::from_secs(5), || pool.stuck_workers() == 0).await,
+        "stuck worker not reaped after the forced umount"
+    );
+    let (r, _) = probe_state(&pool, fs.mountpoint()).await;
+    assert_eq!(r.state, MountState::NotMounted, "{r:?}");
+}

@@ -100,7 +100,10 @@ async fn garbage_answers_are_protocol_errors() {
 #[tokio::test]
 async fn a_dead_idle_worker_is_replaced_transparently() {
     let pool = common::pool(2);
-    let first = match pool.request(WorkerRequest::Ping, Duration::from_secs(5)).await {
+    let first = match pool
+        .request(WorkerRequest::Ping, Duration::from_secs(5))
+        .await
+    {
         Ok(WorkerResponse::Pong { pid }) => pid,
         other => panic!("{other:?}"),
     };
@@ -115,7 +118,10 @@ async fn a_dead_idle_worker_is_replaced_transparently() {
         })
         .await
     );
-    match pool.request(WorkerRequest::Ping, Duration::from_secs(5)).await {
+    match pool
+        .request(WorkerRequest::Ping, Duration::from_secs(5))
+        .await
+    {
         Ok(WorkerResponse::Pong { pid }) => assert_ne!(pid, first),
         other => panic!("{other:?}"),
     }

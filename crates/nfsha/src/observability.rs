@@ -29,7 +29,7 @@ pub fn init(format: LogFormat) {
     };
     // Only talk to journald when systemd started us with a journal stream.
     let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok());
+        .and_then(|_| tracing_journald::layer().ok().map(|l| l.with_field_prefix(None)));
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(stderr)

@@ -4,11 +4,19 @@
 use nfsha_sys::{PoolConfig, WorkerPool};
 use std::path::PathBuf;
 
-/// A pool running this crate's test worker binary (same loop as `nfsha __worker`).
+/// A pool running this crate's test worker binary (same loop as `nfsha __worker`),
+/// or, when `NFSHA_WORKER_PROGRAM` names the nfsha binary, `<that> __worker`.
 pub fn pool(max_idle: usize) -> WorkerPool {
+    let (program, args) = match std::env::var_os("NFSHA_WORKER_PROGRAM") {
+        Some(p) => (PathBuf::from(p), vec!["__worker".into()]),
+        None => (
+            PathBuf::from(env!("CARGO_BIN_EXE_nfsha-sys-test-worker")),
+            vec![],
+        ),
+    };
     WorkerPool::new(PoolConfig {
-        program: PathBuf::from(env!("CARGO_BIN_EXE_nfsha-sys-test-worker")),
-        args: vec![],
+        program,
+        args,
         max_idle,
     })
 }

@@ -66,10 +66,7 @@ fn check(global: &Global) -> u8 {
         Err(e) => {
             print_all(e.diagnostics());
             let n = e.errors().count();
-            eprintln!(
-                "config has {n} error{}",
-                if n == 1 { "" } else { "s" }
-            );
+            eprintln!("config has {n} error{}", if n == 1 { "" } else { "s" });
             1
         }
     }

@@ -1,12 +1,186 @@
-//! `nfsha events`: placeholder, being written.
+//! `nfsha events`: print the agent's structured events from its JSON-lines event log.
+//!
+//! The file is the config's `[agent] event_log` (or `--file`). Output is a table, or with
+//! `--json` the JSON lines themselves (one event per line, as stored), oldest first.
+//! Failure modes: no event log configured or an unreadable file is an error naming the path;
+//! a torn last line (the agent writing or dying mid-line) is ignored, and other undecodable
+//! lines are skipped with a warning on stderr.
 
 use super::Global;
+use anyhow::Context;
+use nfsha_core::Event;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Arguments of `nfsha events`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only events newer than this long ago (`10m`, `2h`, `1d`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// Print JSON lines (as stored) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Read this event-log file instead of the config's `[agent] event_log`.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+}
 
 /// Run `nfsha events`.
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("nfsha events is not implemented yet")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let path = match args.file {
+        Some(p) => p,
+        None => {
+            let config_path = global.config_path();
+            let config = nfsha_config::load(&config_path)?;
+            config.agent.event_log.with_context(|| {
+                format!(
+                    "No event log configured: set [agent] event_log in {} or pass --file",
+                    config_path.display()
+                )
+            })?
+        }
+    };
+    let events = read_events(&path, args.since)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let result = if args.json {
+        events
+            .iter()
+            .try_for_each(|e| writeln!(out, "{}", e.to_json_line()))
+    } else {
+        write!(out, "{}", render_table(&events))
+    };
+    match result {
+        // `nfsha events | head` closing the pipe is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        other => other.context("Cannot write to stdout").map(|()| 0),
+    }
+}
+
+/// Every decodable event of the file newer than `since` ago, oldest first.
+fn read_events(path: &Path, since: Option<Duration>) -> anyhow::Result<Vec<Event>> {
+    Ok(nfsha_metrics::read_events(path, since)?)
+}
+
+fn kind_name(e: &Event) -> String {
+    serde_json::to_value(e.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn detail(e: &Event) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(s) = &e.server {
+        parts.push(format!("server={s}"));
+    }
+    if let (Some(f), Some(t)) = (&e.from, &e.to) {
+        parts.push(format!("{f} -> {t}"));
+    }
+    if let Some(s) = &e.step {
+        parts.push(format!("step={s}"));
+    }
+    if let Some(o) = &e.outcome {
+        parts.push(format!("outcome={o}"));
+    }
+    if let Some(d) = e.duration_ms {
+        parts.push(format!("{d}ms"));
+    }
+    if let Some(n) = e.errno {
+        parts.push(format!("{}({n})", nfsha_core::state::errno_name(n)));
+    }
+    if let Some(r) = &e.reason {
+        parts.push(r.clone());
+    }
+    parts.join(" ")
+}
+
+fn render_table(events: &[Event]) -> String {
+    let rows: Vec<[String; 4]> = events
+        .iter()
+        .map(|e| {
+            let t = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(e.ts_ms));
+            [
+                t.to_string(),
+                kind_name(e),
+                e.mount.clone().unwrap_or_else(|| "-".into()),
+                detail(e),
+            ]
+        })
+        .collect();
+    let header = ["TIME (UTC)", "EVENT", "MOUNT", "DETAIL"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 3 {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    if rows.is_empty() {
+        out.push_str("(no events)\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nfsha_core::EventKind;
+
+    fn ev(ts: u64) -> Event {
+        let mut e = Event::new(EventKind::RecoveryStep)
+            .mount("/airflow/dags")
+            .step("umount-force")
+            .outcome("ok")
+            .duration(Duration::from_millis(12));
+        e.ts_ms = ts;
+        e
+    }
+
+    #[test]
+    fn table_lists_each_event_with_utc_time() {
+        let mut stale = Event::new(EventKind::MountStateChanged)
+            .mount("/airflow/dags")
+            .transition("healthy", "stale")
+            .errno(Some(116));
+        stale.ts_ms = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+        let t = render_table(&[stale, ev(1_767_225_601_500)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("TIME (UTC)"));
+        assert!(lines[1].starts_with("2026-01-01T00:00:00.000Z  mount_state_changed  /airflow/dags  healthy -> stale ESTALE(116)"), "{t}");
+        assert!(
+            lines[2].contains("recovery_step")
+                && lines[2].ends_with("step=umount-force outcome=ok 12ms"),
+            "{t}"
+        );
+        assert_eq!(
+            render_table(&[]),
+            "TIME (UTC)  EVENT  MOUNT  DETAIL\n(no events)\n"
+        );
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let err = read_events(Path::new("/nonexistent/events.jsonl"), None).unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/events.jsonl"));
+    }
 }

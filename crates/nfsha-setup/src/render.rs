@@ -1,0 +1,157 @@
+//! Rendering of every file `nfsha setup` writes: nfsha.toml, the agent's unit, the
+//! ordering drop-ins of dependent services, and the autofs drop-in and map.
+//!
+//! Role: pure functions from the config to file contents (golden-tested). No failure
+//! modes: inputs are a validated config.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use nfsha_config::{Config, MountMode};
+
+/// The agent's unit file.
+pub const AGENT_UNIT: &str = "/etc/systemd/system/nfsha-agent.service";
+/// The agent's unit name.
+pub const AGENT_UNIT_NAME: &str = "nfsha-agent.service";
+/// The autofs master drop-in.
+pub const AUTOFS_DROPIN: &str = "/etc/auto.master.d/nfsha.autofs";
+/// The autofs direct map of nfsha's autofs-mode mounts.
+pub const AUTOFS_MAP: &str = "/etc/auto.nfsha";
+/// The directory the autofs drop-in needs auto.master to include.
+pub const AUTOFS_MASTER_D: &str = "/etc/auto.master.d";
+/// Start timeout of dependent services (seed 000, Issue 7).
+pub const DEPENDENT_TIMEOUT_START: &str = "300";
+/// Stop timeout of dependent services (seed 000, Issue 7).
+pub const DEPENDENT_TIMEOUT_STOP: &str = "60";
+/// The agent's systemd watchdog period.
+pub const AGENT_WATCHDOG_SEC: u32 = 30;
+
+/// Quote a systemd command-line word if it needs it.
+fn sd_word(w: &str) -> String {
+    if w.is_empty()
+        || w.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '%' | ';'))
+    {
+        format!(
+            "\"{}\"",
+            w.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "$$")
+                .replace('%', "%%")
+        )
+    } else {
+        w.to_string()
+    }
+}
+
+/// `nfsha-agent.service`.
+pub fn agent_unit(binary: &Path, config_path: &Path) -> String {
+    format!(
+        "\
+# Written by `nfsha setup`; `nfsha setup --undo` removes it.
+[Unit]
+Description=nfsha agent: keeps NFS mounts working through server failover
+Documentation=man:nfsha-agent(1)
+Wants=network-online.target
+After=network-online.target autofs.service
+Before=remote-fs.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+ExecStart={} agent --config {}
+Restart=always
+RestartSec=1s
+WatchdogSec={AGENT_WATCHDOG_SEC}s
+TimeoutStopSec=30s
+
+[Install]
+WantedBy=multi-user.target remote-fs.target
+",
+        sd_word(&binary.to_string_lossy()),
+        sd_word(&config_path.to_string_lossy())
+    )
+}
+
+/// Where the ordering drop-in of `service` goes.
+pub fn dropin_path(service: &str) -> PathBuf {
+    PathBuf::from(format!("/etc/systemd/system/{service}.d/50-nfsha.conf"))
+}
+
+/// Drop-in ordering `service` after the agent (with start/stop timeouts for services).
+pub fn service_dropin(service: &str, mountpoints: &[&Path]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Written by `nfsha setup`: {service} uses NFS mounts kept by nfsha-agent.service"
+    );
+    for m in mountpoints {
+        let _ = writeln!(o, "#   {}", m.display());
+    }
+    o.push_str("# so it starts after the agent, and never waits forever on a hung mount.\n");
+    o.push_str("[Unit]\nWants=nfsha-agent.service\nAfter=nfsha-agent.service\n");
+    if service.ends_with(".service") {
+        let _ = write!(
+            o,
+            "\n[Service]\nTimeoutStartSec={DEPENDENT_TIMEOUT_START}\nTimeoutStopSec={DEPENDENT_TIMEOUT_STOP}\n"
+        );
+    }
+    o
+}
+
+/// The autofs master drop-in (`/- /etc/auto.nfsha`).
+pub fn autofs_dropin() -> String {
+    format!(
+        "# Written by `nfsha setup`; `nfsha setup --undo` removes it.\n# Direct map of the autofs-mode mounts of nfsha.toml.\n/- {AUTOFS_MAP}\n"
+    )
+}
+
+/// autofs host list: `h1,h2(5)` (IPv6 in brackets).
+fn autofs_hosts(m: &nfsha_config::MountConfig) -> String {
+    m.servers
+        .iter()
+        .map(|s| {
+            let h = if s.host.contains(':') {
+                format!("[{}]", s.host)
+            } else {
+                s.host.clone()
+            };
+            if s.weight > 0 {
+                format!("{h}({})", s.weight)
+            } else {
+                h
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The autofs direct map of every autofs-mode mount.
+pub fn autofs_map(config: &Config, config_path: &Path) -> String {
+    let mut o = format!(
+        "# Written by `nfsha setup` from {}: edit that file and rerun `nfsha setup`.\n",
+        config_path.display()
+    );
+    for m in config.mounts.iter().filter(|m| m.mode == MountMode::Autofs) {
+        let _ = writeln!(
+            o,
+            "{} -fstype=nfs,{} {}:{}",
+            m.mountpoint.display(),
+            m.mount_options_string(),
+            autofs_hosts(m),
+            m.export
+        );
+    }
+    o
+}
+
+/// nfsha.toml written from an import.
+pub fn config_file(config: &Config, sources: &[String]) -> String {
+    let mut o = String::from("# Written by `nfsha setup`, imported from:\n");
+    for s in sources {
+        let _ = writeln!(o, "#   {s}");
+    }
+    o.push_str("# Check it with `nfsha config check`. Format: see nfsha.toml(5) / the README.\n\n");
+    o.push_str(&nfsha_config::to_toml(config));
+    o
+}

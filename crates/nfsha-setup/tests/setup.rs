@@ -1,0 +1,445 @@
+//! nfsha setup on the seed layouts: golden files, idempotence, undo, validation.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use nfsha_setup::{SetupError, apply, apply_undo, plan, plan_undo, render_problems};
+
+fn snapshot_plan(name: &str, root: &Path) {
+    let p = plan(&opts(root), &FakeHost::with_all_tools()).unwrap();
+    insta::assert_snapshot!(
+        format!("{name}__diagnostics"),
+        render_problems(&p.diagnostics)
+    );
+    insta::assert_snapshot!(format!("{name}__dry_run"), p.diff());
+    for c in &p.changes {
+        let file = c
+            .path
+            .to_string_lossy()
+            .trim_start_matches('/')
+            .replace('/', "_");
+        insta::assert_snapshot!(format!("{name}__{file}"), c.new.clone().unwrap());
+    }
+}
+
+#[test]
+fn golden_seed_autofs_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_autofs_root(dir.path());
+    snapshot_plan("autofs", dir.path());
+}
+
+#[test]
+fn golden_seed_fstab_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_fstab_root(dir.path());
+    snapshot_plan("fstab", dir.path());
+}
+
+#[test]
+fn imported_config_matches_the_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_autofs_root(dir.path());
+    let p = plan(&opts(dir.path()), &FakeHost::with_all_tools()).unwrap();
+    assert!(p.imported);
+    let mps: Vec<&Path> = p
+        .config
+        .mounts
+        .iter()
+        .map(|m| m.mountpoint.as_path())
+        .collect();
+    assert_eq!(
+        mps,
+        [Path::new("/airflow/dags"), Path::new("/airflow/logs")]
+    );
+    for m in &p.config.mounts {
+        assert_eq!(m.servers[0].host, "10.101.20.220");
+        assert_eq!(m.mode, nfsha_config::MountMode::Autofs);
+        assert_eq!(m.nfs_version, nfsha_config::NfsVersion::V4_1);
+        assert!(
+            m.options.contains(&"soft".to_string()),
+            "nothing silently changed"
+        );
+    }
+    let warned: Vec<&str> = p.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    assert!(warned.iter().any(|m| m.contains("`soft`")), "{warned:?}");
+    assert!(warned.iter().any(|m| m.contains("`intr`")), "{warned:?}");
+    // /misc is an iso9660 map: left alone.
+    let changed: Vec<&Path> = p.changes.iter().map(|c| c.path.as_path()).collect();
+    assert!(!changed.contains(&Path::new("/etc/auto.misc")));
+    assert!(changed.contains(&Path::new("/etc/auto.master")));
+    assert!(changed.contains(&Path::new("/etc/auto.airflow")));
+    assert!(
+        !changed.contains(&Path::new("/etc/fstab")),
+        "fstab has no active NFS line"
+    );
+}
+
+#[test]
+fn setup_then_second_run_is_noop_then_undo_restores_bytes() {
+    for layout in [seed_autofs_root as fn(&Path), seed_fstab_root] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        layout(root);
+        let before = tree(root);
+        let o = opts(root);
+        let host = FakeHost::with_all_tools();
+        let p = plan(&o, &host).unwrap();
+        assert!(!p.is_empty());
+        let written = apply(&o, &p, now()).unwrap();
+        assert_eq!(written.len(), p.changes.len());
+        assert!(root.join("var/lib/nfsha/setup/manifest.json").exists());
+        assert!(
+            root.join("var/lib/nfsha/setup/backups/20261122T002405Z")
+                .is_dir()
+        );
+        let after_first = tree(root);
+
+        // Second run: nothing to change, nothing written.
+        let p2 = plan(&o, &host).unwrap();
+        assert!(p2.is_empty(), "second run wants:\n{}", p2.diff());
+        assert!(!p2.imported);
+        assert!(apply(&o, &p2, now()).unwrap().is_empty());
+        assert_eq!(tree(root), after_first);
+
+        // Undo: every file byte-identical to before (backups are kept).
+        let (u, m) = plan_undo(&o).unwrap();
+        apply_undo(&o, &u, &m).unwrap();
+        let mut after_undo = tree(root);
+        after_undo.retain(|p, _| !p.starts_with("var"));
+        assert_eq!(after_undo, before);
+        assert!(matches!(plan_undo(&o), Err(SetupError::NoManifest(_))));
+    }
+}
+
+#[test]
+fn undo_keeps_later_edits_of_fstab() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    let original = read(root, "/etc/fstab");
+    let o = opts(root);
+    apply(&o, &plan(&o, &FakeHost::with_all_tools()).unwrap(), now()).unwrap();
+    let edited = format!(
+        "{}tmpfs /scratch tmpfs size=1G 0 0\n",
+        read(root, "/etc/fstab")
+    );
+    put(root, "/etc/fstab", &edited, 0o644);
+    let (u, m) = plan_undo(&o).unwrap();
+    assert!(u.diagnostics[0].message.contains("changed since setup"));
+    apply_undo(&o, &u, &m).unwrap();
+    assert_eq!(
+        read(root, "/etc/fstab"),
+        format!("{original}tmpfs /scratch tmpfs size=1G 0 0\n")
+    );
+}
+
+#[test]
+fn existing_config_is_used_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    put(
+        root,
+        "/etc/nfsha/nfsha.toml",
+        "[[mount]]\nmountpoint = \"/mnt/airflow-dags\"\nexport = \"/srv/airflow/dags\"\nservers = [\"10.101.20.220\"]\nservices = [\"airflow-scheduler.service\"]\n",
+        0o640,
+    );
+    let p = plan(&opts(root), &FakeHost::with_all_tools()).unwrap();
+    assert!(!p.imported);
+    let changed: Vec<&Path> = p.changes.iter().map(|c| c.path.as_path()).collect();
+    assert!(!changed.contains(&Path::new("/etc/nfsha/nfsha.toml")));
+    let fstab = p
+        .changes
+        .iter()
+        .find(|c| c.path == Path::new("/etc/fstab"))
+        .unwrap();
+    let new = fstab.new.as_deref().unwrap();
+    // Only the managed mount's line is commented; the other NFS line stays.
+    assert!(new.contains("#nfsha-setup# 10.101.20.220:/srv/airflow/dags"));
+    assert!(new.contains("\n10.101.20.220:/srv/airflow/logs"));
+}
+
+#[test]
+fn atomic_writes_keep_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    std::fs::set_permissions(
+        root.join("etc/fstab"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let o = opts(root);
+    apply(&o, &plan(&o, &FakeHost::with_all_tools()).unwrap(), now()).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(root.join("etc/fstab"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o600);
+    let backup = root.join("var/lib/nfsha/setup/backups/20261122T002405Z/etc/fstab");
+    assert!(
+        std::fs::read_to_string(backup)
+            .unwrap()
+            .contains("\n10.101.20.220:/srv/airflow/dags")
+    );
+}
+
+/// Every validation error: refused, all problems listed, root byte-identical.
+#[test]
+fn validation_errors_leave_root_untouched() {
+    type Case = (&'static str, fn(&Path), fn(&mut FakeHost), &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "malformed NFS line",
+            |r| {
+                seed_fstab_root(r);
+                let t = read(r, "/etc/fstab") + "nfsserver /mnt/x nfs rw 0 0\n";
+                put(r, "/etc/fstab", &t, 0o644);
+            },
+            |_| {},
+            "/etc/fstab:9:1: error: malformed NFS entry",
+        ),
+        (
+            "unknown option",
+            |r| {
+                let t = format!("{SYSTEM_FSTAB}s:/e /mnt/e nfs hard,vers=4.1,frobnicate 0 0\n");
+                put(r, "/etc/fstab", &t, 0o644);
+            },
+            |_| {},
+            "/etc/fstab:7:31: error: unknown mount option `frobnicate`",
+        ),
+        (
+            "missing mount.nfs",
+            seed_fstab_root,
+            |h| {
+                h.tools.remove("mount.nfs");
+            },
+            "/sbin/mount.nfs: error: mount.nfs is not installed",
+        ),
+        (
+            "missing automount",
+            seed_autofs_root,
+            |h| {
+                h.tools.remove("automount");
+            },
+            "automount is not installed",
+        ),
+        (
+            "mountpoint in use",
+            seed_autofs_root,
+            |h| {
+                h.users.insert(
+                    PathBuf::from("/airflow/logs"),
+                    vec!["pid 4242 (airflow)".into()],
+                );
+            },
+            "/airflow/logs: error: in use by pid 4242 (airflow)",
+        ),
+        (
+            "auto.master without auto.master.d",
+            |r| {
+                seed_autofs_root(r);
+                let t = read(r, "/etc/auto.master").replace("+dir:/etc/auto.master.d\n", "");
+                put(r, "/etc/auto.master", &t, 0o644);
+            },
+            |_| {},
+            "does not include /etc/auto.master.d",
+        ),
+        (
+            "partial indirect map",
+            |r| {
+                seed_autofs_root(r);
+                let t = read(r, "/etc/auto.airflow") + "data -fstype=ext4 :/dev/sdb1\n";
+                put(r, "/etc/auto.airflow", &t, 0o644);
+                put(
+                    r,
+                    "/etc/nfsha/nfsha.toml",
+                    "[[mount]]\nmountpoint = \"/airflow/dags\"\nexport = \"/srv/airflow/dags\"\nservers = [\"10.101.20.220\"]\nmode = \"autofs\"\n\n[[mount]]\nmountpoint = \"/airflow/logs\"\nexport = \"/srv/airflow/logs\"\nservers = [\"10.101.20.220\"]\nmode = \"autofs\"\n",
+                    0o644,
+                );
+            },
+            |_| {},
+            "/airflow is an autofs mount that also serves data",
+        ),
+        (
+            "same mountpoint twice",
+            |r| {
+                seed_autofs_root(r);
+                let t = read(r, "/etc/fstab") + "10.0.0.1:/x /airflow/dags nfs4 hard 0 0\n";
+                put(r, "/etc/fstab", &t, 0o644);
+            },
+            |_| {},
+            "/airflow/dags is also mounted by /etc/fstab line 9",
+        ),
+    ];
+    for (name, setup, tweak, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        setup(root);
+        let before = tree(root);
+        let mut host = FakeHost::with_all_tools();
+        tweak(&mut host);
+        match plan(&opts(root), &host) {
+            Err(SetupError::Invalid(problems)) => {
+                let text = render_problems(&problems);
+                assert!(
+                    text.contains(expected),
+                    "{name}: expected `{expected}` in:\n{text}"
+                );
+            }
+            other => panic!("{name}: expected a validation error, got {other:?}"),
+        }
+        assert_eq!(tree(root), before, "{name}: root changed");
+    }
+}
+
+#[test]
+fn all_problems_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let t = format!("{SYSTEM_FSTAB}s:/e /mnt/e nfs hard,frob 0 0\nbad /mnt/b nfs rw 0 0\n");
+    put(root, "/etc/fstab", &t, 0o644);
+    let mut host = FakeHost::with_all_tools();
+    host.tools.clear();
+    let Err(SetupError::Invalid(problems)) = plan(&opts(root), &host) else {
+        panic!("expected errors")
+    };
+    assert_eq!(
+        problems.iter().filter(|d| d.is_error()).count(),
+        3,
+        "{}",
+        render_problems(&problems)
+    );
+}
+
+#[test]
+fn nothing_to_import_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    put(dir.path(), "/etc/fstab", SYSTEM_FSTAB, 0o644);
+    assert!(matches!(
+        plan(&opts(dir.path()), &FakeHost::with_all_tools()),
+        Err(SetupError::NothingToImport(_))
+    ));
+}
+
+#[test]
+fn replica_lists_are_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    put(
+        root,
+        "/etc/auto.master",
+        "+dir:/etc/auto.master.d\n/- /etc/auto.direct\n/data /etc/auto.data\n",
+        0o644,
+    );
+    put(
+        root,
+        "/etc/auto.direct",
+        "/srv/a -fstype=nfs,vers=3,hard host1:/export/a host2:/export/a\n/srv/b -vers=4.2 h1(2),h2:/export/b\n/srv/c -vers=4.2 h1:/x h2:/y\n",
+        0o644,
+    );
+    put(root, "/etc/auto.data", "* -vers=4.1 srv:/data/&\n", 0o644);
+    std::fs::create_dir_all(root.join("etc/auto.master.d")).unwrap();
+    let p = plan(&opts(root), &FakeHost::with_all_tools()).unwrap();
+    let m = &p.config.mounts;
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        m[0].servers
+            .iter()
+            .map(|s| s.host.as_str())
+            .collect::<Vec<_>>(),
+        ["host1", "host2"]
+    );
+    assert_eq!(m[0].nfs_version, nfsha_config::NfsVersion::V3);
+    assert_eq!(m[1].servers[0].weight, 2);
+    let text = render_problems(&p.diagnostics);
+    assert!(
+        text.contains("/srv/c: replicas export different paths"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wildcard entries are not supported"),
+        "{text}"
+    );
+    // Only the imported lines are commented; the direct map's master line stays.
+    let direct = p
+        .changes
+        .iter()
+        .find(|c| c.path == Path::new("/etc/auto.direct"))
+        .unwrap();
+    assert_eq!(
+        direct
+            .new
+            .as_deref()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("#nfsha-setup# "))
+            .count(),
+        2
+    );
+    assert!(
+        !p.changes
+            .iter()
+            .any(|c| c.path == Path::new("/etc/auto.master"))
+    );
+    let map = p
+        .changes
+        .iter()
+        .find(|c| c.path == Path::new("/etc/auto.nfsha"))
+        .unwrap();
+    assert!(
+        map.new
+            .as_deref()
+            .unwrap()
+            .contains("/srv/b -fstype=nfs,vers=4.2 h1(2),h2:/export/b")
+    );
+}
+
+#[test]
+fn enable_commands_are_argument_vectors() {
+    let o = opts(Path::new("/"));
+    let mut c = nfsha_config::Config::empty();
+    assert_eq!(
+        nfsha_setup::enable_commands(&o, &c),
+        [
+            vec!["systemctl", "daemon-reload"],
+            vec!["systemctl", "enable", "--now", "nfsha-agent.service"]
+        ]
+    );
+    c.mounts.push(nfsha_config::MountConfig::new(
+        "/a",
+        "/a",
+        vec![nfsha_config::ServerRef::new("h")],
+    ));
+    c.mounts[0].mode = nfsha_config::MountMode::Autofs;
+    assert_eq!(nfsha_setup::enable_commands(&o, &c).len(), 3);
+    let o = opts(Path::new("/tmp/img"));
+    assert_eq!(
+        nfsha_setup::enable_commands(&o, &c),
+        [vec![
+            "systemctl",
+            "--root",
+            "/tmp/img",
+            "enable",
+            "nfsha-agent.service"
+        ]]
+    );
+    struct Rec(std::cell::RefCell<Vec<Vec<String>>>);
+    impl nfsha_setup::CommandRunner for Rec {
+        fn run(&self, argv: &[String]) -> Result<(), String> {
+            self.0.borrow_mut().push(argv.to_vec());
+            if argv.len() > 3 {
+                Err("boom".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let r = Rec(Default::default());
+    assert!(nfsha_setup::enable(&opts(Path::new("/")), &c, &r).is_err());
+    assert_eq!(r.0.borrow().len(), 2, "stops at the first failure");
+}
