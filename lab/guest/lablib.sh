@@ -78,24 +78,23 @@ lab_mark() {
 }
 # lab_event KIND [TEXT]: a lab event (not a mark) drawn on the timeline (lab-events.jsonl).
 lab_event() {
-    jq -cn --argjson ts "$(lab_now_ms)" --arg k "$1" --arg r "${2:-}" \
-        '{ts_ms:$ts, kind:$k} + (if $r == "" then {} else {reason:$r} end)' >>"$LAB_OUT/lab-events.jsonl"
+    printf '{"ts_ms":%s,"source":"lab","kind":"%s","reason":"%s"}\n' "$(lab_now_ms)" "$1" "$(lab_json_esc "${2:-}")" \
+        >>"$LAB_OUT/lab-events.jsonl"
 }
-# lab_figure NAME VALUE [UNIT]: record a named figure (a number, or null when unmeasured).
+lab_json_esc() { local s=${1//\\/\\\\}; s=${s//\"/\\\"}; s=${s//$'\n'/ }; printf '%s' "${s//$'\t'/ }"; }
+# lab_figure NAME VALUE [UNIT]: record a named figure (a number, true/false, or null when unmeasured).
 lab_figure() {
     local v=${2:-null}
-    [ -z "$v" ] && v=null
-    jq -cn --arg n "$1" --argjson v "$v" --arg u "${3:-}" '{name:$n, value:$v, unit:$u}' \
-        >>"$LAB_OUT/figures.jsonl" || lab_log "bad figure $1=$2"
-    lab_log "figure $1 = $v ${3:-}"
+    case $v in true | false | null) ;; *[!0-9.eE+-]* | "") v="\"$(lab_json_esc "$v")\"" ;; esac
+    printf '{"name":"%s","value":%s,"unit":"%s"}\n' "$1" "$v" "${3:-}" >>"$LAB_OUT/figures.jsonl"
+    lab_log "figure $1 = ${2:-null} ${3:-}"
 }
 # lab_check NAME PASS(0|1 or true|false) [DETAIL]: record a check; the scenario passes
 # only when every check passed.
 lab_check() {
     local ok=false
     case $2 in 1 | true | yes | pass) ok=true ;; esac
-    jq -cn --arg n "$1" --argjson ok "$ok" --arg d "${3:-}" '{name:$n, pass:$ok, detail:$d}' \
-        >>"$LAB_OUT/checks.jsonl"
+    printf '{"name":"%s","pass":%s,"detail":"%s"}\n' "$1" "$ok" "$(lab_json_esc "${3:-}")" >>"$LAB_OUT/checks.jsonl"
     lab_log "check $1: $([ "$ok" = true ] && echo PASS || echo FAIL) ${3:-}"
 }
 # lab_cmp A OP B: numeric comparison with awk (floats, "null" is false). OP: < <= > >=
@@ -314,9 +313,10 @@ lab_clients_destroy() {
 
 # ---------------------------------------------------------------- faults
 # lab_failover [FROM] [TO]: clean failover: stop nfsd on FROM, move the VIP to TO.
-# Marks: server-a-stopped, vip-moved, server-b-serving.
+# Marks: failover-start (before the stop), server-a-stopped, vip-moved, server-b-serving.
 lab_failover() {
     local from=${1:-nfs-1} to=${2:-nfs-2}
+    lab_mark failover-start
     lab_server_stop "$from"
     lab_mark server-a-stopped
     lab_vip_del "$from"
@@ -517,7 +517,7 @@ sleep $phase
 while :; do
     ts=\$(date +%s%3N)
     /var/lab/$c/nfs-health-check.sh
-    echo "{\"ts_ms\":\$ts,\"kind\":\"seed_health_check\",\"reason\":\"\$(tail -1 $LAB_OUT/seed-health-check-$c.log | cut -c23-)\"}" >>$LAB_OUT/seed-events-$c.jsonl
+    echo "{\"ts_ms\":\$ts,\"source\":\"seed\",\"kind\":\"health_check\",\"reason\":\"\$(tail -1 $LAB_OUT/seed-health-check-$c.log | cut -c23-)\"}" >>$LAB_OUT/seed-events-$c.jsonl
     sleep 30
 done
 EOF
@@ -547,13 +547,28 @@ lab_report() {
         [ -f "$f" ] && args+=(--events "$f")
     done
     # shellcheck disable=SC2086
-    $DRILL report "${args[@]}" --marks "$LAB_OUT/marks.jsonl" --out "$LAB_OUT/report" >/dev/null
+    $DRILL report "${args[@]}" --marks "$LAB_OUT/marks.jsonl" --out "$LAB_OUT/report" >/dev/null || return 1
+    jq -r '.paths[] | . as $p | paths(scalars) as $k
+        | "\($p.label)|\($p.path)|\($k | map(tostring) | join("."))\t\($p | getpath($k))"' \
+        "$LAB_OUT/report/report.json" >"$LAB_OUT/report/flat.txt"
+    lab_flat_load
 }
-# lab_q LABEL PATH JQ-EXPR: a value from report.json for (LABEL, PATH), "null" if absent.
-# Example: lab_q nfsha /airflow/dags '.error_window_ms'
+# lab_q LABEL PATH KEY: a value from report.json for (LABEL, PATH), "null" if absent. KEY is a
+# jq-like path: .error_window_ms, .recovered, .after_marks["vip-moved"].first_success_ms ...
+# (served from report/flat.txt, loaded once per lab_report: no process per lookup).
+declare -gA LAB_FLAT=()
+lab_flat_load() {
+    LAB_FLAT=()
+    local k v
+    [ -f "$LAB_OUT/report/flat.txt" ] || return 0
+    while IFS=$'\t' read -r k v; do LAB_FLAT[$k]=$v; done <"$LAB_OUT/report/flat.txt"
+}
 lab_q() {
-    jq -r --arg l "$1" --arg p "$2" "[.paths[] | select(.label == \$l and .path == \$p) | $3] | first // null" \
-        "$LAB_OUT/report/report.json" 2>/dev/null || echo null
+    [ ${#LAB_FLAT[@]} -gt 0 ] || lab_flat_load
+    local e=${3#.}
+    e=${e//\[\"/.}; e=${e//\"\]/}
+    local v=${LAB_FLAT["$1|$2|$e"]-null}
+    echo "${v:-null}"
 }
 # lab_ms_to_s MS: milliseconds to seconds with 2 decimals ("null" stays null).
 lab_ms_to_s() { [ "$1" = null ] || [ -z "$1" ] && echo null || awk -v v="$1" 'BEGIN{printf "%.2f", v/1000}'; }

@@ -66,6 +66,23 @@ pub async fn run(
         })
     };
     let control_task = tokio::spawn(control::serve(listener, agent.handle(), events));
+    let follow_task = config.agent.cluster.as_ref().map(|c| {
+        let handle = agent.handle();
+        let stream = nfsha_server::watch_leader(c.etcd_endpoints.clone(), c.cluster.clone());
+        tracing::info!(cluster = %c.cluster, "following the server cluster's leader in etcd");
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(l) = stream.next().await {
+                tracing::info!(leader = %l.node, address = ?l.address, epoch = l.epoch, "cluster leader");
+                handle.set_leader(crate::supervisor::ClusterLeader {
+                    node: l.node,
+                    address: l.address,
+                    epoch: l.epoch,
+                });
+            }
+        })
+    });
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = http.map(|l| {
         let metrics = agent.metrics();
@@ -118,6 +135,9 @@ pub async fn run(
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     agent.shutdown();
     control_task.abort();
+    if let Some(t) = follow_task {
+        t.abort();
+    }
     let _ = stop_http.send(());
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;

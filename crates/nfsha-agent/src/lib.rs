@@ -24,4 +24,4 @@ pub use emit::Emitter;
 pub use host::Host;
 pub use recovery::RecoveryReport;
 pub use status::{AgentStatus, MountStatus, SharedStatus};
-pub use supervisor::{Agent, AgentHandle};
+pub use supervisor::{Agent, AgentHandle, ClusterLeader};

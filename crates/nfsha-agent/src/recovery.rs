@@ -145,16 +145,34 @@ impl<'a, H: Host> Recovery<'a, H> {
         out
     }
 
-    /// Run the whole recovery. `target` forces a server (failback); otherwise the best
-    /// reachable one is chosen.
-    pub async fn run(&mut self, target: Option<&str>) -> Result<String, RecoveryError> {
+    /// Run the whole recovery. `target` prefers a server (failback, cluster leader);
+    /// with `strict` no other server may be used (the cluster's leader is the only
+    /// safe source: any other node may be behind).
+    pub async fn run(&mut self, target: Option<&str>, strict: bool) -> Result<String, RecoveryError> {
         // 1. select-server
         let t = clock_now();
-        self.probes = self.probe_candidates().await;
-        let ranked = selection::rank(self.mount, &self.probes);
-        let chosen = match target {
-            Some(t) if ranked.iter().any(|r| r == t) => Some(t.to_string()),
-            _ => ranked.first().cloned(),
+        let chosen = match (target, strict) {
+            (Some(target), true) => {
+                let p = self
+                    .host
+                    .probe_server(
+                        target,
+                        self.mount.nfs_version.rpc_version(),
+                        self.settings.rpc_timeout,
+                    )
+                    .await;
+                let ok = p.reachable;
+                self.probes = vec![p];
+                ok.then(|| target.to_string())
+            }
+            _ => {
+                self.probes = self.probe_candidates().await;
+                let ranked = selection::rank(self.mount, &self.probes);
+                match target {
+                    Some(t) if ranked.iter().any(|r| r == t) => Some(t.to_string()),
+                    _ => ranked.first().cloned(),
+                }
+            }
         };
         let Some(server) = chosen else {
             let why = self

@@ -68,6 +68,12 @@ pub struct AgentStatus {
     pub reload_error: Option<String>,
     /// Worker processes killed but not yet exited.
     pub stuck_workers: usize,
+    /// The server cluster's leader node, when the agent follows a cluster.
+    #[serde(default)]
+    pub cluster_leader: Option<String>,
+    /// The highest cluster epoch seen.
+    #[serde(default)]
+    pub cluster_epoch: Option<u64>,
 }
 
 /// Shared, lockable status.

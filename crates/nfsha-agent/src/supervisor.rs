@@ -60,6 +60,17 @@ impl Heartbeat {
     }
 }
 
+/// The current leader of the nfsha server cluster, as the agent follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLeader {
+    /// Leader node name.
+    pub node: String,
+    /// The address clients mount from.
+    pub address: Option<String>,
+    /// The leader key's create revision (fencing token); larger is newer.
+    pub epoch: u64,
+}
+
 /// Commands sent to one mount task.
 #[derive(Debug)]
 pub enum MountCmd {
@@ -83,12 +94,32 @@ pub enum AgentError {
 pub struct AgentHandle {
     status: SharedStatus,
     mounts: Arc<Mutex<HashMap<PathBuf, mpsc::Sender<MountCmd>>>>,
+    leader: Arc<watch::Sender<Option<ClusterLeader>>>,
 }
 
 impl AgentHandle {
     /// The published status.
     pub fn status(&self) -> &SharedStatus {
         &self.status
+    }
+
+    /// Tell every mount task about the cluster's leader. A leader with a lower epoch
+    /// than one already seen is ignored: clients never go back to a deposed server.
+    pub fn set_leader(&self, leader: ClusterLeader) -> bool {
+        let newer = self
+            .leader
+            .borrow()
+            .as_ref()
+            .is_none_or(|cur| leader.epoch > cur.epoch);
+        if newer {
+            {
+                let mut st = self.status.lock();
+                st.cluster_leader = Some(leader.node.clone());
+                st.cluster_epoch = Some(leader.epoch);
+            }
+            self.leader.send_replace(Some(leader));
+        }
+        newer
     }
 
     /// Force a recovery of `mountpoint` and wait for its report.
@@ -191,6 +222,7 @@ impl<H: Host> Agent<H> {
         let handle = AgentHandle {
             status: status.clone(),
             mounts: Arc::new(Mutex::new(HashMap::new())),
+            leader: Arc::new(watch::channel(None).0),
         };
         let initial = Arc::new(host.mount_table().unwrap_or_default());
         let (table_tx, table_rx) = watch::channel(initial);
@@ -272,6 +304,7 @@ impl<H: Host> Agent<H> {
             table: self.table_rx.clone(),
             heartbeat: heartbeat.clone(),
             metrics: self.metrics.clone(),
+            leader: self.handle.leader.subscribe(),
         };
         self.handle
             .mounts
@@ -470,9 +503,15 @@ struct MountCtx<H: Host> {
     table: watch::Receiver<Arc<Vec<Mounted>>>,
     heartbeat: Heartbeat,
     metrics: Arc<AgentMetrics>,
+    leader: watch::Receiver<Option<ClusterLeader>>,
 }
 
 impl<H: Host> MountCtx<H> {
+    /// The address of the cluster leader, when the agent follows a cluster.
+    fn leader_address(&self) -> Option<String> {
+        self.leader.borrow().as_ref().and_then(|l| l.address.clone())
+    }
+
     fn mp(&self) -> String {
         self.cfg.mountpoint.display().to_string()
     }
@@ -567,7 +606,10 @@ impl<H: Host> MountCtx<H> {
     }
 }
 
-async fn mount_loop<H: Host>(ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>) {
+async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>) {
+    let mut epoch_seen: Option<u64> = None;
+    // A leader already known when this task starts counts as news.
+    ctx.leader.mark_changed();
     let mut machine = MountMachine::new(machine_config(&ctx.cfg, &ctx.settings), clock_now());
     let mut chosen: Option<String> = None;
     let mut tick = tokio::time::interval(ctx.cfg.probe_interval);
@@ -575,17 +617,42 @@ async fn mount_loop<H: Host>(ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>)
     ctx.publish(&machine, &chosen, |_| {});
     loop {
         let mut waiting: Option<oneshot::Sender<RecoveryReport>> = None;
+        let mut leader_moved = false;
         tokio::select! {
             _ = tick.tick() => {}
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(MountCmd::Recover(reply)) => waiting = Some(reply),
             },
+            changed = ctx.leader.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let leader = ctx.leader.borrow_and_update().clone();
+                if let Some(l) = leader.filter(|l| l.address.is_some()) {
+                    let first = epoch_seen.is_none();
+                    if epoch_seen.is_none_or(|e| l.epoch > e) {
+                        epoch_seen = Some(l.epoch);
+                        let on_leader = chosen.is_some() && chosen == l.address;
+                        // A new epoch means a new primary: with replicated storage every
+                        // file handle changes, so remount before applications hit ESTALE.
+                        leader_moved = !first || !on_leader;
+                        if leader_moved {
+                            ctx.emit.emit(
+                                Event::new(EventKind::MountStateChanged)
+                                    .mount(ctx.mp())
+                                    .server(l.address.clone().unwrap_or_default())
+                                    .reason(format!("cluster leader {} at epoch {}", l.node, l.epoch)),
+                            );
+                        }
+                    }
+                }
+            }
         }
         ctx.heartbeat.touch();
         let now = clock_now();
         let mut target: Option<String> = None;
-        let action = if waiting.is_some() {
+        let action = if waiting.is_some() || leader_moved {
             machine.force_recovery(now)
         } else {
             let (outcome, observed) = ctx.observe(&mut chosen).await;
@@ -650,7 +717,23 @@ async fn mount_loop<H: Host>(ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>)
             }
             continue;
         };
-        let report = run_recovery(&ctx, &mut machine, &mut chosen, cause, target.as_deref()).await;
+        // Following a cluster: only ever mount from its current leader.
+        let strict = match ctx.leader_address() {
+            Some(addr) => {
+                target = Some(addr);
+                true
+            }
+            None => false,
+        };
+        let report = run_recovery(
+            &ctx,
+            &mut machine,
+            &mut chosen,
+            cause,
+            target.as_deref(),
+            strict,
+        )
+        .await;
         if let Some(reply) = waiting {
             let _ = reply.send(report);
         }
@@ -664,6 +747,7 @@ async fn run_recovery<H: Host>(
     chosen: &mut Option<String>,
     cause: MountState,
     target: Option<&str>,
+    strict: bool,
 ) -> RecoveryReport {
     let started = clock_now();
     ctx.publish(machine, chosen, |_| {});
@@ -682,7 +766,7 @@ async fn run_recovery<H: Host>(
         steps: Vec::new(),
         probes: Vec::new(),
     };
-    let result = rec.run(target).await;
+    let result = rec.run(target, strict).await;
     if !rec.probes.is_empty() {
         record_server_probes(&ctx.status, &ctx.emit, &rec.probes);
     }

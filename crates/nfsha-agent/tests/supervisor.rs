@@ -338,3 +338,72 @@ async fn reload_adds_and_forgets_mounts_without_unmounting() {
     assert_eq!(st.mounts["/b"].state, MountState::Healthy);
     assert!(host.umounted().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn follows_the_cluster_leader_and_never_goes_back_to_a_lower_epoch() {
+    use nfsha_agent::ClusterLeader;
+    let host = FakeHost::new();
+    host.set_server("nfs-1", true);
+    host.set_server("nfs-2", true);
+    host.add_nfs_mount("/m", "nfs-1");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["nfs-1", "nfs-2"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let leader = |node: &str, epoch| ClusterLeader {
+        node: node.into(),
+        address: Some(node.into()),
+        epoch,
+    };
+    // First news: nfs-1 leads at epoch 10 and we are on it: nothing to do.
+    assert!(agent.handle().set_leader(leader("nfs-1", 10)));
+    run_for(Duration::from_secs(2)).await;
+    assert!(host.umounted().is_empty());
+    // Failover: nfs-2 leads at epoch 12 → remount proactively, while still healthy.
+    assert!(agent.handle().set_leader(leader("nfs-2", 12)));
+    run_for(Duration::from_secs(2)).await;
+    assert!(host.calls().contains(&Call::Mount("nfs-2".into(), "/m".into())));
+    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("nfs-2"));
+    // A stale announcement of the old leader is refused.
+    assert!(!agent.handle().set_leader(leader("nfs-1", 11)));
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("nfs-2"));
+    assert_eq!(agent.status().snapshot().cluster_epoch, Some(12));
+    // Even a stale mount must not fall back to nfs-1 while nfs-2 leads and is down.
+    host.set_server("nfs-2", false);
+    host.set_probe("/m", stale());
+    run_for(Duration::from_secs(6)).await;
+    assert!(
+        !host.calls().iter().skip_while(|c| **c != Call::Mount("nfs-2".into(), "/m".into())).any(|c| *c == Call::Mount("nfs-1".into(), "/m".into())),
+        "mounted from a server that is not the leader"
+    );
+    assert_eq!(state_of(&agent, "/m"), MountState::Stale);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_epoch_behind_the_same_floating_address_forces_a_remount() {
+    use nfsha_agent::ClusterLeader;
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let at = |node: &str, epoch| ClusterLeader {
+        node: node.into(),
+        address: Some("vip".into()),
+        epoch,
+    };
+    agent.handle().set_leader(at("nfs-1", 3));
+    run_for(Duration::from_secs(2)).await;
+    assert!(host.umounted().is_empty());
+    agent.handle().set_leader(at("nfs-2", 7));
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(host.umounted().len(), 1, "remounted once for the new epoch");
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}

@@ -741,3 +741,13 @@ mod roundtrip_prop {
         }
     }
 }
+
+#[test]
+fn packaged_example_config_is_valid() {
+    let text = include_str!("../../../packaging/nfsha.toml.example");
+    let (c, warnings) = parse_str_with_warnings(text, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(warnings.is_empty(), "{}", render(&warnings));
+    assert_eq!(c.mounts.len(), 2);
+    assert_eq!(c.mounts[1].options, ["hard", "timeo=50", "retrans=2"]);
+    assert_eq!(c.mounts[0].servers[0].host, "10.101.20.220");
+}

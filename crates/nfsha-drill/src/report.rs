@@ -365,7 +365,9 @@ fn secs(ms: f64) -> String {
 
 fn event_text(v: &Value) -> String {
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
-    let mut t = format!("agent {}", s("kind"));
+    // Agent events carry no `source`; lab and baseline events say where they come from.
+    let source = v.get("source").and_then(Value::as_str).unwrap_or("agent");
+    let mut t = format!("{source} {}", s("kind"));
     for k in ["mount", "server", "step", "outcome", "reason"] {
         if !s(k).is_empty() {
             let _ = write!(t, " {k}={}", s(k));

@@ -32,6 +32,12 @@ pub const FSTAB: &str = "/etc/fstab";
 /// The autofs master map on the target system.
 pub const AUTO_MASTER: &str = "/etc/auto.master";
 
+/// Files of seed 000's 30-second health check; setup warns while they are installed.
+pub const OLD_HEALTH_CHECK: &[&str] = &[
+    "/etc/systemd/system/nfs-health-check.timer",
+    "/usr/local/bin/nfs-health-check.sh",
+];
+
 /// What `nfsha setup` acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetupOptions {
@@ -725,6 +731,18 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
             );
         }
     }
+    for old in OLD_HEALTH_CHECK {
+        if fsio::in_root(root, Path::new(old)).exists() {
+            problems.add(
+                Severity::Warning,
+                Path::new(old),
+                0,
+                0,
+                "the old NFS health check is still installed: its `umount -a -t nfs,nfs4` fights nfsha-agent",
+                Some("systemctl disable --now nfs-health-check.timer, then remove its files (see MIGRATING.md)".to_string()),
+            );
+        }
+    }
     if problems.has_errors() {
         let mut d = problems.0;
         d.sort_by_key(|d| (d.severity, d.file.clone(), d.line, d.column));
@@ -782,6 +800,27 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
         }
     }
     let mut changes = Vec::new();
+    // Files an earlier run generated that the config no longer needs (a service or the
+    // last autofs mount removed from nfsha.toml) are removed.
+    if let Some(manifest) = Manifest::load(root).map_err(SetupError::Manifest)? {
+        for r in manifest.files.iter().filter(|r| r.backup.is_none()) {
+            let generated = r.path.to_string_lossy().ends_with(".d/50-nfsha.conf")
+                || r.path == Path::new(render::AUTOFS_DROPIN)
+                || r.path == Path::new(render::AUTOFS_MAP);
+            if generated
+                && !desired.iter().any(|(p, _, _)| *p == r.path)
+                && let Some(old) = read_opt(root, &r.path)?
+            {
+                changes.push(FileChange {
+                    path: r.path.clone(),
+                    old: Some(old),
+                    new: None,
+                    mode: 0o644,
+                    marker_edit: false,
+                });
+            }
+        }
+    }
     for (path, content, marker_edit) in desired {
         let old = match (&path, &fstab_text) {
             (p, Some(t)) if p == Path::new(FSTAB) => Some(t.clone()),
@@ -828,7 +867,7 @@ fn save_manifest(root: &Path, m: &Manifest) -> Result<(), SetupError> {
 
 /// Make the changes of `plan`: back up originals under
 /// `/var/lib/nfsha/setup/backups/<UTC timestamp>/`, record them in the manifest, then
-/// replace each file atomically. Returns the files written.
+/// replace each file atomically. Returns the files written (or removed).
 pub fn apply(
     opts: &SetupOptions,
     plan: &Plan,
@@ -871,11 +910,17 @@ pub fn apply(
     save_manifest(root, &manifest)?;
     let mut written = Vec::new();
     for c in &plan.changes {
-        if let Some(new) = &c.new {
-            let dirs = write(root, &c.path, new, c.mode)?;
-            manifest.created_dirs.extend(dirs);
-            written.push(c.path.clone());
+        match &c.new {
+            Some(new) => {
+                let dirs = write(root, &c.path, new, c.mode)?;
+                manifest.created_dirs.extend(dirs);
+            }
+            None => {
+                let p = fsio::in_root(root, &c.path);
+                fsio::remove_file(&p).map_err(|source| SetupError::Write { path: p, source })?;
+            }
         }
+        written.push(c.path.clone());
     }
     save_manifest(root, &manifest)?;
     Ok(written)

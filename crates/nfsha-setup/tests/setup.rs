@@ -443,3 +443,37 @@ fn enable_commands_are_argument_vectors() {
     assert!(nfsha_setup::enable(&opts(Path::new("/")), &c, &r).is_err());
     assert_eq!(r.0.borrow().len(), 2, "stops at the first failure");
 }
+
+#[test]
+fn removed_service_drops_its_dropin_and_old_health_check_is_flagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    put(
+        root,
+        "/usr/local/bin/nfs-health-check.sh",
+        "#!/bin/bash\numount -a -t nfs,nfs4\n",
+        0o755,
+    );
+    let o = opts(root);
+    let host = FakeHost::with_all_tools();
+    let p = plan(&o, &host).unwrap();
+    assert!(
+        render_problems(&p.diagnostics)
+            .contains("/usr/local/bin/nfs-health-check.sh: warning: the old NFS health check")
+    );
+    apply(&o, &p, now()).unwrap();
+    let dropin = root.join("etc/systemd/system/airflow-webserver.service.d/50-nfsha.conf");
+    assert!(dropin.exists());
+    let cfg = read(root, "/etc/nfsha/nfsha.toml").replace(
+        "services = [\"airflow-scheduler.service\", \"airflow-webserver.service\"]",
+        "services = [\"airflow-scheduler.service\"]",
+    );
+    put(root, "/etc/nfsha/nfsha.toml", &cfg, 0o644);
+    let p = plan(&o, &host).unwrap();
+    assert_eq!(p.changes.len(), 1, "{}", p.diff());
+    assert_eq!(p.changes[0].new, None);
+    apply(&o, &p, now()).unwrap();
+    assert!(!dropin.exists());
+    assert!(plan(&o, &host).unwrap().is_empty());
+}

@@ -4,6 +4,8 @@
 //! library crates. Errors travel as `anyhow` chains and are printed once, here.
 
 mod commands;
+#[path = "commands/generate_docs.rs"]
+mod generate_docs;
 mod observability;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +48,9 @@ enum Command {
     /// Internal: a hang-proof worker process (the agent re-executes itself).
     #[command(hide = true, name = "__worker")]
     Worker(commands::worker::Args),
+    /// Internal: write man pages, shell completions and the agent unit (for packages).
+    #[command(hide = true, name = "__generate-docs")]
+    GenerateDocs(generate_docs::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Worker(a) => commands::worker::run(a),
+        Command::GenerateDocs(a) => generate_docs::run(a),
         other => {
             observability::init(global.log_format);
             match other {
@@ -68,7 +74,7 @@ fn main() -> ExitCode {
                 Command::Server(a) => commands::server::run(&global, a),
                 Command::Drill(a) => commands::drill::run(&global, a),
                 Command::Events(a) => commands::events::run(&global, a),
-                Command::Worker(_) => unreachable!("handled above"),
+                Command::Worker(_) | Command::GenerateDocs(_) => unreachable!("handled above"),
             }
         }
     };

@@ -1,12 +1,307 @@
-//! `nfsha server`: placeholder, being written.
+//! `nfsha server`: run the NFS server controller, show the cluster, request a planned
+//! switchover.
+//!
+//! Role: thin glue between the config file, etcd and `nfsha_server`. Failure modes:
+//! no `[server]` section (run), etcd unreachable (every subcommand; printed once as an
+//! error chain), a switchover that does not complete in time (exit status 1).
 
 use super::Global;
+use anyhow::{Context, bail};
+use nfsha_server::{
+    ClusterStatus, CommandHost, CommandOptions, Controller, Coordinator, EtcdCoordinator, EtcdOptions, FakeHost,
+    LinuxWatchdog, MemberState, Settings, SwitchoverRequest,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Arguments of `nfsha server`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Run the controller in the foreground until SIGTERM/SIGINT.
+    Run(RunArgs),
+    /// Show the cluster: leader, epoch, members and their state.
+    Status(ClusterArgs),
+    /// Planned switchover to another node (the current leader tears down, the target brings up).
+    Switchover(SwitchoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Prefix every host command with this (split on whitespace), e.g.
+    /// "nsenter -t 1234 -m -n -u" to drive a server inside a network namespace.
+    #[arg(long)]
+    host_prefix: Option<String>,
+    /// Command run before rpc.nfsd (split on whitespace; repeatable), e.g. "rpc.mountd".
+    #[arg(long)]
+    before_nfsd: Vec<String>,
+    /// Command run after `rpc.nfsd 0` (split on whitespace; repeatable).
+    #[arg(long)]
+    after_nfsd_stop: Vec<String>,
+    /// Command run first in the storage step (split on whitespace; repeatable).
+    #[arg(long)]
+    storage_up: Vec<String>,
+    /// Command run last when storage goes down (split on whitespace; repeatable).
+    #[arg(long)]
+    storage_down: Vec<String>,
+    /// Skip the duplicate-address check before adding the floating address.
+    #[arg(long)]
+    no_duplicate_address_check: bool,
+    /// Do not pass `-S scope` to rpc.nfsd (older nfs-utils; set the scope in nfs.conf).
+    #[arg(long)]
+    no_scope_flag: bool,
+    /// Record host actions instead of performing them (demos, CLI tests).
+    #[arg(long)]
+    sim: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// etcd endpoint (repeatable). Default: from the config's [server] or [agent.cluster].
+    #[arg(long = "endpoint")]
+    endpoints: Vec<String>,
+    /// Cluster name. Default: from the config.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SwitchoverArgs {
+    /// The node that takes over.
+    #[arg(long)]
+    to: String,
+    /// How long to wait for the target to lead (default: 3 × TTL + 30 s).
+    #[arg(long, value_parser = humantime_duration)]
+    wait: Option<Duration>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
 
 /// Run `nfsha server`.
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("nfsha server is not implemented yet")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("Cannot start the async runtime")?;
+    match args.command {
+        Sub::Run(a) => rt.block_on(run_controller(global, a)),
+        Sub::Status(a) => rt.block_on(status(global, a)),
+        Sub::Switchover(a) => rt.block_on(switchover(global, a)),
+    }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}
+
+async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
+    let path = global.config_path();
+    let (config, warnings) = nfsha_config::load_with_warnings(&path)?;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let Some(cfg) = config.server else {
+        bail!("{} has no [server] section", path.display());
+    };
+    let coord = Arc::new(
+        EtcdCoordinator::connect(&EtcdOptions::from_server(&cfg), &cfg.cluster, &cfg.node, cfg.ttl)
+            .await
+            .context("Cannot connect to etcd")?,
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: tearing down and releasing");
+        tx.send_replace(true);
+    });
+    let settings = Settings::from_server(&cfg);
+    let listen = cfg.listen;
+    let watchdog = cfg.watchdog_device.clone();
+    let exit = if a.sim {
+        let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx);
+        start(c, listen, watchdog).await?
+    } else {
+        let opts = CommandOptions {
+            prefix: a.host_prefix.as_deref().map(words).unwrap_or_default(),
+            storage_up: a.storage_up.iter().map(|s| words(s)).collect(),
+            storage_down: a.storage_down.iter().map(|s| words(s)).collect(),
+            before_nfsd: a.before_nfsd.iter().map(|s| words(s)).collect(),
+            after_nfsd_stop: a.after_nfsd_stop.iter().map(|s| words(s)).collect(),
+            duplicate_address_check: !a.no_duplicate_address_check,
+            scope_flag: !a.no_scope_flag,
+            ..CommandOptions::default()
+        };
+        let c = Controller::new(settings, coord, CommandHost::new(cfg.clone(), opts), rx);
+        start(c, listen, watchdog).await?
+    };
+    tracing::info!(?exit, "controller stopped");
+    Ok(0)
+}
+
+async fn start<C, H>(
+    c: Controller<C, H>,
+    listen: Option<std::net::SocketAddr>,
+    watchdog: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<nfsha_server::LeadExit>>
+where
+    C: Coordinator + 'static,
+    H: nfsha_server::ServerHost,
+{
+    let c = match watchdog {
+        Some(p) => c.with_watchdog(Box::new(LinuxWatchdog::new(p))),
+        None => c,
+    };
+    if let Some(addr) = listen {
+        let (bound, fut) = nfsha_server::status::serve(addr, c.status())
+            .await
+            .with_context(|| format!("Cannot listen on {addr}"))?;
+        tracing::info!(%bound, "status API listening");
+        tokio::spawn(async move {
+            if let Err(e) = fut.await {
+                tracing::error!(error = %e, "status API stopped");
+            }
+        });
+    }
+    Ok(c.run().await)
+}
+
+/// Endpoints and cluster from flags, else from the config ([server], then [agent.cluster]).
+fn cluster_source(global: &Global, a: &ClusterArgs) -> anyhow::Result<(Vec<String>, String, Duration)> {
+    if !a.endpoints.is_empty()
+        && let Some(c) = &a.cluster
+    {
+        return Ok((a.endpoints.clone(), c.clone(), Duration::from_secs(10)));
+    }
+    let config = nfsha_config::load(&global.config_path())?;
+    let (mut endpoints, mut cluster, ttl) = if let Some(s) = &config.server {
+        (s.etcd_endpoints.clone(), s.cluster.clone(), s.ttl)
+    } else if let Some(c) = &config.agent.cluster {
+        (c.etcd_endpoints.clone(), c.cluster.clone(), Duration::from_secs(10))
+    } else {
+        bail!("No cluster given: pass --endpoint and --cluster, or configure [server] or [agent.cluster]");
+    };
+    if !a.endpoints.is_empty() {
+        endpoints = a.endpoints.clone();
+    }
+    if let Some(c) = &a.cluster {
+        cluster = c.clone();
+    }
+    Ok((endpoints, cluster, ttl))
+}
+
+async fn read_status(coord: &EtcdCoordinator, cluster: &str) -> anyhow::Result<ClusterStatus> {
+    tokio::time::timeout(Duration::from_secs(5), coord.cluster_status(cluster))
+        .await
+        .context("etcd did not answer within 5 s")?
+        .context("Cannot read the cluster from etcd")
+}
+
+async fn status(global: &Global, a: ClusterArgs) -> anyhow::Result<u8> {
+    let (endpoints, cluster, ttl) = cluster_source(global, &a)?;
+    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+        .await
+        .context("Cannot connect to etcd")?;
+    let st = read_status(&coord, &cluster).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", render_status(&st));
+    }
+    Ok(if st.leader.is_some() { 0 } else { 1 })
+}
+
+fn render_status(st: &ClusterStatus) -> String {
+    let mut out = format!("cluster: {}\n", st.cluster);
+    match &st.leader {
+        Some(l) => out.push_str(&format!(
+            "leader:  {} (epoch {}, address {})\n",
+            l.node,
+            l.epoch,
+            l.address.as_deref().unwrap_or("-")
+        )),
+        None => out.push_str("leader:  none\n"),
+    }
+    if let Some(e) = st.epoch {
+        out.push_str(&format!("epoch:   {e} (last published)\n"));
+    }
+    if let Some(s) = &st.switchover {
+        out.push_str(&format!("switchover pending: {} -> {}\n", s.from, s.to));
+    }
+    out.push_str(&format!("{:<16} {:<10} {:<8} {:<10} {}\n", "NODE", "STATE", "SERVING", "EPOCH", "DETAIL"));
+    for m in &st.members {
+        out.push_str(&format!(
+            "{:<16} {:<10} {:<8} {:<10} {}\n",
+            m.node,
+            m.state.name(),
+            if m.serving { "yes" } else { "no" },
+            m.epoch_seen,
+            m.detail.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
+    let (endpoints, cluster, ttl) = cluster_source(global, &a.cluster)?;
+    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+        .await
+        .context("Cannot connect to etcd")?;
+    let st = read_status(&coord, &cluster).await?;
+    let Some(leader) = st.leader else {
+        bail!("No leader: nothing to switch over from (the nodes elect one on their own)");
+    };
+    if leader.node == a.to {
+        println!("{} already leads (epoch {})", a.to, leader.epoch);
+        return Ok(0);
+    }
+    match st.members.iter().find(|m| m.node == a.to) {
+        Some(m) if m.state == MemberState::Standby => {}
+        Some(m) => bail!("{} is {}, not standby: it cannot take over now", a.to, m.state.name()),
+        None => bail!("{} is not a live member of cluster {cluster}", a.to),
+    }
+    let wait = a.wait.unwrap_or(3 * ttl + Duration::from_secs(30));
+    let req = SwitchoverRequest {
+        from: leader.node.clone(),
+        to: a.to.clone(),
+    };
+    if !coord.request_switchover(&req, wait).await? {
+        bail!("Another switchover is already pending");
+    }
+    println!("switchover {} -> {} requested (epoch {})", req.from, req.to, leader.epoch);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(Ok(Some(l))) = tokio::time::timeout(Duration::from_secs(2), coord.leader()).await
+            && l.node == a.to
+            && l.epoch > leader.epoch
+        {
+            println!("{} leads now (epoch {})", l.node, l.epoch);
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{} did not take over within {wait:?}", a.to);
+    Ok(1)
 }
