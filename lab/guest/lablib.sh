@@ -348,9 +348,11 @@ EOF
 }
 lab_unhang() { ip netns exec "$1" nft delete table inet labhang 2>/dev/null; lab_mark "unhang-$1"; }
 # lab_outage / lab_restore [NAME]: stop every server (seed Test 3); restore starts NAME (nfs-1).
-lab_outage() { lab_server_stop nfs-1; lab_server_stop nfs-2; lab_mark outage; }
+# Marks: outage-start, outage (both stopped); restore-start, restored (nfsd up with the VIP).
+lab_outage() { lab_mark outage-start; lab_server_stop nfs-1; lab_server_stop nfs-2; lab_mark outage; }
 lab_restore() {
     local s=${1:-nfs-1}
+    lab_mark restore-start
     lab_server_start "$s"
     [ "$(lab_vip_where)" = "$s" ] || { lab_vip_del nfs-1; lab_vip_del nfs-2; lab_vip_add "$s"; }
     lab_mark restored
@@ -548,7 +550,7 @@ lab_report() {
     done
     # shellcheck disable=SC2086
     $DRILL report "${args[@]}" --marks "$LAB_OUT/marks.jsonl" --out "$LAB_OUT/report" >/dev/null || return 1
-    jq -r '.paths[] | . as $p | paths(scalars) as $k
+    jq -r '.paths[] | . as $p | paths(type != "object" and type != "array") as $k
         | "\($p.label)|\($p.path)|\($k | map(tostring) | join("."))\t\($p | getpath($k))"' \
         "$LAB_OUT/report/report.json" >"$LAB_OUT/report/flat.txt"
     lab_flat_load

@@ -21,9 +21,11 @@ for pair in client-1:nfsha client-2:seed; do
 done
 sleep 10
 lab_failover
+sleep $((dur - 20))
+# While the writers still hold their files: what the seed's `umount -a -t nfs,nfs4` runs into.
+lab_on client-2 umount -t nfs,nfs4 /airflow/logs >"$LAB_OUT/seed-umount.txt" 2>&1
+lab_note "seed: umount /airflow/logs while the writer holds its file: exit $?: $(cat "$LAB_OUT/seed-umount.txt") (health-check log: $(grep -c ERROR "$LAB_OUT"/seed-health-check-client-2.log 2>/dev/null) ERROR lines)"
 lab_access_wait "${pids[@]}"
-lab_on client-2 umount /airflow/logs >"$LAB_OUT/seed-umount.txt" 2>&1
-lab_note "seed: umount /airflow/logs after the run: $(cat "$LAB_OUT/seed-umount.txt") (health-check log: $(grep -c ERROR "$LAB_OUT"/seed-health-check-client-2.log 2>/dev/null) ERROR lines)"
 lab_report
 for l in nfsha seed; do
     lab_figure "${l}_logs_recovered" "$(lab_q $l /airflow/logs .recovered)"

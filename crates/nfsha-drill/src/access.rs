@@ -92,12 +92,16 @@ pub struct AccessConfig {
     /// Label written into every record.
     pub label: String,
     /// The floor: after a failed access, detach (`umount -l`) the path's mount and
-    /// retry at once instead of waiting for the next grid point.
+    /// retry at once instead of waiting for the next grid point (once; a failed retry
+    /// waits for the grid, detaching again).
     pub floor: bool,
     /// For [`Op::HeldWrite`]: after a failed write, close and reopen the file.
     pub reopen: bool,
     /// Where the JSON lines go.
     pub out: PathBuf,
+    /// How long accesses in flight at the end may still finish before they are
+    /// recorded as `blocked`.
+    pub drain: Duration,
 }
 
 /// Totals of a finished run.
@@ -187,7 +191,25 @@ pub fn run_access(cfg: &AccessConfig) -> Result<AccessSummary, AccessError> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    // Whatever already arrived still counts.
+    // Accesses in flight at the deadline get up to `drain` to finish (workers start no new
+    // access after the deadline); whatever arrives still counts.
+    let drain_end = Instant::now() + cfg.drain;
+    let in_flight = |slots: &[Arc<Slot>]| {
+        slots
+            .iter()
+            .any(|s| s.in_flight_since.load(Ordering::SeqCst) != 0)
+    };
+    loop {
+        while let Ok(rec) = rx.try_recv() {
+            summary.total += 1;
+            summary.ok += u64::from(rec.ok);
+            write_record(&mut w, &rec).map_err(out_err)?;
+        }
+        if !in_flight(&slots) || Instant::now() >= drain_end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     while let Ok(rec) = rx.try_recv() {
         summary.total += 1;
         summary.ok += u64::from(rec.ok);
@@ -246,6 +268,7 @@ fn worker_loop(
         if !retry_now {
             sleep_until(next);
         }
+        let was_retry = retry_now;
         retry_now = false;
         if Instant::now() >= deadline {
             return;
@@ -279,10 +302,14 @@ fn worker_loop(
                 held = None;
             }
             if cfg.floor {
-                // The floor: detach whatever is mounted there and re-access at once.
+                // The floor: detach whatever is mounted there and re-access at once — once:
+                // if the retry fails too, wait for the next grid point (no hot loop while
+                // no server answers).
                 let _ = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH);
-                retry_now = true;
-                continue;
+                if !was_retry {
+                    retry_now = true;
+                    continue;
+                }
             }
         }
         // Next grid point strictly in the future.
@@ -376,6 +403,7 @@ mod tests {
             floor: false,
             reopen: false,
             out: out.to_path_buf(),
+            drain: Duration::from_millis(100),
         }
     }
 

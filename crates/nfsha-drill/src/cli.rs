@@ -80,6 +80,9 @@ struct AccessArgs {
     /// Output JSON-lines file.
     #[arg(long)]
     out: PathBuf,
+    /// Accesses in flight at the end may finish within this before they count as blocked.
+    #[arg(long, default_value = "5s", value_parser = crate::parse_duration)]
+    drain: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +130,7 @@ pub fn run(args: DrillArgs) -> Result<u8, CliError> {
                 floor: a.floor,
                 reopen: a.reopen,
                 out: a.out,
+                drain: a.drain,
             };
             let s = crate::access::run_access(&cfg)?;
             println!(

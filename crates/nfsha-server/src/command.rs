@@ -97,7 +97,12 @@ impl CommandHost {
     }
 
     fn full_argv(&self, argv: &[String]) -> Vec<String> {
-        self.opts.prefix.iter().chain(argv.iter()).cloned().collect()
+        self.opts
+            .prefix
+            .iter()
+            .chain(argv.iter())
+            .cloned()
+            .collect()
     }
 
     /// The argument vector `run` would execute (tests).
@@ -105,14 +110,23 @@ impl CommandHost {
         self.full_argv(argv)
     }
 
-    async fn run_with(&self, argv: &[String], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Result<String, HostError> {
+    async fn run_with(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        env: &[(&str, &str)],
+    ) -> Result<String, HostError> {
         let full = self.full_argv(argv);
         let Some((prog, args)) = full.split_first() else {
             return Ok(String::new());
         };
         let mut cmd = Command::new(prog);
         cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -127,15 +141,26 @@ impl CommandHost {
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             let _ = pipe.write_all(data).await;
         }
-        let out = child.wait_with_output().await.map_err(|source| HostError::Spawn {
-            program: prog.clone(),
-            source,
-        })?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|source| HostError::Spawn {
+                program: prog.clone(),
+                source,
+            })?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             let err = String::from_utf8_lossy(&out.stderr);
-            let tail: String = err.trim().chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = err
+                .trim()
+                .chars()
+                .rev()
+                .take(400)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             Err(HostError::Failed {
                 program: argv.first().cloned().unwrap_or_default(),
                 status: out.status.to_string(),
@@ -158,14 +183,20 @@ impl CommandHost {
     /// Write a control file, directly or through the prefix (`tee`).
     async fn write_file(&self, path: PathBuf, content: &str) -> Result<(), HostError> {
         if self.opts.prefix.is_empty() {
-            tokio::fs::write(&path, content).await.map_err(|source| HostError::Write {
-                path: path.display().to_string(),
-                source,
-            })
-        } else {
-            self.run_with(&[s("tee"), path.display().to_string()], Some(content.as_bytes()), &[])
+            tokio::fs::write(&path, content)
                 .await
-                .map(drop)
+                .map_err(|source| HostError::Write {
+                    path: path.display().to_string(),
+                    source,
+                })
+        } else {
+            self.run_with(
+                &[s("tee"), path.display().to_string()],
+                Some(content.as_bytes()),
+                &[],
+            )
+            .await
+            .map(drop)
         }
     }
 
@@ -176,9 +207,20 @@ impl CommandHost {
     /// The `exportfs` argument vector for one export (fsid pinned, overriding any
     /// `fsid=` in the options).
     pub fn export_argv(&self, e: &nfsha_config::ExportConfig) -> Vec<String> {
-        let mut opts: Vec<String> = e.options.iter().filter(|o| !o.starts_with("fsid=")).cloned().collect();
+        let mut opts: Vec<String> = e
+            .options
+            .iter()
+            .filter(|o| !o.starts_with("fsid="))
+            .cloned()
+            .collect();
         opts.push(format!("fsid={}", e.fsid));
-        vec![s("exportfs"), s("-i"), s("-o"), opts.join(","), self.export_spec(e)]
+        vec![
+            s("exportfs"),
+            s("-i"),
+            s("-o"),
+            opts.join(","),
+            self.export_spec(e),
+        ]
     }
 
     /// The `rpc.nfsd` argument vector.
@@ -215,10 +257,16 @@ impl CommandHost {
     async fn nfsd_up(&self) -> Result<(), HostError> {
         let p = &self.opts.proc_nfsd;
         // Must be set before nfsd starts; rpc.nfsd -L/-G does the same on new nfs-utils.
-        self.write_file(p.join("nfsv4leasetime"), &format!("{}\n", self.cfg.nfsd_lease.as_secs().max(10)))
-            .await?;
-        self.write_file(p.join("nfsv4gracetime"), &format!("{}\n", self.cfg.nfsd_grace.as_secs().max(10)))
-            .await?;
+        self.write_file(
+            p.join("nfsv4leasetime"),
+            &format!("{}\n", self.cfg.nfsd_lease.as_secs().max(10)),
+        )
+        .await?;
+        self.write_file(
+            p.join("nfsv4gracetime"),
+            &format!("{}\n", self.cfg.nfsd_grace.as_secs().max(10)),
+        )
+        .await?;
         self.run_all(&self.opts.before_nfsd).await?;
         self.run(&self.nfsd_argv()).await?;
         if self.cfg.storage == StorageMode::Replicated {
@@ -245,7 +293,10 @@ impl CommandHost {
     async fn exports_down(&self) -> Result<(), HostError> {
         let mut first_err = None;
         for e in &self.cfg.exports {
-            match self.run(&[s("exportfs"), s("-u"), self.export_spec(e)]).await {
+            match self
+                .run(&[s("exportfs"), s("-u"), self.export_spec(e)])
+                .await
+            {
                 Ok(_) => {}
                 // Not exported: already down.
                 Err(HostError::Failed { stderr, .. }) if stderr.contains("Could not find") => {}
@@ -255,7 +306,10 @@ impl CommandHost {
             }
             // Drop NLM locks held on it so the next server can grant them.
             let _ = self
-                .write_file(self.opts.proc_nfsd.join("unlock_filesystem"), &format!("{}\n", e.path.display()))
+                .write_file(
+                    self.opts.proc_nfsd.join("unlock_filesystem"),
+                    &format!("{}\n", e.path.display()),
+                )
                 .await;
         }
         let _ = self.run(&[s("exportfs"), s("-f")]).await;
@@ -275,7 +329,18 @@ impl CommandHost {
         if v4 && self.opts.duplicate_address_check {
             // arping -D exits 0 when nobody answered (address free), 1 when someone did.
             match self
-                .run(&[s("arping"), s("-D"), s("-q"), s("-c"), s("2"), s("-w"), s("3"), s("-I"), f.interface.clone(), ip.clone()])
+                .run(&[
+                    s("arping"),
+                    s("-D"),
+                    s("-q"),
+                    s("-c"),
+                    s("2"),
+                    s("-w"),
+                    s("3"),
+                    s("-I"),
+                    f.interface.clone(),
+                    ip.clone(),
+                ])
                 .await
             {
                 Ok(_) => {}
@@ -283,7 +348,14 @@ impl CommandHost {
                 Err(e) => return Err(e),
             }
         }
-        let mut add = vec![s("ip"), s("addr"), s("add"), Self::addr_spec(f), s("dev"), f.interface.clone()];
+        let mut add = vec![
+            s("ip"),
+            s("addr"),
+            s("add"),
+            Self::addr_spec(f),
+            s("dev"),
+            f.interface.clone(),
+        ];
         if !v4 {
             add.push(s("nodad"));
         }
@@ -315,10 +387,21 @@ impl CommandHost {
         let Some(f) = &self.cfg.floating_address else {
             return Ok(());
         };
-        let del = [s("ip"), s("addr"), s("del"), Self::addr_spec(f), s("dev"), f.interface.clone()];
+        let del = [
+            s("ip"),
+            s("addr"),
+            s("del"),
+            Self::addr_spec(f),
+            s("dev"),
+            f.interface.clone(),
+        ];
         match self.run(&del).await {
             Ok(_) => Ok(()),
-            Err(HostError::Failed { stderr, .. }) if stderr.contains("Cannot assign requested address") => Ok(()),
+            Err(HostError::Failed { stderr, .. })
+                if stderr.contains("Cannot assign requested address") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -328,9 +411,16 @@ impl CommandHost {
             return Ok(());
         };
         let statd = self.cfg.state_dir.join("statd");
-        self.run(&[s("sm-notify"), s("-f"), s("-v"), f.address.to_string(), s("-P"), statd.display().to_string()])
-            .await
-            .map(drop)
+        self.run(&[
+            s("sm-notify"),
+            s("-f"),
+            s("-v"),
+            f.address.to_string(),
+            s("-P"),
+            statd.display().to_string(),
+        ])
+        .await
+        .map(drop)
     }
 }
 
@@ -366,7 +456,9 @@ impl ServerHost for CommandHost {
         // Hooks run on the host itself, not through the prefix: they are the
         // operator's, written for this machine.
         for hook in &self.cfg.hooks {
-            let Some((prog, args)) = hook.split_first() else { continue };
+            let Some((prog, args)) = hook.split_first() else {
+                continue;
+            };
             let out = Command::new(prog)
                 .args(args)
                 .env("NFSHA_ROLE", role.name())
@@ -387,5 +479,186 @@ impl ServerHost for CommandHost {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sequencer::{NoGuard, Sequencer};
+    use nfsha_config::{ExportConfig, FloatingAddress, ReplicationConfig};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+
+    fn cfg(storage: StorageMode) -> ServerConfig {
+        ServerConfig {
+            node: "nfs-1".into(),
+            cluster: "c".into(),
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            etcd_tls: None,
+            etcd_auth: None,
+            ttl: Duration::from_secs(10),
+            loop_period: Duration::from_secs(1),
+            safety_margin: Duration::from_secs(5),
+            exports: vec![
+                ExportConfig {
+                    path: "/srv/a".into(),
+                    fsid: 1,
+                    clients: "*".into(),
+                    options: vec!["rw".into(), "fsid=99".into(), "no_subtree_check".into()],
+                },
+                ExportConfig {
+                    path: "/srv/b".into(),
+                    fsid: 2,
+                    clients: "10.0.0.0/24".into(),
+                    options: vec!["ro".into()],
+                },
+            ],
+            floating_address: Some(FloatingAddress {
+                address: "10.99.0.100".parse().expect("ip"),
+                prefix: 24,
+                interface: "vB".into(),
+            }),
+            state_dir: "/var/lib/nfs".into(),
+            nfsd_lease: Duration::from_secs(10),
+            nfsd_grace: Duration::from_secs(15),
+            scope: "airflow-nfs".into(),
+            storage,
+            step_timeout: Duration::from_secs(5),
+            hooks: vec![],
+            listen: None,
+            watchdog_device: None,
+            replication: Some(ReplicationConfig {
+                interval: Duration::from_secs(300),
+                ship_command: vec!["ship".into()],
+                promote_command: vec!["promote".into(), "--newest".into()],
+                max_lag: Duration::from_secs(600),
+            }),
+        }
+    }
+
+    /// A prefix program that logs its argv and fails when argv starts with `$0.fail`.
+    fn recorder(dir: &std::path::Path) -> PathBuf {
+        let p = dir.join("rec");
+        std::fs::write(
+            &p,
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> \"$0.log\"\nif [ \"$1\" = tee ]; then cat >/dev/null; fi\n\
+             if [ -f \"$0.fail\" ]; then f=$(cat \"$0.fail\"); case \"$*\" in \"$f\"*) echo boom >&2; exit 1;; esac; fi\nexit 0\n",
+        )
+        .expect("write recorder");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    fn log(rec: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(rec.with_extension("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn host(rec: &std::path::Path, storage: StorageMode) -> CommandHost {
+        CommandHost::new(
+            cfg(storage),
+            CommandOptions {
+                prefix: vec![rec.display().to_string()],
+                before_nfsd: vec![vec!["rpc.mountd".into()]],
+                ..CommandOptions::default()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn replicated_bring_up_and_teardown_run_these_argument_vectors_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let mut seq = Sequencer::new(host(&rec, StorageMode::Replicated), Duration::from_secs(5));
+        seq.bring_up(3, &NoGuard).await.expect("up");
+        seq.tear_down().await.expect("down");
+        let expected = [
+            "promote --newest",
+            "mkdir -p /var/lib/nfs/v4recovery /var/lib/nfs/statd/sm /var/lib/nfs/statd/sm.bak /var/lib/nfs/nfsdcld",
+            "tee /proc/fs/nfsd/nfsv4leasetime",
+            "tee /proc/fs/nfsd/nfsv4gracetime",
+            "rpc.mountd",
+            "rpc.nfsd -L 10 -G 15 -S airflow-nfs 8",
+            "tee /proc/fs/nfsd/v4_end_grace",
+            "exportfs -i -o rw,no_subtree_check,fsid=1 *:/srv/a",
+            "exportfs -i -o ro,fsid=2 10.0.0.0/24:/srv/b",
+            "arping -D -q -c 2 -w 3 -I vB 10.99.0.100",
+            "ip addr add 10.99.0.100/24 dev vB",
+            "arping -U -c 3 -I vB 10.99.0.100",
+            "sm-notify -f -v 10.99.0.100 -P /var/lib/nfs/statd",
+            "ip addr del 10.99.0.100/24 dev vB",
+            "exportfs -u *:/srv/a",
+            "tee /proc/fs/nfsd/unlock_filesystem",
+            "exportfs -u 10.0.0.0/24:/srv/b",
+            "tee /proc/fs/nfsd/unlock_filesystem",
+            "exportfs -f",
+            "rpc.nfsd 0",
+        ];
+        assert_eq!(log(&rec), expected);
+    }
+
+    #[tokio::test]
+    async fn shared_mode_leaves_grace_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let h = host(&rec, StorageMode::Shared);
+        h.up(Step::Nfsd, 1).await.expect("nfsd");
+        assert!(!log(&rec).iter().any(|l| l.contains("v4_end_grace")));
+    }
+
+    #[tokio::test]
+    async fn a_failed_gratuitous_arp_removes_the_address_it_added() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        std::fs::write(rec.with_extension("fail"), "arping -U").expect("fail file");
+        let h = host(&rec, StorageMode::Shared);
+        let err = h
+            .up(Step::FloatingAddress, 1)
+            .await
+            .expect_err("arping fails");
+        assert!(
+            matches!(&err, HostError::Failed { program, stderr, .. } if program == "arping" && stderr == "boom")
+        );
+        assert_eq!(
+            log(&rec),
+            [
+                "arping -D -q -c 2 -w 3 -I vB 10.99.0.100",
+                "ip addr add 10.99.0.100/24 dev vB",
+                "arping -U -c 3 -I vB 10.99.0.100",
+                "ip addr del 10.99.0.100/24 dev vB",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_to_the_duplicate_address_check_refuses_the_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        std::fs::write(rec.with_extension("fail"), "arping -D").expect("fail file");
+        let err = host(&rec, StorageMode::Shared)
+            .up(Step::FloatingAddress, 1)
+            .await
+            .expect_err("duplicate");
+        assert!(matches!(err, HostError::DuplicateAddress(ref a) if a == "10.99.0.100"));
+        assert_eq!(log(&rec).len(), 1, "nothing added");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error_naming_it() {
+        let h = CommandHost::new(
+            cfg(StorageMode::Shared),
+            CommandOptions {
+                prefix: vec!["/nonexistent/nfsha-test-prefix".into()],
+                ..CommandOptions::default()
+            },
+        );
+        let err = h.down(Step::Nfsd).await.expect_err("missing");
+        assert!(
+            matches!(err, HostError::Spawn { ref program, .. } if program == "/nonexistent/nfsha-test-prefix")
+        );
     }
 }

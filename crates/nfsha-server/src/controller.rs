@@ -128,7 +128,12 @@ impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
         let mut m = self.member.clone();
         m.detail = Some(format!("bringing up {step}"));
         m.updated_ms = nfsha_core::event::now_ms();
-        match timeout(self.settings.loop_period, self.coord.heartbeat(&m, Some(epoch))).await {
+        match timeout(
+            self.settings.loop_period,
+            self.coord.heartbeat(&m, Some(epoch)),
+        )
+        .await
+        {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(format!("leader key no longer has epoch {epoch}")),
             Ok(Err(e)) => Err(format!("etcd: {e}")),
@@ -174,7 +179,12 @@ impl<C, H> std::fmt::Debug for Controller<C, H> {
 
 impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
     /// A controller; it stops when `shutdown` becomes `true`.
-    pub fn new(settings: Settings, coord: Arc<C>, host: H, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        settings: Settings,
+        coord: Arc<C>,
+        host: H,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         let status = StatusHandle::new(&settings.node, &settings.cluster, settings.ttl);
         let seq = Sequencer::new(host, settings.step_timeout);
         Controller {
@@ -310,8 +320,16 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         } else {
             true
         };
-        let state = if clean { MemberState::Standby } else { MemberState::Failed };
-        let detail = if clean { None } else { self.status.get().detail };
+        let state = if clean {
+            MemberState::Standby
+        } else {
+            MemberState::Failed
+        };
+        let detail = if clean {
+            None
+        } else {
+            self.status.get().detail
+        };
         if clean {
             self.set_state(MemberState::Standby, None, None);
         }
@@ -392,7 +410,11 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         }
     }
 
-    fn spawn_renewer(&self, epoch: u64, proof_at: Instant) -> (watch::Receiver<Proof>, AbortOnDrop) {
+    fn spawn_renewer(
+        &self,
+        epoch: u64,
+        proof_at: Instant,
+    ) -> (watch::Receiver<Proof>, AbortOnDrop) {
         let (tx, rx) = watch::channel(Proof {
             renewed_at: proof_at,
             lost: false,
@@ -402,35 +424,41 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         let status = self.status.clone();
         status.set_lease_proof(proof_at.into_std());
         let span = tracing::info_span!("renewer", node = %self.settings.node, epoch);
-        let task = tokio::spawn(tracing::Instrument::instrument(async move {
-            let mut next = Instant::now() + lp;
-            loop {
-                sleep_until(next).await;
-                next += lp;
-                let t0 = Instant::now();
-                match timeout(lp, coord.renew(epoch)).await {
-                    Ok(Ok(true)) => {
-                        tx.send_modify(|p| p.renewed_at = t0);
-                        status.set_lease_proof(t0.into_std());
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let mut next = Instant::now() + lp;
+                loop {
+                    sleep_until(next).await;
+                    next += lp;
+                    let t0 = Instant::now();
+                    match timeout(lp, coord.renew(epoch)).await {
+                        Ok(Ok(true)) => {
+                            tx.send_modify(|p| p.renewed_at = t0);
+                            status.set_lease_proof(t0.into_std());
+                        }
+                        Ok(Ok(false)) => {
+                            tracing::warn!(epoch, "etcd says the leader key is gone or not ours");
+                            tx.send_modify(|p| p.lost = true);
+                            return;
+                        }
+                        Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+                        Err(_) => tracing::warn!("lease renewal timed out"),
                     }
-                    Ok(Ok(false)) => {
-                        tracing::warn!(epoch, "etcd says the leader key is gone or not ours");
-                        tx.send_modify(|p| p.lost = true);
-                        return;
+                    if Instant::now() > next {
+                        next = Instant::now();
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
-                    Err(_) => tracing::warn!("lease renewal timed out"),
                 }
-                if Instant::now() > next {
-                    next = Instant::now();
-                }
-            }
-        }, span));
+            },
+            span,
+        ));
         (rx, AbortOnDrop(task))
     }
 
     /// Resolves when the proof is lost or too old to keep serving.
-    fn fence_signal(&self, mut rx: watch::Receiver<Proof>) -> impl Future<Output = String> + Send + 'static {
+    fn fence_signal(
+        &self,
+        mut rx: watch::Receiver<Proof>,
+    ) -> impl Future<Output = String> + Send + 'static {
         let start_after = self.settings.fence_start_after();
         async move {
             loop {
@@ -498,13 +526,19 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
 
         self.set_state(MemberState::Primary, Some(epoch), None);
         self.announced_primary = true;
-        match timeout(self.settings.step_timeout, self.seq.host().role_changed(Role::Primary)).await {
+        match timeout(
+            self.settings.step_timeout,
+            self.seq.host().role_changed(Role::Primary),
+        )
+        .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "role hook failed"),
             Err(_) => tracing::warn!("role hook timed out"),
         }
         // Anyone waiting on a switchover to us is served now.
-        if let Ok(Ok(Some(req))) = timeout(self.settings.loop_period, self.coord.switchover_request()).await
+        if let Ok(Ok(Some(req))) =
+            timeout(self.settings.loop_period, self.coord.switchover_request()).await
             && req.to == self.settings.node
         {
             let _ = timeout(self.settings.loop_period, self.coord.clear_switchover()).await;
@@ -514,49 +548,57 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         let mut next = Instant::now();
         loop {
             next += lp;
-            tokio::select! {
-                reason = &mut fence => {
+            // Phase 1: wait for the tick. Phase 2: talk to etcd. Both race the fence and
+            // shutdown, so a slow or frozen etcd never delays self-fencing.
+            let mut tick = Tick::Continue;
+            for phase in 0..2 {
+                let m = self.member(MemberState::Primary, None);
+                let work = async {
+                    if phase == 0 {
+                        sleep_until(next).await;
+                        Tick::Continue
+                    } else {
+                        leader_tick(&*self.coord, &self.settings, &m, epoch).await
+                    }
+                };
+                tick = tokio::select! {
+                    reason = &mut fence => Tick::Fence(reason),
+                    _ = shutdown_requested(&mut sd) => Tick::Shutdown,
+                    t = work => t,
+                };
+                if !matches!(tick, Tick::Continue) {
+                    break;
+                }
+                if phase == 0 {
+                    let p = *proof_rx.borrow();
+                    if !p.lost && Instant::now() < p.renewed_at + self.settings.fence_start_after()
+                    {
+                        if let Some(w) = &mut self.watchdog
+                            && let Err(e) = w.keepalive()
+                        {
+                            tracing::error!(error = %e, "watchdog keepalive failed");
+                        }
+                        self.status.loop_done();
+                    }
+                }
+            }
+            match tick {
+                Tick::Continue => {}
+                Tick::Fence(reason) => {
                     tracing::error!(epoch, %reason, "self-fencing");
                     self.set_state(MemberState::Fenced, Some(epoch), Some(reason.clone()));
                     let ok = self.seq.tear_down().await.is_ok();
                     self.after_teardown(!ok, Some(reason.clone())).await;
                     return LeadExit::Fenced(reason);
                 }
-                _ = shutdown_requested(&mut sd) => {
+                Tick::Shutdown => {
                     self.set_state(MemberState::Demoting, Some(epoch), Some("shutdown".into()));
                     let ok = self.seq.tear_down().await.is_ok();
                     let _ = timeout(lp, self.coord.release(epoch)).await;
                     self.after_teardown(!ok, None).await;
                     return LeadExit::Shutdown;
                 }
-                _ = sleep_until(next) => {}
-            }
-            let p = *proof_rx.borrow();
-            if !p.lost && Instant::now() < p.renewed_at + self.settings.fence_start_after() {
-                if let Some(w) = &mut self.watchdog
-                    && let Err(e) = w.keepalive()
-                {
-                    tracing::error!(error = %e, "watchdog keepalive failed");
-                }
-                self.status.loop_done();
-            }
-            let m = self.member(MemberState::Primary, None);
-            match flatten(timeout(lp, self.coord.heartbeat(&m, Some(epoch))).await, lp) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let reason = format!("leader key no longer has epoch {epoch}");
-                    self.set_state(MemberState::Fenced, Some(epoch), Some(reason.clone()));
-                    let ok = self.seq.tear_down().await.is_ok();
-                    self.after_teardown(!ok, Some(reason.clone())).await;
-                    return LeadExit::Fenced(reason);
-                }
-                Err(e) => tracing::warn!(error = %e, "leader heartbeat failed"),
-            }
-            if let Ok(Ok(Some(req))) = timeout(lp, self.coord.switchover_request()).await
-                && req.from == self.settings.node
-                && req.to != self.settings.node
-            {
-                return self.switch_over(epoch, req.to).await;
+                Tick::Switch(to) => return self.switch_over(epoch, to).await,
             }
             if Instant::now() > next {
                 next = Instant::now();
@@ -568,7 +610,11 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
     /// final sync in replicated mode, release the key. The target campaigns next.
     async fn switch_over(&mut self, epoch: u64, to: String) -> LeadExit {
         tracing::info!(epoch, %to, "planned switchover");
-        self.set_state(MemberState::Demoting, Some(epoch), Some(format!("switchover to {to}")));
+        self.set_state(
+            MemberState::Demoting,
+            Some(epoch),
+            Some(format!("switchover to {to}")),
+        );
         let ok = self.seq.tear_down().await.is_ok();
         if ok && self.settings.storage == StorageMode::Replicated {
             match timeout(self.settings.step_timeout, self.seq.host().final_sync()).await {
@@ -599,13 +645,49 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         }
         self.set_state(MemberState::Standby, None, detail);
         if std::mem::take(&mut self.announced_primary) {
-            match timeout(self.settings.step_timeout, self.seq.host().role_changed(Role::Standby)).await {
+            match timeout(
+                self.settings.step_timeout,
+                self.seq.host().role_changed(Role::Standby),
+            )
+            .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "role hook failed"),
                 Err(_) => tracing::warn!("role hook timed out"),
             }
         }
     }
+}
+
+/// What one leader loop decided.
+enum Tick {
+    Continue,
+    Fence(String),
+    Shutdown,
+    Switch(String),
+}
+
+/// The etcd part of a leader loop: guarded member write (our epoch must still be the
+/// leader key's), then the switchover request.
+async fn leader_tick<C: Coordinator>(
+    coord: &C,
+    settings: &Settings,
+    m: &MemberInfo,
+    epoch: u64,
+) -> Tick {
+    let lp = settings.loop_period;
+    match flatten(timeout(lp, coord.heartbeat(m, Some(epoch))).await, lp) {
+        Ok(true) => {}
+        Ok(false) => return Tick::Fence(format!("leader key no longer has epoch {epoch}")),
+        Err(e) => tracing::warn!(error = %e, "leader heartbeat failed"),
+    }
+    if let Ok(Ok(Some(req))) = timeout(lp, coord.switchover_request()).await
+        && req.from == settings.node
+        && req.to != settings.node
+    {
+        return Tick::Switch(req.to);
+    }
+    Tick::Continue
 }
 
 /// Resolves once shutdown is requested (or its sender is gone).
@@ -634,4 +716,428 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::{CoordError, LeaderInfo, SwitchoverRequest};
+    use crate::fake::{Direction, FakeHost, HostCall};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// An in-memory store. `frozen`: every call hangs (etcd stopped / partition).
+    #[derive(Debug, Default)]
+    struct Store {
+        leader: Option<(String, u64)>,
+        rev: u64,
+        members: HashMap<String, MemberInfo>,
+        switchover: Option<SwitchoverRequest>,
+    }
+
+    #[derive(Debug, Clone)]
+    struct Mem {
+        store: Arc<Mutex<Store>>,
+        node: String,
+        frozen: Arc<AtomicBool>,
+    }
+
+    impl Mem {
+        fn new(node: &str) -> Self {
+            Mem {
+                store: Arc::default(),
+                node: node.into(),
+                frozen: Arc::default(),
+            }
+        }
+        fn s(&self) -> std::sync::MutexGuard<'_, Store> {
+            self.store.lock().expect("store")
+        }
+        async fn gate(&self) {
+            if self.frozen.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+        }
+        /// Another node takes the key (the old holder's lease expired in etcd).
+        fn steal(&self, node: &str) -> u64 {
+            let mut s = self.s();
+            s.rev += 1;
+            let rev = s.rev;
+            s.leader = Some((node.into(), rev));
+            rev
+        }
+        fn leader_epoch(&self) -> Option<u64> {
+            self.s().leader.as_ref().map(|l| l.1)
+        }
+    }
+
+    impl Coordinator for Mem {
+        async fn acquire(&self, _record: &LeaderRecord) -> Result<Acquire, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if let Some((node, epoch)) = &s.leader {
+                return Ok(Acquire::Held(LeaderInfo {
+                    node: node.clone(),
+                    address: None,
+                    epoch: *epoch,
+                }));
+            }
+            s.rev += 1;
+            let rev = s.rev;
+            s.leader = Some((self.node.clone(), rev));
+            Ok(Acquire::Acquired { epoch: rev })
+        }
+        async fn renew(&self, epoch: u64) -> Result<bool, CoordError> {
+            self.gate().await;
+            Ok(self.s().leader == Some((self.node.clone(), epoch)))
+        }
+        async fn release(&self, epoch: u64) -> Result<(), CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.leader.as_ref().map(|l| l.1) == Some(epoch) {
+                s.leader = None;
+            }
+            Ok(())
+        }
+        async fn resign_session(&self) -> Result<(), CoordError> {
+            Ok(())
+        }
+        async fn leader(&self) -> Result<Option<LeaderInfo>, CoordError> {
+            self.gate().await;
+            Ok(self.s().leader.as_ref().map(|(n, e)| LeaderInfo {
+                node: n.clone(),
+                address: None,
+                epoch: *e,
+            }))
+        }
+        async fn heartbeat(
+            &self,
+            member: &MemberInfo,
+            guard: Option<u64>,
+        ) -> Result<bool, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if let Some(e) = guard
+                && s.leader.as_ref().map(|l| l.1) != Some(e)
+            {
+                return Ok(false);
+            }
+            s.members.insert(member.node.clone(), member.clone());
+            Ok(true)
+        }
+        async fn switchover_request(&self) -> Result<Option<SwitchoverRequest>, CoordError> {
+            self.gate().await;
+            Ok(self.s().switchover.clone())
+        }
+        async fn clear_switchover(&self) -> Result<(), CoordError> {
+            self.gate().await;
+            self.s().switchover = None;
+            Ok(())
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            node: "a".into(),
+            cluster: "t".into(),
+            ttl: Duration::from_secs(10),
+            loop_period: Duration::from_secs(1),
+            safety_margin: Duration::from_secs(5),
+            fence_lead: Duration::from_secs(1),
+            step_timeout: Duration::from_secs(3),
+            storage: StorageMode::Shared,
+            address: Some("10.0.0.1".into()),
+            api: None,
+            failure_backoff: Duration::from_secs(10),
+        }
+    }
+
+    struct Running {
+        host: FakeHost,
+        mem: Mem,
+        status: StatusHandle,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<Option<LeadExit>>,
+    }
+
+    fn start_with(mem: Mem, host: FakeHost, wd: Option<Box<dyn Watchdog>>) -> Running {
+        let (stop, rx) = watch::channel(false);
+        let mut c = Controller::new(settings(), Arc::new(mem.clone()), host.clone(), rx);
+        if let Some(w) = wd {
+            c = c.with_watchdog(w);
+        }
+        let status = c.status();
+        let task = tokio::spawn(c.run());
+        Running {
+            host,
+            mem,
+            status,
+            stop,
+            task,
+        }
+    }
+
+    fn start() -> Running {
+        start_with(Mem::new("a"), FakeHost::new("a"), None)
+    }
+
+    async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn serving(r: &Running) -> bool {
+        r.status.get().state == MemberState::Primary && r.host.is_active()
+    }
+
+    fn first_after(
+        host: &FakeHost,
+        call: HostCall,
+        after: std::time::Instant,
+    ) -> std::time::Instant {
+        host.timed_calls()
+            .into_iter()
+            .find(|(t, c)| *c == call && *t >= after)
+            .map(|(t, _)| t)
+            .unwrap_or_else(|| panic!("no {call:?} after the fault"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frozen_store_self_fences_on_the_local_clock_address_first() {
+        let r = start();
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        let frozen_at = Instant::now().into_std();
+        r.mem.frozen.store(true, Ordering::SeqCst);
+        until("fenced", Duration::from_secs(30), || !r.host.is_active()).await;
+        let proof = r.status.lease_proof().expect("proof");
+        let addr = first_after(&r.host, HostCall::Down(Step::FloatingAddress), frozen_at);
+        let s = settings();
+        assert!(
+            addr <= proof + s.fence_after(),
+            "address gone by proof + ttl - margin"
+        );
+        assert!(
+            addr >= proof + s.fence_start_after(),
+            "not before the renewals had their chance"
+        );
+        let downs: Vec<HostCall> = r
+            .host
+            .timed_calls()
+            .into_iter()
+            .filter(|(t, c)| *t >= frozen_at && matches!(c, HostCall::Down(_)))
+            .map(|(_, c)| c)
+            .take(4)
+            .collect();
+        assert_eq!(downs, Step::TEAR_DOWN.map(HostCall::Down).to_vec());
+        // Whatever etcd says later: the store still names us (frozen, not expired), but
+        // the node stays down while it cannot prove anything.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!r.host.is_active(), "never serves without proof");
+        assert_eq!(r.mem.leader_epoch(), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_taken_by_another_node_fences_at_once_and_no_failback() {
+        let r = start();
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        let t = Instant::now().into_std();
+        let e2 = r.mem.steal("b");
+        until("fenced", Duration::from_secs(5), || !r.host.is_active()).await;
+        let addr = first_after(&r.host, HostCall::Down(Step::FloatingAddress), t);
+        assert!(
+            addr - t <= Duration::from_secs(2),
+            "within a loop or two, not at ttl: {:?}",
+            addr - t
+        );
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!r.host.is_active(), "b leads: a stays standby");
+        let st = r.status.get();
+        assert_eq!(
+            (st.state, st.leader.as_deref(), st.epoch_seen),
+            (MemberState::Standby, Some("b"), e2)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_bring_up_releases_the_key_backs_off_then_retries_with_a_new_epoch() {
+        let host = FakeHost::new("a");
+        host.fail(Step::Exports, Direction::Up, 1);
+        let r = start_with(Mem::new("a"), host, None);
+        until("rolled back", Duration::from_secs(5), || {
+            r.host.calls().contains(&HostCall::Down(Step::Storage)) && r.host.calls().len() > 8
+        })
+        .await;
+        until("key released", Duration::from_secs(5), || {
+            r.mem.leader_epoch().is_none()
+        })
+        .await;
+        let released_at = Instant::now();
+        until("serving again", Duration::from_secs(30), || serving(&r)).await;
+        assert!(
+            Instant::now() - released_at >= Duration::from_secs(9),
+            "backed off ~one ttl"
+        );
+        assert_eq!(r.status.get().epoch, Some(2), "new epoch");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_that_cannot_prove_leadership_never_starts_a_step() {
+        // The key changes hands between the acquire and the first guarded step.
+        #[derive(Debug, Clone)]
+        struct Thief(Mem);
+        impl Coordinator for Thief {
+            async fn acquire(&self, r: &LeaderRecord) -> Result<Acquire, CoordError> {
+                let a = self.0.acquire(r).await?;
+                self.0.steal("b");
+                Ok(a)
+            }
+            async fn renew(&self, e: u64) -> Result<bool, CoordError> {
+                self.0.renew(e).await
+            }
+            async fn release(&self, e: u64) -> Result<(), CoordError> {
+                self.0.release(e).await
+            }
+            async fn resign_session(&self) -> Result<(), CoordError> {
+                Ok(())
+            }
+            async fn leader(&self) -> Result<Option<LeaderInfo>, CoordError> {
+                self.0.leader().await
+            }
+            async fn heartbeat(&self, m: &MemberInfo, g: Option<u64>) -> Result<bool, CoordError> {
+                self.0.heartbeat(m, g).await
+            }
+            async fn switchover_request(&self) -> Result<Option<SwitchoverRequest>, CoordError> {
+                Ok(None)
+            }
+            async fn clear_switchover(&self) -> Result<(), CoordError> {
+                Ok(())
+            }
+        }
+        let host = FakeHost::new("a");
+        let (_stop, rx) = watch::channel(false);
+        let c = Controller::new(settings(), Arc::new(Thief(Mem::new("a"))), host.clone(), rx);
+        let status = c.status();
+        let _task = tokio::spawn(c.run());
+        until("standby again", Duration::from_secs(10), || {
+            status.get().epoch_seen >= 2 && status.get().state == MemberState::Standby
+        })
+        .await;
+        assert!(
+            !host.calls().iter().any(|c| matches!(c, HostCall::Up(_))),
+            "no step may start: {:?}",
+            host.calls()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_teardown_keeps_the_node_out_until_a_teardown_succeeds() {
+        let host = FakeHost::new("a");
+        let r = start_with(Mem::new("a"), host, None);
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        r.host.fail_always(Step::Nfsd, Direction::Down);
+        r.mem.frozen.store(true, Ordering::SeqCst);
+        until("failed", Duration::from_secs(30), || {
+            r.status.get().state == MemberState::Failed
+        })
+        .await;
+        // etcd comes back with the key expired; the node must not campaign.
+        r.mem.s().leader = None;
+        r.mem.frozen.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(
+            r.mem.leader_epoch(),
+            None,
+            "a wedged node does not campaign"
+        );
+        assert_eq!(r.status.get().state, MemberState::Failed);
+        assert_eq!(
+            r.mem.s().members["a"].state,
+            MemberState::Failed,
+            "published as failed"
+        );
+        r.host.fail(Step::Nfsd, Direction::Down, 0);
+        until(
+            "serving after a clean teardown",
+            Duration::from_secs(30),
+            || serving(&r),
+        )
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_key_of_our_own_is_released_and_retaken_with_a_new_epoch() {
+        let mem = Mem::new("a");
+        let old = mem.steal("a");
+        let r = start_with(mem, FakeHost::new("a"), None);
+        until("serving", Duration::from_secs(10), || serving(&r)).await;
+        assert!(r.status.get().epoch > Some(old));
+        // It cleaned up first: teardown of everything before any bring-up.
+        assert_eq!(
+            r.host.calls()[..4].to_vec(),
+            Step::TEAR_DOWN.map(HostCall::Down).to_vec()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_tears_down_and_releases() {
+        let r = start();
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        r.stop.send_replace(true);
+        let exit = r.task.await.expect("task");
+        assert_eq!(exit, Some(LeadExit::Shutdown));
+        assert!(!r.host.is_active());
+        assert_eq!(
+            r.mem.leader_epoch(),
+            None,
+            "key released for a fast takeover"
+        );
+        assert_eq!(
+            r.host.calls().last(),
+            Some(&HostCall::RoleChanged(Role::Standby)),
+            "standby hook after teardown"
+        );
+    }
+
+    #[derive(Debug, Default, Clone)]
+    struct RecWatchdog(Arc<Mutex<Vec<&'static str>>>);
+    impl Watchdog for RecWatchdog {
+        fn arm(&mut self) -> std::io::Result<()> {
+            self.0.lock().expect("wd").push("arm");
+            Ok(())
+        }
+        fn keepalive(&mut self) -> std::io::Result<()> {
+            self.0.lock().expect("wd").push("keepalive");
+            Ok(())
+        }
+        fn disarm(&mut self) -> std::io::Result<()> {
+            self.0.lock().expect("wd").push("disarm");
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_armed_before_bring_up_petted_while_proven_and_disarmed_after_teardown()
+    {
+        let wd = RecWatchdog::default();
+        let r = start_with(
+            Mem::new("a"),
+            FakeHost::new("a"),
+            Some(Box::new(wd.clone())),
+        );
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        r.mem.frozen.store(true, Ordering::SeqCst);
+        until("fenced", Duration::from_secs(30), || !r.host.is_active()).await;
+        let log = wd.0.lock().expect("wd").clone();
+        assert_eq!(log.first(), Some(&"arm"));
+        assert!(
+            log.iter().filter(|e| **e == "keepalive").count() >= 2,
+            "{log:?}"
+        );
+        assert_eq!(log.last(), Some(&"disarm"));
+    }
 }

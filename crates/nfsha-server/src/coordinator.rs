@@ -179,7 +179,10 @@ pub enum CoordError {
 pub trait Coordinator: Send + Sync {
     /// Try to create the leader key (`create_revision == 0`), bound to our session lease
     /// (granted if needed). Also publishes `epoch` on success.
-    fn acquire(&self, record: &LeaderRecord) -> impl Future<Output = Result<Acquire, CoordError>> + Send;
+    fn acquire(
+        &self,
+        record: &LeaderRecord,
+    ) -> impl Future<Output = Result<Acquire, CoordError>> + Send;
 
     /// Keep our session lease alive and confirm the leader key still exists with
     /// create revision `epoch` and our lease. `Ok(false)` = leadership is gone.
@@ -205,7 +208,9 @@ pub trait Coordinator: Send + Sync {
     ) -> impl Future<Output = Result<bool, CoordError>> + Send;
 
     /// The pending switchover request, if any.
-    fn switchover_request(&self) -> impl Future<Output = Result<Option<SwitchoverRequest>, CoordError>> + Send;
+    fn switchover_request(
+        &self,
+    ) -> impl Future<Output = Result<Option<SwitchoverRequest>, CoordError>> + Send;
 
     /// Remove the switchover request.
     fn clear_switchover(&self) -> impl Future<Output = Result<(), CoordError>> + Send;

@@ -73,7 +73,9 @@ pub async fn connect(opts: &EtcdOptions) -> Result<Client, CoordError> {
         .with_keep_alive_while_idle(true);
     if let Some(auth) = &opts.auth {
         let pw = read(&auth.password_file)?;
-        let pw = String::from_utf8_lossy(&pw).trim_end_matches(['\n', '\r']).to_owned();
+        let pw = String::from_utf8_lossy(&pw)
+            .trim_end_matches(['\n', '\r'])
+            .to_owned();
         co = co.with_user(auth.user.clone(), pw);
     }
     if let Some(tls) = &opts.tls {
@@ -114,7 +116,9 @@ impl fmt::Debug for EtcdCoordinator {
 fn ttl_secs(ttl: Duration) -> i64 {
     // etcd leases are whole seconds; round up so the lease is never shorter than asked
     // (the controller fences on its own, shorter, clock anyway).
-    i64::try_from(ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX).max(1)
+    i64::try_from(ttl.as_millis().div_ceil(1000))
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 fn revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, CoordError> {
@@ -125,10 +129,11 @@ fn revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, CoordEr
 
 /// Parse a leader key into [`LeaderInfo`].
 pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> {
-    let rec: LeaderRecord = serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
-        key: key.to_owned(),
-        source,
-    })?;
+    let rec: LeaderRecord =
+        serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
+            key: key.to_owned(),
+            source,
+        })?;
     Ok(LeaderInfo {
         node: rec.node,
         address: rec.address,
@@ -149,7 +154,12 @@ impl EtcdCoordinator {
     }
 
     /// Connect and build.
-    pub async fn connect(opts: &EtcdOptions, cluster: &str, node: &str, ttl: Duration) -> Result<Self, CoordError> {
+    pub async fn connect(
+        opts: &EtcdOptions,
+        cluster: &str,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<Self, CoordError> {
         Ok(Self::new(connect(opts).await?, cluster, node, ttl))
     }
 
@@ -167,9 +177,16 @@ impl EtcdCoordinator {
         if let Some(s) = slot {
             return Ok(s.id);
         }
-        let resp = self.client.clone().lease_grant(ttl_secs(self.ttl), None).await?;
+        let resp = self
+            .client
+            .clone()
+            .lease_grant(ttl_secs(self.ttl), None)
+            .await?;
         if resp.ttl() < ttl_secs(self.ttl) {
-            tracing::warn!(granted = resp.ttl(), "etcd granted a shorter lease than asked");
+            tracing::warn!(
+                granted = resp.ttl(),
+                "etcd granted a shorter lease than asked"
+            );
         }
         tracing::debug!(lease = resp.id(), "session lease granted");
         *slot = Some(Session {
@@ -235,8 +252,8 @@ impl EtcdCoordinator {
         let mut members = Vec::new();
         for kv in resp.take_kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let m: MemberInfo =
-                serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed { key, source })?;
+            let m: MemberInfo = serde_json::from_slice(kv.value())
+                .map_err(|source| CoordError::Malformed { key, source })?;
             members.push(m);
         }
         members.sort_by(|a, b| a.node.cmp(&b.node));
@@ -251,7 +268,11 @@ impl EtcdCoordinator {
 
     /// Ask for a planned switchover. The request lives on a lease of its own with
     /// `ttl`, so an abandoned request expires. Returns `false` if one is already pending.
-    pub async fn request_switchover(&self, req: &SwitchoverRequest, ttl: Duration) -> Result<bool, CoordError> {
+    pub async fn request_switchover(
+        &self,
+        req: &SwitchoverRequest,
+        ttl: Duration,
+    ) -> Result<bool, CoordError> {
         let mut client = self.client.clone();
         let lease = client.lease_grant(ttl_secs(ttl), None).await?.id();
         let key = self.keys.switchover();
@@ -261,7 +282,11 @@ impl EtcdCoordinator {
         })?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)))]);
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
         let resp = client.txn(txn).await?;
         if !resp.succeeded() {
             let _ = client.lease_revoke(lease).await;
@@ -286,13 +311,21 @@ impl Coordinator for EtcdCoordinator {
         })?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))])
+            .and_then([TxnOp::put(
+                key.clone(),
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
             .or_else([TxnOp::get(key.clone(), None)]);
         let resp = self.client.clone().txn(txn).await?;
         if resp.succeeded() {
             let epoch = revision(resp.header())?;
             let publish = Txn::new()
-                .when([Compare::create_revision(key, CompareOp::Equal, epoch as i64)])
+                .when([Compare::create_revision(
+                    key,
+                    CompareOp::Equal,
+                    epoch as i64,
+                )])
                 .and_then([TxnOp::put(self.keys.epoch(), epoch.to_string(), None)]);
             self.client.clone().txn(publish).await?;
             tracing::info!(epoch, lease, "leader key acquired");
@@ -307,7 +340,9 @@ impl Coordinator for EtcdCoordinator {
         }
         // Deleted between the compare and the get cannot happen inside one txn;
         // an empty get here means etcd answered something unexpected.
-        Err(CoordError::Protocol("leader key neither created nor found".into()))
+        Err(CoordError::Protocol(
+            "leader key neither created nor found".into(),
+        ))
     }
 
     async fn renew(&self, epoch: u64) -> Result<bool, CoordError> {
@@ -326,7 +361,11 @@ impl Coordinator for EtcdCoordinator {
     async fn release(&self, epoch: u64) -> Result<(), CoordError> {
         let key = self.keys.leader();
         let txn = Txn::new()
-            .when([Compare::create_revision(key.clone(), CompareOp::Equal, epoch as i64)])
+            .when([Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                epoch as i64,
+            )])
             .and_then([TxnOp::delete(key, None)]);
         let resp = self.client.clone().txn(txn).await?;
         tracing::info!(epoch, deleted = resp.succeeded(), "leader key released");
@@ -365,7 +404,11 @@ impl Coordinator for EtcdCoordinator {
         let put = TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease)));
         let txn = match guard {
             Some(epoch) => Txn::new()
-                .when([Compare::create_revision(self.keys.leader(), CompareOp::Equal, epoch as i64)])
+                .when([Compare::create_revision(
+                    self.keys.leader(),
+                    CompareOp::Equal,
+                    epoch as i64,
+                )])
                 .and_then([put]),
             None => Txn::new().and_then([put]),
         };
@@ -375,15 +418,19 @@ impl Coordinator for EtcdCoordinator {
     async fn switchover_request(&self) -> Result<Option<SwitchoverRequest>, CoordError> {
         let key = self.keys.switchover();
         match self.get_one(&key).await? {
-            Some(kv) => Ok(Some(serde_json::from_slice(kv.value()).map_err(|source| {
-                CoordError::Malformed { key, source }
-            })?)),
+            Some(kv) => Ok(Some(
+                serde_json::from_slice(kv.value())
+                    .map_err(|source| CoordError::Malformed { key, source })?,
+            )),
             None => Ok(None),
         }
     }
 
     async fn clear_switchover(&self) -> Result<(), CoordError> {
-        self.client.clone().delete(self.keys.switchover(), None).await?;
+        self.client
+            .clone()
+            .delete(self.keys.switchover(), None)
+            .await?;
         Ok(())
     }
 }

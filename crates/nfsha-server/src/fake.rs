@@ -14,6 +14,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// Monotonic now, through tokio's clock so that tests with paused time see virtual time.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// Up or down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -66,7 +71,7 @@ impl ServingLog {
     /// interval extends to "now".
     pub fn first_overlap(&self) -> Option<(ServingInterval, ServingInterval)> {
         let all = self.intervals();
-        let now = Instant::now();
+        let now = now();
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 if a.node == b.node {
@@ -92,7 +97,11 @@ impl ServingLog {
 
     fn close(&self, node: &str, at: Instant) {
         let mut v = lock(&self.0);
-        if let Some(iv) = v.iter_mut().rev().find(|iv| iv.node == node && iv.end.is_none()) {
+        if let Some(iv) = v
+            .iter_mut()
+            .rev()
+            .find(|iv| iv.node == node && iv.end.is_none())
+        {
             iv.end = Some(at);
         }
     }
@@ -165,7 +174,11 @@ impl FakeHost {
 
     /// Every call so far, in order.
     pub fn calls(&self) -> Vec<HostCall> {
-        lock(&self.state).calls.iter().map(|(_, c)| c.clone()).collect()
+        lock(&self.state)
+            .calls
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     /// Every call so far with its monotonic timestamp.
@@ -193,12 +206,12 @@ impl FakeHost {
         let mut s = lock(&self.state);
         if !s.up.is_empty() {
             s.up.clear();
-            self.log.close(&self.node, Instant::now());
+            self.log.close(&self.node, now());
         }
     }
 
     fn record(&self, call: HostCall) {
-        lock(&self.state).calls.push((Instant::now(), call));
+        lock(&self.state).calls.push((now(), call));
     }
 
     /// Returns (hang, fail, delay) for this call.
@@ -229,7 +242,7 @@ impl ServerHost for FakeHost {
             // Counted as up from the start of the call (conservative).
             let mut s = lock(&self.state);
             if s.up.is_empty() {
-                self.log.open(&self.node, Instant::now());
+                self.log.open(&self.node, now());
             }
             s.up.insert(step as u8);
         }
@@ -260,7 +273,7 @@ impl ServerHost for FakeHost {
         s.up.remove(&(Step::Notify as u8));
         if s.up.is_empty() {
             // Only close if the node had an open interval.
-            self.log.close(&self.node, Instant::now());
+            self.log.close(&self.node, now());
         }
         Ok(())
     }

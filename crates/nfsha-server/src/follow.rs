@@ -45,7 +45,10 @@ impl EpochFilter {
     }
 }
 
-async fn read_leader(client: &mut Client, keys: &Keys) -> Result<(Option<LeaderInfo>, i64), CoordError> {
+async fn read_leader(
+    client: &mut Client,
+    keys: &Keys,
+) -> Result<(Option<LeaderInfo>, i64), CoordError> {
     let key = keys.leader();
     let resp = client.get(key.clone(), None).await?;
     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -57,19 +60,28 @@ async fn read_leader(client: &mut Client, keys: &Keys) -> Result<(Option<LeaderI
 }
 
 /// The current leader of `cluster`, read once.
-pub async fn current_leader(endpoints: &[String], cluster: &str) -> Result<Option<LeaderInfo>, CoordError> {
+pub async fn current_leader(
+    endpoints: &[String],
+    cluster: &str,
+) -> Result<Option<LeaderInfo>, CoordError> {
     let mut client = connect(&EtcdOptions::new(endpoints.to_vec())).await?;
     Ok(read_leader(&mut client, &Keys::new(cluster)).await?.0)
 }
 
 /// Every leader change of `cluster`, never going back to a lower epoch. The stream
 /// never ends; drop it to stop watching.
-pub fn watch_leader(endpoints: Vec<String>, cluster: String) -> impl Stream<Item = LeaderInfo> + Send + 'static {
+pub fn watch_leader(
+    endpoints: Vec<String>,
+    cluster: String,
+) -> impl Stream<Item = LeaderInfo> + Send + 'static {
     watch_leader_with(EtcdOptions::new(endpoints), cluster)
 }
 
 /// [`watch_leader`] with full connection options (TLS, auth).
-pub fn watch_leader_with(opts: EtcdOptions, cluster: String) -> impl Stream<Item = LeaderInfo> + Send + 'static {
+pub fn watch_leader_with(
+    opts: EtcdOptions,
+    cluster: String,
+) -> impl Stream<Item = LeaderInfo> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<LeaderInfo>(8);
     tokio::spawn(async move {
         let keys = Keys::new(&cluster);
@@ -106,7 +118,10 @@ async fn watch_once(
     }
     let key = keys.leader();
     let mut stream = client
-        .watch(key.clone(), Some(WatchOptions::new().with_start_revision(rev + 1)))
+        .watch(
+            key.clone(),
+            Some(WatchOptions::new().with_start_revision(rev + 1)),
+        )
         .await?;
     loop {
         let msg = tokio::select! {

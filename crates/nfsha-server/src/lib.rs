@@ -29,13 +29,15 @@ pub mod watchdog;
 pub use command::{CommandHost, CommandOptions};
 pub use controller::{Controller, LeadExit, Settings};
 pub use coordinator::{
-    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LeaderInfo, LeaderRecord, MemberInfo, MemberState,
-    SwitchoverRequest,
+    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LeaderInfo, LeaderRecord, MemberInfo,
+    MemberState, SwitchoverRequest,
 };
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use fake::{Direction, FakeHost, HostCall, ServingInterval, ServingLog};
 pub use follow::{EpochFilter, current_leader, watch_leader, watch_leader_with};
 pub use host::{HostError, Role, ServerHost, Step};
-pub use sequencer::{NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError};
+pub use sequencer::{
+    NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,
+};
 pub use status::{NodeStatus, StatusHandle};
 pub use watchdog::{LinuxWatchdog, Watchdog};

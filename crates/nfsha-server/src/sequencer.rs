@@ -56,7 +56,11 @@ impl fmt::Display for RollbackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Bring-up failed at {}", self.cause.step)?;
         if !self.rollback_failures.is_empty() {
-            let steps: Vec<&str> = self.rollback_failures.iter().map(|s| s.step.name()).collect();
+            let steps: Vec<&str> = self
+                .rollback_failures
+                .iter()
+                .map(|s| s.step.name())
+                .collect();
             write!(f, " and rollback failed at {}", steps.join(", "))?;
         }
         Ok(())
@@ -143,7 +147,11 @@ impl<H: ServerHost> Sequencer<H> {
 
     /// Bring every step up under `epoch`. On failure, roll back the done steps in
     /// reverse and report both the cause and the rollback failures.
-    pub async fn bring_up<G: StepGuard>(&mut self, epoch: u64, guard: &G) -> Result<(), RollbackError> {
+    pub async fn bring_up<G: StepGuard>(
+        &mut self,
+        epoch: u64,
+        guard: &G,
+    ) -> Result<(), RollbackError> {
         for step in Step::BRING_UP {
             if self.up.contains(&step) {
                 continue;
@@ -282,11 +290,22 @@ mod tests {
                 "cause kept: {:?}",
                 err.cause.error
             );
-            assert!(err.rollback_failures.is_empty(), "{:?}", err.rollback_failures);
-            let mut expected: Vec<HostCall> = Step::BRING_UP[..=i].iter().copied().map(HostCall::Up).collect();
+            assert!(
+                err.rollback_failures.is_empty(),
+                "{:?}",
+                err.rollback_failures
+            );
+            let mut expected: Vec<HostCall> = Step::BRING_UP[..=i]
+                .iter()
+                .copied()
+                .map(HostCall::Up)
+                .collect();
             expected.extend(downs_for(i));
             assert_eq!(host.calls(), expected, "failing at {step}");
-            assert!(!seq.anything_up(), "nothing left up after failing at {step}");
+            assert!(
+                !seq.anything_up(),
+                "nothing left up after failing at {step}"
+            );
             assert!(!host.is_active());
             assert_eq!(err.to_string(), format!("Bring-up failed at {step}"));
         }
@@ -302,7 +321,10 @@ mod tests {
         assert_eq!(err.cause.step, Step::Exports);
         assert_eq!(err.rollback_failures.len(), 1);
         assert_eq!(err.rollback_failures[0].step, Step::Nfsd);
-        assert_eq!(err.to_string(), "Bring-up failed at exports and rollback failed at nfsd");
+        assert_eq!(
+            err.to_string(),
+            "Bring-up failed at exports and rollback failed at nfsd"
+        );
         let src = std::error::Error::source(&err).expect("source").to_string();
         assert_eq!(src, "Injected failure at exports up");
         // Storage was still torn down after the nfsd failure.
@@ -331,7 +353,11 @@ mod tests {
     struct RefuseAt(Step);
     impl StepGuard for RefuseAt {
         async fn check(&self, step: Step, _epoch: u64) -> Result<(), String> {
-            if step == self.0 { Err("epoch moved".into()) } else { Ok(()) }
+            if step == self.0 {
+                Err("epoch moved".into())
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -339,13 +365,20 @@ mod tests {
     async fn a_refusing_guard_stops_before_the_step_and_rolls_back() {
         let host = FakeHost::new("a");
         let mut seq = Sequencer::new(host.clone(), T);
-        let err = seq.bring_up(1, &RefuseAt(Step::FloatingAddress)).await.expect_err("refused");
+        let err = seq
+            .bring_up(1, &RefuseAt(Step::FloatingAddress))
+            .await
+            .expect_err("refused");
         assert_eq!(err.cause.step, Step::FloatingAddress);
         assert!(matches!(&err.cause.error, StepError::Guard(r) if r == "epoch moved"));
         assert!(!host.calls().contains(&HostCall::Up(Step::FloatingAddress)));
         assert_eq!(
             host.calls()[3..].to_vec(),
-            vec![HostCall::Down(Step::Exports), HostCall::Down(Step::Nfsd), HostCall::Down(Step::Storage)]
+            vec![
+                HostCall::Down(Step::Exports),
+                HostCall::Down(Step::Nfsd),
+                HostCall::Down(Step::Storage)
+            ]
         );
     }
 
@@ -359,7 +392,10 @@ mod tests {
         let err = seq.tear_down().await.expect_err("fails");
         let steps: Vec<Step> = err.failures.iter().map(|f| f.step).collect();
         assert_eq!(steps, vec![Step::FloatingAddress, Step::Storage]);
-        assert_eq!(err.to_string(), "Teardown failed at floating-address, storage");
+        assert_eq!(
+            err.to_string(),
+            "Teardown failed at floating-address, storage"
+        );
         assert_eq!(seq.steps_up(), &[Step::Storage, Step::FloatingAddress]);
         assert_eq!(host.calls().len(), 5 + 4);
     }
@@ -375,7 +411,11 @@ mod tests {
         seq.tear_down().await.expect("teardown");
         assert_eq!(
             host.calls()[3..].to_vec(),
-            vec![HostCall::Down(Step::Exports), HostCall::Down(Step::Nfsd), HostCall::Down(Step::Storage)]
+            vec![
+                HostCall::Down(Step::Exports),
+                HostCall::Down(Step::Nfsd),
+                HostCall::Down(Step::Storage)
+            ]
         );
         assert!(!host.is_active());
     }

@@ -116,7 +116,11 @@ impl StatusHandle {
 }
 
 fn answer(ok: bool, s: NodeStatus) -> (StatusCode, Json<NodeStatus>) {
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(s))
 }
 
@@ -162,9 +166,72 @@ pub fn router(h: StatusHandle) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     h: StatusHandle,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>> + Send)> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>> + Send,
+)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let fut = async move { axum::serve(listener, router(h)).await };
     Ok((bound, fut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.expect("read");
+        let code = buf[9..12].parse().expect("status code");
+        let body = buf.split("\r\n\r\n").nth(1).expect("body");
+        (code, serde_json::from_str(body).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn endpoints_answer_like_patroni() {
+        let h = StatusHandle::new("a", "c", Duration::from_millis(300));
+        let (addr, fut) = serve("127.0.0.1:0".parse().expect("addr"), h.clone())
+            .await
+            .expect("bind");
+        let server = tokio::spawn(fut);
+
+        // Starting: nothing is 200 but liveness.
+        assert_eq!(get(addr, "/primary").await.0, 503);
+        assert_eq!(get(addr, "/standby").await.0, 503);
+        assert_eq!(get(addr, "/health").await.0, 503);
+        assert_eq!(get(addr, "/liveness").await.0, 200);
+
+        h.update(|s| s.state = MemberState::Standby);
+        assert_eq!(get(addr, "/standby").await.0, 200);
+        assert_eq!(get(addr, "/health").await.0, 200);
+        assert_eq!(get(addr, "/primary").await.0, 503);
+
+        h.update(|s| {
+            s.state = MemberState::Primary;
+            s.serving = true;
+            s.epoch = Some(42);
+        });
+        let (code, body) = get(addr, "/primary").await;
+        assert_eq!(code, 200);
+        assert_eq!(body["epoch"], 42);
+        assert_eq!(body["node"], "a");
+        assert_eq!(body["state"], "primary");
+        assert_eq!(get(addr, "/standby").await.0, 503);
+
+        // A stuck loop: liveness and primary go 503 once the last loop is older than ttl.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(get(addr, "/liveness").await.0, 503);
+        assert_eq!(get(addr, "/primary").await.0, 503);
+        h.loop_done();
+        assert_eq!(get(addr, "/liveness").await.0, 200);
+        server.abort();
+    }
 }

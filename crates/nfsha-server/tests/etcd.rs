@@ -8,8 +8,9 @@ use common::{Etcd, Proxy, wait_for};
 use futures_util::StreamExt;
 use nfsha_config::StorageMode;
 use nfsha_server::{
-    Acquire, Controller, Coordinator, EpochFilter, EtcdCoordinator, EtcdOptions, FakeHost, HostCall, LeadExit,
-    LeaderRecord, MemberState, ServingLog, Settings, StatusHandle, Step, SwitchoverRequest,
+    Acquire, Controller, Coordinator, EpochFilter, EtcdCoordinator, EtcdOptions, FakeHost,
+    HostCall, LeadExit, LeaderRecord, MemberState, ServingLog, Settings, StatusHandle, Step,
+    SwitchoverRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +38,14 @@ fn settings(node: &str, cluster: &str) -> Settings {
 
 async fn coordinator(endpoint: &str, cluster: &str, node: &str) -> Arc<EtcdCoordinator> {
     Arc::new(
-        EtcdCoordinator::connect(&EtcdOptions::new(vec![endpoint.to_owned()]), cluster, node, TTL)
-            .await
-            .expect("connect"),
+        EtcdCoordinator::connect(
+            &EtcdOptions::new(vec![endpoint.to_owned()]),
+            cluster,
+            node,
+            TTL,
+        )
+        .await
+        .expect("connect"),
     )
 }
 
@@ -113,7 +119,10 @@ impl Drop for Node {
 
 fn assert_no_overlap(log: &ServingLog) {
     if let Some((a, b)) = log.first_overlap() {
-        panic!("two nodes active at once: {a:?} and {b:?}; all: {:#?}", log.intervals());
+        panic!(
+            "two nodes active at once: {a:?} and {b:?}; all: {:#?}",
+            log.intervals()
+        );
     }
 }
 
@@ -141,7 +150,10 @@ async fn etcd_acquire_renew_release_and_epochs_grow() {
     assert!(e1 > 0);
     match b.acquire(&rec("b")).await.expect("b campaigns") {
         Acquire::Held(l) => {
-            assert_eq!((l.node.as_str(), l.epoch, l.address.as_deref()), ("a", e1, Some("addr-a")));
+            assert_eq!(
+                (l.node.as_str(), l.epoch, l.address.as_deref()),
+                ("a", e1, Some("addr-a"))
+            );
         }
         other => panic!("b must see a's key, got {other:?}"),
     }
@@ -151,7 +163,10 @@ async fn etcd_acquire_renew_release_and_epochs_grow() {
     // Renewing for 2 × TTL keeps the key.
     let until = Instant::now() + 2 * TTL;
     while Instant::now() < until {
-        assert!(a.renew(e1).await.expect("renew"), "renewal must confirm leadership");
+        assert!(
+            a.renew(e1).await.expect("renew"),
+            "renewal must confirm leadership"
+        );
         tokio::time::sleep(LOOP).await;
     }
     assert_eq!(b.leader().await.expect("leader").map(|l| l.epoch), Some(e1));
@@ -168,16 +183,21 @@ async fn etcd_acquire_renew_release_and_epochs_grow() {
     // Without renewals the key expires with the lease (TTL, plus etcd's check period).
     let t0 = Instant::now();
     let b_lease_dropped = b; // stop renewing: nobody calls renew on b any more
-    let l = wait_for(TTL * 3, "b's key to expire", || Some(())).await;
-    let _ = l;
     let expired_at = loop {
         if a.leader().await.expect("leader").is_none() {
             break Instant::now();
         }
-        assert!(t0.elapsed() < TTL * 3, "b's key must expire without renewals");
+        assert!(
+            t0.elapsed() < TTL * 3,
+            "b's key must expire without renewals"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(expired_at - t0 >= TTL - LOOP, "not before ~TTL: {:?}", expired_at - t0);
+    assert!(
+        expired_at - t0 >= TTL - LOOP,
+        "not before ~TTL: {:?}",
+        expired_at - t0
+    );
     drop(b_lease_dropped);
 }
 
@@ -186,22 +206,36 @@ async fn etcd_leader_self_fences_before_ttl_minus_margin_when_etcd_freezes() {
     let etcd = Etcd::start().await;
     let log = ServingLog::new();
     let a = Node::start(&etcd.endpoint(), "c2", "a", &log).await;
-    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
     assert_eq!(a.host.steps_up(), Step::BRING_UP.to_vec());
 
     let frozen_at = Instant::now();
     etcd.freeze();
-    wait_for(TTL * 2, "a to stop serving", || (!a.host.is_active()).then_some(())).await;
+    wait_for(TTL * 2, "a to stop serving", || {
+        (!a.host.is_active()).then_some(())
+    })
+    .await;
     let proof = a.status.lease_proof().expect("a had a lease proof");
-    assert!(proof <= frozen_at, "no renewal can succeed while etcd is frozen");
-    let addr_down = time_of(&a.host, &HostCall::Down(Step::FloatingAddress), frozen_at).expect("address removed");
-    let all_down = time_of(&a.host, &HostCall::Down(Step::Storage), frozen_at).expect("storage down");
+    assert!(
+        proof <= frozen_at,
+        "no renewal can succeed while etcd is frozen"
+    );
+    let addr_down = time_of(&a.host, &HostCall::Down(Step::FloatingAddress), frozen_at)
+        .expect("address removed");
+    let all_down =
+        time_of(&a.host, &HostCall::Down(Step::Storage), frozen_at).expect("storage down");
     assert!(
         addr_down <= proof + TTL - MARGIN,
         "floating address must be gone by proof + ttl - margin: {:?} after proof",
         addr_down - proof
     );
-    assert!(all_down <= proof + TTL, "teardown done before the lease can expire");
+    assert!(
+        all_down <= proof + TTL,
+        "teardown done before the lease can expire"
+    );
     // Address first, then the rest in reverse.
     let downs: Vec<HostCall> = a
         .host
@@ -222,13 +256,22 @@ async fn etcd_restart_then_the_node_reacquires_with_a_new_epoch() {
     let mut etcd = Etcd::start().await;
     let log = ServingLog::new();
     let a = Node::start(&etcd.endpoint(), "c3", "a", &log).await;
-    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
     let e1 = a.epoch().expect("epoch");
 
     etcd.kill();
-    wait_for(TTL * 2, "a to fence with etcd dead", || (!a.host.is_active()).then_some(())).await;
+    wait_for(TTL * 2, "a to fence with etcd dead", || {
+        (!a.host.is_active()).then_some(())
+    })
+    .await;
     etcd.restart().await;
-    wait_for(Duration::from_secs(20), "a serving again", || a.serving().then_some(())).await;
+    wait_for(Duration::from_secs(20), "a serving again", || {
+        a.serving().then_some(())
+    })
+    .await;
     let e2 = a.epoch().expect("epoch");
     assert!(e2 > e1, "re-acquired under a new epoch: {e2} > {e1}");
     assert_eq!(log.intervals().len(), 2, "served, fenced, served again");
@@ -253,8 +296,15 @@ async fn race(n: usize, cluster: &str) {
         for n in &nodes {
             eprintln!("round {round}: {} {:?}", n.name, n.status.get());
         }
-        let l = wait_for(Duration::from_secs(15), "a leader serving", || leader(&nodes)).await;
-        let serving: Vec<&str> = nodes.iter().filter(|n| n.serving()).map(|n| n.name.as_str()).collect();
+        let l = wait_for(Duration::from_secs(15), "a leader serving", || {
+            leader(&nodes)
+        })
+        .await;
+        let serving: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.serving())
+            .map(|n| n.name.as_str())
+            .collect();
         assert_eq!(serving.len(), 1, "exactly one serving: {serving:?}");
         epochs.push(nodes[l].epoch().expect("epoch"));
         if round % 2 == 0 {
@@ -264,7 +314,10 @@ async fn race(n: usize, cluster: &str) {
                 leader(&nodes).filter(|&x| x != l)
             })
             .await;
-            assert!(!nodes[l].host.is_active(), "the cut-off leader fenced itself");
+            assert!(
+                !nodes[l].host.is_active(),
+                "the cut-off leader fenced itself"
+            );
             proxies[l].heal();
         } else {
             // Crash: controller and nfsd die together.
@@ -280,13 +333,23 @@ async fn race(n: usize, cluster: &str) {
     }
     let l = wait_for(Duration::from_secs(15), "final leader", || leader(&nodes)).await;
     epochs.push(nodes[l].epoch().expect("epoch"));
-    assert!(epochs.windows(2).all(|w| w[1] > w[0]), "epochs grow: {epochs:?}");
-    assert!(log.intervals().len() >= 4, "several leadership periods: {:#?}", log.intervals());
+    assert!(
+        epochs.windows(2).all(|w| w[1] > w[0]),
+        "epochs grow: {epochs:?}"
+    );
+    assert!(
+        log.intervals().len() >= 4,
+        "several leadership periods: {:#?}",
+        log.intervals()
+    );
     for n in &mut nodes {
         n.stop().await;
     }
     assert_no_overlap(&log);
-    assert!(log.intervals().iter().all(|iv| iv.end.is_some()), "all stopped serving");
+    assert!(
+        log.intervals().iter().all(|iv| iv.end.is_some()),
+        "all stopped serving"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +367,10 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     let etcd = Etcd::start().await;
     let log = ServingLog::new();
     let a = Node::start(&etcd.endpoint(), "c4", "a", &log).await;
-    wait_for(Duration::from_secs(10), "a serving", || a.serving().then_some(())).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
     let b = Node::start(&etcd.endpoint(), "c4", "b", &log).await;
     wait_for(Duration::from_secs(5), "b standby", || {
         (b.status.get().state == MemberState::Standby).then_some(())
@@ -312,7 +378,10 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     .await;
     let e1 = a.epoch().expect("epoch");
 
-    let mut follow = Box::pin(nfsha_server::watch_leader(vec![etcd.endpoint()], "c4".into()));
+    let mut follow = Box::pin(nfsha_server::watch_leader(
+        vec![etcd.endpoint()],
+        "c4".into(),
+    ));
     let first = tokio::time::timeout(Duration::from_secs(5), follow.next())
         .await
         .expect("watch yields the current leader")
@@ -324,9 +393,21 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
         from: "a".into(),
         to: "b".into(),
     };
-    assert!(cli.request_switchover(&req, Duration::from_secs(30)).await.expect("request"));
-    assert!(!cli.request_switchover(&req, Duration::from_secs(30)).await.expect("request"), "only one pending");
-    wait_for(Duration::from_secs(10), "b serving", || b.serving().then_some(())).await;
+    assert!(
+        cli.request_switchover(&req, Duration::from_secs(30))
+            .await
+            .expect("request")
+    );
+    assert!(
+        !cli.request_switchover(&req, Duration::from_secs(30))
+            .await
+            .expect("request"),
+        "only one pending"
+    );
+    wait_for(Duration::from_secs(10), "b serving", || {
+        b.serving().then_some(())
+    })
+    .await;
     assert!(!a.host.is_active());
     assert!(b.epoch().expect("epoch") > e1);
     let a_calls = a.host.calls();
@@ -334,7 +415,10 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     let mut expected: Vec<HostCall> = Step::TEAR_DOWN.map(HostCall::Down).to_vec();
     expected.push(HostCall::FinalSync);
     expected.push(HostCall::RoleChanged(nfsha_server::Role::Standby));
-    assert_eq!(tail, expected, "address off, unexport, stop nfsd, storage, final sync, standby hook");
+    assert_eq!(
+        tail, expected,
+        "address off, unexport, stop nfsd, storage, final sync, standby hook"
+    );
 
     let next = tokio::time::timeout(Duration::from_secs(5), follow.next())
         .await
@@ -347,12 +431,14 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     assert!(!filter.admit(&first), "an older epoch is never admitted");
 
     // The request is consumed; a stays standby (no failback) for a while.
-    wait_for(Duration::from_secs(5), "request cleared", || Some(())).await;
     let until = Instant::now() + TTL;
     while Instant::now() < until {
         assert!(!a.host.is_active(), "no automatic failback");
         tokio::time::sleep(LOOP).await;
     }
-    assert!(cli.switchover_request().await.expect("read").is_none(), "request cleared by the target");
+    assert!(
+        cli.switchover_request().await.expect("read").is_none(),
+        "request cleared by the target"
+    );
     assert_no_overlap(&log);
 }

@@ -97,3 +97,60 @@ impl CommandRunner for RealRunner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_are_found_inside_the_root_only_when_executable() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = RealHost {
+            root: dir.path().to_path_buf(),
+        };
+        assert!(!host.has_tool("mount.nfs"));
+        let p = dir.path().join("sbin/mount.nfs");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "#!/bin/sh\n").unwrap();
+        assert!(!host.has_tool("mount.nfs"), "not executable");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(host.has_tool("mount.nfs"));
+    }
+
+    #[test]
+    fn users_of_finds_this_process_holding_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = RealHost {
+            root: PathBuf::from("/"),
+        };
+        assert!(host.users_of(dir.path()).is_empty());
+        let _held = std::fs::File::create(dir.path().join("held")).unwrap();
+        let me = format!("pid {} (", std::process::id());
+        let users = host.users_of(dir.path());
+        assert!(users.iter().any(|u| u.starts_with(&me)), "{users:?}");
+        // Another root is an image: no process can be using it.
+        let image = RealHost {
+            root: dir.path().to_path_buf(),
+        };
+        assert!(image.users_of(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn runner_reports_failures() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(RealRunner.run(&v(&["true"])).is_ok());
+        assert!(
+            RealRunner
+                .run(&v(&["false"]))
+                .unwrap_err()
+                .contains("`false` failed")
+        );
+        assert!(RealRunner.run(&[]).is_err());
+        assert!(
+            RealRunner
+                .run(&v(&["/nonexistent/x"]))
+                .unwrap_err()
+                .starts_with("Cannot run")
+        );
+    }
+}

@@ -513,13 +513,24 @@ fn import_config(
             Ok((replicas, export)) => {
                 let i = import::import_options(autofs::fstype(&a.options), &a.options);
                 advise(problems, file, a.entry.lines.0, 1, None, &i);
-                let servers = replicas
-                    .iter()
-                    .map(|r| ServerRef {
+                let mut servers: Vec<ServerRef> = Vec::new();
+                for r in replicas {
+                    if servers.iter().any(|s| s.host == r.host) {
+                        problems.add(
+                            Severity::Warning,
+                            file,
+                            a.entry.lines.0,
+                            1,
+                            format!("server `{}` is listed twice: imported once", r.host),
+                            None,
+                        );
+                        continue;
+                    }
+                    servers.push(ServerRef {
                         host: r.host.clone(),
                         weight: r.weight,
-                    })
-                    .collect();
+                    });
+                }
                 let m = mount_from(
                     a.mountpoint.clone(),
                     export.clone(),
@@ -658,6 +669,8 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
                     .entry(m.master.file.clone())
                     .or_default()
                     .push(m.master.line);
+                // The whole indirect mount goes away: nothing may be using it either.
+                taken_over.push(PathBuf::from(&m.master.mountpoint));
             } else {
                 problems.add(
                     Severity::Error,
@@ -679,6 +692,8 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
     }
 
     // Checks on the host.
+    taken_over.sort();
+    taken_over.dedup();
     for mp in &taken_over {
         let users = host.users_of(mp);
         if !users.is_empty() {

@@ -60,6 +60,7 @@ Before=remote-fs.target
 Type=notify
 NotifyAccess=main
 ExecStart={} agent --config {}
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=1s
 WatchdogSec={AGENT_WATCHDOG_SEC}s

@@ -2,10 +2,11 @@
 //! `systemd-analyze verify`.
 //!
 //! How: setup writes into a temporary root; the test gives that root what a real host
-//! has — systemd's own units (copied from /usr/lib/systemd/system, symlinks kept), an
-//! executable /usr/bin/nfsha (a stub script: verify only checks that ExecStart is
-//! executable) and the dependent services the drop-ins extend — then runs
-//! `systemd-analyze verify --root=<root>` on the units by name.
+//! has — systemd's own units (copied from /usr/lib/systemd/system, symlinks kept),
+//! executable /usr/bin/nfsha and /bin/kill (stub scripts: verify only checks that
+//! ExecStart/ExecReload are executable) and the dependent services the drop-ins
+//! extend — then runs `systemd-analyze verify --root=<root> --man=no` on the units by
+//! name (`--man=no`: the man page ships with the package, not with the test root).
 
 mod common;
 
@@ -63,6 +64,7 @@ fn rendered_units_pass_systemd_analyze_verify() {
 
     copy_system_units(root);
     put(root, "/usr/bin/nfsha", "#!/bin/sh\nexit 0\n", 0o755);
+    put(root, "/bin/kill", "#!/bin/sh\nexit 0\n", 0o755);
     for svc in ["airflow-scheduler", "airflow-webserver"] {
         put(
             root,

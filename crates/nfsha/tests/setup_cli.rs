@@ -139,3 +139,37 @@ fn validation_error_exits_one_and_changes_nothing() {
         ));
     assert_eq!(tree(root), before);
 }
+
+#[test]
+fn generate_docs_writes_man_pages_completions_and_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    nfsha().arg("__generate-docs").arg(&out).assert().code(0);
+    for f in [
+        "man/nfsha.1",
+        "man/nfsha-setup.1",
+        "man/nfsha-config.1",
+        "man/nfsha-agent.1",
+        "completions/nfsha.bash",
+        "completions/_nfsha",
+        "completions/nfsha.fish",
+    ] {
+        let p = out.join(f);
+        assert!(
+            std::fs::metadata(&p).map(|m| m.len() > 0).unwrap_or(false),
+            "{f} missing"
+        );
+    }
+    assert!(!out.join("man/nfsha-help.1").exists());
+    assert!(!out.join("man/nfsha-__worker.1").exists());
+    let unit = std::fs::read_to_string(out.join("systemd/nfsha-agent.service")).unwrap();
+    assert_eq!(
+        unit,
+        nfsha_setup::render::agent_unit(
+            Path::new("/usr/bin/nfsha"),
+            Path::new("/etc/nfsha/nfsha.toml")
+        )
+    );
+    let man = std::fs::read_to_string(out.join("man/nfsha-setup.1")).unwrap();
+    assert!(man.contains("dry\\-run"), "{man}");
+}

@@ -72,8 +72,18 @@ impl Etcd {
         let child = Command::new(ETCD)
             .args(["--name", "default", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("default={peer}")])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -88,8 +98,13 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = async {
-                let mut c = etcd_client::Client::connect([self.endpoint()], None).await.ok()?;
-                tokio::time::timeout(Duration::from_secs(1), c.get("/probe", None)).await.ok()?.ok()
+                let mut c = etcd_client::Client::connect([self.endpoint()], None)
+                    .await
+                    .ok()?;
+                tokio::time::timeout(Duration::from_secs(1), c.get("/probe", None))
+                    .await
+                    .ok()?
+                    .ok()
             }
             .await
             .is_some();
@@ -106,7 +121,10 @@ impl Etcd {
 
     fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().expect("etcd running").id().to_string();
-        let st = Command::new("kill").args([sig, &pid]).status().expect("kill");
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
         assert!(st.success(), "kill {sig} {pid} failed");
     }
 
@@ -141,7 +159,9 @@ impl Drop for Etcd {
         if let Some(c) = &self.child {
             // A frozen etcd must be thawed to die cleanly on SIGKILL (it dies anyway,
             // but be tidy).
-            let _ = Command::new("kill").args(["-CONT", &c.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
         }
         self.kill();
     }
@@ -154,7 +174,11 @@ pub struct Proxy {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn pipe(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut blocked: watch::Receiver<bool>) {
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut blocked: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -179,10 +203,14 @@ impl Proxy {
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((inbound, _)) = listener.accept().await else { return };
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 let rx = rx.clone();
                 tokio::spawn(async move {
-                    let Ok(outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let (ir, iw) = inbound.into_split();
                     let (or, ow) = outbound.into_split();
                     tokio::spawn(pipe(ir, ow, rx.clone()));
@@ -190,7 +218,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, blocked: tx, task }
+        Proxy {
+            addr,
+            blocked: tx,
+            task,
+        }
     }
 
     /// The endpoint to give the node.
@@ -222,7 +254,10 @@ pub async fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Opt
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

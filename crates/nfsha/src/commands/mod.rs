@@ -32,6 +32,66 @@ impl Global {
     }
 }
 
+/// The config used to reach a running agent. When the file on disk is invalid (an
+/// operator mid-edit, or a SIGHUP reload the agent refused) the agent keeps running
+/// with its previous config and reports `reload_error`, so this must still find it:
+/// it warns and falls back to the file's `[agent] control_socket` line, or the default.
+pub(crate) fn agent_config(global: &Global) -> anyhow::Result<nfsha_config::Config> {
+    let path = global.config_path();
+    match nfsha_config::load(&path) {
+        Ok(c) => Ok(c),
+        Err(e @ nfsha_config::ConfigError::Invalid { .. }) => {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut agent = nfsha_config::AgentSettings::default();
+            if let Some(socket) = control_socket_line(&text) {
+                agent.control_socket = socket;
+            }
+            eprintln!(
+                "warning: {} is invalid (a running agent keeps its previous config); asking the agent at {}:\n{e}",
+                path.display(),
+                agent.control_socket.display()
+            );
+            Ok(nfsha_config::Config {
+                source: Some(path),
+                agent,
+                mounts: Vec::new(),
+                server: None,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `control_socket = "..."` inside `[agent]`, read line by line from a config that does
+/// not validate (plain quoted strings only).
+fn control_socket_line(text: &str) -> Option<PathBuf> {
+    let mut in_agent = false;
+    for line in text.lines() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_agent = l.split('#').next().map(str::trim) == Some("[agent]");
+            continue;
+        }
+        let Some((key, value)) = l.split_once('=') else {
+            continue;
+        };
+        if !in_agent || key.trim() != "control_socket" {
+            continue;
+        }
+        let v = value.trim();
+        let inner = v
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|r| r.split_once('\'')))
+            .map(|(s, _)| s)?;
+        if inner.is_empty() || inner.contains('\\') {
+            return None;
+        }
+        return Some(PathBuf::from(inner));
+    }
+    None
+}
+
 /// Ask the running agent for its status.
 pub(crate) async fn ask_status_async(
     config: &nfsha_config::Config,

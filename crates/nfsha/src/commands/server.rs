@@ -8,8 +8,8 @@
 use super::Global;
 use anyhow::{Context, bail};
 use nfsha_server::{
-    ClusterStatus, CommandHost, CommandOptions, Controller, Coordinator, EtcdCoordinator, EtcdOptions, FakeHost,
-    LinuxWatchdog, MemberState, Settings, SwitchoverRequest,
+    ClusterStatus, CommandHost, CommandOptions, Controller, Coordinator, EtcdCoordinator,
+    EtcdOptions, FakeHost, LinuxWatchdog, MemberState, Settings, SwitchoverRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,19 +117,25 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
         bail!("{} has no [server] section", path.display());
     };
     let coord = Arc::new(
-        EtcdCoordinator::connect(&EtcdOptions::from_server(&cfg), &cfg.cluster, &cfg.node, cfg.ttl)
-            .await
-            .context("Cannot connect to etcd")?,
+        EtcdCoordinator::connect(
+            &EtcdOptions::from_server(&cfg),
+            &cfg.cluster,
+            &cfg.node,
+            cfg.ttl,
+        )
+        .await
+        .context("Cannot connect to etcd")?,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -189,7 +195,10 @@ where
 }
 
 /// Endpoints and cluster from flags, else from the config ([server], then [agent.cluster]).
-fn cluster_source(global: &Global, a: &ClusterArgs) -> anyhow::Result<(Vec<String>, String, Duration)> {
+fn cluster_source(
+    global: &Global,
+    a: &ClusterArgs,
+) -> anyhow::Result<(Vec<String>, String, Duration)> {
     if !a.endpoints.is_empty()
         && let Some(c) = &a.cluster
     {
@@ -199,9 +208,15 @@ fn cluster_source(global: &Global, a: &ClusterArgs) -> anyhow::Result<(Vec<Strin
     let (mut endpoints, mut cluster, ttl) = if let Some(s) = &config.server {
         (s.etcd_endpoints.clone(), s.cluster.clone(), s.ttl)
     } else if let Some(c) = &config.agent.cluster {
-        (c.etcd_endpoints.clone(), c.cluster.clone(), Duration::from_secs(10))
+        (
+            c.etcd_endpoints.clone(),
+            c.cluster.clone(),
+            Duration::from_secs(10),
+        )
     } else {
-        bail!("No cluster given: pass --endpoint and --cluster, or configure [server] or [agent.cluster]");
+        bail!(
+            "No cluster given: pass --endpoint and --cluster, or configure [server] or [agent.cluster]"
+        );
     };
     if !a.endpoints.is_empty() {
         endpoints = a.endpoints.clone();
@@ -250,7 +265,10 @@ fn render_status(st: &ClusterStatus) -> String {
     if let Some(s) = &st.switchover {
         out.push_str(&format!("switchover pending: {} -> {}\n", s.from, s.to));
     }
-    out.push_str(&format!("{:<16} {:<10} {:<8} {:<10} {}\n", "NODE", "STATE", "SERVING", "EPOCH", "DETAIL"));
+    out.push_str(&format!(
+        "{:<16} {:<10} {:<8} {:<10} {}\n",
+        "NODE", "STATE", "SERVING", "EPOCH", "DETAIL"
+    ));
     for m in &st.members {
         out.push_str(&format!(
             "{:<16} {:<10} {:<8} {:<10} {}\n",
@@ -279,7 +297,11 @@ async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
     }
     match st.members.iter().find(|m| m.node == a.to) {
         Some(m) if m.state == MemberState::Standby => {}
-        Some(m) => bail!("{} is {}, not standby: it cannot take over now", a.to, m.state.name()),
+        Some(m) => bail!(
+            "{} is {}, not standby: it cannot take over now",
+            a.to,
+            m.state.name()
+        ),
         None => bail!("{} is not a live member of cluster {cluster}", a.to),
     }
     let wait = a.wait.unwrap_or(3 * ttl + Duration::from_secs(30));
@@ -290,7 +312,10 @@ async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
     if !coord.request_switchover(&req, wait).await? {
         bail!("Another switchover is already pending");
     }
-    println!("switchover {} -> {} requested (epoch {})", req.from, req.to, leader.epoch);
+    println!(
+        "switchover {} -> {} requested (epoch {})",
+        req.from, req.to, leader.epoch
+    );
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         if let Ok(Ok(Some(l))) = tokio::time::timeout(Duration::from_secs(2), coord.leader()).await

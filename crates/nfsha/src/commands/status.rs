@@ -14,7 +14,7 @@ pub struct Args {
 
 /// Ask the agent and print.
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
-    let config = nfsha_config::load(&global.config_path())?;
+    let config = super::agent_config(global)?;
     let status = super::ask_status(&config)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
