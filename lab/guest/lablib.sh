@@ -421,13 +421,15 @@ mountpoint = "/airflow/logs"
 export = "/srv/airflow/logs"
 servers = [$s]
 EOF
+    # Direct mode: the mountpoints must exist (the agent mounts on them, it does not create them).
+    [ "$mode" = direct ] && lab_on "$c" mkdir -p /airflow/dags /airflow/logs
     echo "$f"
 }
 
 # lab_agent_start CLIENT CONFIG: run `nfsha agent` in CLIENT (log: agent-CLIENT.log).
 lab_agent_start() {
     local c=$1 cfg=$2
-    lab_bg "$c" "$LAB_OUT/agent-$c.log" env RUST_LOG="${RUST_LOG:-info}" "$NFSHA" agent --config "$cfg" >"$LAB_STATE/agent-$c"
+    lab_bg "$c" "$LAB_OUT/agent-$c.log" env NO_COLOR=1 RUST_LOG="${RUST_LOG:-info}" "$NFSHA" agent --config "$cfg" >"$LAB_STATE/agent-$c"
     lab_event agent-started "$c"
 }
 lab_agent_stop() { [ -f "$LAB_STATE/agent-$1" ] && kill -TERM "$(cat "$LAB_STATE/agent-$1")" 2>/dev/null; true; }

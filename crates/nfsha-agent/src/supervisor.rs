@@ -447,7 +447,15 @@ async fn server_loop<H: Host>(
         metrics.set_workers(host.stuck_workers(), host.live_workers());
         {
             let mut st = status.lock();
-            st.servers.retain(|h, _| list.iter().any(|(n, _)| n == h));
+            st.servers.retain(|h, _| {
+                let keep = list.iter().any(|(n, _)| n == h);
+                if !keep {
+                    // Removed by a reload: its series must not linger (a stale
+                    // `server_rpc_up 0` would keep an alert firing forever).
+                    metrics.remove_server(h);
+                }
+                keep
+            });
             st.stuck_workers = host.stuck_workers();
         }
         heartbeat.touch();

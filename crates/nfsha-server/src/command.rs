@@ -44,7 +44,9 @@ pub struct CommandOptions {
     pub before_nfsd: Vec<Vec<String>>,
     /// Commands run after `rpc.nfsd 0` (e.g. stop mountd in this netns).
     pub after_nfsd_stop: Vec<Vec<String>>,
-    /// Gratuitous ARP count. Default 3.
+    /// Gratuitous ARP count. Default 3: the first is sent inside the step, the others
+    /// (iputils arping sends one per second) by a background arping so that they do not
+    /// delay the bring-up.
     pub arp_count: u32,
     /// Run the duplicate-address check before adding the address. Default true.
     pub duplicate_address_check: bool,
@@ -164,6 +166,7 @@ impl CommandHost {
             Err(HostError::Failed {
                 program: argv.first().cloned().unwrap_or_default(),
                 status: out.status.to_string(),
+                code: out.status.code(),
                 stderr: tail,
             })
         }
@@ -327,24 +330,25 @@ impl CommandHost {
         let ip = f.address.to_string();
         let v4 = f.address.is_ipv4();
         if v4 && self.opts.duplicate_address_check {
-            // arping -D exits 0 when nobody answered (address free), 1 when someone did.
-            match self
-                .run(&[
-                    s("arping"),
-                    s("-D"),
-                    s("-q"),
-                    s("-c"),
-                    s("2"),
-                    s("-w"),
-                    s("3"),
-                    s("-I"),
-                    f.interface.clone(),
-                    ip.clone(),
-                ])
-                .await
-            {
+            // arping -D exits 0 when nobody answered (address free), 1 when someone
+            // did; anything else is arping failing (no such device...).
+            let dad = [
+                s("arping"),
+                s("-D"),
+                s("-q"),
+                s("-c"),
+                s("1"),
+                s("-w"),
+                s("1"),
+                s("-I"),
+                f.interface.clone(),
+                ip.clone(),
+            ];
+            match self.run(&dad).await {
                 Ok(_) => {}
-                Err(HostError::Failed { .. }) => return Err(HostError::DuplicateAddress(ip)),
+                Err(HostError::Failed { code: Some(1), .. }) => {
+                    return Err(HostError::DuplicateAddress(ip));
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -365,19 +369,33 @@ impl CommandHost {
             Err(e) => return Err(e),
         }
         if v4 {
-            let garp = [
-                s("arping"),
-                s("-U"),
-                s("-c"),
-                s(self.opts.arp_count),
-                s("-I"),
-                f.interface.clone(),
-                ip,
-            ];
-            if let Err(e) = self.run(&garp).await {
+            let garp = |count: u32| {
+                vec![
+                    s("arping"),
+                    s("-U"),
+                    s("-c"),
+                    s(count),
+                    s("-I"),
+                    f.interface.clone(),
+                    ip.clone(),
+                ]
+            };
+            if let Err(e) = self.run(&garp(1)).await {
                 // Leave nothing half-done behind: the address goes with the failure.
                 let _ = self.address_down().await;
                 return Err(e);
+            }
+            if self.opts.arp_count > 1 {
+                let argv = self.full_argv(&garp(self.opts.arp_count - 1));
+                let spawned = Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start background gratuitous ARP");
+                }
             }
         }
         Ok(())
@@ -397,8 +415,10 @@ impl CommandHost {
         ];
         match self.run(&del).await {
             Ok(_) => Ok(()),
+            // Already gone (the wording differs between kernels and iproute2 versions).
             Err(HostError::Failed { stderr, .. })
-                if stderr.contains("Cannot assign requested address") =>
+                if stderr.contains("Cannot assign requested address")
+                    || stderr.contains("Address not found") =>
             {
                 Ok(())
             }
@@ -474,6 +494,7 @@ impl ServerHost for CommandHost {
                 return Err(HostError::Failed {
                     program: prog.clone(),
                     status: out.status.to_string(),
+                    code: out.status.code(),
                     stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
                 });
             }
@@ -564,6 +585,8 @@ mod tests {
             CommandOptions {
                 prefix: vec![rec.display().to_string()],
                 before_nfsd: vec![vec!["rpc.mountd".into()]],
+                // No background gratuitous ARP: it would race with the log.
+                arp_count: 1,
                 ..CommandOptions::default()
             },
         )
@@ -586,9 +609,9 @@ mod tests {
             "tee /proc/fs/nfsd/v4_end_grace",
             "exportfs -i -o rw,no_subtree_check,fsid=1 *:/srv/a",
             "exportfs -i -o ro,fsid=2 10.0.0.0/24:/srv/b",
-            "arping -D -q -c 2 -w 3 -I vB 10.99.0.100",
+            "arping -D -q -c 1 -w 1 -I vB 10.99.0.100",
             "ip addr add 10.99.0.100/24 dev vB",
-            "arping -U -c 3 -I vB 10.99.0.100",
+            "arping -U -c 1 -I vB 10.99.0.100",
             "sm-notify -f -v 10.99.0.100 -P /var/lib/nfs/statd",
             "ip addr del 10.99.0.100/24 dev vB",
             "exportfs -u *:/srv/a",
@@ -626,9 +649,9 @@ mod tests {
         assert_eq!(
             log(&rec),
             [
-                "arping -D -q -c 2 -w 3 -I vB 10.99.0.100",
+                "arping -D -q -c 1 -w 1 -I vB 10.99.0.100",
                 "ip addr add 10.99.0.100/24 dev vB",
-                "arping -U -c 3 -I vB 10.99.0.100",
+                "arping -U -c 1 -I vB 10.99.0.100",
                 "ip addr del 10.99.0.100/24 dev vB",
             ]
         );

@@ -22,6 +22,7 @@
 //!   returning old leader finds a newer leader and joins as standby (no failback).
 
 use crate::coordinator::{Acquire, Coordinator, LeaderRecord, MemberInfo, MemberState};
+use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
 use crate::sequencer::{RollbackError, Sequencer, StepGuard};
 use crate::status::StatusHandle;
@@ -88,6 +89,18 @@ impl Settings {
     /// How long after the proof instant teardown starts.
     pub fn fence_start_after(&self) -> Duration {
         self.fence_after().saturating_sub(self.fence_lead)
+    }
+
+    /// Refuse settings under which a leader would fence before its first renewal
+    /// attempt (it could never keep the lease).
+    pub fn check(&self) -> Result<(), String> {
+        if self.fence_start_after() <= self.loop_period {
+            return Err(format!(
+                "ttl ({:?}) - safety_margin ({:?}) - one loop ({:?}) leaves no time to renew the lease; raise ttl or lower safety_margin/loop_period",
+                self.ttl, self.safety_margin, self.fence_lead
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -161,10 +174,12 @@ pub struct Controller<C, H> {
     seq: Sequencer<H>,
     status: StatusHandle,
     watchdog: Option<Box<dyn Watchdog>>,
+    fence_guard: Option<FenceGuard>,
     events: Option<EventSink>,
     epoch_seen: u64,
     backoff_until: Option<Instant>,
     announced_primary: bool,
+    vacancy_seen: bool,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -193,10 +208,12 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             seq,
             status,
             watchdog: None,
+            fence_guard: None,
             events: None,
             epoch_seen: 0,
             backoff_until: None,
             announced_primary: false,
+            vacancy_seen: false,
             shutdown,
         }
     }
@@ -204,6 +221,12 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
     /// Arm this watchdog while leading.
     pub fn with_watchdog(mut self, w: Box<dyn Watchdog>) -> Self {
         self.watchdog = Some(w);
+        self
+    }
+
+    /// Keep a dead-man-switch process ([`crate::guard`]) running `argv` while leading.
+    pub fn with_fence_guard(mut self, argv: Vec<String>) -> Self {
+        self.fence_guard = Some(FenceGuard::new(argv));
         self
     }
 
@@ -291,12 +314,14 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             if self.stopping() {
                 break;
             }
-            if let Some(exit) = self.standby_tick().await {
+            if let Some(exit) = self.standby_tick(tick).await {
                 last_exit = Some(exit);
                 continue;
             }
             self.status.loop_done();
-            self.wait_tick(tick).await;
+            if !std::mem::take(&mut self.vacancy_seen) {
+                self.wait_tick(tick).await;
+            }
         }
         if self.seq.anything_up() {
             let _ = self.seq.tear_down().await;
@@ -306,7 +331,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
     }
 
     /// One standby loop. Returns `Some` after a leadership period.
-    async fn standby_tick(&mut self) -> Option<LeadExit> {
+    async fn standby_tick(&mut self, tick: Instant) -> Option<LeadExit> {
         let lp = self.settings.loop_period;
         // Never campaign while anything may still be up (crash leftovers, failed teardown).
         let clean = if self.status.get().state == MemberState::Starting || self.seq.anything_up() {
@@ -364,6 +389,14 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
                 s.leader = Some(l.node.clone());
                 s.epoch_seen = s.epoch_seen.max(l.epoch);
             });
+            // Wait out the tick, but campaign at once if the key goes away meanwhile.
+            self.status.loop_done();
+            let mut sd = self.shutdown.clone();
+            tokio::select! {
+                _ = self.coord.wait_vacancy(l.epoch) => self.vacancy_seen = true,
+                _ = sleep_until(tick) => {}
+                _ = shutdown_requested(&mut sd) => {}
+            }
             return None;
         }
         self.status.update(|s| s.leader = None);
@@ -489,6 +522,17 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
             return LeadExit::BringUpFailed(format!("watchdog: {e}"));
         }
+        let fence_after = self.settings.fence_after();
+        if let Some(g) = &mut self.fence_guard
+            && let Err(e) = g
+                .serve_for((proof_at + fence_after).saturating_duration_since(Instant::now()))
+                .await
+        {
+            tracing::error!(error = %e, "cannot start the fence guard; refusing to lead");
+            let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
+            self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
+            return LeadExit::BringUpFailed(format!("fence guard: {e}"));
+        }
         self.set_state(MemberState::Promoting, Some(epoch), None);
         let guard = EpochGuard {
             coord: &*self.coord,
@@ -496,9 +540,21 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             settings: &self.settings,
             member: self.member(MemberState::Promoting, None),
         };
+        // Bring-up can outlast one allowance: keep the fence guard fed meanwhile.
+        let lp = self.settings.loop_period;
+        let fence_guard = &mut self.fence_guard;
+        let feed = async {
+            loop {
+                tokio::time::sleep(lp).await;
+                if let Err(e) = feed_guard(fence_guard, &proof_rx, fence_after).await {
+                    return format!("fence guard: {e}");
+                }
+            }
+        };
         let result: Result<Result<(), RollbackError>, LeadExit> = tokio::select! {
             r = self.seq.bring_up(epoch, &guard) => Ok(r),
             reason = &mut fence => Err(LeadExit::Fenced(reason)),
+            reason = feed => Err(LeadExit::Fenced(reason)),
             _ = shutdown_requested(&mut sd) => Err(LeadExit::Shutdown),
         };
         drop(guard);
@@ -570,6 +626,11 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
                     break;
                 }
                 if phase == 0 {
+                    if let Err(e) = feed_guard(&mut self.fence_guard, &proof_rx, fence_after).await
+                    {
+                        tick = Tick::Fence(format!("fence guard: {e}"));
+                        break;
+                    }
                     let p = *proof_rx.borrow();
                     if !p.lost && Instant::now() < p.renewed_at + self.settings.fence_start_after()
                     {
@@ -643,6 +704,9 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         {
             tracing::error!(error = %e, "watchdog disarm failed");
         }
+        if let Some(g) = &mut self.fence_guard {
+            g.disarm().await;
+        }
         self.set_state(MemberState::Standby, None, detail);
         if std::mem::take(&mut self.announced_primary) {
             match timeout(
@@ -657,6 +721,22 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             }
         }
     }
+}
+
+/// Give the fence guard what is left of the proof (nothing if it is spent: the old
+/// allowance ends at the same instant).
+async fn feed_guard(
+    guard: &mut Option<FenceGuard>,
+    proof: &watch::Receiver<Proof>,
+    fence_after: Duration,
+) -> std::io::Result<()> {
+    let Some(g) = guard else { return Ok(()) };
+    let p = *proof.borrow();
+    let left = (p.renewed_at + fence_after).saturating_duration_since(Instant::now());
+    if p.lost || left.is_zero() {
+        return Ok(());
+    }
+    g.serve_for(left).await
 }
 
 /// What one leader loop decided.
@@ -906,6 +986,18 @@ mod tests {
             .unwrap_or_else(|| panic!("no {call:?} after the fault"))
     }
 
+    #[test]
+    fn settings_that_leave_no_time_to_renew_are_refused() {
+        settings().check().expect("defaults are sane");
+        let mut s = settings();
+        s.ttl = Duration::from_secs(3);
+        s.safety_margin = Duration::from_millis(1500);
+        let err = s
+            .check()
+            .expect_err("3 s - 1.5 s - 1 s loop leaves no renewal");
+        assert!(err.contains("leaves no time to renew"), "{err}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn frozen_store_self_fences_on_the_local_clock_address_first() {
         let r = start();
@@ -1139,5 +1231,55 @@ mod tests {
             "{log:?}"
         );
         assert_eq!(log.last(), Some(&"disarm"));
+    }
+
+    #[tokio::test]
+    async fn the_fence_guard_is_fed_while_leading_and_disarmed_after_a_clean_teardown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("guard.in");
+        let argv = vec![
+            "sh".into(),
+            "-c".into(),
+            format!("cat >> '{}'", out.display()),
+        ];
+        let mut s = settings();
+        s.loop_period = Duration::from_millis(100);
+        s.fence_lead = Duration::from_millis(100);
+        s.ttl = Duration::from_secs(2);
+        s.safety_margin = Duration::from_millis(500);
+        let mem = Mem::new("a");
+        let host = FakeHost::new("a");
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(s.clone(), Arc::new(mem.clone()), host.clone(), rx)
+            .with_fence_guard(argv);
+        let status = c.status();
+        let task = tokio::spawn(c.run());
+        let read = || std::fs::read_to_string(&out).unwrap_or_default();
+        until("serving", Duration::from_secs(5), || {
+            status.get().state == MemberState::Primary
+        })
+        .await;
+        until("several allowances", Duration::from_secs(5), || {
+            read().lines().count() >= 5
+        })
+        .await;
+        for l in read().lines() {
+            let ms: u64 = l
+                .strip_prefix("serve ")
+                .expect("serve line")
+                .parse()
+                .expect("ms");
+            assert!(
+                ms > 0 && ms <= s.fence_after().as_millis() as u64,
+                "allowance {ms} ms within ttl - margin"
+            );
+        }
+        stop.send_replace(true);
+        task.await.expect("task");
+        until("disarm written", Duration::from_secs(5), || {
+            read().ends_with("disarm\n")
+        })
+        .await;
+        assert!(!host.is_active());
     }
 }

@@ -214,6 +214,14 @@ pub trait Coordinator: Send + Sync {
 
     /// Remove the switchover request.
     fn clear_switchover(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
+
+    /// Resolve when the leader key created at `epoch` is gone (deleted or expired), so a
+    /// standby can campaign at once instead of at its next tick. Never resolving is a
+    /// correct (slower) implementation; callers always bound it. Default: never.
+    fn wait_vacancy(&self, epoch: u64) -> impl Future<Output = ()> + Send {
+        let _ = epoch;
+        std::future::pending()
+    }
 }
 
 /// Key names under `/nfsha/<cluster>/`.

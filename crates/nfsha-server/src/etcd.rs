@@ -13,8 +13,8 @@ use crate::coordinator::{
     SwitchoverRequest,
 };
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use std::fmt;
 use std::time::Duration;
@@ -432,5 +432,33 @@ impl Coordinator for EtcdCoordinator {
             .delete(self.keys.switchover(), None)
             .await?;
         Ok(())
+    }
+
+    async fn wait_vacancy(&self, epoch: u64) {
+        // The key is never rewritten, so every change after its creation is in the
+        // history from epoch + 1 on, including a delete that happened before we asked.
+        let key = self.keys.leader();
+        let watched = async {
+            let opts = WatchOptions::new().with_start_revision(epoch as i64 + 1);
+            let mut stream = self.client.clone().watch(key, Some(opts)).await?;
+            while let Some(resp) = stream.message().await? {
+                if resp
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return Ok(());
+                }
+                if resp.canceled() {
+                    break;
+                }
+            }
+            Err(CoordError::Protocol("leader watch ended".into()))
+        };
+        if let Err(e) = watched.await {
+            // Fall back to the caller's tick.
+            tracing::debug!(error = %e, "leader watch failed");
+            std::future::pending::<()>().await;
+        }
     }
 }

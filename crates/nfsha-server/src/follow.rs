@@ -147,3 +147,30 @@ async fn watch_once(
     }
     Err(CoordError::Protocol("watch stream ended".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(node: &str, epoch: u64) -> LeaderInfo {
+        LeaderInfo {
+            node: node.into(),
+            address: Some(format!("{node}-addr")),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn the_filter_never_goes_back_to_a_lower_epoch_nor_repeats_itself() {
+        let mut f = EpochFilter::new();
+        assert!(f.admit(&l("a", 5)));
+        assert!(!f.admit(&l("a", 5)), "same leader announced twice");
+        assert!(!f.admit(&l("b", 4)), "stale read of an older leader");
+        assert!(f.admit(&l("b", 9)));
+        assert!(
+            !f.admit(&l("a", 5)),
+            "the old leader coming back with its old epoch"
+        );
+        assert_eq!(f.highest(), 9);
+    }
+}

@@ -112,6 +112,8 @@ pub enum HostError {
         program: String,
         /// Exit status as printed by std.
         status: String,
+        /// Exit code, if it exited (not killed by a signal).
+        code: Option<i32>,
         /// Last part of its stderr.
         stderr: String,
     },

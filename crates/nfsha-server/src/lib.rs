@@ -8,7 +8,8 @@
 //! Modules: [`host`] (the host seam and its steps), [`command`] (real host),
 //! [`fake`] (recording host), [`sequencer`] (ordered bring-up with rollback),
 //! [`coordinator`] (the store seam and key layout), [`etcd`] (etcd implementation),
-//! [`controller`] (the loop and self-fencing), [`status`] (HTTP API), [`watchdog`],
+//! [`controller`] (the loop and self-fencing), [`guard`] (dead-man switch process),
+//! [`status`] (HTTP API), [`watchdog`],
 //! [`follow`] (client-side leader following for the agent).
 //!
 //! Failure modes are documented per module; the global rule is that a node that cannot
@@ -21,6 +22,7 @@ pub mod coordinator;
 pub mod etcd;
 pub mod fake;
 pub mod follow;
+pub mod guard;
 pub mod host;
 pub mod sequencer;
 pub mod status;
@@ -35,6 +37,7 @@ pub use coordinator::{
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use fake::{Direction, FakeHost, HostCall, ServingInterval, ServingLog};
 pub use follow::{EpochFilter, current_leader, watch_leader, watch_leader_with};
+pub use guard::{FenceGuard, GuardExit, run_guard, run_guard_on_stdin};
 pub use host::{HostError, Role, ServerHost, Step};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,

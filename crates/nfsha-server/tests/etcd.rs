@@ -133,6 +133,11 @@ fn time_of(host: &FakeHost, call: &HostCall, after: Instant) -> Option<Instant> 
         .map(|(t, _)| t)
 }
 
+#[test]
+fn test_timing_is_accepted_by_the_settings_check() {
+    settings("a", "c").check().expect("test timing is sane");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_acquire_renew_release_and_epochs_grow() {
     let etcd = Etcd::start().await;
@@ -292,6 +297,7 @@ async fn race(n: usize, cluster: &str) {
     }
     let leader = |nodes: &[Node]| nodes.iter().position(|n| n.serving());
     let mut epochs = Vec::new();
+    let mut takeovers: Vec<(&str, f64)> = Vec::new();
     for round in 0..3 {
         for n in &nodes {
             eprintln!("round {round}: {} {:?}", n.name, n.status.get());
@@ -307,6 +313,7 @@ async fn race(n: usize, cluster: &str) {
             .collect();
         assert_eq!(serving.len(), 1, "exactly one serving: {serving:?}");
         epochs.push(nodes[l].epoch().expect("epoch"));
+        let fault_at = Instant::now();
         if round % 2 == 0 {
             // Partition: the leader keeps running but cannot reach etcd.
             proxies[l].cut();
@@ -314,6 +321,7 @@ async fn race(n: usize, cluster: &str) {
                 leader(&nodes).filter(|&x| x != l)
             })
             .await;
+            takeovers.push(("partition", fault_at.elapsed().as_secs_f64()));
             assert!(
                 !nodes[l].host.is_active(),
                 "the cut-off leader fenced itself"
@@ -326,6 +334,7 @@ async fn race(n: usize, cluster: &str) {
                 leader(&nodes).filter(|&x| x != l)
             })
             .await;
+            takeovers.push(("crash", fault_at.elapsed().as_secs_f64()));
             let name = nodes[l].name.clone();
             nodes[l] = Node::start(&proxies[l].endpoint(), cluster, &name, &log).await;
         }
@@ -350,6 +359,21 @@ async fn race(n: usize, cluster: &str) {
         log.intervals().iter().all(|iv| iv.end.is_some()),
         "all stopped serving"
     );
+    // Figures, not assertions: fault -> another node serving, with TTL and loop period.
+    let figures = serde_json::json!({
+        "nodes": n,
+        "ttl_s": TTL.as_secs_f64(),
+        "loop_s": LOOP.as_secs_f64(),
+        "safety_margin_s": MARGIN.as_secs_f64(),
+        "takeover_s": takeovers
+            .iter()
+            .map(|(k, s)| serde_json::json!({"fault": k, "seconds": s}))
+            .collect::<Vec<_>>(),
+    });
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("etcd_takeover_{cluster}.json"));
+    std::fs::write(&path, figures.to_string()).expect("write figures");
+    eprintln!("takeover figures in {}: {figures}", path.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

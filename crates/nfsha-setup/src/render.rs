@@ -152,7 +152,7 @@ pub fn config_file(config: &Config, sources: &[String]) -> String {
     for s in sources {
         let _ = writeln!(o, "#   {s}");
     }
-    o.push_str("# Check it with `nfsha config check`. Format: see nfsha.toml(5) / the README.\n\n");
+    o.push_str("# Check it with `nfsha config check`; commented example: /usr/share/doc/nfsha/nfsha.toml.example\n\n");
     o.push_str(&nfsha_config::to_toml(config));
     o
 }

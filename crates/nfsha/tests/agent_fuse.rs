@@ -121,25 +121,51 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
     assert_eq!(h["healthy"], true);
     assert_eq!(h["mounts"], 7);
     let out = agent.cli(&["check"]);
-    assert_eq!(out.status.code(), Some(0), "check: {}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).starts_with("NFSHA OK - 7/7 mounts healthy (agent)"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("NFSHA OK - 7/7 mounts healthy (agent)"),
+        "{}",
+        stdout(&out)
+    );
     let out = agent.cli(&["check", "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let j: Value = serde_json::from_slice(&out.stdout).expect("check --json");
     assert_eq!(j["level"], "OK");
     assert_eq!(j["source"], "agent");
     assert_eq!(j["mounts"].as_array().map(Vec::len), Some(7));
-    let m = agent.wait_metrics("server 127.0.0.1 probed and workers counted", PATIENCE, |m| {
-        metric(m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#).is_some()
-            && metric0(m, "nfsha_probe_workers_live") >= 1.0
-    });
+    let m = agent.wait_metrics(
+        "server 127.0.0.1 probed and workers counted",
+        PATIENCE,
+        |m| {
+            metric(m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#).is_some()
+                && metric0(m, "nfsha_probe_workers_live") >= 1.0
+        },
+    );
     for mp in &mps {
-        assert_eq!(metric(&m, &series("nfsha_mount_state", mp, ",state=\"healthy\"")), Some(1.0));
-        assert_eq!(metric(&m, &series("nfsha_mount_healthy", mp, "")), Some(1.0));
+        assert_eq!(
+            metric(&m, &series("nfsha_mount_state", mp, ",state=\"healthy\"")),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric(&m, &series("nfsha_mount_healthy", mp, "")),
+            Some(1.0)
+        );
     }
-    assert_eq!(metric(&m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#),
+        Some(0.0)
+    );
     assert_eq!(metric(&m, "nfsha_probe_workers_stuck"), Some(0.0));
-    assert!(metric0(&m, "nfsha_probe_workers_live") >= 1.0, "no live worker");
+    assert!(
+        metric0(&m, "nfsha_probe_workers_live") >= 1.0,
+        "no live worker"
+    );
 
     // --- Break six mounts at once.
     let healthy_probes = series("nfsha_probes_total", &mps[HEALTHY], ",result=\"ok\"");
@@ -157,7 +183,10 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
         let st = agent.wait_state(mp, c.state, PATIENCE);
         let since = st["since_ms"].as_u64().expect("since_ms");
         let took = Duration::from_millis(since.saturating_sub(t_fault));
-        println!("{:<8} -> {:<13} classified {took:?} after the fault", c.name, c.state);
+        println!(
+            "{:<8} -> {:<13} classified {took:?} after the fault",
+            c.name, c.state
+        );
         assert!(
             took <= bound,
             "{} classified {} after {took:?}, more than deadline + 1 s",
@@ -167,11 +196,18 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
         if let Some(e) = c.errno {
             let name = nfsha_core::state::errno_name(e);
             let err = st["last_error"].as_str().unwrap_or_default();
-            assert!(err.contains(name), "{}: last_error {err:?} lacks {name}", c.name);
+            assert!(
+                err.contains(name),
+                "{}: last_error {err:?} lacks {name}",
+                c.name
+            );
         }
     }
     let st = agent.status();
-    assert_eq!(st["mounts"][mps[HEALTHY].display().to_string()]["state"], "healthy");
+    assert_eq!(
+        st["mounts"][mps[HEALTHY].display().to_string()]["state"],
+        "healthy"
+    );
 
     // --- The hung mount does not stall the healthy one; its timeouts count up.
     let hang_timeouts = series("nfsha_probe_timeouts_total", &mps[HANG], "");
@@ -181,7 +217,9 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
     let elapsed = window.elapsed();
     let probes = metric0(&m, &healthy_probes) - probes_before;
     let expected = elapsed.as_secs_f64() / PROBE_INTERVAL.as_secs_f64();
-    println!("healthy mount: {probes} probes in {elapsed:?} next to a hung one (cadence allows {expected:.1})");
+    println!(
+        "healthy mount: {probes} probes in {elapsed:?} next to a hung one (cadence allows {expected:.1})"
+    );
     assert!(
         probes >= expected * 0.5,
         "healthy mount made {probes} probes in {elapsed:?} while another hung (expected about {expected:.1})"
@@ -192,23 +230,41 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
     });
 
     // --- Metrics in each failure state.
-    let m = agent.wait_metrics("a stuck worker and a failed stale recovery", PATIENCE, |m| {
-        metric0(m, "nfsha_probe_workers_stuck") >= 1.0
-            && metric0(
-                m,
-                &series("nfsha_recoveries_total", &mps[STALE], ",cause=\"stale\",outcome=\"failed\""),
-            ) >= 1.0
-    });
+    let m = agent.wait_metrics(
+        "a stuck worker and a failed stale recovery",
+        PATIENCE,
+        |m| {
+            metric0(m, "nfsha_probe_workers_stuck") >= 1.0
+                && metric0(
+                    m,
+                    &series(
+                        "nfsha_recoveries_total",
+                        &mps[STALE],
+                        ",cause=\"stale\",outcome=\"failed\"",
+                    ),
+                ) >= 1.0
+        },
+    );
     for (c, mp) in CASES.iter().zip(&mps).skip(1) {
         let state = format!(",state=\"{}\"", c.state);
-        assert_eq!(metric(&m, &series("nfsha_mount_state", mp, &state)), Some(1.0), "{}", c.name);
+        assert_eq!(
+            metric(&m, &series("nfsha_mount_state", mp, &state)),
+            Some(1.0),
+            "{}",
+            c.name
+        );
         assert_eq!(
             metric(&m, &series("nfsha_mount_state", mp, ",state=\"healthy\"")),
             Some(0.0),
             "{}",
             c.name
         );
-        assert_eq!(metric(&m, &series("nfsha_mount_healthy", mp, "")), Some(0.0), "{}", c.name);
+        assert_eq!(
+            metric(&m, &series("nfsha_mount_healthy", mp, "")),
+            Some(0.0),
+            "{}",
+            c.name
+        );
         if c.errno.is_some() {
             assert!(
                 metric0(&m, &series("nfsha_probes_total", mp, ",result=\"failed\"")) >= 1.0,
@@ -217,15 +273,30 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
             );
         }
     }
-    assert!(metric0(&m, &series("nfsha_probes_total", &mps[HANG], ",result=\"hung\"")) >= 5.0);
-    assert_eq!(metric0(&m, &series("nfsha_probe_timeouts_total", &mps[STALE], "")), 0.0);
+    assert!(
+        metric0(
+            &m,
+            &series("nfsha_probes_total", &mps[HANG], ",result=\"hung\"")
+        ) >= 5.0
+    );
+    assert_eq!(
+        metric0(&m, &series("nfsha_probe_timeouts_total", &mps[STALE], "")),
+        0.0
+    );
     assert!(metric0(&m, "nfsha_probe_workers_live") >= 1.0);
-    assert_eq!(metric(&m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#),
+        Some(0.0)
+    );
     // A permission error is not something a remount fixes: no recovery for it.
     assert_eq!(
         metric0(
             &m,
-            &series("nfsha_recoveries_total", &mps[EACCES_IDX], ",cause=\"permission\",outcome=\"failed\"")
+            &series(
+                "nfsha_recoveries_total",
+                &mps[EACCES_IDX],
+                ",cause=\"permission\",outcome=\"failed\""
+            )
         ),
         0.0
     );
@@ -247,8 +318,18 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
 
     // --- nfsha check: WARNING while the agent is on it, CRITICAL past --critical-after.
     let out = agent.cli(&["check"]);
-    assert_eq!(out.status.code(), Some(1), "check: {}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).starts_with("NFSHA WARNING - "), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "check: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with("NFSHA WARNING - "),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("stale"), "{}", stdout(&out));
     let out = agent.cli(&["check", "--json"]);
     assert_eq!(out.status.code(), Some(1));
@@ -256,7 +337,11 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
     assert_eq!(j["level"], "WARNING");
     let out = agent.cli(&["check", "--critical-after", "0s"]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
-    assert!(stdout(&out).starts_with("NFSHA CRITICAL - "), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("NFSHA CRITICAL - "),
+        "{}",
+        stdout(&out)
+    );
     let out = agent.cli(&["check", "--json", "--critical-after", "0s"]);
     assert_eq!(out.status.code(), Some(2));
     let j: Value = serde_json::from_slice(&out.stdout).expect("check --json");
@@ -267,30 +352,59 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
         .iter()
         .filter_map(|m| m["level"].as_str())
         .collect();
-    assert_eq!(levels.iter().filter(|l| **l == "OK").count(), 1, "{levels:?}");
-    assert_eq!(levels.iter().filter(|l| **l == "CRITICAL").count(), 6, "{levels:?}");
+    assert_eq!(
+        levels.iter().filter(|l| **l == "OK").count(),
+        1,
+        "{levels:?}"
+    );
+    assert_eq!(
+        levels.iter().filter(|l| **l == "CRITICAL").count(),
+        6,
+        "{levels:?}"
+    );
 
     // --- nfsha recover: no server answers RPC, so it fails at select-server and
     // leaves the mount (and every other) alone.
     let stale = mps[STALE].display().to_string();
     let out = agent.cli(&["recover", &stale]);
-    assert_eq!(out.status.code(), Some(1), "recover: {}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "recover: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(stdout(&out).contains("No server"), "{}", stdout(&out));
     assert!(stdout(&out).contains("select-server"), "{}", stdout(&out));
     let out = agent.cli(&["recover", "--json", &stale]);
     assert_eq!(out.status.code(), Some(1));
     let r: Value = serde_json::from_slice(&out.stdout).expect("recover --json");
     assert_eq!(r["ok"], false);
-    assert!(r["error"].as_str().unwrap_or_default().contains("No server"), "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No server"),
+        "{r}"
+    );
     assert_eq!(r["steps"][0]["step"], "select-server");
     assert_eq!(r["steps"][0]["outcome"], "failed");
     assert_eq!(r["steps"].as_array().map(Vec::len), Some(1), "{r}");
     for (c, mp) in CASES.iter().zip(&mps) {
-        assert_eq!(is_mounted(mp), c.fault.is_some(), "{} mount table entry changed", c.name);
+        assert_eq!(
+            is_mounted(mp),
+            c.fault.is_some(),
+            "{} mount table entry changed",
+            c.name
+        );
     }
     let out = agent.cli(&["recover", "/no/such/mount"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a configured mount"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a configured mount"),
+        "{}",
+        stderr(&out)
+    );
 
     // --- Events: the file and `nfsha events --json`.
     let file = std::fs::read_to_string(&agent.files.events).expect("event log");
@@ -307,7 +421,11 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
                     && e["to"] == c.state
                     && e["errno"].as_i64() == c.errno.map(i64::from)
             });
-            assert!(found, "{src}: no mount_state_changed to {} (errno {:?}) for {key}", c.state, c.errno);
+            assert!(
+                found,
+                "{src}: no mount_state_changed to {} (errno {:?}) for {key}",
+                c.state, c.errno
+            );
         }
     }
     assert!(
@@ -318,7 +436,11 @@ fn fuse_agent_classifies_scrapes_and_reports_each_fault() {
     );
     let out = agent.cli(&["events"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout(&out).contains("mount_state_changed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("mount_state_changed"),
+        "{}",
+        stdout(&out)
+    );
 
     // --- Back to healthy: the hung request is answered, its worker is reaped.
     for fs in fss.iter().flatten() {
@@ -357,11 +479,22 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
     files.write_config(&format!("{good}\n[agent.bogus]\nx = 1\n"));
     agent.signal(Signal::HUP);
     let ok = wait_for(PATIENCE, || {
-        agent.status()["reload_error"].as_str().is_some_and(|e| !e.is_empty())
+        agent.status()["reload_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
     });
     assert!(ok, "reload_error never appeared\n{}", agent.log_text());
     let st = agent.status();
     println!("reload_error: {}", st["reload_error"]);
+    // The table says so too, although the file on disk no longer validates.
+    let out = agent.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("last config reload was refused") && stdout(&out).contains("bogus"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("is invalid"), "{}", stderr(&out));
     assert_eq!(st["mounts"].as_object().map(|m| m.len()), Some(1));
     assert_eq!(st["mounts"][a.display().to_string()]["state"], "healthy");
     let m = agent.metrics();
@@ -371,8 +504,8 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
         metric0(m, &probes_a) >= before + 3.0
     });
 
-    // Valid config: a removed, b added.
-    files.write_config(&files.config_text(std::slice::from_ref(&b)));
+    // Valid config: a removed, b added, served by another (silent) loopback address.
+    files.write_config(&files.config_text_with_server(std::slice::from_ref(&b), "127.0.0.2"));
     agent.signal(Signal::HUP);
     agent.wait_state(&b, "healthy", PATIENCE);
     let st = agent.status();
@@ -380,10 +513,33 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
     assert!(st["mounts"].get(a.display().to_string()).is_none(), "{st}");
     let m = agent.metrics();
     assert_eq!(metric(&m, "nfsha_config_reload_success"), Some(1.0));
-    assert_eq!(metric(&m, &series("nfsha_mount_state", &a, ",state=\"healthy\"")), None);
-    assert_eq!(metric(&m, &series("nfsha_mount_healthy", &b, "")), Some(1.0));
-    assert_eq!(agent.http(&format!("/healthz?mount={}", a.display())).0, 404);
-    assert_eq!(agent.http(&format!("/healthz?mount={}", b.display())).0, 200);
+    assert_eq!(
+        metric(&m, &series("nfsha_mount_state", &a, ",state=\"healthy\"")),
+        None
+    );
+    assert_eq!(
+        metric(&m, &series("nfsha_mount_healthy", &b, "")),
+        Some(1.0)
+    );
+    let m = agent.wait_metrics("only the new server's series", PATIENCE, |m| {
+        metric(m, r#"nfsha_server_rpc_up{server="127.0.0.2"}"#) == Some(0.0)
+            && metric(m, r#"nfsha_server_rpc_up{server="127.0.0.1"}"#).is_none()
+    });
+    assert_eq!(
+        metric(&m, &series("nfsha_probes_total", &a, ",result=\"ok\"")),
+        None
+    );
+    let st = agent.status();
+    let servers: Vec<&String> = st["servers"].as_object().expect("servers").keys().collect();
+    assert_eq!(servers, ["127.0.0.2"]);
+    assert_eq!(
+        agent.http(&format!("/healthz?mount={}", a.display())).0,
+        404
+    );
+    assert_eq!(
+        agent.http(&format!("/healthz?mount={}", b.display())).0,
+        200
+    );
     let events = json_lines(&std::fs::read_to_string(&files.events).expect("event log"));
     let reloads: Vec<&str> = events
         .iter()
@@ -400,8 +556,17 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
         status = agent.child.try_wait().expect("try_wait");
         status.is_some()
     });
-    assert!(exited, "the agent did not exit within 5 s of SIGTERM\n{}", agent.log_text());
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", agent.log_text());
+    assert!(
+        exited,
+        "the agent did not exit within 5 s of SIGTERM\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        agent.log_text()
+    );
     assert!(!files.socket.exists(), "control socket left behind");
 
     // Without an agent, `nfsha check` probes the mounts itself.
@@ -410,6 +575,50 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
     assert_eq!(j["source"], "local-probe", "{j}");
     assert_eq!(j["level"], "OK", "{j}");
     assert_eq!(out.status.code(), Some(0));
+}
+
+/// SIGTERM while a probe worker is stuck in the kernel on a hung mount: the agent
+/// still exits 0 promptly (the stuck worker is left to the kernel, released when the
+/// FUSE server answers or dies).
+#[test]
+fn fuse_agent_stops_promptly_with_a_hung_mount() {
+    require_fuse();
+    let scratch = Scratch::new("nfsha-e2e-term");
+    let mp = scratch.dir("hang");
+    let fs = FaultFsHandle::mount(&mp).expect("mount FaultFs");
+    let mut agent = Agent::start(&scratch.root, std::slice::from_ref(&mp));
+    agent.wait_state(&mp, "healthy", PATIENCE);
+    fs.set_fault(Fault::Hang);
+    agent.wait_state(&mp, "hung", PATIENCE);
+    agent.wait_metrics("a stuck worker", PATIENCE, |m| {
+        metric0(m, "nfsha_probe_workers_stuck") >= 1.0
+    });
+    assert!(fs.pending() >= 1, "the FUSE server holds no request");
+    let socket = agent.files.socket.clone();
+    agent.signal(Signal::TERM);
+    let start = Instant::now();
+    let mut status = None;
+    let exited = wait_for(Duration::from_secs(5), || {
+        status = agent.child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    assert!(
+        exited,
+        "no exit within 5 s of SIGTERM with a hung mount\n{}",
+        agent.log_text()
+    );
+    println!(
+        "agent exited {:?} after SIGTERM with a stuck worker",
+        start.elapsed()
+    );
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        agent.log_text()
+    );
+    assert!(!socket.exists(), "control socket left behind");
+    fs.release();
 }
 
 /// `nfsha __worker` speaks the line protocol of nfsha_sys::worker: a ping gets a pong
@@ -425,7 +634,9 @@ fn worker_answers_ping_and_exits_on_eof() {
         .expect("spawn nfsha __worker");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    stdin.write_all(b"{\"id\":7,\"op\":\"ping\"}\n").expect("write ping");
+    stdin
+        .write_all(b"{\"id\":7,\"op\":\"ping\"}\n")
+        .expect("write ping");
     stdin.flush().expect("flush");
     let mut line = String::new();
     out.read_line(&mut line).expect("read pong");

@@ -29,10 +29,27 @@ enum Sub {
     Status(ClusterArgs),
     /// Planned switchover to another node (the current leader tears down, the target brings up).
     Switchover(SwitchoverArgs),
+    /// Internal: the dead-man switch `run` keeps beside itself while leading.
+    #[command(hide = true)]
+    FenceGuard(HostArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    #[command(flatten)]
+    host: HostArgs,
+    /// Do not keep a fence-guard process (a dead-man switch that tears down if this
+    /// process is killed or frozen while serving).
+    #[arg(long)]
+    no_fence_guard: bool,
+    /// Record host actions instead of performing them (demos, CLI tests).
+    #[arg(long)]
+    sim: bool,
+}
+
+/// How host actions are performed (shared by `run` and its fence guard).
+#[derive(Debug, Clone, clap::Args)]
+struct HostArgs {
     /// Prefix every host command with this (split on whitespace), e.g.
     /// "nsenter -t 1234 -m -n -u" to drive a server inside a network namespace.
     #[arg(long)]
@@ -55,9 +72,47 @@ struct RunArgs {
     /// Do not pass `-S scope` to rpc.nfsd (older nfs-utils; set the scope in nfs.conf).
     #[arg(long)]
     no_scope_flag: bool,
-    /// Record host actions instead of performing them (demos, CLI tests).
-    #[arg(long)]
-    sim: bool,
+}
+
+impl HostArgs {
+    fn options(&self) -> CommandOptions {
+        let many = |v: &[String]| v.iter().map(|s| words(s)).collect();
+        CommandOptions {
+            prefix: self.host_prefix.as_deref().map(words).unwrap_or_default(),
+            storage_up: many(&self.storage_up),
+            storage_down: many(&self.storage_down),
+            before_nfsd: many(&self.before_nfsd),
+            after_nfsd_stop: many(&self.after_nfsd_stop),
+            duplicate_address_check: !self.no_duplicate_address_check,
+            scope_flag: !self.no_scope_flag,
+            ..CommandOptions::default()
+        }
+    }
+
+    /// The same flags, to pass to the fence guard.
+    fn to_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(p) = &self.host_prefix {
+            v.extend(["--host-prefix".to_owned(), p.clone()]);
+        }
+        for (flag, vals) in [
+            ("--before-nfsd", &self.before_nfsd),
+            ("--after-nfsd-stop", &self.after_nfsd_stop),
+            ("--storage-up", &self.storage_up),
+            ("--storage-down", &self.storage_down),
+        ] {
+            for x in vals {
+                v.extend([flag.to_owned(), x.clone()]);
+            }
+        }
+        if self.no_duplicate_address_check {
+            v.push("--no-duplicate-address-check".into());
+        }
+        if self.no_scope_flag {
+            v.push("--no-scope-flag".into());
+        }
+        v
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +155,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         Sub::Run(a) => rt.block_on(run_controller(global, a)),
         Sub::Status(a) => rt.block_on(status(global, a)),
         Sub::Switchover(a) => rt.block_on(switchover(global, a)),
+        Sub::FenceGuard(a) => rt.block_on(fence_guard(global, a)),
     }
 }
 
@@ -144,23 +200,34 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
         tx.send_replace(true);
     });
     let settings = Settings::from_server(&cfg);
+    if let Err(e) = settings.check() {
+        bail!("Unsafe [server] timing: {e}");
+    }
     let listen = cfg.listen;
     let watchdog = cfg.watchdog_device.clone();
     let exit = if a.sim {
         let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx);
         start(c, listen, watchdog).await?
     } else {
-        let opts = CommandOptions {
-            prefix: a.host_prefix.as_deref().map(words).unwrap_or_default(),
-            storage_up: a.storage_up.iter().map(|s| words(s)).collect(),
-            storage_down: a.storage_down.iter().map(|s| words(s)).collect(),
-            before_nfsd: a.before_nfsd.iter().map(|s| words(s)).collect(),
-            after_nfsd_stop: a.after_nfsd_stop.iter().map(|s| words(s)).collect(),
-            duplicate_address_check: !a.no_duplicate_address_check,
-            scope_flag: !a.no_scope_flag,
-            ..CommandOptions::default()
-        };
-        let c = Controller::new(settings, coord, CommandHost::new(cfg.clone(), opts), rx);
+        let mut c = Controller::new(
+            settings,
+            coord,
+            CommandHost::new(cfg.clone(), a.host.options()),
+            rx,
+        );
+        if !a.no_fence_guard {
+            let exe =
+                std::env::current_exe().context("Cannot find this program for the fence guard")?;
+            let mut argv = vec![
+                exe.display().to_string(),
+                "--config".to_owned(),
+                path.display().to_string(),
+                "server".to_owned(),
+                "fence-guard".to_owned(),
+            ];
+            argv.extend(a.host.to_flags());
+            c = c.with_fence_guard(argv);
+        }
         start(c, listen, watchdog).await?
     };
     tracing::info!(?exit, "controller stopped");
@@ -192,6 +259,24 @@ where
         });
     }
     Ok(c.run().await)
+}
+
+/// The fence guard: read allowances on stdin, tear down when they run out.
+async fn fence_guard(global: &Global, a: HostArgs) -> anyhow::Result<u8> {
+    let path = global.config_path();
+    let config = nfsha_config::load(&path)?;
+    let Some(cfg) = config.server else {
+        bail!("{} has no [server] section", path.display());
+    };
+    let step_timeout = cfg.step_timeout;
+    let host = CommandHost::new(cfg, a.options());
+    match nfsha_server::run_guard_on_stdin(host, step_timeout).await {
+        nfsha_server::GuardExit::Quiet => Ok(0),
+        nfsha_server::GuardExit::ToreDown { reason, clean } => {
+            tracing::error!(%reason, clean, "fence guard acted");
+            Ok(if clean { 0 } else { 1 })
+        }
+    }
 }
 
 /// Endpoints and cluster from flags, else from the config ([server], then [agent.cluster]).

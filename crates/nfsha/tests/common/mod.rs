@@ -96,6 +96,11 @@ impl AgentFiles {
     /// The config text: every mount in autofs mode (so FUSE mounts are probed), served
     /// by 127.0.0.1 (where nothing answers NFS RPC), probed every 200 ms with a 1 s deadline.
     pub fn config_text(&self, mounts: &[PathBuf]) -> String {
+        self.config_text_with_server(mounts, "127.0.0.1")
+    }
+
+    /// [`AgentFiles::config_text`] with another loopback server address.
+    pub fn config_text_with_server(&self, mounts: &[PathBuf], server: &str) -> String {
         let mut s = format!(
             "[agent]\ncontrol_socket = {}\nlisten = \"127.0.0.1:{}\"\nevent_log = {}\n\
              rpc_timeout = \"500ms\"\nserver_probe_interval = \"500ms\"\n\n\
@@ -108,8 +113,9 @@ impl AgentFiles {
         );
         for (i, m) in mounts.iter().enumerate() {
             s.push_str(&format!(
-                "\n[[mount]]\nmountpoint = {}\nexport = \"/srv/e2e/{i}\"\nservers = [\"127.0.0.1\"]\n",
-                toml_str(&m.display().to_string())
+                "\n[[mount]]\nmountpoint = {}\nexport = \"/srv/e2e/{i}\"\nservers = [{}]\n",
+                toml_str(&m.display().to_string()),
+                toml_str(server)
             ));
         }
         s
@@ -170,7 +176,10 @@ impl Agent {
         let t = std::fs::read_to_string(&self.files.log).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
         let tail = lines.len().saturating_sub(40);
-        format!("--- agent log (last 40 lines) ---\n{}", lines[tail..].join("\n"))
+        format!(
+            "--- agent log (last 40 lines) ---\n{}",
+            lines[tail..].join("\n")
+        )
     }
 
     /// Run `nfsha <args> --config <ours>`.
@@ -239,7 +248,12 @@ impl Agent {
     }
 
     /// Poll `/metrics` until `cond` holds; returns the last scrape.
-    pub fn wait_metrics(&self, what: &str, within: Duration, cond: impl Fn(&str) -> bool) -> String {
+    pub fn wait_metrics(
+        &self,
+        what: &str,
+        within: Duration,
+        cond: impl Fn(&str) -> bool,
+    ) -> String {
         let mut last = String::new();
         let ok = wait_for(within, || {
             last = self.metrics();
@@ -299,10 +313,15 @@ pub fn try_http(port: u16, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
-    let body = if chunked { dechunk(body)? } else { body.to_string() };
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
     Some((code, body))
 }
 
