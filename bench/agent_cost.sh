@@ -78,6 +78,16 @@ cpu_ticks() {
     echo $(( ${12} + ${13} + ${14} + ${15} ))
 }
 
+# "self children": utime+stime and cutime+cstime (clock ticks) of one process.
+cpu_parts() {
+    local s
+    { s=$(<"/proc/$1/stat"); } 2>/dev/null || { echo "0 0"; return; }
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo "$(( ${12} + ${13} )) $(( ${14} + ${15} ))"
+}
+
 # Every live descendant of $1 (not $1 itself).
 descendants() {
     ps -e -o pid=,ppid= | awk -v root="$1" '
@@ -101,17 +111,18 @@ tree_cpu_ticks() {
     echo "$total"
 }
 
-# RSS (KiB) of $1 plus all its live descendants, and how many processes that is.
-tree_rss_kb() {
-    local pid s kb=0 n=0
+# Memory of $1 plus all its live descendants: "rss_kib pss_kib processes". RSS sums
+# count the pages the processes share (the same binary, libc) once per process; PSS
+# (smaps_rollup) splits shared pages between their users, so it sums fairly.
+tree_mem_kb() {
+    local pid rss pss kb=0 p=0 n=0
     for pid in "$1" $(descendants "$1"); do
-        { s=$(<"/proc/$pid/stat"); } 2>/dev/null || continue
-        s=${s##*) }
-        # shellcheck disable=SC2086
-        set -- $s
-        kb=$(( kb + ${22} * PAGE_KB )); n=$(( n + 1 ))
+        { read -r rss pss < <(awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } END { if (r != "") print r, p }' \
+            "/proc/$pid/smaps_rollup"); } 2>/dev/null || continue
+        [[ -n ${rss:-} ]] || continue
+        kb=$(( kb + rss )); p=$(( p + pss )); n=$(( n + 1 ))
     done
-    echo "$kb $n"
+    echo "$kb $p $n"
 }
 
 # --- One FaultFs, served by the example until its stdin closes.
@@ -177,16 +188,21 @@ measure_agent() {
     done
     (( healthy == n )) || die "agent: only $healthy of $n mounts healthy after 60 s (log: $W/agent-$n.log)"
     sleep "$WARMUP"
-    local rss_sum=0 rss_max=0 samples=0 procs_max=0 kb np
+    local rss_sum=0 rss_max=0 pss_sum=0 pss_max=0 samples=0 procs_sum=0 procs_max=0 kb pk np
+    local s0 r0 s1 r1
     p0=$(probes_ok_total "$port"); c0=$(tree_cpu_ticks "$AGENT_PID"); t0=$(now_us)
+    read -r s0 r0 < <(cpu_parts "$AGENT_PID")
     while (( $(now_us) - t0 < DURATION * 1000000 )); do
-        read -r kb np < <(tree_rss_kb "$AGENT_PID")
-        rss_sum=$(( rss_sum + kb )); samples=$(( samples + 1 ))
+        read -r kb pk np < <(tree_mem_kb "$AGENT_PID")
+        rss_sum=$(( rss_sum + kb )); pss_sum=$(( pss_sum + pk )); samples=$(( samples + 1 ))
+        procs_sum=$(( procs_sum + np ))
         (( kb > rss_max )) && rss_max=$kb
+        (( pk > pss_max )) && pss_max=$pk
         (( np > procs_max )) && procs_max=$np
         sleep 1
     done
     c1=$(tree_cpu_ticks "$AGENT_PID"); t1=$(now_us); p1=$(probes_ok_total "$port")
+    read -r s1 r1 < <(cpu_parts "$AGENT_PID")
     # Scrape cost: three timed GET /metrics.
     local scrape_ms scrape_bytes
     read -r scrape_ms scrape_bytes < <(for i in 1 2 3; do
@@ -201,16 +217,21 @@ measure_agent() {
     jq -n --argjson n "$n" --argjson ticks "$(( c1 - c0 ))" --argjson hz "$TICKS" \
         --argjson wall_us "$(( t1 - t0 ))" --argjson probes "$(( p1 - p0 ))" \
         --argjson rss_sum "$rss_sum" --argjson samples "$samples" --argjson rss_max "$rss_max" \
+        --argjson pss_sum "$pss_sum" --argjson pss_max "$pss_max" --argjson procs_sum "$procs_sum" \
         --argjson procs_max "$procs_max" --argjson scrape_ms "$scrape_ms" \
         --argjson scrape_bytes "$scrape_bytes" --argjson healthz "$code" \
-        --argjson workers "${workers:-0}" --argjson stuck "${stuck:-0}" '
+        --argjson workers "${workers:-0}" --argjson stuck "${stuck:-0}" \
+        --argjson self_ticks "$(( s1 - s0 ))" --argjson reaped_ticks "$(( r1 - r0 ))" '
         ($wall_us / 1e6) as $wall | ($ticks / $hz) as $cpu |
         { mounts: $n, wall_s: $wall, cpu_s: $cpu,
           cpu_percent_of_one_core: (100 * $cpu / $wall),
+          cpu_percent_agent_process: (100 * $self_ticks / $hz / $wall),
+          cpu_percent_reaped_workers: (100 * $reaped_ticks / $hz / $wall),
           cpu_ms_per_mount_probe: (if $probes > 0 then 1000 * $cpu / $probes else null end),
           probes_ok: $probes, probes_per_s: ($probes / $wall),
           rss_mib_mean: ($rss_sum / $samples / 1024), rss_mib_max: ($rss_max / 1024),
-          processes_max: $procs_max, workers_live_at_end: $workers, workers_stuck_at_end: $stuck,
+          pss_mib_mean: ($pss_sum / $samples / 1024), pss_mib_max: ($pss_max / 1024),
+          processes_mean: ($procs_sum / $samples), processes_max: $procs_max, workers_live_at_end: $workers, workers_stuck_at_end: $stuck,
           scrape_ms_mean: $scrape_ms, scrape_bytes: $scrape_bytes, healthz_at_end: $healthz }'
 }
 
@@ -259,12 +280,13 @@ measure_seed() {
     tail -n1 "$W/nfs-health-check.log" | grep -q "All NFS mounts healthy" \
         || die "seed check does not see $n healthy mounts: $(tail -n1 "$W/nfs-health-check.log")"
     seed_driver "$script" "$DURATION" "$res" &
-    local drv=$! rss_sum=0 rss_max=0 samples=0 kb np procs_max=0
+    local drv=$! rss_sum=0 rss_max=0 pss_sum=0 pss_max=0 samples=0 kb pk np procs_max=0
     while kill -0 "$drv" 2>/dev/null; do
-        read -r kb np < <(tree_rss_kb "$drv")
+        read -r kb pk np < <(tree_mem_kb "$drv")
         if (( np > 0 )); then
-            rss_sum=$(( rss_sum + kb )); samples=$(( samples + 1 ))
+            rss_sum=$(( rss_sum + kb )); pss_sum=$(( pss_sum + pk )); samples=$(( samples + 1 ))
             (( kb > rss_max )) && rss_max=$kb
+            (( pk > pss_max )) && pss_max=$pk
             (( np > procs_max )) && procs_max=$np
         fi
         sleep 0.5
@@ -276,17 +298,20 @@ measure_seed() {
     jq -n --argjson n "$n" --argjson runs "$runs" --argjson skipped "$skipped" \
         --argjson sum_us "$sum" --argjson max_us "$max" --argjson ticks "$ticks" --argjson hz "$TICKS" \
         --argjson wall_us "$wall" --argjson rss_sum "$rss_sum" --argjson samples "$samples" \
-        --argjson rss_max "$rss_max" --argjson procs_max "$procs_max" '
+        --argjson rss_max "$rss_max" --argjson procs_max "$procs_max" \
+        --argjson pss_sum "$pss_sum" --argjson pss_max "$pss_max" '
         ($wall_us / 1e6) as $wall | ($ticks / $hz) as $cpu | ($cpu / $runs) as $per_run |
         ($sum_us / $runs / 1e6) as $run_s | ($rss_sum / $samples / 1024) as $rss_mean |
+        ($pss_sum / $samples / 1024) as $pss_mean |
         { mounts: $n, wall_s: $wall, runs: $runs, ticks_skipped_run_overran: $skipped,
           run_s_mean: $run_s, run_s_max: ($max_us / 1e6),
           cpu_s: $cpu, cpu_s_per_run: $per_run,
           cpu_percent_of_one_core: (100 * $cpu / $wall),
-          rss_mib_mean: $rss_mean, rss_mib_max: ($rss_max / 1024), processes_max: $procs_max,
+          rss_mib_mean: $rss_mean, rss_mib_max: ($rss_max / 1024),
+          pss_mib_mean: $pss_mean, pss_mib_max: ($pss_max / 1024), processes_max: $procs_max,
           every_30s: { cpu_percent_of_one_core: (100 * $per_run / 30),
-                       rss_mib_time_averaged: ($rss_mean * ([$run_s, 30] | min) / 30),
-                       rss_mib_peak: ($rss_max / 1024),
+                       pss_mib_time_averaged: ($pss_mean * ([$run_s, 30] | min) / 30),
+                       pss_mib_peak: ($pss_max / 1024),
                        worst_detection_s: (30 + 5) } }'
 }
 
@@ -295,16 +320,18 @@ for n in $COUNTS; do
     bind_up_to "$n"
     echo "== $n mounts: nfsha agent, ${DURATION}s after ${WARMUP}s warm-up"
     agent=$(measure_agent "$n")
-    echo "$agent" | jq -c '{cpu_percent_of_one_core, rss_mib_mean, probes_per_s, scrape_ms_mean}'
+    echo "$agent" | jq -c '{cpu_percent_of_one_core, cpu_percent_agent_process, cpu_percent_reaped_workers, pss_mib_mean, rss_mib_mean, processes_mean, probes_per_s, scrape_ms_mean}'
     echo "== $n mounts: seed bash check once per second, ${DURATION}s"
     seed=$(measure_seed "$n")
-    echo "$seed" | jq -c '{cpu_percent_of_one_core, rss_mib_mean, runs, run_s_mean, ticks_skipped_run_overran}'
+    echo "$seed" | jq -c '{cpu_percent_of_one_core, cpu_percent_agent_process, cpu_percent_reaped_workers, pss_mib_mean, rss_mib_mean, runs, run_s_mean, ticks_skipped_run_overran}'
     RESULTS=$(jq -n --argjson r "$RESULTS" --argjson a "$agent" --argjson s "$seed" '
         $r + [{ mounts: $a.mounts, agent: $a, seed_check_every_1s: $s,
-                ratios: { seed_1s_cpu_over_agent_cpu: ($s.cpu_percent_of_one_core / $a.cpu_percent_of_one_core),
-                          seed_30s_cpu_over_agent_cpu: ($s.every_30s.cpu_percent_of_one_core / $a.cpu_percent_of_one_core),
-                          agent_rss_over_seed_1s_rss: ($a.rss_mib_mean / $s.rss_mib_mean),
-                          agent_rss_over_seed_peak_rss: ($a.rss_mib_mean / $s.rss_mib_max) } }]')
+                ratios: (def div(a; b): if b > 0 then a / b else null end;
+                         { seed_1s_cpu_over_agent_cpu: div($s.cpu_percent_of_one_core; $a.cpu_percent_of_one_core),
+                           seed_30s_cpu_over_agent_cpu: div($s.every_30s.cpu_percent_of_one_core; $a.cpu_percent_of_one_core),
+                           agent_pss_over_seed_1s_pss: div($a.pss_mib_mean; $s.pss_mib_mean),
+                           agent_pss_over_seed_peak_pss: div($a.pss_mib_mean; $s.pss_mib_max),
+                           agent_rss_over_seed_1s_rss: div($a.rss_mib_mean; $s.rss_mib_mean) }) }]')
 done
 
 jq -n --argjson results "$RESULTS" --arg kernel "$(uname -r)" --argjson nproc "$(nproc)" \
@@ -322,15 +349,19 @@ jq -n --argjson results "$RESULTS" --arg kernel "$(uname -r)" --argjson nproc "$
                 not_counted: "the FUSE server (same for both), the systemd timer itself" },
       results: $results }' >"$OUT/agent_cost.json"
 
+JQ_DEFS='def r(n): if . == null then "n/a" else (. * pow(10; n) | round / pow(10; n) | tostring) end;'
+
 {
-    echo "| mounts | nfsha agent CPU | agent RSS (agent+workers) | seed check @1 s CPU | seed @1 s RSS (mean / peak) | seed @30 s CPU | seed@1s / agent CPU | seed@30s / agent CPU | probes/s (agent) | /metrics scrape |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    jq -r '.results[] | "| \(.mounts) | \(.agent.cpu_percent_of_one_core * 100 | round / 100)% | \(.agent.rss_mib_mean * 10 | round / 10) MiB | \(.seed_check_every_1s.cpu_percent_of_one_core * 10 | round / 10)% (runs \(.seed_check_every_1s.run_s_mean * 100 | round / 100) s each, \(.seed_check_every_1s.ticks_skipped_run_overran) ticks skipped) | \(.seed_check_every_1s.rss_mib_mean * 10 | round / 10) / \(.seed_check_every_1s.rss_mib_max * 10 | round / 10) MiB | \(.seed_check_every_1s.every_30s.cpu_percent_of_one_core * 100 | round / 100)% | \(.ratios.seed_1s_cpu_over_agent_cpu * 10 | round / 10)x | \(.ratios.seed_30s_cpu_over_agent_cpu * 100 | round / 100)x | \(.agent.probes_per_s | round) | \(.agent.scrape_ms_mean) ms, \(.agent.scrape_bytes / 1024 | round) KiB |"' "$OUT/agent_cost.json"
+    echo "| mounts | nfsha agent CPU | agent PSS (RSS) | processes | seed check @1 s CPU | seed @1 s PSS mean / peak | seed run time | seed @30 s CPU | CPU seed@1s / agent | CPU seed@30s / agent | agent probes/s | /metrics scrape |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    jq -r "$JQ_DEFS"' .results[] | .agent as $a | .seed_check_every_1s as $s |
+        "| \(.mounts) | \($a.cpu_percent_of_one_core | r(2))% | \($a.pss_mib_mean | r(1)) MiB (\($a.rss_mib_mean | r(1))) | \($a.processes_mean | r(1)) | \($s.cpu_percent_of_one_core | r(1))% | \($s.pss_mib_mean | r(1)) / \($s.pss_mib_max | r(1)) MiB | \($s.run_s_mean | r(2)) s (\($s.ticks_skipped_run_overran) ticks skipped) | \($s.every_30s.cpu_percent_of_one_core | r(2))% | \(.ratios.seed_1s_cpu_over_agent_cpu | r(1))x | \(.ratios.seed_30s_cpu_over_agent_cpu | r(2))x | \($a.probes_per_s | r(0)) | \($a.scrape_ms_mean) ms, \($a.scrape_bytes / 1024 | r(0)) KiB |"' "$OUT/agent_cost.json"
     echo
-    jq -r '"CPU is % of one core (utime+stime from /proc per second of wall time), \(.machine.nproc) vCPUs, kernel \(.machine.kernel), \(.method.duration_s) s per measurement. The seed check normally runs every 30 s; at 1 s it is what it would cost to match the agent'"'"'s detection cadence."' "$OUT/agent_cost.json"
+    jq -r '"CPU: % of one core, utime+stime from /proc per second of wall time (agent: agent + probe workers; seed: every bash, timeout and ls it starts). PSS: proportional set size summed over those processes (RSS double-counts the binary pages they share). \(.machine.nproc) vCPUs, kernel \(.machine.kernel), \(.method.duration_s) s per measurement, one FUSE server behind every mount (bind mounts). The seed check really runs every 30 s (and detects a failure after up to 35 s); at 1 s it is what it would cost to match the agent'"'"'s detection cadence."' "$OUT/agent_cost.json"
 } >"$OUT/agent_cost.md"
 
 echo
-echo "== ratios (seed check CPU / nfsha agent CPU; agent RSS / seed RSS)"
-jq -r '.results[] | "\(.mounts) mounts: agent \(.agent.cpu_percent_of_one_core * 100 | round / 100)% CPU, \(.agent.rss_mib_mean * 10 | round / 10) MiB | seed@1s \(.seed_check_every_1s.cpu_percent_of_one_core * 10 | round / 10)% CPU, \(.seed_check_every_1s.rss_mib_mean * 10 | round / 10) MiB | seed@30s \(.seed_check_every_1s.every_30s.cpu_percent_of_one_core * 100 | round / 100)% CPU | CPU ratio seed@1s/agent \(.ratios.seed_1s_cpu_over_agent_cpu * 10 | round / 10)x, seed@30s/agent \(.ratios.seed_30s_cpu_over_agent_cpu * 100 | round / 100)x | RSS ratio agent/seed@1s \(.ratios.agent_rss_over_seed_1s_rss * 10 | round / 10)x"' "$OUT/agent_cost.json"
+echo "== side by side (CPU % of one core; PSS MiB)"
+jq -r "$JQ_DEFS"' .results[] | .agent as $a | .seed_check_every_1s as $s |
+    "\(.mounts) mounts: agent \($a.cpu_percent_of_one_core | r(2))% / \($a.pss_mib_mean | r(1)) MiB | seed@1s \($s.cpu_percent_of_one_core | r(1))% / \($s.pss_mib_mean | r(1)) MiB | seed@30s \($s.every_30s.cpu_percent_of_one_core | r(2))% | CPU ratio seed@1s/agent \(.ratios.seed_1s_cpu_over_agent_cpu | r(1))x, seed@30s/agent \(.ratios.seed_30s_cpu_over_agent_cpu | r(2))x | PSS ratio agent/seed@1s \(.ratios.agent_pss_over_seed_1s_pss | r(1))x"' "$OUT/agent_cost.json"
 echo "wrote $OUT/agent_cost.json and $OUT/agent_cost.md"

@@ -44,6 +44,8 @@ cp "$cfg" "$LAB_OUT/nfsha.toml.imported"
 sed -i -e 's/"soft"/"hard"/' -e 's/^listen = .*/listen = "off"/' \
     -e "/^\[agent\]/a event_log = \"$LAB_OUT/events-$c.jsonl\"" "$cfg"
 lab_check config-check "$("$bin" config check --config "$cfg" >/dev/null 2>&1 && echo 1 || echo 0)"
+# On a real fstab host the mountpoints exist already (fstab needed them).
+lab_on "$c" mkdir -p /airflow/dags /airflow/logs
 NFSHA=$bin lab_agent_start "$c" "$cfg" >/dev/null
 lab_wait_mounted "$c" /airflow/dags 30
 lab_check agent-mounted-dags "$([ $? = 0 ] && echo 1 || echo 0)"

@@ -299,7 +299,8 @@ lab_clients_destroy() {
     for c in $(cat "$LAB_STATE/clients" 2>/dev/null); do
         a=$(lab_anchor "$c")
         [ -n "$a" ] || continue
-        pkill -KILL --ns "$a" --nslist net -v -x sleep 2>/dev/null
+        # Every process in the client's network namespace but its anchor.
+        for p in $(pgrep --ns "$a" --nslist net); do [ "$p" != "$a" ] && kill -KILL "$p" 2>/dev/null; done
         # Lazily detach every NFS and autofs mount of the client, innermost first.
         nsenter -t "$a" -m sh -c "awk '\$3 ~ /^(nfs|nfs4|autofs)\$/ {print \$2}' /proc/self/mounts | sort -r | xargs -r -n1 umount -l" 2>/dev/null
         kill -KILL "$a" 2>/dev/null

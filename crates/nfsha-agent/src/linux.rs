@@ -38,6 +38,28 @@ impl LinuxHost {
     }
 }
 
+impl LinuxHost {
+    /// Create a missing mountpoint directory, but only when neither it nor an ancestor
+    /// is an NFS mount: looking at it would then touch a possibly dead server from
+    /// this thread.
+    fn ensure_mountpoint(&self, mountpoint: &Path) -> Result<(), HostError> {
+        let table = self.mount_table()?;
+        let under_nfs = table
+            .iter()
+            .any(|m| m.is_nfs() && mountpoint.starts_with(&m.mountpoint));
+        if under_nfs {
+            return Ok(());
+        }
+        if std::fs::symlink_metadata(mountpoint).is_err() {
+            std::fs::create_dir_all(mountpoint).map_err(|e| HostError::Other {
+                op: "create mountpoint",
+                message: format!("{}: {e}", mountpoint.display()),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for LinuxHost {
     fn default() -> Self {
         LinuxHost::new()
@@ -135,6 +157,7 @@ impl Host for LinuxHost {
     }
 
     async fn mount_nfs(&self, req: &MountRequest, deadline: Duration) -> Result<(), HostError> {
+        self.ensure_mountpoint(&req.mountpoint)?;
         let argv = mount_nfs_argv(
             &req.server,
             &req.export,

@@ -198,7 +198,7 @@ impl Plan {
 }
 
 fn read_opt(root: &Path, path: &Path) -> Result<Option<String>, SetupError> {
-    let p = fsio::in_root(root, path);
+    let p = resolve_in_root(root, path);
     match std::fs::read_to_string(&p) {
         Ok(t) => Ok(Some(t)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -251,7 +251,7 @@ struct AutofsMap {
 
 fn is_program_map(root: &Path, map: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(fsio::in_root(root, map))
+    std::fs::metadata(resolve_in_root(root, map))
         .map(|m| m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
@@ -868,8 +868,26 @@ fn target_path(root: &Path, host_path: &Path) -> PathBuf {
     Path::new("/").join(host_path.strip_prefix(root).unwrap_or(host_path))
 }
 
+/// `path` inside `root`, following symlinks (an absolute link target is taken inside
+/// `root` too), so that replacing a symlinked file (e.g. /etc/fstab in some images)
+/// replaces its target and keeps the link.
+fn resolve_in_root(root: &Path, path: &Path) -> PathBuf {
+    let mut p = fsio::in_root(root, path);
+    for _ in 0..16 {
+        let Ok(target) = std::fs::read_link(&p) else {
+            break;
+        };
+        p = if target.is_absolute() {
+            fsio::in_root(root, &target)
+        } else {
+            p.parent().map_or(target.clone(), |d| d.join(&target))
+        };
+    }
+    p
+}
+
 fn write(root: &Path, path: &Path, data: &str, mode: u32) -> Result<Vec<PathBuf>, SetupError> {
-    let p = fsio::in_root(root, path);
+    let p = resolve_in_root(root, path);
     fsio::write_atomic(&p, data.as_bytes(), mode)
         .map(|dirs| dirs.iter().map(|d| target_path(root, d)).collect())
         .map_err(|source| SetupError::Write { path: p, source })

@@ -477,3 +477,32 @@ fn removed_service_drops_its_dropin_and_old_health_check_is_flagged() {
     assert!(!dropin.exists());
     assert!(plan(&o, &host).unwrap().is_empty());
 }
+
+#[test]
+fn symlinked_fstab_keeps_its_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    let real = root.join("etc/fstab.real");
+    std::fs::rename(root.join("etc/fstab"), &real).unwrap();
+    std::os::unix::fs::symlink("/etc/fstab.real", root.join("etc/fstab")).unwrap();
+    let before = tree(root);
+    let o = opts(root);
+    apply(&o, &plan(&o, &FakeHost::with_all_tools()).unwrap(), now()).unwrap();
+    assert!(
+        std::fs::symlink_metadata(root.join("etc/fstab"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::read_to_string(&real)
+            .unwrap()
+            .contains("#nfsha-setup# ")
+    );
+    let (u, m) = plan_undo(&o).unwrap();
+    apply_undo(&o, &u, &m).unwrap();
+    let mut after = tree(root);
+    after.retain(|p, _| !p.starts_with("var"));
+    assert_eq!(after, before);
+}

@@ -4,8 +4,6 @@
 //! library crates. Errors travel as `anyhow` chains and are printed once, here.
 
 mod commands;
-#[path = "commands/generate_docs.rs"]
-mod generate_docs;
 mod observability;
 
 use clap::{Parser, Subcommand};
@@ -50,7 +48,7 @@ enum Command {
     Worker(commands::worker::Args),
     /// Internal: write man pages, shell completions and the agent unit (for packages).
     #[command(hide = true, name = "__generate-docs")]
-    GenerateDocs(generate_docs::Args),
+    GenerateDocs(commands::generate_docs::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,7 +59,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Worker(a) => commands::worker::run(a),
-        Command::GenerateDocs(a) => generate_docs::run(a),
+        Command::GenerateDocs(a) => commands::generate_docs::run(a),
         other => {
             observability::init(global.log_format);
             match other {

@@ -88,7 +88,7 @@ pub fn read(root: &Path, path: &str) -> String {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Every file (bytes and mode) and directory under `root`.
+/// Every file (bytes and mode), directory and symlink (its target) under `root`.
 pub fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
     let mut out = BTreeMap::new();
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
@@ -96,7 +96,10 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
             let p = e.path();
             let md = std::fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(root).unwrap().to_path_buf();
-            if md.is_dir() {
+            if md.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, (target.as_os_str().as_encoded_bytes().to_vec(), 0));
+            } else if md.is_dir() {
                 out.insert(rel, (Vec::new(), md.permissions().mode()));
                 walk(root, &p, out);
             } else {

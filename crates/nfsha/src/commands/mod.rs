@@ -6,6 +6,7 @@ pub mod check;
 pub mod config;
 pub mod drill;
 pub mod events;
+pub mod generate_docs;
 pub mod recover;
 pub mod server;
 pub mod setup;
