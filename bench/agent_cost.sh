@@ -323,7 +323,7 @@ for n in $COUNTS; do
     echo "$agent" | jq -c '{cpu_percent_of_one_core, cpu_percent_agent_process, cpu_percent_reaped_workers, pss_mib_mean, rss_mib_mean, processes_mean, probes_per_s, scrape_ms_mean}'
     echo "== $n mounts: seed bash check once per second, ${DURATION}s"
     seed=$(measure_seed "$n")
-    echo "$seed" | jq -c '{cpu_percent_of_one_core, cpu_percent_agent_process, cpu_percent_reaped_workers, pss_mib_mean, rss_mib_mean, runs, run_s_mean, ticks_skipped_run_overran}'
+    echo "$seed" | jq -c '{cpu_percent_of_one_core, cpu_s_per_run, pss_mib_mean, rss_mib_mean, runs, run_s_mean, ticks_skipped_run_overran}'
     RESULTS=$(jq -n --argjson r "$RESULTS" --argjson a "$agent" --argjson s "$seed" '
         $r + [{ mounts: $a.mounts, agent: $a, seed_check_every_1s: $s,
                 ratios: (def div(a; b): if b > 0 then a / b else null end;

@@ -614,13 +614,29 @@ impl<H: Host> MountCtx<H> {
     }
 }
 
+/// A stable offset within `interval` derived from the mountpoint (FNV-1a).
+fn phase(mountpoint: &Path, interval: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in mountpoint.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let micros = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX).max(1);
+    Duration::from_micros(h % micros)
+}
+
 async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>) {
     let mut epoch_seen: Option<u64> = None;
     // A leader already known when this task starts counts as news.
     ctx.leader.mark_changed();
     let mut machine = MountMachine::new(machine_config(&ctx.cfg, &ctx.settings), clock_now());
     let mut chosen: Option<String> = None;
-    let mut tick = tokio::time::interval(ctx.cfg.probe_interval);
+    // Spread mounts over their interval so 1,000 mounts do not all probe at once
+    // (a burst would need as many worker processes as mounts).
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + phase(&ctx.cfg.mountpoint, ctx.cfg.probe_interval),
+        ctx.cfg.probe_interval,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ctx.publish(&machine, &chosen, |_| {});
     loop {

@@ -449,6 +449,38 @@ mod tests {
     }
 
     #[test]
+    fn an_access_blocked_for_ever_is_recorded_as_blocked_and_the_run_still_ends() {
+        // Opening a FIFO with no writer blocks in the kernel, like a hard NFS mount on a
+        // hung server.
+        let d = tempfile::tempdir().expect("tempdir");
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let out = d.path().join("acc.jsonl");
+        let mut c = cfg(&fifo, Op::Read, &out);
+        c.workers = 1;
+        c.duration = Duration::from_millis(200);
+        let started = Instant::now();
+        let s = run_access(&c).expect("run");
+        // Functional deadline: duration + drain + generous slack.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "run did not end"
+        );
+        assert_eq!(s.blocked, 1);
+        let recs = records(&out);
+        let b = recs.iter().find(|r| r.blocked).expect("a blocked record");
+        assert!(!b.ok);
+        assert!(b.latency_ms >= 100.0, "blocked for {} ms", b.latency_ms);
+    }
+
+    #[test]
     fn op_names_parse() {
         assert_eq!(Op::parse("held-write"), Some(Op::HeldWrite));
         assert_eq!(Op::parse("statfs"), Some(Op::Statfs));

@@ -1,0 +1,396 @@
+# lab-summary: nfsha server controller (etcd lease, TTL 5 s) on nfs-1/nfs-2: kill, freeze, etcd cut-off, switchover; clients follow with the agent
+# lab-timeout: 480
+#
+# server-failover.sh: issue 6, "How it must be shown", the Lab bullet.
+#
+# Topology: etcd in the guest's root namespace on br0 (10.99.0.250:2379, reached by every
+# namespace host), `nfsha server run` inside nfs-1 and nfs-2 (each in its own namespaces; host
+# commands go through `--host-prefix "nsenter -t ANCHOR -m -n -u"`), storage "replicated"
+# (the lab's replica topology: each server its own copy, fsids 1/2 on nfs-1 and 101/102 on
+# nfs-2 as in lab_setup), floating address = the lab VIP on eth0. Clients run `nfsha agent`
+# with [agent.cluster] and mount the VIP; an access loop (ls every 100 ms) runs on each.
+#
+# Faults, one 40 s slot each, leader alternating:
+#   a kill      SIGKILL of the leader's controller + its nfsd stopped (`rpc.nfsd 0`); the
+#               controller's fence-guard (its own process group) survives, as designed
+#   b freeze    SIGSTOP of the leader's controller (SIGCONT after the standby serves)
+#   c etcd-cut  nft in the leader's namespace drops every packet to/from etcd only
+#   d switch    `nfsha server switchover --to nfs-1`
+# Measured per fault: fault → standby serving (VIP + exports + nfsd threads on the new node,
+# polled every 100 ms), fault → every client healthy (per client, path and worker: end of the
+# first good access after the last bad one; bad = failed or slower than 1 s), fault → the
+# agents' last successful recovery. A sampler reads both servers' state every 200 ms (from
+# /proc, no process spawned) and checks the VIP and the exports were never live on two nodes.
+#
+# Helpers are inlined (run.sh copies only this file into the share). Everything here is
+# prefixed sl_ to stay out of lablib's namespace.
+
+SL_ETCD_IP=10.99.0.250
+SL_ETCD=http://$SL_ETCD_IP:2379
+SL_CLUSTER=lab
+SL_NCLIENTS=${SL_NCLIENTS:-2}
+SL_SLOT=${SL_SLOT:-40}
+SL_BAD_MS=${SL_BAD_MS:-1000}
+# Fence start = proof + ttl - safety_margin - loop_period. The default margin (ttl/2)
+# leaves 1.5 s, i.e. one renewal that etcd answers late under TCG emulation on a loaded
+# host fences a healthy leader; 1.2 s leaves 2.8 s (two renewal attempts).
+SL_SAFETY_MARGIN=${SL_SAFETY_MARGIN:-1200ms}
+SL_STATE=$LAB_STATE/serverlab
+mkdir -p "$SL_STATE"
+
+sl_ms() { local t=${EPOCHREALTIME/./}; echo "${t:0:13}"; }
+
+# ---------------------------------------------------------------- etcd
+sl_etcd_start() {
+    command -v etcd >/dev/null || {
+        lab_check etcd-in-image 0 "no etcd binary in the guest: build the image with NFSHA_LAB_EXTRA_PACKAGES=etcd-server"
+        return 1
+    }
+    ip addr replace "$SL_ETCD_IP/24" dev br0
+    rm -rf "$SL_STATE/etcd"
+    setsid etcd --name lab --data-dir "$SL_STATE/etcd" \
+        --listen-client-urls "$SL_ETCD" --advertise-client-urls "$SL_ETCD" \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster lab=http://127.0.0.1:2380 </dev/null >"$LAB_OUT/etcd.log" 2>&1 &
+    echo $! >"$SL_STATE/etcd.pid"
+    echo $! >>"$LAB_STATE/pids"
+    lab_wait 40 bash -c "exec 3<>/dev/tcp/$SL_ETCD_IP/2379" || {
+        lab_check etcd-started 0 "etcd did not listen on $SL_ETCD within 40 s (etcd.log)"
+        return 1
+    }
+    lab_log "etcd up at $SL_ETCD ($(etcd --version | head -1))"
+}
+
+# ---------------------------------------------------------------- servers
+sl_server_config() {
+    local n=$1 base f=/var/lab/$1/server.toml
+    base=$([ "$n" = nfs-1 ] && echo 0 || echo 100)
+    cat >"$f" <<EOF
+[server]
+node = "$n"
+cluster = "$SL_CLUSTER"
+etcd_endpoints = ["$SL_ETCD"]
+ttl = "5s"
+safety_margin = "$SL_SAFETY_MARGIN"
+scope = "nfsha-lab"
+storage = "replicated"
+listen = "127.0.0.1:8008"
+
+[[server.export]]
+path = "/srv/airflow/dags"
+fsid = $((base + 1))
+clients = "*"
+options = ["rw", "sync", "no_subtree_check", "no_root_squash", "insecure"]
+
+[[server.export]]
+path = "/srv/airflow/logs"
+fsid = $((base + 2))
+clients = "*"
+options = ["rw", "sync", "no_subtree_check", "no_root_squash", "insecure"]
+
+[server.floating_address]
+address = "$LAB_VIP"
+prefix = 24
+interface = "eth0"
+EOF
+    # Run before rpc.nfsd (through the prefix, so inside the server's namespaces):
+    # rpcbind and mountd of this server, started only when not already running.
+    local a; a=$(lab_anchor "$n")
+    cat >"/var/lab/$n/before-nfsd.sh" <<EOF
+#!/bin/sh
+pgrep --ns $a --nslist net -x rpcbind >/dev/null || rpcbind -w
+pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
+exit 0
+EOF
+    cat >"/var/lab/$n/after-nfsd-stop.sh" <<EOF
+#!/bin/sh
+pkill --ns $a --nslist net -x rpc.mountd
+exit 0
+EOF
+    chmod +x "/var/lab/$n/before-nfsd.sh" "/var/lab/$n/after-nfsd-stop.sh"
+    echo "$f"
+}
+
+# sl_server_start NODE: `nfsha server run` inside NODE (so that an nft rule in NODE cuts
+# the controller itself off from etcd); host commands through --host-prefix.
+sl_server_start() {
+    local n=$1 a pid; a=$(lab_anchor "$n")
+    local scope_flag=
+    lab_on "$n" rpc.nfsd --help 2>&1 | grep -q -- '--scope' || scope_flag=--no-scope-flag
+    pid=$(lab_bg "$n" "$LAB_OUT/server-$n.log" env NO_COLOR=1 RUST_LOG="${SL_RUST_LOG:-info,nfsha_server::command=debug}" \
+        "$NFSHA" --config "/var/lab/$n/server.toml" server run \
+        --host-prefix "nsenter -t $a -m -n -u" \
+        --before-nfsd "/var/lab/$n/before-nfsd.sh" \
+        --after-nfsd-stop "/var/lab/$n/after-nfsd-stop.sh" $scope_flag)
+    echo "$pid" >"$SL_STATE/ctl-$n"
+    lab_event server-started "$n"
+    lab_log "controller on $n: pid $pid ($(readlink "/proc/$pid/exe")) $scope_flag"
+}
+sl_ctl_pid() { cat "$SL_STATE/ctl-$1" 2>/dev/null; }
+sl_guard_pids() { pgrep --ns "$(lab_anchor "$1")" --nslist net -f 'server fence-guard'; }
+
+# State of a node without spawning anything (the emulated guest is slow: a fork costs tens
+# of ms): VIP = in the node's local routes (/proc/ANCHOR/net/fib_trie); exports = the
+# node's export table (etab: /var/lib/nfs in the node is bound from /var/lab/NODE/varlib;
+# exportfs -i adds to it, exportfs -u removes; the kernel's /proc/fs/nfsd/exports is only a
+# cache filled on demand); nfsd = /proc/fs/nfsd/threads in the node's mount namespace.
+declare -A SL_ANCHOR=()
+sl_anchors() { local n; for n in nfs-1 nfs-2; do SL_ANCHOR[$n]=$(lab_anchor "$n"); done; }
+sl_vip_on() { local x=; read -r -d '' x <"/proc/${SL_ANCHOR[$1]}/net/fib_trie"; [[ $x == *"$LAB_VIP"* ]]; }
+sl_exports_on() { local x=; read -r -d '' x <"/var/lab/$1/varlib/etab"; [[ $x == *"/srv/"* ]]; }
+sl_threads_on() {
+    local t=0
+    read -r t <"/proc/${SL_ANCHOR[$1]}/root/proc/fs/nfsd/threads" 2>/dev/null
+    [ "${t:-0}" -gt 0 ] 2>/dev/null
+}
+sl_serving() { sl_vip_on "$1" && sl_exports_on "$1" && sl_threads_on "$1"; }
+sl_leader() { local n; for n in nfs-1 nfs-2; do sl_serving "$n" && { echo "$n"; return 0; }; done; return 1; }
+# sl_now: SL_NOW = wall clock in ms (no fork). sl_nap: sleep 0.1 s without a fork.
+sl_now() { SL_NOW=${EPOCHREALTIME/./}; SL_NOW=${SL_NOW:0:13}; }
+sl_nap() { read -r -t "${1:-0.1}" -u "$SL_FIFO_FD" 2>/dev/null; true; }
+SL_FIFO=$SL_STATE/nap.fifo
+rm -f "$SL_FIFO"; mkfifo "$SL_FIFO"; exec {SL_FIFO_FD}<>"$SL_FIFO"
+
+# The sampler: every 200 ms one line "ts_ms vip1 vip2 exp1 exp2 thr1 thr2" (1/0), no fork.
+sl_sampler() {
+    local f=$LAB_OUT/server-samples.txt
+    : >"$f"
+    (
+        exec >>"$f" 2>/dev/null
+        while [ ! -f "$SL_STATE/sampler-stop" ]; do
+            sl_now; l=$SL_NOW
+            for n in nfs-1 nfs-2; do if sl_vip_on $n; then l+=" 1"; else l+=" 0"; fi; done
+            for n in nfs-1 nfs-2; do if sl_exports_on $n; then l+=" 1"; else l+=" 0"; fi; done
+            for n in nfs-1 nfs-2; do if sl_threads_on $n; then l+=" 1"; else l+=" 0"; fi; done
+            echo "$l"
+            sl_nap 0.2
+        done
+    ) </dev/null &
+    echo $! >>"$LAB_STATE/pids"
+}
+
+# ---------------------------------------------------------------- clients
+sl_agent_config() {
+    local c=$1 f
+    f=$(lab_nfsha_config "$c" direct 4.1 hard,timeo=50,retrans=2 "$LAB_VIP")
+    cat >>"$f" <<EOF
+
+[agent.cluster]
+etcd_endpoints = ["$SL_ETCD"]
+cluster = "$SL_CLUSTER"
+EOF
+    echo "$f"
+}
+
+# ---------------------------------------------------------------- one fault
+# sl_fault NAME FROM TO: mark NAME-start (done by the caller right at the fault), wait for TO
+# to serve, record the figure; the caller restores FROM later.
+sl_wait_serving() {
+    local name=$1 to=$2 t0=$3 deadline=$(($3 + 30000))
+    while :; do
+        sl_now
+        if sl_serving "$to"; then
+            local at=$SL_NOW
+            lab_mark "$name-standby-serving"
+            lab_figure "${name}_standby_serving_s" "$(lab_ms_to_s $((at - t0)))" s
+            echo "$name $t0 $at $to" >>"$SL_STATE/faults"
+            return 0
+        fi
+        [ "$SL_NOW" -ge "$deadline" ] && break
+        sl_nap 0.1
+    done
+    lab_figure "${name}_standby_serving_s" null s
+    echo "$name $t0 null $to" >>"$SL_STATE/faults"
+    lab_note "$name: $to did not serve within 30 s"
+    return 1
+}
+sl_slot_rest() { local end=$(($1 + SL_SLOT * 1000)); sl_now; while [ "$SL_NOW" -lt "$end" ]; do sl_nap 0.2; sl_now; done; }
+
+sl_cut() {
+    ip netns exec "$1" nft -f - <<EOF
+table inet sl_etcdcut {
+    chain output { type filter hook output priority 0; ip daddr $SL_ETCD_IP drop; }
+    chain input { type filter hook input priority 0; ip saddr $SL_ETCD_IP drop; }
+}
+EOF
+}
+sl_uncut() { ip netns exec "$1" nft delete table inet sl_etcdcut 2>/dev/null; true; }
+
+# ---------------------------------------------------------------- analysis
+# Per fault: fault → every client healthy, from the access records.
+sl_clients_healthy() {
+    local name=$1 t0=$2 tend=$3
+    jq -s --argjson t0 "$t0" --argjson te "$tend" --argjson bad "$SL_BAD_MS" '
+        map(select((.ts_ms + .latency_ms) > $t0 and .ts_ms < $te))
+        | group_by(.label) | map(
+            { label: .[0].label,
+              at: ( group_by([.path, .worker]) | map(
+                    ( map(select((.ok | not) or .latency_ms > $bad)) ) as $b
+                    | if ($b | length) == 0 then $t0
+                      else ($b | map(.ts_ms) | max) as $lb
+                      | ( map(select(.ok and .latency_ms <= $bad and .ts_ms > $lb)) | map(.ts_ms + .latency_ms) | min ) // null
+                      end) | if any(. == null) then null else max end ),
+              bad: (map(select((.ok | not) or .latency_ms > $bad)) | length) })
+        | { healthy_ms: (if any(.at == null) then null else (map(.at) | max) - $t0 end),
+            per_client: (map({(.label): {healthy_ms: (if .at == null then null else .at - $t0 end), bad_accesses: .bad}}) | add) }
+    ' "$LAB_OUT"/accesses-client-*.jsonl
+}
+# fault → every agent's first successful recovery of each of its mounts (max; null if a
+# client recovered no mount in the window).
+sl_agent_recovered() {
+    local t0=$1 tend=$2 f r worst=0
+    for f in "$LAB_OUT"/events-client-*.jsonl; do
+        [ -f "$f" ] || return 0
+        r=$(jq -s --argjson t0 "$t0" --argjson te "$tend" '
+            map(select(.kind == "recovery_finished" and .outcome == "ok" and .ts_ms > $t0 and .ts_ms < $te))
+            | if length == 0 then null else (group_by(.mount) | map(map(.ts_ms) | min) | max) - $t0 end' "$f")
+        [ "$r" = null ] && { echo null; return 0; }
+        [ "$r" -gt "$worst" ] && worst=$r
+    done
+    echo "$worst"
+}
+# Overlaps in the sampler's lines: VIP on both, exports on both, nfsd threads on both.
+sl_overlaps() {
+    awk '{n++; if ($2 && $3) v++; if ($4 && $5) e++; if ($6 && $7) t++;
+          if (prev && $1 - prev > maxgap) maxgap = $1 - prev; prev = $1}
+         END {printf "%d %d %d %d %d\n", n, v, e, t, maxgap}' "$LAB_OUT/server-samples.txt"
+}
+
+# ================================================================ the scenario
+lab_setup replica "$SL_NCLIENTS"
+# Hand both servers over to the controllers: nfsd stopped, /etc/exports emptied (the
+# controller exports with exportfs -i), no VIP.
+for s in nfs-1 nfs-2; do
+    lab_server_stop "$s" >/dev/null
+    : >"/var/lab/$s/exports"
+    lab_on "$s" exportfs -au 2>/dev/null
+    lab_vip_del "$s"
+done
+: >"$SL_STATE/faults"
+rm -f "$SL_STATE/sampler-stop"
+
+if sl_etcd_start; then
+    sl_anchors
+    for s in nfs-1 nfs-2; do sl_server_config "$s" >/dev/null; done
+    sl_sampler
+    t=$(sl_ms)
+    sl_server_start nfs-1
+    if lab_wait 30 sl_serving nfs-1; then
+        lab_figure initial_bringup_s "$(lab_ms_to_s $(($(sl_ms) - t)))" s
+    else
+        lab_note "nfs-1 did not come up serving within 30 s"
+    fi
+    sl_server_start nfs-2
+    sleep 3
+    for s in nfs-1 nfs-2; do
+        lab_on "$s" sh -c 'echo "threads $(cat /proc/fs/nfsd/threads)"; echo "portlist:"; cat /proc/fs/nfsd/portlist
+            echo "etab:"; cat /var/lib/nfs/etab; echo "grace ended: $(cat /proc/fs/nfsd/v4_end_grace 2>&1)"
+            ip -br addr show dev eth0; rpcinfo -p 127.0.0.1 2>&1 | head -20' >"$LAB_OUT/state-initial-$s.txt" 2>&1
+    done
+    lab_on client-1 "$NFSHA" --config "/var/lab/nfs-1/server.toml" server status --json >"$LAB_OUT/status-initial.json" 2>&1
+    lab_check initial-leader-nfs-1 "$([ "$(sl_leader)" = nfs-1 ] && echo 1 || echo 0)" "leader serving: $(sl_leader || echo none)"
+
+    pids=()
+    for i in $(seq 1 "$SL_NCLIENTS"); do
+        cfg=$(sl_agent_config "client-$i")
+        lab_agent_start "client-$i" "$cfg" >/dev/null
+    done
+    for i in $(seq 1 "$SL_NCLIENTS"); do
+        lab_wait_mounted "client-$i" /airflow/dags 40 || lab_note "client-$i: /airflow/dags not mounted in 40 s"
+        lab_wait_mounted "client-$i" /airflow/logs 20 || lab_note "client-$i: /airflow/logs not mounted in 20 s"
+    done
+    dur=$((SL_SLOT * 4 + 15))
+    for i in $(seq 1 "$SL_NCLIENTS"); do
+        pids+=("$(lab_access "client-$i" "client-$i" --path /airflow/dags --path /airflow/logs --interval 100ms --duration "${dur}s" --op ls)")
+    done
+    sleep 8
+
+    # (a) kill: SIGKILL of nfs-1's controller, nfsd stopped at once.
+    lab_mark kill-start; t0=$(sl_ms)
+    kill -KILL "$(sl_ctl_pid nfs-1)"
+    lab_on nfs-1 rpc.nfsd 0
+    lab_event fault "SIGKILL controller nfs-1 + rpc.nfsd 0 (guard pids: $(sl_guard_pids nfs-1 | tr '\n' ' '))"
+    sl_wait_serving kill nfs-2 "$t0"
+    sleep 15
+    sl_server_start nfs-1 # returns as standby (no failback)
+    sl_slot_rest "$t0"
+
+    # (b) freeze: SIGSTOP of nfs-2's controller.
+    lab_mark freeze-start; t0=$(sl_ms)
+    kill -STOP "$(sl_ctl_pid nfs-2)"
+    sl_wait_serving freeze nfs-1 "$t0"
+    sleep 15
+    kill -CONT "$(sl_ctl_pid nfs-2)"
+    lab_mark freeze-resumed
+    sl_slot_rest "$t0"
+    lab_check freeze-resumed-stays-standby "$(sl_serving nfs-2 && echo 0 || echo 1)" "nfs-2 after SIGCONT: $(sl_serving nfs-2 && echo serving || echo not serving)"
+
+    # (c) etcd cut-off: nfs-1 cannot reach etcd (nothing else is dropped).
+    lab_mark etcdcut-start; t0=$(sl_ms)
+    sl_cut nfs-1
+    sl_wait_serving etcdcut nfs-2 "$t0"
+    sleep 15
+    sl_uncut nfs-1
+    lab_mark etcdcut-restored
+    sl_slot_rest "$t0"
+    lab_check etcdcut-restored-stays-standby "$(sl_serving nfs-1 && echo 0 || echo 1)" "nfs-1 after the cut ended: $(sl_serving nfs-1 && echo serving || echo not serving)"
+
+    # (d) planned switchover to nfs-1.
+    lab_mark switchover-start; t0=$(sl_ms)
+    lab_on nfs-2 "$NFSHA" --config /var/lab/nfs-2/server.toml server switchover --to nfs-1 >"$LAB_OUT/switchover.log" 2>&1
+    lab_figure switchover_cmd_exit "$?"
+    sl_wait_serving switchover nfs-1 "$t0"
+    lab_access_wait "${pids[@]}"
+    tend=$(sl_ms)
+    lab_on client-1 "$NFSHA" --config "/var/lab/nfs-1/server.toml" server status --json >"$LAB_OUT/status-final.json" 2>&1
+    touch "$SL_STATE/sampler-stop"
+    sleep 0.5
+
+    # ------------------------------------------------------------ figures and checks
+    mapfile -t F <"$SL_STATE/faults"
+    for k in "${!F[@]}"; do
+        read -r name ft st to <<<"${F[$k]}"
+        next=${F[$((k + 1))]:-}
+        te=${next:+$(echo "$next" | cut -d' ' -f2)}
+        te=${te:-$tend}
+        h=$(sl_clients_healthy "$name" "$ft" "$te")
+        echo "$name $h" >>"$LAB_OUT/clients-healthy.txt"
+        hm=$(jq -r '.healthy_ms' <<<"$h")
+        lab_figure "${name}_clients_healthy_s" "$(lab_ms_to_s "$hm")" s
+        ar=$(sl_agent_recovered "$ft" "$te")
+        lab_figure "${name}_agents_recovered_s" "$(lab_ms_to_s "${ar:-null}")" s
+        if [ "$st" != null ]; then s_s=$(lab_ms_to_s $((st - ft))); else s_s=null; fi
+        case $name in
+            kill)
+                lab_check kill-standby-serving-le-10s "$(lab_cmp "$s_s" '<=' 10 && echo 1 || echo 0)" "fault → $to serving ${s_s} s (target ≤ 10 s, TTL 5 s)"
+                lab_check kill-clients-healthy-le-15s "$(lab_cmp "$(lab_ms_to_s "$hm")" '<=' 15 && echo 1 || echo 0)" "fault → every client healthy $(lab_ms_to_s "$hm") s (target ≤ 15 s)"
+                ;;
+            *)
+                lab_check "$name-standby-serving" "$([ "$s_s" != null ] && echo 1 || echo 0)" "fault → $to serving ${s_s} s"
+                lab_check "$name-clients-healthy" "$([ "$hm" != null ] && echo 1 || echo 0)" "fault → every client healthy $(lab_ms_to_s "$hm") s"
+                ;;
+        esac
+    done
+    read -r n v e th gap <<<"$(sl_overlaps)"
+    lab_figure samples "$n"
+    lab_figure sample_max_gap_ms "$gap" ms
+    lab_figure samples_vip_on_both "$v"
+    lab_figure samples_exports_on_both "$e"
+    lab_figure samples_nfsd_threads_on_both "$th"
+    lab_check vip-never-on-two-nodes "$([ "$n" -gt 100 ] && [ "$v" = 0 ] && echo 1 || echo 0)" "$n samples (max gap $gap ms), $v with the VIP on both"
+    lab_check exports-never-on-two-nodes "$([ "$n" -gt 100 ] && [ "$e" = 0 ] && echo 1 || echo 0)" "$n samples, $e with exports on both"
+    lab_check final-leader-nfs-1 "$([ "$(sl_leader)" = nfs-1 ] && echo 1 || echo 0)" "after the switchover: $(sl_leader || echo none) serves"
+    for s in nfs-1 nfs-2; do
+        lab_log "controller $s log tail:"; tail -5 "$LAB_OUT/server-$s.log" | sed 's/^/LAB:   /'
+    done
+fi
+# Leave the servers as lab_setup expects to find them (it restarts what is not running).
+for s in nfs-1 nfs-2; do
+    p=$(sl_ctl_pid "$s"); [ -n "$p" ] && kill -CONT "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
+    sl_uncut "$s"
+done
+sleep 2
+for s in nfs-1 nfs-2; do for p in $(sl_guard_pids "$s"); do kill -TERM "$p" 2>/dev/null; done; done
+touch "$SL_STATE/sampler-stop"
+[ -f "$SL_STATE/etcd.pid" ] && kill "$(cat "$SL_STATE/etcd.pid")" 2>/dev/null
+rm -f "$LAB_STATE/topology"
