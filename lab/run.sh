@@ -138,6 +138,12 @@ wait "$QPID" 2>/dev/null
 QPID=""
 WALL=$(($(date +%s) - START))
 cp -a "$SHARE/out/." "$OUT/"
+# The timeline charts as PNG too (for CI artifacts and for looking at them).
+if command -v rsvg-convert >/dev/null; then
+    for svg in "$OUT"/*/report/timeline.svg; do
+        [ -f "$svg" ] && rsvg-convert -w 1600 -b white "$svg" -o "${svg%.svg}.png" 2>/dev/null
+    done
+fi
 echo "wall_seconds=$WALL" >"$OUT/run-info.txt"
 echo "image=$IMAGE" >>"$OUT/run-info.txt"
 grep -o 'LAB: \[[0-9.]*\] lab-ready' "$OUT/console.log" | head -1 | sed 's/LAB: \[\(.*\)\] lab-ready/lab_ready_uptime=\1/' >>"$OUT/run-info.txt"

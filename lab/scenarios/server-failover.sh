@@ -100,11 +100,16 @@ EOF
 #!/bin/sh
 pgrep --ns $a --nslist net -x rpcbind >/dev/null || rpcbind -w
 pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
+# NFSv4 client tracking: legacy tracking is refused outside the initial net namespace, so
+# without nfsdcld nfsd has no tracking and refuses v4_end_grace (EBUSY): the controller's
+# "end grace at once in replicated mode" would not be exercised.
+[ -n "\$(command -v nfsdcld)" ] && { pgrep --ns $a --nslist net -x nfsdcld >/dev/null || nfsdcld; }
 exit 0
 EOF
     cat >"/var/lab/$n/after-nfsd-stop.sh" <<EOF
 #!/bin/sh
 pkill --ns $a --nslist net -x rpc.mountd
+pkill --ns $a --nslist net -x nfsdcld
 exit 0
 EOF
     chmod +x "/var/lab/$n/before-nfsd.sh" "/var/lab/$n/after-nfsd-stop.sh"
@@ -194,6 +199,8 @@ sl_wait_serving() {
             lab_mark "$name-standby-serving"
             lab_figure "${name}_standby_serving_s" "$(lab_ms_to_s $((at - t0)))" s
             echo "$name $t0 $at $to" >>"$SL_STATE/faults"
+            sleep 1
+            lab_figure "${name}_new_leader_grace_ended" "$(lab_on "$to" cat /proc/fs/nfsd/v4_end_grace 2>/dev/null | grep -q Y && echo true || echo false)"
             return 0
         fi
         [ "$SL_NOW" -ge "$deadline" ] && break
@@ -248,6 +255,21 @@ sl_agent_recovered() {
         [ "$r" -gt "$worst" ] && worst=$r
     done
     echo "$worst"
+}
+# sl_log_after NODE REGEX AFTER_MS: wall-clock ms of the first line of NODE's controller log
+# matching REGEX with a timestamp after AFTER_MS (null if none).
+sl_log_after() {
+    local ts ms
+    while read -r ts _; do
+        ms=$(date -d "$ts" +%s%3N 2>/dev/null) || continue
+        [ "$ms" -gt "$3" ] && { echo "$ms"; return 0; }
+    done < <(grep -E "$2" "$LAB_OUT/server-$1.log")
+    echo null
+}
+# sl_sample_after COL AFTER_MS: first sample after AFTER_MS whose column COL (2 = vip1,
+# 3 = vip2) is 0 (null if none).
+sl_sample_after() {
+    awk -v c="$1" -v t="$2" '$1 > t && $c == 0 {print $1; f = 1; exit} END {if (!f) print "null"}' "$LAB_OUT/server-samples.txt"
 }
 # Overlaps in the sampler's lines: VIP on both, exports on both, nfsd threads on both.
 sl_overlaps() {
@@ -360,6 +382,14 @@ if sl_etcd_start; then
         ar=$(sl_agent_recovered "$ft" "$te")
         lab_figure "${name}_agents_recovered_s" "$(lab_ms_to_s "${ar:-null}")" s
         if [ "$st" != null ]; then s_s=$(lab_ms_to_s $((st - ft))); else s_s=null; fi
+        # Breakdown: old leader's VIP gone, new leader's key acquired, bring-up.
+        from=$([ "$to" = nfs-1 ] && echo nfs-2 || echo nfs-1)
+        og=$(sl_sample_after "$([ "$from" = nfs-1 ] && echo 2 || echo 3)" "$ft")
+        ac=$(sl_log_after "$to" 'leader key acquired' "$ft")
+        [ "$og" != null ] && lab_figure "${name}_old_vip_gone_s" "$(lab_ms_to_s $((og - ft)))" s
+        [ "$ac" != null ] && lab_figure "${name}_new_key_acquired_s" "$(lab_ms_to_s $((ac - ft)))" s
+        [ "$ac" != null ] && [ "$st" != null ] && lab_figure "${name}_bringup_s" "$(lab_ms_to_s $((st - ac)))" s
+        [ "$og" != null ] && [ "$st" != null ] && lab_figure "${name}_nobody_serving_s" "$(lab_ms_to_s $((st - og)))" s
         case $name in
             kill)
                 lab_check kill-standby-serving-le-10s "$(lab_cmp "$s_s" '<=' 10 && echo 1 || echo 0)" "fault → $to serving ${s_s} s (target ≤ 10 s, TTL 5 s)"
@@ -390,7 +420,10 @@ for s in nfs-1 nfs-2; do
     sl_uncut "$s"
 done
 sleep 2
-for s in nfs-1 nfs-2; do for p in $(sl_guard_pids "$s"); do kill -TERM "$p" 2>/dev/null; done; done
+for s in nfs-1 nfs-2; do
+    for p in $(sl_guard_pids "$s"); do kill -TERM "$p" 2>/dev/null; done
+    pkill --ns "$(lab_anchor "$s")" --nslist net -x nfsdcld
+done
 touch "$SL_STATE/sampler-stop"
 [ -f "$SL_STATE/etcd.pid" ] && kill "$(cat "$SL_STATE/etcd.pid")" 2>/dev/null
 rm -f "$LAB_STATE/topology"
