@@ -43,12 +43,13 @@ pub fn timeline_svg(rep: &Report, records: &[AccessRecord]) -> String {
         .fold(t0 + 1000.0, f64::max);
     let (left, width, lane_h, top) = (260.0, 1000.0, 14.0, 40.0);
     let x = |ts: f64| left + (ts - t0) / (t1 - t0) * width;
-    let height = top + lane_h * lanes.len() as f64 + 40.0;
+    let mark_rows_max = rep.marks.len().max(2) as f64;
+    let height = top + lane_h * lanes.len() as f64 + 20.0 + 11.0 * mark_rows_max;
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="monospace" font-size="10">"#,
-        left + width + 20.0
+        left + width + 120.0
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     for (i, ((label, path, w), recs)) in lanes.iter().enumerate() {
@@ -76,13 +77,25 @@ pub fn timeline_svg(rep: &Report, records: &[AccessRecord]) -> String {
         }
     }
     let bottom = top + lane_h * lanes.len() as f64;
-    for (i, m) in rep.marks.iter().enumerate() {
+    // Mark labels go in the first row where they do not overlap the previous label
+    // (marks seconds apart would otherwise print on top of each other).
+    let mut row_ends: Vec<f64> = Vec::new();
+    for m in &rep.marks {
         let mx = x(m.ts_ms as f64);
+        let text_w = 6.0 * m.name.chars().count() as f64 + 4.0;
+        let row = match row_ends.iter().position(|end| *end <= mx) {
+            Some(r) => r,
+            None => {
+                row_ends.push(f64::MIN);
+                row_ends.len() - 1
+            }
+        };
+        row_ends[row] = mx + 2.0 + text_w;
         let _ = writeln!(
             s,
             r##"<line x1="{mx:.1}" y1="20" x2="{mx:.1}" y2="{bottom}" stroke="#00c" stroke-dasharray="3,2"/><text x="{:.1}" y="{}" fill="#00c">{}</text>"##,
             mx + 2.0,
-            bottom + 12.0 + 10.0 * (i % 2) as f64,
+            bottom + 12.0 + 11.0 * row as f64,
             esc(&m.name)
         );
     }
