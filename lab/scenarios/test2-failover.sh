@@ -56,3 +56,24 @@ lab_check nfsha-logs-recovered "$(lab_q nfsha /airflow/logs .recovered)" "logs"
 lab_check nfsha-first-success-within-2s-of-server-b "$(lab_cmp "$nf" '<=' 2000 && echo 1 || echo 0)" "first success $(lab_ms_to_s "$nf") s after server-b-serving"
 lab_check nfsha-window-within-1s-of-floor "$(lab_cmp "$nw" '<=' "$(awk -v f="${fw/null/1e9}" 'BEGIN{print f+1000}')" && echo 1 || echo 0)" "nfsha $(lab_ms_to_s "$nw") s vs floor $(lab_ms_to_s "$fw") s"
 lab_note "seed window $(lab_ms_to_s "$sw") s (timer phase ${phase} s), autofs alone recovered: $(lab_q autofs /airflow/dags .recovered)"
+
+# The agent's own timeline must agree with what applications saw: from its first non-healthy
+# state change of /airflow/dags after the loops started to its change back to healthy, within
+# one probe period plus one access interval of the drill's error window.
+t_start=$(jq -r 'select(.name=="loops-start") | .ts_ms' "$LAB_OUT/marks.jsonl" | head -1)
+aw=$(jq -rs --argjson t0 "${t_start:-0}" '
+    [ .[] | select(.kind=="mount_state_changed" and .mount=="/airflow/dags" and .ts_ms > $t0 and .to != null) ] as $ch
+    | ([ $ch[] | select(.to != "healthy") ] | first) as $bad
+    | if $bad == null then "null" else
+        ([ $ch[] | select(.to == "healthy" and .ts_ms > $bad.ts_ms) ] | first) as $ok
+        | if $ok == null then "null" else ($ok.ts_ms - $bad.ts_ms) end
+      end' "$LAB_OUT/events-client-1.jsonl" 2>/dev/null || echo null)
+pi_ms=$(awk -v p="${LAB_PROBE_INTERVAL:-500ms}" 'BEGIN{ if (p ~ /ms$/) { sub(/ms$/,"",p); print p } else { sub(/s$/,"",p); print p*1000 } }')
+if [ "$aw" != null ] && [ "$nw" != 0 ]; then
+    lab_figure nfsha_agent_event_window_s "$(lab_ms_to_s "$aw")" s
+    d=$(awk -v a="$aw" -v b="$nw" 'BEGIN{d=a-b; if (d<0) d=-d; print d}')
+    lab_check drill-window-matches-agent-events "$(lab_cmp "$d" '<=' "$((pi_ms + 100))" && echo 1 || echo 0)" \
+        "drill $(lab_ms_to_s "$nw") s vs agent events $(lab_ms_to_s "$aw") s (tolerance $((pi_ms + 100)) ms)"
+else
+    lab_note "no agent event window to compare (agent window: $aw, drill window: $nw ms)"
+fi
