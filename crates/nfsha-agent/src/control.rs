@@ -121,7 +121,11 @@ pub async fn serve(listener: UnixListener, agent: AgentHandle, events: EventSour
     }
 }
 
-async fn handle(stream: UnixStream, agent: AgentHandle, events: EventSource) -> std::io::Result<()> {
+async fn handle(
+    stream: UnixStream,
+    agent: AgentHandle,
+    events: EventSource,
+) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(r);

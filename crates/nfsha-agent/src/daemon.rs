@@ -86,9 +86,14 @@ pub async fn run(
     let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = http.map(|l| {
         let metrics = agent.metrics();
-        tokio::spawn(nfsha_metrics::serve(l, metrics.clone(), metrics, async move {
-            let _ = stop_http_rx.await;
-        }))
+        tokio::spawn(nfsha_metrics::serve(
+            l,
+            metrics.clone(),
+            metrics,
+            async move {
+                let _ = stop_http_rx.await;
+            },
+        ))
     });
     tracing::info!(
         mounts = config.mounts.len(),

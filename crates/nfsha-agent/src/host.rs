@@ -122,8 +122,11 @@ pub trait Host: Send + Sync + 'static {
     fn mount_table(&self) -> Result<Vec<Mounted>, HostError>;
 
     /// Probe a mountpoint (statfs + open + readdir) in a worker, bounded by `deadline`.
-    fn probe(&self, mountpoint: &Path, deadline: Duration)
-    -> impl Future<Output = ProbeOutcome> + Send;
+    fn probe(
+        &self,
+        mountpoint: &Path,
+        deadline: Duration,
+    ) -> impl Future<Output = ProbeOutcome> + Send;
 
     /// `umount2(mountpoint, flags)` in a worker, bounded by `deadline`.
     fn umount(

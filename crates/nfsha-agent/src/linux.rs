@@ -106,13 +106,12 @@ fn last_line(bytes: &[u8]) -> String {
 
 impl Host for LinuxHost {
     fn mount_table(&self) -> Result<Vec<Mounted>, HostError> {
-        let entries =
-            nfsha_sys::mountinfo::read_mountinfo_from(&self.mountinfo).map_err(|e| {
-                HostError::Other {
-                    op: "read mountinfo",
-                    message: e.to_string(),
-                }
-            })?;
+        let entries = nfsha_sys::mountinfo::read_mountinfo_from(&self.mountinfo).map_err(|e| {
+            HostError::Other {
+                op: "read mountinfo",
+                message: e.to_string(),
+            }
+        })?;
         Ok(entries
             .into_iter()
             .map(|e| Mounted {
@@ -165,16 +164,18 @@ impl Host for LinuxHost {
             &req.version,
             &req.options,
         );
-        let out = run_command(&argv, deadline, &[]).await.map_err(|e| match e {
-            nfsha_sys::command::CommandError::Timeout { .. } => HostError::Timeout {
-                op: "mount.nfs",
-                deadline,
-            },
-            other => HostError::Other {
-                op: "mount.nfs",
-                message: other.to_string(),
-            },
-        })?;
+        let out = run_command(&argv, deadline, &[])
+            .await
+            .map_err(|e| match e {
+                nfsha_sys::command::CommandError::Timeout { .. } => HostError::Timeout {
+                    op: "mount.nfs",
+                    deadline,
+                },
+                other => HostError::Other {
+                    op: "mount.nfs",
+                    message: other.to_string(),
+                },
+            })?;
         if out.status.success() {
             Ok(())
         } else {
@@ -186,7 +187,11 @@ impl Host for LinuxHost {
         }
     }
 
-    async fn trigger_automount(&self, mountpoint: &Path, deadline: Duration) -> Result<(), HostError> {
+    async fn trigger_automount(
+        &self,
+        mountpoint: &Path,
+        deadline: Duration,
+    ) -> Result<(), HostError> {
         let req = WorkerRequest::Trigger {
             path: mountpoint.to_path_buf(),
         };
@@ -233,10 +238,12 @@ impl Host for LinuxHost {
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect();
-        let out = run_command(&argv, deadline, &env).await.map_err(|e| HostError::Other {
-            op: "hook",
-            message: e.to_string(),
-        })?;
+        let out = run_command(&argv, deadline, &env)
+            .await
+            .map_err(|e| HostError::Other {
+                op: "hook",
+                message: e.to_string(),
+            })?;
         if out.status.success() {
             Ok(())
         } else {

@@ -148,7 +148,11 @@ impl<'a, H: Host> Recovery<'a, H> {
     /// Run the whole recovery. `target` prefers a server (failback, cluster leader);
     /// with `strict` no other server may be used (the cluster's leader is the only
     /// safe source: any other node may be behind).
-    pub async fn run(&mut self, target: Option<&str>, strict: bool) -> Result<String, RecoveryError> {
+    pub async fn run(
+        &mut self,
+        target: Option<&str>,
+        strict: bool,
+    ) -> Result<String, RecoveryError> {
         // 1. select-server
         let t = clock_now();
         let chosen = match (target, strict) {
@@ -178,7 +182,13 @@ impl<'a, H: Host> Recovery<'a, H> {
             let why = self
                 .probes
                 .iter()
-                .map(|p| format!("{}: {}", p.host, p.error.as_deref().unwrap_or("unreachable")))
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p.host,
+                        p.error.as_deref().unwrap_or("unreachable")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             self.step_done("select-server", t, Err(why));
@@ -305,10 +315,9 @@ impl<'a, H: Host> Recovery<'a, H> {
 pub fn describe(o: &ProbeOutcome) -> String {
     match o {
         ProbeOutcome::Ok { latency } => format!("ok in {latency:?}"),
-        ProbeOutcome::Failed { op, errno, .. } => format!(
-            "{op:?} failed: {}",
-            nfsha_core::state::errno_name(*errno)
-        ),
+        ProbeOutcome::Failed { op, errno, .. } => {
+            format!("{op:?} failed: {}", nfsha_core::state::errno_name(*errno))
+        }
         ProbeOutcome::Hung { deadline } => format!("no answer within {deadline:?}"),
     }
 }

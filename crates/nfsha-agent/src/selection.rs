@@ -16,14 +16,8 @@ pub fn rank(mount: &MountConfig, probes: &[ServerProbe]) -> Vec<String> {
         .enumerate()
         .filter_map(|(i, s)| {
             let p = probes.iter().find(|p| p.host == s.host)?;
-            p.reachable.then(|| {
-                (
-                    s.weight,
-                    i,
-                    p.rtt.unwrap_or(Duration::MAX),
-                    s.host.clone(),
-                )
-            })
+            p.reachable
+                .then(|| (s.weight, i, p.rtt.unwrap_or(Duration::MAX), s.host.clone()))
         })
         .collect();
     candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.cmp(&b.2)));
@@ -116,7 +110,11 @@ mod tests {
         let m = mount(&[("a", 0), ("b", 0), ("c", 0)]);
         let r = rank(
             &m,
-            &[probe("a", false, 1), probe("b", true, 50), probe("c", true, 1)],
+            &[
+                probe("a", false, 1),
+                probe("b", true, 50),
+                probe("c", true, 1),
+            ],
         );
         assert_eq!(r, vec!["b", "c"]);
     }

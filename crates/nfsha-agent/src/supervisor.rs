@@ -14,8 +14,8 @@ use crate::selection;
 use crate::status::{MountStatus, ServerStatus, SharedStatus};
 use nfsha_config::{AgentSettings, Config, MountConfig, MountMode};
 use nfsha_core::event::now_ms;
-use nfsha_metrics::AgentMetrics;
 use nfsha_core::{Action, Event, EventKind, MachineConfig, MountMachine, MountState, ProbeOutcome};
+use nfsha_metrics::AgentMetrics;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -235,8 +235,7 @@ impl<H: Host> Agent<H> {
             .min(Duration::from_secs(1));
         let table_task = tokio::spawn(table_loop(host.clone(), table_tx, table_period));
 
-        let (servers_tx, servers_rx) =
-            watch::channel((servers_of(&config), config.agent.clone()));
+        let (servers_tx, servers_rx) = watch::channel((servers_of(&config), config.agent.clone()));
         let server_heartbeat = Heartbeat::new(
             config.agent.server_probe_interval + config.agent.rpc_timeout + Duration::from_secs(5),
         );
@@ -248,10 +247,9 @@ impl<H: Host> Agent<H> {
             server_heartbeat.clone(),
             metrics.clone(),
         ));
-        emit.emit(Event::new(EventKind::AgentStarted).reason(format!(
-            "{} mounts",
-            config.mounts.len()
-        )));
+        emit.emit(
+            Event::new(EventKind::AgentStarted).reason(format!("{} mounts", config.mounts.len())),
+        );
         let mut agent = Agent {
             host,
             config: config.clone(),
@@ -481,7 +479,11 @@ pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes
         if was != Some(p.reachable) {
             let mut e = Event::new(EventKind::ServerReachability)
                 .server(p.host.clone())
-                .outcome(if p.reachable { "reachable" } else { "unreachable" });
+                .outcome(if p.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                });
             if let Some(err) = &p.error {
                 e = e.reason(err.clone());
             }
@@ -492,7 +494,9 @@ pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes
             ServerStatus {
                 host: p.host.clone(),
                 reachable: p.reachable,
-                rtt_us: p.rtt.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                rtt_us: p
+                    .rtt
+                    .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
                 error: p.error.clone(),
                 addresses: p.addresses.clone(),
                 reachable_since_ms,
@@ -517,7 +521,10 @@ struct MountCtx<H: Host> {
 impl<H: Host> MountCtx<H> {
     /// The address of the cluster leader, when the agent follows a cluster.
     fn leader_address(&self) -> Option<String> {
-        self.leader.borrow().as_ref().and_then(|l| l.address.clone())
+        self.leader
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.address.clone())
     }
 
     fn mp(&self) -> String {
@@ -575,9 +582,19 @@ impl<H: Host> MountCtx<H> {
         (Some(outcome), state)
     }
 
-    fn publish(&self, machine: &MountMachine, chosen: &Option<String>, f: impl FnOnce(&mut MountStatus)) {
+    fn publish(
+        &self,
+        machine: &MountMachine,
+        chosen: &Option<String>,
+        f: impl FnOnce(&mut MountStatus),
+    ) {
         let since_ms = clock_ms().saturating_sub(
-            u64::try_from(clock_now().saturating_duration_since(machine.since()).as_millis()).unwrap_or(0),
+            u64::try_from(
+                clock_now()
+                    .saturating_duration_since(machine.since())
+                    .as_millis(),
+            )
+            .unwrap_or(0),
         );
         let mut st = self.status.lock();
         let entry = st.mounts.entry(self.mp()).or_insert_with(|| MountStatus {
@@ -603,8 +620,12 @@ impl<H: Host> MountCtx<H> {
         entry.failed_attempts = machine.failed_attempts();
         f(entry);
         let since = std::time::UNIX_EPOCH + Duration::from_millis(since_ms);
-        self.metrics
-            .set_mount_state(&entry.mountpoint, entry.state, since, entry.server.as_deref());
+        self.metrics.set_mount_state(
+            &entry.mountpoint,
+            entry.state,
+            since,
+            entry.server.as_deref(),
+        );
     }
 
     fn reachable_for(&self, host: &str) -> Option<Duration> {
@@ -621,7 +642,9 @@ fn phase(mountpoint: &Path, interval: Duration) -> Duration {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let micros = u64::try_from(interval.as_micros()).unwrap_or(u64::MAX).max(1);
+    let micros = u64::try_from(interval.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_micros(h % micros)
 }
 

@@ -155,8 +155,7 @@ impl Host for FakeHost {
         _deadline: Duration,
     ) -> Result<(), HostError> {
         let mut i = self.inner();
-        i.calls
-            .push(Call::Umount(mountpoint.into(), force, detach));
+        i.calls.push(Call::Umount(mountpoint.into(), force, detach));
         if topmost(&i.table, mountpoint).is_none() {
             return Err(HostError::Errno {
                 op: "umount",
@@ -181,10 +180,7 @@ impl Host for FakeHost {
         i.calls
             .push(Call::Mount(req.server.clone(), req.mountpoint.clone()));
         if let Some(&errno) = i.mount_fails.get(&req.server).filter(|e| **e != 0) {
-            return Err(HostError::Errno {
-                op: "mount",
-                errno,
-            });
+            return Err(HostError::Errno { op: "mount", errno });
         }
         i.table.push(Mounted {
             mountpoint: req.mountpoint.clone(),
@@ -197,7 +193,11 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    async fn trigger_automount(&self, mountpoint: &Path, _deadline: Duration) -> Result<(), HostError> {
+    async fn trigger_automount(
+        &self,
+        mountpoint: &Path,
+        _deadline: Duration,
+    ) -> Result<(), HostError> {
         let mut i = self.inner();
         i.calls.push(Call::Trigger(mountpoint.into()));
         i.probes

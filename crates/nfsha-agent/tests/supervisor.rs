@@ -83,7 +83,11 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
     host.add_nfs_mount("/airflow/dags", "vip");
     host.add_nfs_mount("/airflow/logs", "vip");
     let (emit, events) = Emitter::collector();
-    let hooks = vec![vec!["systemctl".to_string(), "restart".into(), "airflow-scheduler".into()]];
+    let hooks = vec![vec![
+        "systemctl".to_string(),
+        "restart".into(),
+        "airflow-scheduler".into(),
+    ]];
     let mut dags = mount("/airflow/dags", &["vip"]);
     dags.hooks = hooks.clone();
     let agent = Agent::start(
@@ -123,9 +127,14 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
         .expect("a healthy→stale event");
     assert_eq!(change.errno, Some(libc::ESTALE));
     assert_eq!(change.mount.as_deref(), Some("/airflow/dags"));
-    assert!(ev.iter().any(|e| e.kind == EventKind::RecoveryFinished
-        && e.outcome.as_deref() == Some("ok")));
-    assert_eq!(agent.status().snapshot().mounts["/airflow/dags"].recoveries, 1);
+    assert!(
+        ev.iter()
+            .any(|e| e.kind == EventKind::RecoveryFinished && e.outcome.as_deref() == Some("ok"))
+    );
+    assert_eq!(
+        agent.status().snapshot().mounts["/airflow/dags"].recoveries,
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,13 +179,20 @@ async fn no_reachable_server_leaves_the_mount_alone_and_backs_off() {
     run_for(Duration::from_millis(1500)).await;
     host.set_probe("/m", stale());
     run_for(Duration::from_secs(10)).await;
-    assert!(host.umounted().is_empty(), "nothing to mount from: keep the mount");
+    assert!(
+        host.umounted().is_empty(),
+        "nothing to mount from: keep the mount"
+    );
     let st = agent.status().snapshot().mounts["/m"].clone();
     assert_eq!(st.state, MountState::Stale);
     assert!(st.failed_attempts >= 2, "{st:?}");
     assert!(st.recovery_error.unwrap().contains("No server"));
     // Backoff: 1 s, 2 s, 4 s … so far fewer attempts than probes.
-    assert!(st.failed_attempts <= 4, "backoff not applied: {}", st.failed_attempts);
+    assert!(
+        st.failed_attempts <= 4,
+        "backoff not applied: {}",
+        st.failed_attempts
+    );
     // The server comes back: the next attempt recovers.
     host.set_server("a", true);
     run_for(Duration::from_secs(20)).await;
@@ -198,7 +214,10 @@ async fn remounts_from_the_first_reachable_server_in_preference_order() {
     run_for(Duration::from_millis(1500)).await;
     host.set_probe("/m", stale());
     run_for(Duration::from_secs(4)).await;
-    assert!(host.calls().contains(&Call::Mount("nfs-2".into(), "/m".into())));
+    assert!(
+        host.calls()
+            .contains(&Call::Mount("nfs-2".into(), "/m".into()))
+    );
     let st = agent.status().snapshot().mounts["/m"].clone();
     assert_eq!(st.server.as_deref(), Some("nfs-2"));
     assert_eq!(st.state, MountState::Healthy);
@@ -223,8 +242,15 @@ async fn a_hung_mount_does_not_slow_the_probes_of_others() {
             .filter(|c| matches!(c, Call::Probe(x) if x == Path::new(p)))
             .count()
     };
-    assert!(probes("/ok") >= 20, "healthy mount probed {} times in 20 s", probes("/ok"));
-    assert!(probes("/hung") <= 11, "at most one probe in flight per mount");
+    assert!(
+        probes("/ok") >= 20,
+        "healthy mount probed {} times in 20 s",
+        probes("/ok")
+    );
+    assert!(
+        probes("/hung") <= 11,
+        "at most one probe in flight per mount"
+    );
     assert_eq!(state_of(&agent, "/hung"), MountState::Hung);
     assert_eq!(state_of(&agent, "/ok"), MountState::Healthy);
     assert!(agent.alive());
@@ -240,7 +266,10 @@ async fn direct_mode_mounts_an_unmounted_path() {
         Emitter::collector().0,
     );
     run_for(Duration::from_secs(4)).await;
-    assert!(host.calls().contains(&Call::Mount("vip".into(), "/m".into())));
+    assert!(
+        host.calls()
+            .contains(&Call::Mount("vip".into(), "/m".into()))
+    );
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
 }
 
@@ -256,8 +285,17 @@ async fn a_mount_from_an_unknown_server_is_wrong_server_and_is_moved() {
         emit,
     );
     run_for(Duration::from_secs(5)).await;
-    assert!(events.lock().unwrap().iter().any(|e| e.to.as_deref() == Some("wrong-server")));
-    assert!(host.calls().contains(&Call::Mount("nfs-1".into(), "/m".into())));
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.to.as_deref() == Some("wrong-server"))
+    );
+    assert!(
+        host.calls()
+            .contains(&Call::Mount("nfs-1".into(), "/m".into()))
+    );
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
 }
 
@@ -269,9 +307,16 @@ async fn failback_waits_for_the_policy_and_the_preferred_server_to_stay_up() {
     let mut m = mount("/m", &["a", "b"]);
     m.failback = FailbackPolicy::WhenPreferredHealthy;
     m.failback_after = Duration::from_secs(30);
-    let agent = Agent::start(Arc::new(host.clone()), config(vec![m]), Emitter::collector().0);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![m]),
+        Emitter::collector().0,
+    );
     run_for(Duration::from_secs(5)).await;
-    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("b"));
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("b")
+    );
     host.set_server("a", true);
     run_for(Duration::from_secs(20)).await;
     assert_eq!(
@@ -280,7 +325,10 @@ async fn failback_waits_for_the_policy_and_the_preferred_server_to_stay_up() {
         "too early to fail back"
     );
     run_for(Duration::from_secs(20)).await;
-    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("a"));
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("a")
+    );
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
 }
 
@@ -297,7 +345,10 @@ async fn never_policy_keeps_a_healthy_mount_where_it_is() {
     run_for(Duration::from_secs(5)).await;
     host.set_server("a", true);
     run_for(Duration::from_secs(300)).await;
-    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("b"));
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("b")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -314,8 +365,15 @@ async fn forced_recovery_through_the_handle_reports_every_step() {
     let report = agent.handle().recover(Path::new("/m")).await.unwrap();
     assert!(report.ok, "{report:?}");
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
-    assert_eq!(steps, vec!["select-server", "umount-force", "mount", "verify"]);
-    let err = agent.handle().recover(Path::new("/nope")).await.unwrap_err();
+    assert_eq!(
+        steps,
+        vec!["select-server", "umount-force", "mount", "verify"]
+    );
+    let err = agent
+        .handle()
+        .recover(Path::new("/nope"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("/nope"));
 }
 
@@ -364,19 +422,32 @@ async fn follows_the_cluster_leader_and_never_goes_back_to_a_lower_epoch() {
     // Failover: nfs-2 leads at epoch 12 → remount proactively, while still healthy.
     assert!(agent.handle().set_leader(leader("nfs-2", 12)));
     run_for(Duration::from_secs(2)).await;
-    assert!(host.calls().contains(&Call::Mount("nfs-2".into(), "/m".into())));
-    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("nfs-2"));
+    assert!(
+        host.calls()
+            .contains(&Call::Mount("nfs-2".into(), "/m".into()))
+    );
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("nfs-2")
+    );
     // A stale announcement of the old leader is refused.
     assert!(!agent.handle().set_leader(leader("nfs-1", 11)));
     run_for(Duration::from_secs(2)).await;
-    assert_eq!(agent.status().snapshot().mounts["/m"].server.as_deref(), Some("nfs-2"));
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("nfs-2")
+    );
     assert_eq!(agent.status().snapshot().cluster_epoch, Some(12));
     // Even a stale mount must not fall back to nfs-1 while nfs-2 leads and is down.
     host.set_server("nfs-2", false);
     host.set_probe("/m", stale());
     run_for(Duration::from_secs(6)).await;
     assert!(
-        !host.calls().iter().skip_while(|c| **c != Call::Mount("nfs-2".into(), "/m".into())).any(|c| *c == Call::Mount("nfs-1".into(), "/m".into())),
+        !host
+            .calls()
+            .iter()
+            .skip_while(|c| **c != Call::Mount("nfs-2".into(), "/m".into()))
+            .any(|c| *c == Call::Mount("nfs-1".into(), "/m".into())),
         "mounted from a server that is not the leader"
     );
     assert_eq!(state_of(&agent, "/m"), MountState::Stale);

@@ -224,7 +224,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = MountMachine::new(cfg(), t0);
         m.on_probe(t0, MountState::Hung);
-        assert!(matches!(m.on_probe(t0, MountState::Hung).1, Action::Recover { .. }));
+        assert!(matches!(
+            m.on_probe(t0, MountState::Hung).1,
+            Action::Recover { .. }
+        ));
         assert_eq!(m.on_probe(t0, MountState::Hung).1, Action::None);
         assert_eq!(m.force_recovery(t0), Action::None);
         assert!(m.recovering());
@@ -235,7 +238,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = MountMachine::new(cfg(), t0);
         m.on_probe(t0, MountState::Stale);
-        assert!(matches!(m.on_probe(t0, MountState::Stale).1, Action::Recover { .. }));
+        assert!(matches!(
+            m.on_probe(t0, MountState::Stale).1,
+            Action::Recover { .. }
+        ));
         let mut now = t0;
         let mut waits = vec![];
         for _ in 0..6 {

@@ -51,7 +51,8 @@ pub enum Op {
     Statfs,
     /// Read the file, or every regular file of the directory (`cat dir/*`).
     Read,
-    /// Open-append-close a line to `<path>/.drill-<label>-w<worker>` (or to the file itself).
+    /// Open-append-fsync-close a line to `<path>/.drill-<label>-w<worker>` (or to the file
+    /// itself), then read it back.
     Write,
     /// Keep one file descriptor open on `<path>/.drill-held-<label>-w<worker>` and
     /// append through it; see [`AccessConfig::reopen`].
@@ -370,9 +371,17 @@ fn access_once(
             } else {
                 path.to_path_buf()
             };
-            let mut f = OpenOptions::new().create(true).append(true).open(target)?;
-            writeln!(f, "{} w{worker}", now_ms())?;
-            f.sync_data()
+            let line = format!("{} w{worker}", now_ms());
+            let mut f = OpenOptions::new().create(true).append(true).open(&target)?;
+            writeln!(f, "{line}")?;
+            f.sync_data()?;
+            drop(f);
+            // Read back what was just made durable: a write the server lost is a failure.
+            let back = std::fs::read_to_string(&target)?;
+            if back.lines().last() != Some(line.as_str()) {
+                return Err(std::io::Error::other("read-back does not match the write"));
+            }
+            Ok(())
         }
         Op::HeldWrite => {
             if held.is_none() {

@@ -43,6 +43,9 @@ pub struct DrillArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum DrillCommand {
+    /// The operator's drill: access the paths while you fail the server over, then write
+    /// the report (text, JSON, SVG) with the agent's events merged in.
+    Run(RunArgs),
     /// Access paths on a fixed grid and record every access (start, latency, ok/errno).
     Access(AccessArgs),
     /// Compute error windows, success ratios and recovery times; write report.json and timelines.
@@ -86,6 +89,34 @@ struct AccessArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Path to access (repeat for several mounts)
+    #[arg(long = "path", required = true)]
+    paths: Vec<PathBuf>,
+    /// Spacing of one worker's accesses
+    #[arg(long, default_value = "100ms", value_parser = crate::parse_duration)]
+    interval: Duration,
+    /// Length of the drill (fail the server over during it)
+    #[arg(long, default_value = "120s", value_parser = crate::parse_duration)]
+    duration: Duration,
+    /// Concurrent workers per path
+    #[arg(long, default_value_t = 4)]
+    workers: u32,
+    /// ls | stat | statfs | read | write (append + fsync + read-back) | ls-read
+    #[arg(long, default_value = "ls", value_parser = parse_op)]
+    op: Op,
+    /// Agent event log(s) to merge into the timeline (e.g. /var/log/nfsha/events.jsonl)
+    #[arg(long = "events")]
+    events: Vec<PathBuf>,
+    /// Exit 1 when any path's error window is longer than this many seconds (or never closes)
+    #[arg(long)]
+    max_window: Option<f64>,
+    /// Output directory (accesses.jsonl, report.json, timeline.txt, timeline.svg)
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct ReportArgs {
     /// Access records (repeatable).
     #[arg(long = "accesses", required = true)]
@@ -117,8 +148,70 @@ fn parse_op(s: &str) -> Result<Op, String> {
 }
 
 /// Run the drill command; returns the exit status (`access` exits the process itself).
+/// Every path's error window (ms), `None` for a window that never closed.
+fn windows(rep: &crate::report::Report) -> Vec<(String, Option<f64>)> {
+    rep.paths
+        .iter()
+        .filter(|p| p.failed > 0)
+        .map(|p| {
+            (
+                p.path.clone(),
+                if p.recovered { p.error_window_ms } else { None },
+            )
+        })
+        .collect()
+}
+
 pub fn run(args: DrillArgs) -> Result<u8, CliError> {
     match args.command {
+        DrillCommand::Run(r) => {
+            std::fs::create_dir_all(&r.out).map_err(|source| CliError::Mark {
+                path: r.out.clone(),
+                source,
+            })?;
+            let accesses = r.out.join("accesses.jsonl");
+            let cfg = AccessConfig {
+                paths: r.paths,
+                interval: r.interval,
+                duration: r.duration,
+                workers: r.workers,
+                op: r.op,
+                label: "drill".into(),
+                floor: false,
+                reopen: false,
+                out: accesses.clone(),
+                drain: Duration::from_secs(5),
+            };
+            eprintln!(
+                "drill: accessing for {:?}; fail the server over now",
+                cfg.duration
+            );
+            crate::access::run_access(&cfg)?;
+            let (recs, marks, events) = crate::report::load_inputs(&[accesses], None, &r.events)?;
+            let rep = crate::report::build_report(&recs, &marks, events);
+            crate::report::write_outputs(&rep, &recs, &r.out)?;
+            print!("{}", crate::report::timeline_text(&rep));
+            let mut code = 0;
+            if let Some(max) = r.max_window {
+                for (path, w) in windows(&rep) {
+                    match w {
+                        Some(ms) if ms <= max * 1000.0 => {}
+                        Some(ms) => {
+                            println!("FAIL {path}: error window {:.2} s > {max} s", ms / 1000.0);
+                            code = 1;
+                        }
+                        None => {
+                            println!("FAIL {path}: never recovered during the drill");
+                            code = 1;
+                        }
+                    }
+                }
+            }
+            println!("report: {}", r.out.display());
+            let _ = std::io::stdout().flush();
+            // Worker threads may still be blocked in the kernel: do not wait for them.
+            std::process::exit(code);
+        }
         DrillCommand::Access(a) => {
             let cfg = AccessConfig {
                 paths: a.paths,

@@ -28,8 +28,11 @@ pub fn init(format: LogFormat) {
             .boxed(),
     };
     // Only talk to journald when systemd started us with a journal stream.
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok().map(|l| l.with_field_prefix(None)));
+    let journald = std::env::var_os("JOURNAL_STREAM").and_then(|_| {
+        tracing_journald::layer()
+            .ok()
+            .map(|l| l.with_field_prefix(None))
+    });
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(stderr)

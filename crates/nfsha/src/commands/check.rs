@@ -64,7 +64,10 @@ fn level_of(state: MountState, age: Duration, critical_after: Duration) -> Level
 
 fn emit(report: &Report, json: bool) -> u8 {
     if json {
-        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
     } else {
         println!("{}", report.message);
     }
@@ -80,7 +83,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                 level: Level::Unknown,
                 source: "config",
                 mounts: vec![],
-                message: format!("NFSHA UNKNOWN - invalid config: {}", first_line(&e.to_string())),
+                message: format!(
+                    "NFSHA UNKNOWN - invalid config: {}",
+                    first_line(&e.to_string())
+                ),
             };
             return Ok(emit(&r, args.json));
         }
@@ -139,7 +145,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         Level::Critical => "CRITICAL",
         Level::Unknown => "UNKNOWN",
     };
-    let healthy = mounts.iter().filter(|m| m.state == MountState::Healthy).count();
+    let healthy = mounts
+        .iter()
+        .filter(|m| m.state == MountState::Healthy)
+        .count();
     let message = if bad.is_empty() {
         format!(
             "NFSHA OK - {healthy}/{} mounts healthy ({source}) | healthy={healthy};;;0;{}",

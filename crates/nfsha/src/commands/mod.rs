@@ -106,7 +106,9 @@ pub(crate) async fn ask_status_async(
 }
 
 /// Blocking wrapper of [`ask_status_async`].
-pub(crate) fn ask_status(config: &nfsha_config::Config) -> anyhow::Result<nfsha_agent::AgentStatus> {
+pub(crate) fn ask_status(
+    config: &nfsha_config::Config,
+) -> anyhow::Result<nfsha_agent::AgentStatus> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?

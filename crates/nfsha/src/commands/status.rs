@@ -86,7 +86,11 @@ pub fn render_table(st: &nfsha_agent::AgentStatus) -> String {
             out.push_str(&format!(
                 "server {:<20} {:<12} {}\n",
                 s.host,
-                if s.reachable { "reachable" } else { "UNREACHABLE" },
+                if s.reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                },
                 s.rtt_us
                     .map(|us| format!("rtt {:.1}ms", us as f64 / 1000.0))
                     .or_else(|| s.error.clone())
@@ -100,6 +104,10 @@ pub fn render_table(st: &nfsha_agent::AgentStatus) -> String {
     out
 }
 
-pub(super) async fn request(config: &nfsha_config::Config, req: Request, timeout: Duration) -> anyhow::Result<Reply> {
+pub(super) async fn request(
+    config: &nfsha_config::Config,
+    req: Request,
+    timeout: Duration,
+) -> anyhow::Result<Reply> {
     Ok(control::request(&config.agent.control_socket, &req, timeout).await?)
 }
