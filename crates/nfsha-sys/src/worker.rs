@@ -294,7 +294,7 @@ pub struct PoolConfig {
     pub program: PathBuf,
     /// Its arguments (production: `["__worker"]`).
     pub args: Vec<OsString>,
-    /// Idle workers kept for reuse; more are retired after their request.
+    /// Most idle workers kept for reuse; idle ones are also retired after 30 s unused.
     pub max_idle: usize,
 }
 
@@ -315,7 +315,12 @@ struct Worker {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     pidfd: OwnedFd,
+    idle_since: Instant,
 }
+
+/// An idle worker unused for this long is retired (the pool shrinks back after a burst
+/// instead of keeping every worker it ever needed, and never churns under steady load).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -577,17 +582,27 @@ impl WorkerPool {
             stdin,
             stdout: BufReader::new(stdout),
             pidfd,
+            idle_since: Instant::now(),
         })
     }
 
-    /// Return a healthy worker to the idle list, or retire it.
-    fn release(&self, worker: Worker) {
-        let mut sh = self.inner.lock();
-        if sh.idle.len() < self.inner.cfg.max_idle {
+    /// Return a healthy worker to the idle list (most recently used last, so reuse is
+    /// LIFO), then retire workers idle longer than [`IDLE_TIMEOUT`] and any beyond
+    /// `max_idle`, oldest first.
+    fn release(&self, mut worker: Worker) {
+        worker.idle_since = Instant::now();
+        let mut retired = Vec::new();
+        {
+            let mut sh = self.inner.lock();
             sh.idle.push(worker);
-        } else {
-            drop(sh);
-            self.discard(worker, None);
+            while sh.idle.len() > self.inner.cfg.max_idle.max(1)
+                || (sh.idle.len() > 1 && sh.idle[0].idle_since.elapsed() > IDLE_TIMEOUT)
+            {
+                retired.push(sh.idle.remove(0));
+            }
+        }
+        for w in retired {
+            self.discard(w, None);
         }
     }
 
@@ -599,6 +614,7 @@ impl WorkerPool {
             stdin,
             stdout,
             pidfd,
+            idle_since: _,
         } = worker;
         drop(stdin);
         drop(stdout);
