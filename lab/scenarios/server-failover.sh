@@ -10,12 +10,16 @@
 # nfs-2 as in lab_setup), floating address = the lab VIP on eth0. Clients run `nfsha agent`
 # with [agent.cluster] and mount the VIP; an access loop (ls every 100 ms) runs on each.
 #
-# Faults, one 40 s slot each, leader alternating:
+# Faults, one 40 s slot each; nfs-2 leads first and the leader alternates:
 #   a kill      SIGKILL of the leader's controller + its nfsd stopped (`rpc.nfsd 0`); the
 #               controller's fence-guard (its own process group) survives, as designed
-#   b freeze    SIGSTOP of the leader's controller (SIGCONT after the standby serves)
+#   b freeze    SIGSTOP of the leader's controller (SIGCONT 15 s after the standby serves)
 #   c etcd-cut  nft in the leader's namespace drops every packet to/from etcd only
+#   e crash     the leader's link goes down and its controller and fence guard are
+#               SIGKILLed: nothing tears down, only the lease expiry lets the standby in;
+#               then a "reboot" (no address, no nfsd, controller restarted)
 #   d switch    `nfsha server switchover --to nfs-1`
+# A node counts as having the VIP / exports / nfsd only while its link is up.
 # Measured per fault: fault → standby serving (VIP + exports + nfsd threads on the new node,
 # polled every 100 ms), fault → every client healthy (per client, path and worker: end of the
 # first good access after the last bad one; bad = failed or slower than 1 s), fault → the
@@ -100,16 +104,11 @@ EOF
 #!/bin/sh
 pgrep --ns $a --nslist net -x rpcbind >/dev/null || rpcbind -w
 pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
-# NFSv4 client tracking: legacy tracking is refused outside the initial net namespace, so
-# without nfsdcld nfsd has no tracking and refuses v4_end_grace (EBUSY): the controller's
-# "end grace at once in replicated mode" would not be exercised.
-[ -n "\$(command -v nfsdcld)" ] && { pgrep --ns $a --nslist net -x nfsdcld >/dev/null || nfsdcld; }
 exit 0
 EOF
     cat >"/var/lab/$n/after-nfsd-stop.sh" <<EOF
 #!/bin/sh
 pkill --ns $a --nslist net -x rpc.mountd
-pkill --ns $a --nslist net -x nfsdcld
 exit 0
 EOF
     chmod +x "/var/lab/$n/before-nfsd.sh" "/var/lab/$n/after-nfsd-stop.sh"
@@ -141,12 +140,13 @@ sl_guard_pids() { pgrep --ns "$(lab_anchor "$1")" --nslist net -f 'server fence-
 # cache filled on demand); nfsd = /proc/fs/nfsd/threads in the node's mount namespace.
 declare -A SL_ANCHOR=()
 sl_anchors() { local n; for n in nfs-1 nfs-2; do SL_ANCHOR[$n]=$(lab_anchor "$n"); done; }
-sl_vip_on() { local x=; read -r -d '' x <"/proc/${SL_ANCHOR[$1]}/net/fib_trie"; [[ $x == *"$LAB_VIP"* ]]; }
-sl_exports_on() { local x=; read -r -d '' x <"/var/lab/$1/varlib/etab"; [[ $x == *"/srv/"* ]]; }
+sl_vip_on() { local x=; read -r -d '' x <"/proc/${SL_ANCHOR[$1]}/net/fib_trie"; [[ $x == *"$LAB_VIP"* ]] && sl_link_up "$1"; }
+sl_link_up() { local x=; read -r x <"/proc/${SL_ANCHOR[$1]}/root/sys/class/net/eth0/operstate"; [ "$x" != down ]; }
+sl_exports_on() { local x=; read -r -d '' x <"/var/lab/$1/varlib/etab"; [[ $x == *"/srv/"* ]] && sl_link_up "$1"; }
 sl_threads_on() {
     local t=0
     read -r t <"/proc/${SL_ANCHOR[$1]}/root/proc/fs/nfsd/threads" 2>/dev/null
-    [ "${t:-0}" -gt 0 ] 2>/dev/null
+    [ "${t:-0}" -gt 0 ] 2>/dev/null && sl_link_up "$1"
 }
 sl_serving() { sl_vip_on "$1" && sl_exports_on "$1" && sl_threads_on "$1"; }
 sl_leader() { local n; for n in nfs-1 nfs-2; do sl_serving "$n" && { echo "$n"; return 0; }; done; return 1; }
@@ -259,12 +259,14 @@ sl_agent_recovered() {
 # sl_log_after NODE REGEX AFTER_MS: wall-clock ms of the first line of NODE's controller log
 # matching REGEX with a timestamp after AFTER_MS (null if none).
 sl_log_after() {
-    local ts ms
-    while read -r ts _; do
-        ms=$(date -d "$ts" +%s%3N 2>/dev/null) || continue
-        [ "$ms" -gt "$3" ] && { echo "$ms"; return 0; }
-    done < <(grep -E "$2" "$LAB_OUT/server-$1.log")
-    echo null
+    # A pipe, not a process substitution: the guest's /dev has no /dev/fd.
+    grep -E "$2" "$LAB_OUT/server-$1.log" | {
+        while read -r ts _; do
+            ms=$(date -d "$ts" +%s%3N 2>/dev/null) || continue
+            [ "$ms" -gt "$3" ] && { echo "$ms"; exit 0; }
+        done
+        echo null
+    }
 }
 # sl_sample_after COL AFTER_MS: first sample after AFTER_MS whose column COL (2 = vip1,
 # 3 = vip2) is 0 (null if none).
@@ -295,22 +297,26 @@ if sl_etcd_start; then
     sl_anchors
     for s in nfs-1 nfs-2; do sl_server_config "$s" >/dev/null; done
     sl_sampler
+    # nfs-2 leads first, so that the four unplanned faults alternate the leader and the
+    # planned switchover goes to nfs-1 (the issue's `switchover --to nfs-1`).
     t=$(sl_ms)
-    sl_server_start nfs-1
-    if lab_wait 30 sl_serving nfs-1; then
+    sl_server_start nfs-2
+    if lab_wait 30 sl_serving nfs-2; then
         lab_figure initial_bringup_s "$(lab_ms_to_s $(($(sl_ms) - t)))" s
     else
-        lab_note "nfs-1 did not come up serving within 30 s"
+        lab_note "nfs-2 did not come up serving within 30 s"
     fi
-    sl_server_start nfs-2
+    sl_server_start nfs-1
     sleep 3
     for s in nfs-1 nfs-2; do
+        # shellcheck disable=SC2016 # expanded by the server's shell
         lab_on "$s" sh -c 'echo "threads $(cat /proc/fs/nfsd/threads)"; echo "portlist:"; cat /proc/fs/nfsd/portlist
             echo "etab:"; cat /var/lib/nfs/etab; echo "grace ended: $(cat /proc/fs/nfsd/v4_end_grace 2>&1)"
+            echo "rpc_pipefs: $(ls /var/lib/nfs/rpc_pipefs 2>&1 | tr "\n" " ")"
             ip -br addr show dev eth0; rpcinfo -p 127.0.0.1 2>&1 | head -20' >"$LAB_OUT/state-initial-$s.txt" 2>&1
     done
     lab_on client-1 "$NFSHA" --config "/var/lab/nfs-1/server.toml" server status --json >"$LAB_OUT/status-initial.json" 2>&1
-    lab_check initial-leader-nfs-1 "$([ "$(sl_leader)" = nfs-1 ] && echo 1 || echo 0)" "leader serving: $(sl_leader || echo none)"
+    lab_check initial-leader "$([ "$(sl_leader)" = nfs-2 ] && echo 1 || echo 0)" "leader serving: $(sl_leader || echo none) (nfs-2 expected: started first)"
 
     pids=()
     for i in $(seq 1 "$SL_NCLIENTS"); do
@@ -321,41 +327,62 @@ if sl_etcd_start; then
         lab_wait_mounted "client-$i" /airflow/dags 40 || lab_note "client-$i: /airflow/dags not mounted in 40 s"
         lab_wait_mounted "client-$i" /airflow/logs 20 || lab_note "client-$i: /airflow/logs not mounted in 20 s"
     done
-    dur=$((SL_SLOT * 4 + 15))
+    dur=$((SL_SLOT * 5 + 15))
     for i in $(seq 1 "$SL_NCLIENTS"); do
         pids+=("$(lab_access "client-$i" "client-$i" --path /airflow/dags --path /airflow/logs --interval 100ms --duration "${dur}s" --op ls)")
     done
     sleep 8
 
-    # (a) kill: SIGKILL of nfs-1's controller, nfsd stopped at once.
+    # (a) kill: SIGKILL of nfs-2's controller and nfsd stopped at once; its fence guard
+    # (own process group) survives, as designed, and tears down.
     lab_mark kill-start; t0=$(sl_ms)
-    kill -KILL "$(sl_ctl_pid nfs-1)"
-    lab_on nfs-1 rpc.nfsd 0
-    lab_event fault "SIGKILL controller nfs-1 + rpc.nfsd 0 (guard pids: $(sl_guard_pids nfs-1 | tr '\n' ' '))"
-    sl_wait_serving kill nfs-2 "$t0"
+    kill -KILL "$(sl_ctl_pid nfs-2)"
+    lab_on nfs-2 rpc.nfsd 0
+    lab_event fault "SIGKILL controller nfs-2 + rpc.nfsd 0"
+    sl_wait_serving kill nfs-1 "$t0"
     sleep 15
-    sl_server_start nfs-1 # returns as standby (no failback)
+    sl_server_start nfs-2 # returns as standby (no failback)
     sl_slot_rest "$t0"
 
-    # (b) freeze: SIGSTOP of nfs-2's controller.
+    # (b) freeze: SIGSTOP of nfs-1's controller (SIGCONT 15 s after the standby serves).
     lab_mark freeze-start; t0=$(sl_ms)
-    kill -STOP "$(sl_ctl_pid nfs-2)"
-    sl_wait_serving freeze nfs-1 "$t0"
+    kill -STOP "$(sl_ctl_pid nfs-1)"
+    sl_wait_serving freeze nfs-2 "$t0"
     sleep 15
-    kill -CONT "$(sl_ctl_pid nfs-2)"
+    kill -CONT "$(sl_ctl_pid nfs-1)"
     lab_mark freeze-resumed
     sl_slot_rest "$t0"
-    lab_check freeze-resumed-stays-standby "$(sl_serving nfs-2 && echo 0 || echo 1)" "nfs-2 after SIGCONT: $(sl_serving nfs-2 && echo serving || echo not serving)"
+    lab_check freeze-resumed-stays-standby "$(sl_serving nfs-1 && echo 0 || echo 1)" "nfs-1 after SIGCONT: $(sl_serving nfs-1 && echo serving || echo not serving)"
 
-    # (c) etcd cut-off: nfs-1 cannot reach etcd (nothing else is dropped).
+    # (c) etcd cut-off: nfs-2 cannot reach etcd (clients still reach it and nfs-2).
     lab_mark etcdcut-start; t0=$(sl_ms)
-    sl_cut nfs-1
-    sl_wait_serving etcdcut nfs-2 "$t0"
+    sl_cut nfs-2
+    sl_wait_serving etcdcut nfs-1 "$t0"
     sleep 15
-    sl_uncut nfs-1
+    sl_uncut nfs-2
     lab_mark etcdcut-restored
     sl_slot_rest "$t0"
-    lab_check etcdcut-restored-stays-standby "$(sl_serving nfs-1 && echo 0 || echo 1)" "nfs-1 after the cut ended: $(sl_serving nfs-1 && echo serving || echo not serving)"
+    lab_check etcdcut-restored-stays-standby "$(sl_serving nfs-2 && echo 0 || echo 1)" "nfs-2 after the cut ended: $(sl_serving nfs-2 && echo serving || echo not serving)"
+
+    # (e) crash: nfs-1 vanishes: its link goes down and its controller and fence guard are
+    # SIGKILLed at once (nothing tears down; only the lease expiry lets nfs-2 in). Then a
+    # "reboot": the node comes back with no address and no nfsd, and its controller restarts.
+    guards=$(sl_guard_pids nfs-1 | tr '\n' ' ')
+    lab_mark crash-start; t0=$(sl_ms)
+    ip -n nfs-1 link set eth0 down
+    # shellcheck disable=SC2086 # guards is a list of PIDs
+    kill -KILL "$(sl_ctl_pid nfs-1)" $guards
+    lab_event fault "nfs-1 link down + SIGKILL controller and fence guard ($guards)"
+    sl_wait_serving crash nfs-2 "$t0"
+    sleep 15
+    lab_on nfs-1 sh -c 'rpc.nfsd 0; exportfs -au; exportfs -f' >/dev/null 2>&1
+    pkill --ns "${SL_ANCHOR[nfs-1]}" --nslist net -x rpc.mountd
+    lab_vip_del nfs-1
+    ip -n nfs-1 link set eth0 up
+    lab_mark crash-rebooted
+    sl_server_start nfs-1
+    sl_slot_rest "$t0"
+    lab_check crash-rebooted-stays-standby "$(sl_serving nfs-1 && echo 0 || echo 1)" "nfs-1 after its reboot: $(sl_serving nfs-1 && echo serving || echo not serving)"
 
     # (d) planned switchover to nfs-1.
     lab_mark switchover-start; t0=$(sl_ms)
@@ -391,9 +418,9 @@ if sl_etcd_start; then
         [ "$ac" != null ] && [ "$st" != null ] && lab_figure "${name}_bringup_s" "$(lab_ms_to_s $((st - ac)))" s
         [ "$og" != null ] && [ "$st" != null ] && lab_figure "${name}_nobody_serving_s" "$(lab_ms_to_s $((st - og)))" s
         case $name in
-            kill)
-                lab_check kill-standby-serving-le-10s "$(lab_cmp "$s_s" '<=' 10 && echo 1 || echo 0)" "fault → $to serving ${s_s} s (target ≤ 10 s, TTL 5 s)"
-                lab_check kill-clients-healthy-le-15s "$(lab_cmp "$(lab_ms_to_s "$hm")" '<=' 15 && echo 1 || echo 0)" "fault → every client healthy $(lab_ms_to_s "$hm") s (target ≤ 15 s)"
+            kill | crash)
+                lab_check "$name-standby-serving-le-10s" "$(lab_cmp "$s_s" '<=' 10 && echo 1 || echo 0)" "fault → $to serving ${s_s} s (target ≤ 10 s, TTL 5 s)"
+                lab_check "$name-clients-healthy-le-15s" "$(lab_cmp "$(lab_ms_to_s "$hm")" '<=' 15 && echo 1 || echo 0)" "fault → every client healthy $(lab_ms_to_s "$hm") s (target ≤ 15 s)"
                 ;;
             *)
                 lab_check "$name-standby-serving" "$([ "$s_s" != null ] && echo 1 || echo 0)" "fault → $to serving ${s_s} s"
@@ -409,6 +436,7 @@ if sl_etcd_start; then
     lab_figure samples_nfsd_threads_on_both "$th"
     lab_check vip-never-on-two-nodes "$([ "$n" -gt 100 ] && [ "$v" = 0 ] && echo 1 || echo 0)" "$n samples (max gap $gap ms), $v with the VIP on both"
     lab_check exports-never-on-two-nodes "$([ "$n" -gt 100 ] && [ "$e" = 0 ] && echo 1 || echo 0)" "$n samples, $e with exports on both"
+    dmesg | grep -i -E 'nfsd|grace|recovery' | tail -40 >"$LAB_OUT/dmesg-nfsd.txt"
     lab_check final-leader-nfs-1 "$([ "$(sl_leader)" = nfs-1 ] && echo 1 || echo 0)" "after the switchover: $(sl_leader || echo none) serves"
     for s in nfs-1 nfs-2; do
         lab_log "controller $s log tail:"; tail -5 "$LAB_OUT/server-$s.log" | sed 's/^/LAB:   /'
@@ -422,7 +450,6 @@ done
 sleep 2
 for s in nfs-1 nfs-2; do
     for p in $(sl_guard_pids "$s"); do kill -TERM "$p" 2>/dev/null; done
-    pkill --ns "$(lab_anchor "$s")" --nslist net -x nfsdcld
 done
 touch "$SL_STATE/sampler-stop"
 [ -f "$SL_STATE/etcd.pid" ] && kill "$(cat "$SL_STATE/etcd.pid")" 2>/dev/null

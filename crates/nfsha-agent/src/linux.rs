@@ -25,7 +25,7 @@ pub struct LinuxHost {
 impl LinuxHost {
     /// Workers are this binary re-executed as `nfsha __worker`.
     pub fn new() -> Self {
-        LinuxHost::with_pool(WorkerPool::new(PoolConfig::self_exec(128)))
+        LinuxHost::with_pool(WorkerPool::new(PoolConfig::self_exec(32)))
     }
 
     /// A host using a given worker pool (tests spawn a different worker program).

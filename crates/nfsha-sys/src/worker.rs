@@ -294,7 +294,7 @@ pub struct PoolConfig {
     pub program: PathBuf,
     /// Its arguments (production: `["__worker"]`).
     pub args: Vec<OsString>,
-    /// Most idle workers kept for reuse; idle ones are also retired after 30 s unused.
+    /// Most idle workers kept for reuse; idle ones are also retired after 10 s unused.
     pub max_idle: usize,
 }
 
@@ -320,7 +320,7 @@ struct Worker {
 
 /// An idle worker unused for this long is retired (the pool shrinks back after a burst
 /// instead of keeping every worker it ever needed, and never churns under steady load).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 struct Shared {
