@@ -10,6 +10,7 @@
 #   --scenario-timeout SECS   per-scenario timeout (default: the scenario's `# lab-timeout:` header, else 300)
 #   --nfsha BIN               use this nfsha binary instead of `cargo build --release -p nfsha`
 #                             (NFSHA_DRILL_BIN likewise for the standalone nfsha-drill)
+#   --deb FILE                put FILE (a .deb) in the share; scenarios get LAB_DEB=<its guest path>
 #   --env K=V                 export K=V to every scenario (repeatable)
 #   --smp N / --mem MB        VM size (default 2 / 1280)
 # Output: DIR/<scenario>/{result.json,timeline.txt,report/...}, DIR/summary.txt, DIR/console.log.
@@ -23,19 +24,21 @@ OUT=""
 TIMEOUT=""
 SC_TIMEOUT=""
 NFSHA_BIN=${NFSHA_BIN:-}
+DEB=""
 SMP=${LAB_SMP:-2}
 MEM=${LAB_MEM:-1280}
 SHELL_MODE=0
 ENVS=()
 SCEN=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
         --out) OUT=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --scenario-timeout) SC_TIMEOUT=$2; shift 2 ;;
         --nfsha) NFSHA_BIN=$2; shift 2 ;;
+        --deb) DEB=$2; shift 2 ;;
         --env) ENVS+=("$2"); shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
         --mem) MEM=$2; shift 2 ;;
@@ -85,6 +88,10 @@ trap 'exit 130' INT TERM
 mkdir -p "$SHARE/bin" "$SHARE/scenarios" "$SHARE/job" "$SHARE/out"
 [ -n "$NFSHA_BIN" ] && cp "$NFSHA_BIN" "$SHARE/bin/nfsha"
 cp "$DRILL_BIN" "$SHARE/bin/nfsha-drill"
+if [ -n "$DEB" ]; then
+    cp "$DEB" "$SHARE/bin/nfsha.deb"
+    ENVS+=("LAB_DEB=/mnt/host/bin/nfsha.deb")
+fi
 : >"$SHARE/job/scenarios.tsv"
 total_tmo=0
 for s in "${SCEN[@]}"; do

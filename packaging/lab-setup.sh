@@ -6,8 +6,8 @@
 # no systemd: starting the agent by hand is the non-systemd equivalent of `--enable`), the
 # operator step of MIGRATING.md is applied (soft -> hard), the agent runs with the config
 # setup wrote, accesses go on through a failover, then `--undo` must restore fstab exactly.
-# Env: LAB_DEB — a .deb inside the guest (e.g. in the 9p share): unpacked with dpkg-deb -x and
-# its /usr/bin/nfsha used instead of the share's binary.
+# Env: LAB_DEB — a .deb inside the guest (`lab/run.sh --deb FILE` puts one in the 9p share):
+# installed with `dpkg -i`, and its /usr/bin/nfsha used instead of the share's binary.
 c=client-1
 [ -n "${LAB_OUT:-}" ] || { echo "run this file with lab/run.sh" >&2; exit 2; }
 lab_setup replica 1
@@ -26,8 +26,12 @@ before=$(sha256sum <"$R/etc/fstab")
 ln -sf "$(command -v mount.nfs || echo /sbin/mount.nfs)" "$R/sbin/mount.nfs"
 bin=$NFSHA
 if [ -n "${LAB_DEB:-}" ]; then
-    rm -rf "/var/lab/$c/pkg" && dpkg-deb -x "$LAB_DEB" "/var/lab/$c/pkg" && bin=/var/lab/$c/pkg/usr/bin/nfsha
-    lab_check deb-unpacked "$([ -x "$bin" ] && echo 1 || echo 0)" "$LAB_DEB"
+    # Install the package on the guest for real (the guest is a fresh bookworm system).
+    dpkg -i "$LAB_DEB" >"$LAB_OUT/dpkg-install.txt" 2>&1
+    rc=$?
+    bin=/usr/bin/nfsha
+    lab_check deb-installed "$([ $rc = 0 ] && [ -x "$bin" ] && echo 1 || echo 0)" "dpkg -i exit $rc: $(tail -1 "$LAB_OUT/dpkg-install.txt")"
+    lab_check deb-ships-unit "$([ -f /lib/systemd/system/nfsha-agent.service ] || [ -f /usr/lib/systemd/system/nfsha-agent.service ] && echo 1 || echo 0)"
 fi
 out=$("$bin" setup --root "$R" --service airflow-scheduler.service 2>&1)
 rc=$?
