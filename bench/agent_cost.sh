@@ -41,7 +41,9 @@ DURATION=${DURATION:-60}
 WARMUP=${WARMUP:-5}
 COUNTS=${COUNTS:-"100 1000"}
 OUT=${OUT:-$HERE/results}
-SEED=${SEED:-$(ls /work/shared/seeds/000_*.txt 2>/dev/null | head -n1 || true)}
+# The seed document (shared/seeds beside the repo), else the repo's copy of its Step 3.1.
+SEED=${SEED:-$(ls "$HERE"/../../shared/seeds/000_*.txt 2>/dev/null | head -n1 || true)}
+SEED=${SEED:-$HERE/seed-000-step-3.1.md}
 
 die() { echo "agent_cost.sh: $*" >&2; exit 1; }
 
