@@ -57,16 +57,18 @@ lab_check nfsha-first-success-within-2s-of-server-b "$(lab_cmp "$nf" '<=' 2000 &
 lab_check nfsha-window-within-1s-of-floor "$(lab_cmp "$nw" '<=' "$(awk -v f="${fw/null/1e9}" 'BEGIN{print f+1000}')" && echo 1 || echo 0)" "nfsha $(lab_ms_to_s "$nw") s vs floor $(lab_ms_to_s "$fw") s"
 lab_note "seed window $(lab_ms_to_s "$sw") s (timer phase ${phase} s), autofs alone recovered: $(lab_q autofs /airflow/dags .recovered)"
 
-# The agent's own timeline must agree with what applications saw: from its first non-healthy
-# state change of /airflow/dags after the loops started to its change back to healthy, within
-# one probe period plus one access interval of the drill's error window.
+# The agent's own timeline must agree with what applications saw: from the start of the probe
+# behind its first non-healthy state change of /airflow/dags after the loops started (the event
+# is stamped when that probe ended; duration_ms is how long it ran — the deadline when it hung)
+# to its change back to healthy, within one probe period plus one access interval of the
+# drill's error window.
 t_start=$(jq -r 'select(.name=="loops-start") | .ts_ms' "$LAB_OUT/marks.jsonl" | head -1)
 aw=$(jq -rs --argjson t0 "${t_start:-0}" '
     [ .[] | select(.kind=="mount_state_changed" and .mount=="/airflow/dags" and .ts_ms > $t0 and .to != null) ] as $ch
     | ([ $ch[] | select(.to != "healthy") ] | first) as $bad
     | if $bad == null then "null" else
         ([ $ch[] | select(.to == "healthy" and .ts_ms > $bad.ts_ms) ] | first) as $ok
-        | if $ok == null then "null" else ($ok.ts_ms - $bad.ts_ms) end
+        | if $ok == null then "null" else ($ok.ts_ms - ($bad.ts_ms - ($bad.duration_ms // 0))) end
       end' "$LAB_OUT/events-client-1.jsonl" 2>/dev/null || echo null)
 pi_ms=$(awk -v p="${LAB_PROBE_INTERVAL:-500ms}" 'BEGIN{ if (p ~ /ms$/) { sub(/ms$/,"",p); print p } else { sub(/s$/,"",p); print p*1000 } }')
 if [ "$aw" != null ] && [ "$nw" != 0 ]; then

@@ -715,7 +715,9 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     .transition(tr.from.as_str(), tr.to.as_str())
                     .errno(outcome.as_ref().and_then(|o| o.errno()));
                 if let Some(o) = &outcome {
-                    e = e.reason(describe(o));
+                    // duration_ms: how long the deciding probe ran (it began that much
+                    // before this event), so timelines can place the change precisely.
+                    e = e.reason(describe(o)).duration(o.elapsed());
                 }
                 if let Some(s) = &chosen {
                     e = e.server(s.clone());

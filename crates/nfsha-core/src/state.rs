@@ -135,6 +135,15 @@ impl ProbeOutcome {
         }
     }
 
+    /// How long the probe took (the deadline, for a hung probe): the event of a state
+    /// change is stamped when the probe ended, so it began this much earlier.
+    pub fn elapsed(&self) -> Duration {
+        match self {
+            ProbeOutcome::Ok { latency } | ProbeOutcome::Failed { latency, .. } => *latency,
+            ProbeOutcome::Hung { deadline } => *deadline,
+        }
+    }
+
     /// The errno, if the probe failed with one.
     pub fn errno(&self) -> Option<i32> {
         match self {
