@@ -29,18 +29,19 @@
 # Needs etcd in the image: NFSHA_LAB_EXTRA_PACKAGES=etcd-server lab/run.sh ... (without it
 # the scenario fails its `etcd-in-image` check). Wall time ~5 min (one boot, ~265 s scenario).
 #
-# Measured (4 runs, 2 vCPU TCG guest on a loaded 2-core host; TTL 5 s, loop 1 s, margin 1.2 s;
+# Measured (5 runs, 2 vCPU TCG guest on a loaded 2-core host; TTL 5 s, loop 1 s, margin 1.2 s;
 # standby serving / every client healthy, seconds after the fault):
 #   kill        7.6-9.6 / 13.4-13.8      (fence guard removed the old VIP after 0.1-0.3 s)
-#   crash       8.3     / 13.5           (2 runs; nothing tears down: lease expiry only)
-#   freeze      8.6-10.1 / 10.1-16.6     (guard removed the old VIP after 3.3-3.7 s)
+#   crash       7.8-8.3 / 13.4-13.5      (3 runs; nothing tears down: lease expiry only)
+#   freeze      8.0-10.1 / 10.1-16.6     (guard removed the old VIP after 3.3-3.8 s)
 #   etcd cut    7.6-9.4 / 9.1-15.7       (self-fenced: old VIP gone after 2.0-2.9 s)
-#   switchover  4.8-7.2 / 7.7-8.5
+#   switchover  4.3-7.2 / 7.6-8.5
 #   VIP / exports / nfsd threads on two nodes at once: 0 of ~1000 samples in every run.
-# Where the time goes (kill, run 4): new leader key acquired at 4.8 s (TTL), VIP + exports +
-# nfsd up 3.2 s later (rpc.nfsd ~1.3 s and the 1 s duplicate-address check under TCG);
-# clients: the agents learn the new leader when its key is created (before it serves), their
-# first remount attempts fail the RPC probe and back off, then the remount takes ~3.3 s.
+# Where the time goes (last run): new leader key acquired 4.6-4.9 s after an unplanned fault
+# (the TTL), VIP + exports + nfsd up 3.0-3.2 s later (rpc.nfsd ~1.3 s and the 1 s
+# duplicate-address check under TCG). Clients: the agents learn the new leader when its key
+# is created (before it serves), their first remount attempts fail the RPC probe and back
+# off, then the remount itself takes ~3.3 s.
 #
 # Helpers are inlined (run.sh copies only this file into the share). Everything here is
 # prefixed sl_ to stay out of lablib's namespace.

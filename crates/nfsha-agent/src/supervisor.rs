@@ -531,6 +531,17 @@ impl<H: Host> MountCtx<H> {
         self.cfg.mountpoint.display().to_string()
     }
 
+    /// Whether a mount-table `addr=` is (one of the addresses of) `host`.
+    fn is_address_of(&self, addr: &str, host: &str) -> bool {
+        addr == host
+            || self
+                .status
+                .lock()
+                .servers
+                .get(host)
+                .is_some_and(|s| s.addresses.iter().any(|a| a == addr))
+    }
+
     /// Which configured server a mount-table `addr=` belongs to.
     fn server_for_addr(&self, addr: &str) -> Option<String> {
         let st = self.status.lock();
@@ -565,6 +576,14 @@ impl<H: Host> MountCtx<H> {
         if state == MountState::Healthy
             && let Some(addr) = mounted_nfs.and_then(|m| m.server.clone())
         {
+            // Following a cluster: the leader is the only right server.
+            if let Some(leader) = self.leader_address() {
+                if !self.is_address_of(&addr, &leader) {
+                    return (Some(outcome), MountState::WrongServer);
+                }
+                *chosen = Some(leader);
+                return (Some(outcome), state);
+            }
             match (self.server_for_addr(&addr), chosen.as_ref()) {
                 (None, _) => state = MountState::WrongServer,
                 (Some(s), None) => *chosen = Some(s),
@@ -835,6 +854,16 @@ async fn run_recovery<H: Host>(
     }
     let now = clock_now();
     machine.on_recovery_finished(now, ok);
+    if strict
+        && matches!(
+            result,
+            Err(crate::recovery::RecoveryError::NoServerReachable)
+        )
+    {
+        // Following a cluster: the new leader's key appears a few seconds before it
+        // serves. Keep trying it at the probe cadence instead of backing off.
+        machine.retry_no_later_than(now + ctx.cfg.probe_interval);
+    }
     if ok {
         // The verify probe was healthy: report it now rather than a tick later.
         let (tr, _) = machine.on_probe(now, MountState::Healthy);

@@ -478,3 +478,42 @@ async fn a_new_epoch_behind_the_same_floating_address_forces_a_remount() {
     assert_eq!(host.umounted().len(), 1, "remounted once for the new epoch");
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_that_is_not_serving_yet_is_retried_at_the_probe_cadence() {
+    use nfsha_agent::ClusterLeader;
+    let host = FakeHost::new();
+    host.set_server("nfs-1", true);
+    host.set_server("nfs-2", false); // elected, still bringing its exports up
+    host.add_nfs_mount("/m", "nfs-1");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["nfs-1", "nfs-2"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    agent.handle().set_leader(ClusterLeader {
+        node: "nfs-2".into(),
+        address: Some("nfs-2".into()),
+        epoch: 9,
+    });
+    run_for(Duration::from_secs(8)).await;
+    let probes_of_b = host
+        .calls()
+        .iter()
+        .filter(|c| **c == Call::ProbeServer("nfs-2".into()))
+        .count();
+    // The server loop probes it every 2 s (4 times in 8 s); recoveries add one each at
+    // the probe cadence — exponential backoff would have allowed only 3 in 8 s.
+    assert!(
+        probes_of_b >= 9,
+        "nfs-2 probed only {probes_of_b} times in 8 s"
+    );
+    assert_eq!(state_of(&agent, "/m"), MountState::WrongServer);
+    host.set_server("nfs-2", true);
+    run_for(Duration::from_secs(2)).await;
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("nfs-2")
+    );
+}

@@ -147,6 +147,14 @@ impl MountMachine {
         }
     }
 
+    /// Let the next recovery start no later than `t`, whatever the backoff says (used
+    /// when the reason for the failure is known to be short-lived).
+    pub fn retry_no_later_than(&mut self, t: Instant) {
+        if self.not_before.is_some_and(|nb| nb > t) {
+            self.not_before = Some(t);
+        }
+    }
+
     /// The backoff that applies after the current number of failed attempts.
     pub fn backoff(&self) -> Duration {
         let shift = self.failed_attempts.saturating_sub(1).min(20);
@@ -254,6 +262,22 @@ mod tests {
         }
         let secs: Vec<u64> = waits.iter().map(|d| d.as_secs()).collect();
         assert_eq!(secs, vec![1, 2, 4, 8, 8, 8]);
+    }
+
+    #[test]
+    fn retry_no_later_than_shortens_but_never_lengthens_the_wait() {
+        let t0 = Instant::now();
+        let mut m = MountMachine::new(cfg(), t0);
+        m.on_probe(t0, MountState::Stale);
+        m.on_probe(t0, MountState::Stale);
+        for _ in 0..4 {
+            m.on_recovery_finished(t0, false);
+        }
+        assert_eq!(m.not_before(), Some(t0 + Duration::from_secs(8)));
+        m.retry_no_later_than(t0 + Duration::from_secs(1));
+        assert_eq!(m.not_before(), Some(t0 + Duration::from_secs(1)));
+        m.retry_no_later_than(t0 + Duration::from_secs(5));
+        assert_eq!(m.not_before(), Some(t0 + Duration::from_secs(1)));
     }
 
     #[test]
