@@ -409,7 +409,7 @@ nfs_version = "$vers"
 options = [$o]
 mode = "$mode"
 probe_interval = "${LAB_PROBE_INTERVAL:-500ms}"
-probe_deadline = "${LAB_PROBE_DEADLINE:-2s}"
+probe_deadline = "${LAB_PROBE_DEADLINE:-1s}"
 failures_before_recovery = ${LAB_FAILURES_BEFORE_RECOVERY:-1}
 
 [[mount]]
