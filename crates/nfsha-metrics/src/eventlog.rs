@@ -254,12 +254,17 @@ fn trace_event(e: &Event) {
     }
 }
 
-/// A one-line human summary (`mount_state_changed /airflow/dags healthy→stale ESTALE`).
+/// A one-line human summary (`/airflow/dags healthy->stale ESTALE(116) …`).
 pub fn summary(e: &Event) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(m) = &e.mount {
-        parts.push(m.clone());
+    match &e.mount {
+        Some(m) => format!("{m} {}", detail(e)).trim_end().to_string(),
+        None => detail(e),
     }
+}
+
+/// Everything of [`summary`] but the mount (for tables that show the mount in a column).
+pub fn detail(e: &Event) -> String {
+    let mut parts: Vec<String> = Vec::new();
     if let Some(s) = &e.server {
         parts.push(format!("server={s}"));
     }

@@ -71,32 +71,6 @@ fn kind_name(e: &Event) -> String {
         .unwrap_or_default()
 }
 
-fn detail(e: &Event) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(s) = &e.server {
-        parts.push(format!("server={s}"));
-    }
-    if let (Some(f), Some(t)) = (&e.from, &e.to) {
-        parts.push(format!("{f} -> {t}"));
-    }
-    if let Some(s) = &e.step {
-        parts.push(format!("step={s}"));
-    }
-    if let Some(o) = &e.outcome {
-        parts.push(format!("outcome={o}"));
-    }
-    if let Some(d) = e.duration_ms {
-        parts.push(format!("{d}ms"));
-    }
-    if let Some(n) = e.errno {
-        parts.push(format!("{}({n})", nfsha_core::state::errno_name(n)));
-    }
-    if let Some(r) = &e.reason {
-        parts.push(r.clone());
-    }
-    parts.join(" ")
-}
-
 fn render_table(events: &[Event]) -> String {
     let rows: Vec<[String; 4]> = events
         .iter()
@@ -106,7 +80,7 @@ fn render_table(events: &[Event]) -> String {
                 t.to_string(),
                 kind_name(e),
                 e.mount.clone().unwrap_or_else(|| "-".into()),
-                detail(e),
+                nfsha_metrics::eventlog::detail(e),
             ]
         })
         .collect();
@@ -166,7 +140,7 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("TIME (UTC)"));
-        assert!(lines[1].starts_with("2026-01-01T00:00:00.000Z  mount_state_changed  /airflow/dags  healthy -> stale ESTALE(116)"), "{t}");
+        assert!(lines[1].starts_with("2026-01-01T00:00:00.000Z  mount_state_changed  /airflow/dags  healthy->stale ESTALE(116)"), "{t}");
         assert!(
             lines[2].contains("recovery_step")
                 && lines[2].ends_with("step=umount-force outcome=ok 12ms"),
