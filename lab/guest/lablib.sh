@@ -249,7 +249,10 @@ lab_vip_where() {
 lab_vip_del() { ip -n "$1" addr del "$LAB_VIP/24" dev eth0 2>/dev/null; true; }
 lab_vip_add() {
     ip -n "$1" addr add "$LAB_VIP/24" dev eth0 || return 1
-    (ip netns exec "$1" arping -q -U -c 2 -w 2 -I eth0 "$LAB_VIP" >/dev/null 2>&1 &)
+    # Gratuitous ARP requests and replies, several: a client's neighbour entry refreshed
+    # less than locktime (1 s) ago ignores the first one (Pacemaker's IPaddr2 sends 5).
+    (ip netns exec "$1" arping -q -U -c 4 -w 4 -I eth0 "$LAB_VIP" >/dev/null 2>&1 &)
+    (ip netns exec "$1" arping -q -A -c 4 -w 4 -I eth0 "$LAB_VIP" >/dev/null 2>&1 &)
 }
 
 # ---------------------------------------------------------------- topology

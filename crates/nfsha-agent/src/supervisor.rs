@@ -854,14 +854,13 @@ async fn run_recovery<H: Host>(
     }
     let now = clock_now();
     machine.on_recovery_finished(now, ok);
-    if strict
-        && matches!(
-            result,
-            Err(crate::recovery::RecoveryError::NoServerReachable)
-        )
-    {
-        // Following a cluster: the new leader's key appears a few seconds before it
-        // serves. Keep trying it at the probe cadence instead of backing off.
+    if matches!(
+        result,
+        Err(crate::recovery::RecoveryError::NoServerReachable)
+    ) {
+        // Nothing was touched, only RPC probes were sent: trying again at the probe
+        // cadence costs little, and a server coming back (or the cluster's new leader,
+        // whose key appears seconds before it serves) is picked up at once.
         machine.retry_no_later_than(now + ctx.cfg.probe_interval);
     }
     if ok {

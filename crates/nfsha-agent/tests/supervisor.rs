@@ -167,7 +167,7 @@ async fn a_busy_mount_is_detached_lazily_after_the_forced_umount_fails() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_reachable_server_leaves_the_mount_alone_and_backs_off() {
+async fn no_reachable_server_leaves_the_mount_alone_and_retries_at_the_probe_cadence() {
     let host = FakeHost::new();
     host.set_server("a", false);
     host.add_nfs_mount("/m", "a");
@@ -187,10 +187,11 @@ async fn no_reachable_server_leaves_the_mount_alone_and_backs_off() {
     assert_eq!(st.state, MountState::Stale);
     assert!(st.failed_attempts >= 2, "{st:?}");
     assert!(st.recovery_error.unwrap().contains("No server"));
-    // Backoff: 1 s, 2 s, 4 s … so far fewer attempts than probes.
+    // Nothing is touched while no server answers; only RPC probes are retried, at the
+    // probe cadence (about one attempt per 1 s probe interval here).
     assert!(
-        st.failed_attempts <= 4,
-        "backoff not applied: {}",
+        st.failed_attempts <= 11,
+        "retried too often: {}",
         st.failed_attempts
     );
     // The server comes back: the next attempt recovers.
