@@ -12,7 +12,6 @@ use crate::linux::LinuxHost;
 use crate::supervisor::Agent;
 use nfsha_config::Config;
 use nfsha_metrics::{EventSink, HttpError};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
@@ -149,9 +148,4 @@ pub async fn run(
     }
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
-}
-
-/// Paths the CLI needs to find a running agent.
-pub fn socket_path(config: &Config) -> PathBuf {
-    config.agent.control_socket.clone()
 }

@@ -68,31 +68,17 @@ pub fn should_fail_back(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nfsha_config::{MountMode, NfsVersion, ServerRef};
+    use nfsha_config::ServerRef;
 
-    pub(crate) fn mount(servers: &[(&str, u32)]) -> MountConfig {
-        MountConfig {
-            mountpoint: "/m".into(),
-            export: "/export".into(),
-            servers: servers
-                .iter()
-                .map(|(h, w)| ServerRef {
-                    host: h.to_string(),
-                    weight: *w,
-                })
-                .collect(),
-            nfs_version: NfsVersion::V4_1,
-            options: vec!["hard".into()],
-            mode: MountMode::Direct,
-            probe_interval: Duration::from_secs(1),
-            probe_deadline: Duration::from_secs(2),
-            failures_before_recovery: 2,
-            failback: FailbackPolicy::Never,
-            failback_after: Duration::from_secs(60),
-            hooks: vec![],
-            hook_timeout: Duration::from_secs(30),
-            services: vec![],
-        }
+    fn mount(servers: &[(&str, u32)]) -> MountConfig {
+        let servers = servers
+            .iter()
+            .map(|(h, w)| ServerRef {
+                host: h.to_string(),
+                weight: *w,
+            })
+            .collect();
+        MountConfig::new("/m", "/export", servers)
     }
 
     fn probe(host: &str, reachable: bool, rtt_ms: u64) -> ServerProbe {
