@@ -537,10 +537,12 @@ EOF
 # lab_access CLIENT LABEL ARGS...: start `nfsha drill access` in CLIENT in the background,
 # records to accesses-LABEL.jsonl. ARGS as for the drill (--path P --interval 100ms
 # --duration 60s --workers N --op ls --floor ...). Prints the PID.
+# Listings of an empty directory count as failures (--fail-empty): every lab path holds
+# files, so an empty listing is the bare local mountpoint under a missing mount.
 lab_access() {
     local c=$1 label=$2; shift 2
     # shellcheck disable=SC2086 # DRILL is "binary [subcommand]"
-    lab_bg "$c" "$LAB_OUT/drill-$label.log" $DRILL access --label "$label" \
+    lab_bg "$c" "$LAB_OUT/drill-$label.log" $DRILL access --label "$label" --fail-empty \
         --out "$LAB_OUT/accesses-$label.jsonl" "$@"
 }
 # lab_access_wait PID...: wait for access loops to end (they end on their own at --duration).

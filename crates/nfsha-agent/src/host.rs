@@ -23,6 +23,9 @@ pub struct Mounted {
     pub server: Option<String>,
     /// The export path, for NFS.
     pub export: Option<String>,
+    /// The superblock's device number (`major:minor` in mountinfo): how a detached
+    /// mount is recognised in `/proc/fs/nfsfs/volumes` until the kernel frees it.
+    pub dev: Option<(u32, u32)>,
 }
 
 impl Mounted {
@@ -35,6 +38,16 @@ impl Mounted {
 /// The topmost mount at `mountpoint` in a mount table (the last entry wins).
 pub fn topmost<'a>(table: &'a [Mounted], mountpoint: &Path) -> Option<&'a Mounted> {
     table.iter().rev().find(|m| m.mountpoint == mountpoint)
+}
+
+/// How an unmount ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Umounted {
+    /// `umount2(MNT_FORCE)` removed it: nothing held it.
+    Gone,
+    /// `MNT_FORCE` failed busy (open files, a cwd, a call in flight) and `MNT_DETACH`
+    /// took it off the mountpoint; the kernel frees it when the last user goes.
+    Detached,
 }
 
 /// What an RPC probe of one server found.
@@ -128,14 +141,19 @@ pub trait Host: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = ProbeOutcome> + Send;
 
-    /// `umount2(mountpoint, flags)` in a worker, bounded by `deadline`.
+    /// `umount2(mountpoint, MNT_FORCE)` in a worker and, when that fails and `detach`
+    /// is set, `umount2(mountpoint, MNT_DETACH)` in the same worker request (so that
+    /// no new call can enter the mount between the two); bounded by `deadline`.
     fn umount(
         &self,
         mountpoint: &Path,
-        force: bool,
         detach: bool,
         deadline: Duration,
-    ) -> impl Future<Output = Result<(), HostError>> + Send;
+    ) -> impl Future<Output = Result<Umounted, HostError>> + Send;
+
+    /// Whether the NFS superblock with this device number still exists (a detached
+    /// mount still in use). Reads `/proc/fs/nfsfs/volumes`; never touches an NFS path.
+    fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError>;
 
     /// Run mount.nfs for `req`, killing its process group at `deadline`.
     fn mount_nfs(

@@ -5,7 +5,7 @@
 //! stuck until the kernel lets it exit; `mount.nfs` past its deadline has its whole
 //! process group killed; name resolution is bounded by the RPC timeout.
 
-use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe};
+use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, Umounted};
 use nfsha_core::ProbeOutcome;
 use nfsha_sys::command::{mount_nfs_argv, run_command};
 use nfsha_sys::worker::{PoolConfig, WorkerError, WorkerPool, WorkerRequest, WorkerResponse};
@@ -19,6 +19,7 @@ use std::time::Duration;
 pub struct LinuxHost {
     pool: WorkerPool,
     mountinfo: std::path::PathBuf,
+    nfsfs_volumes: std::path::PathBuf,
     portmapper_port: u16,
 }
 
@@ -33,6 +34,7 @@ impl LinuxHost {
         LinuxHost {
             pool,
             mountinfo: "/proc/self/mountinfo".into(),
+            nfsfs_volumes: "/proc/fs/nfsfs/volumes".into(),
             portmapper_port: 111,
         }
     }
@@ -94,6 +96,15 @@ async fn resolve_all(host: &str, timeout: Duration) -> Vec<String> {
     }
 }
 
+/// Whether `/proc/fs/nfsfs/volumes` text lists a superblock with device `dev`.
+/// Lines: `NV SERVER PORT DEV FSID FSC`, DEV as `major:minor` in decimal.
+fn volumes_list_dev(text: &str, dev: (u32, u32)) -> bool {
+    let want = format!("{}:{}", dev.0, dev.1);
+    text.lines()
+        .skip(1)
+        .any(|l| l.split_whitespace().nth(3) == Some(want.as_str()))
+}
+
 fn last_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes)
         .lines()
@@ -119,6 +130,7 @@ impl Host for LinuxHost {
                 export: e.nfs_export(),
                 mountpoint: e.mountpoint,
                 fstype: e.fstype,
+                dev: Some(e.major_minor),
             })
             .collect())
     }
@@ -130,17 +142,20 @@ impl Host for LinuxHost {
     async fn umount(
         &self,
         mountpoint: &Path,
-        force: bool,
         detach: bool,
         deadline: Duration,
-    ) -> Result<(), HostError> {
+    ) -> Result<Umounted, HostError> {
         let req = WorkerRequest::Umount {
             path: mountpoint.to_path_buf(),
-            force,
+            force: true,
             detach,
         };
         match self.pool.request(req, deadline).await {
-            Ok(WorkerResponse::Umount { errno: None, .. }) => Ok(()),
+            Ok(WorkerResponse::Umount { errno: None, steps }) => Ok(if steps.len() > 1 {
+                Umounted::Detached
+            } else {
+                Umounted::Gone
+            }),
             Ok(WorkerResponse::Umount {
                 errno: Some(errno), ..
             }) => Err(HostError::Errno {
@@ -152,6 +167,18 @@ impl Host for LinuxHost {
                 message: format!("unexpected worker answer {other:?}"),
             }),
             Err(e) => Err(worker_error("umount", e, deadline)),
+        }
+    }
+
+    fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError> {
+        match std::fs::read_to_string(&self.nfsfs_volumes) {
+            Ok(text) => Ok(volumes_list_dev(&text, dev)),
+            // No NFS client module loaded: no NFS superblock exists.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(HostError::Other {
+                op: "read /proc/fs/nfsfs/volumes",
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -261,5 +288,29 @@ impl Host for LinuxHost {
 
     fn live_workers(&self) -> usize {
         self.pool.live_workers()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::volumes_list_dev;
+
+    #[test]
+    fn volumes_are_matched_by_device_number() {
+        // As printed by Debian's 6.1 kernel in the lab.
+        let text = "NV SERVER   PORT DEV          FSID                              FSC\n\
+                    v4 0a630064  801 0:47         1:0                               no \n\
+                    v4 0a630064  801 0:48         65:0                              no \n";
+        assert!(volumes_list_dev(text, (0, 47)));
+        assert!(volumes_list_dev(text, (0, 48)));
+        assert!(!volumes_list_dev(text, (0, 4)));
+        assert!(
+            !volumes_list_dev(text, (1, 0)),
+            "the FSID column is not a device"
+        );
+        assert!(!volumes_list_dev(
+            "NV SERVER   PORT DEV FSID FSC\n",
+            (0, 47)
+        ));
     }
 }

@@ -8,17 +8,32 @@
 //!    recovery with no reachable server fails here and leaves the mount alone.
 //! 2. `umount-force` (`umount2(MNT_FORCE)`): aborts RPCs in flight so blocked callers
 //!    get EIO instead of hanging; fails EBUSY when files are open, which is expected.
-//! 3. `umount-detach` (`MNT_DETACH`) while an NFS mount is still on top — what
-//!    `umount -f -l` would have done if umount.nfs did not drop `-f`.
+//!    Then `umount-detach` (`MNT_DETACH`) in the same worker request — what
+//!    `umount -f -l` would have done if umount.nfs did not drop `-f`. One request, so
+//!    that no new call enters the old mount between the two.
+//! 3. `release`: wait (at most [`RELEASE_WAIT`]) until the kernel has freed the old
+//!    superblock (`/proc/fs/nfsfs/volumes`). Why: while it lives, a new mount of the
+//!    same server shares its kernel RPC client and TCP transport. After an orderly
+//!    server stop that transport is in reconnect back-off (the kernel waits at least
+//!    3 s after the server closed the connection), so the new mount would wait it out
+//!    too. Once the old superblock is gone (the calls MNT_FORCE aborted have returned),
+//!    the new mount gets a fresh client that connects at once. Open files keep the old
+//!    superblock alive indefinitely: then the wait ends at its bound and the mount
+//!    shares the old transport (slower, still correct).
 //! 4. `mount` (direct: mount.nfs under a deadline) or `trigger` (autofs).
 //! 5. `verify`: a full probe must succeed.
 //! 6. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
+//!
+//! Known gap: in direct mode, between the detach and the new mount (about the mount's
+//! duration) applications see the bare local mountpoint directory. Mounting at a
+//! private staging point first and moving it in would close that gap, but the staged
+//! mount would share the old superblock's transport and its back-off (step 3).
 //!
 //! Every step is bounded by a deadline from the config, and every step emits a
 //! `recovery_step` event with its outcome and duration.
 
 use crate::emit::Emitter;
-use crate::host::{Host, HostError, MountRequest, ServerProbe, topmost};
+use crate::host::{Host, HostError, MountRequest, ServerProbe, Umounted, topmost};
 use crate::selection;
 use crate::supervisor::{Heartbeat, clock_now};
 use nfsha_config::{AgentSettings, MountConfig, MountMode};
@@ -92,6 +107,11 @@ pub(crate) struct Recovery<'a, H: Host> {
     pub steps: Vec<StepReport>,
     pub probes: Vec<ServerProbe>,
 }
+
+/// Longest wait for a detached superblock to be freed before mounting anyway.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(1);
+/// Poll period of that wait (a read of a small procfs file).
+const RELEASE_POLL: Duration = Duration::from_millis(20);
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -268,37 +288,32 @@ impl<'a, H: Host> Recovery<'a, H> {
         Ok(server)
     }
 
-    /// Force, then lazily detach, every NFS mount stacked on the mountpoint.
+    /// Force, then lazily detach, every NFS mount stacked on the mountpoint; then wait
+    /// (bounded) for the kernel to free the superblocks that were detached.
     async fn detach(&mut self) -> Result<(), HostError> {
         let mp = self.mount.mountpoint.clone();
         let deadline = self.settings.umount_timeout;
+        let mut detached = Vec::new();
         for _ in 0..4 {
             let table = self.host.mount_table()?;
-            match topmost(&table, &mp) {
-                Some(m) if m.is_nfs() => {}
-                _ => return Ok(()),
-            }
-            let t = clock_now();
-            let forced = self.host.umount(&mp, true, false, deadline).await;
-            let detail = match &forced {
-                Ok(()) => Ok(None),
-                // Busy (open files, cwd) is the normal case after a failover: detach next.
-                Err(e) if e.errno() == Some(libc::EBUSY) => Ok(Some("busy".to_string())),
-                Err(e) => Err(e.to_string()),
+            let dev = match topmost(&table, &mp) {
+                Some(m) if m.is_nfs() => m.dev,
+                _ => break,
             };
-            self.step_done("umount-force", t, detail);
-            let table = self.host.mount_table()?;
-            if !topmost(&table, &mp).is_some_and(|m| m.is_nfs()) {
-                continue;
-            }
             let t = clock_now();
-            let detached = self.host.umount(&mp, false, true, deadline).await;
-            self.step_done(
-                "umount-detach",
-                t,
-                detached.clone().map(|()| None).map_err(|e| e.to_string()),
-            );
-            detached?;
+            let result = self.host.umount(&mp, true, deadline).await;
+            match &result {
+                Ok(Umounted::Gone) => self.step_done("umount-force", t, Ok(None)),
+                Ok(Umounted::Detached) => {
+                    // Busy (open files, cwd, a call in flight) is the normal case after
+                    // a failover: MNT_DETACH took it off the mountpoint.
+                    self.step_done("umount-force", t, Ok(Some("busy".to_string())));
+                    self.step_done("umount-detach", clock_now(), Ok(None));
+                    detached.extend(dev);
+                }
+                Err(e) => self.step_done("umount-force", t, Err(e.to_string())),
+            }
+            result?;
         }
         let table = self.host.mount_table()?;
         if topmost(&table, &mp).is_some_and(|m| m.is_nfs()) {
@@ -307,7 +322,35 @@ impl<'a, H: Host> Recovery<'a, H> {
                 message: "an NFS mount is still on the mountpoint after 4 detaches".into(),
             });
         }
+        if !detached.is_empty() {
+            self.wait_release(&detached).await;
+        }
         Ok(())
+    }
+
+    /// Wait until the kernel has freed every superblock in `devs`, at most
+    /// [`RELEASE_WAIT`]. Never fails the recovery: the mount goes ahead either way.
+    async fn wait_release(&mut self, devs: &[(u32, u32)]) {
+        let t = clock_now();
+        let until = t + RELEASE_WAIT;
+        let detail = loop {
+            let alive: Result<Vec<bool>, HostError> = devs
+                .iter()
+                .map(|d| self.host.nfs_superblock_alive(*d))
+                .collect();
+            match alive {
+                Ok(v) if !v.contains(&true) => break None,
+                Ok(_) if clock_now() >= until => {
+                    break Some(format!(
+                        "still in use after {RELEASE_WAIT:?} (open files or a cwd on it); \
+                         the new mount may share its transport"
+                    ));
+                }
+                Ok(_) => tokio::time::sleep(RELEASE_POLL).await,
+                Err(e) => break Some(format!("cannot tell: {e}")),
+            }
+        };
+        self.step_done("release", t, Ok(detail));
     }
 }
 

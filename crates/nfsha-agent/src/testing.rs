@@ -4,7 +4,7 @@
 //! never picks it up by itself. It records every call in order so tests can assert
 //! that a recovery touched only its own mountpoint, and in which order.
 
-use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, topmost};
+use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, Umounted, topmost};
 use nfsha_core::ProbeOutcome;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,11 @@ use std::time::Duration;
 pub enum Call {
     /// `probe(mountpoint)`.
     Probe(PathBuf),
-    /// `umount(mountpoint, force, detach)`.
+    /// One `umount2(mountpoint, flags)` syscall as the worker would make it:
+    /// `(mountpoint, MNT_FORCE, MNT_DETACH)`.
     Umount(PathBuf, bool, bool),
+    /// `nfs_superblock_alive(dev)`.
+    SuperblockAlive((u32, u32)),
     /// `mount_nfs(server, mountpoint)`.
     Mount(String, PathBuf),
     /// `trigger_automount(mountpoint)`.
@@ -44,7 +47,19 @@ struct Inner {
     busy: HashMap<PathBuf, bool>,
     servers: HashMap<String, bool>,
     mount_fails: HashMap<String, i32>,
+    /// Detached superblocks still alive: device → polls left before it is freed.
+    lingering: HashMap<(u32, u32), u32>,
+    /// Polls a busy mount's superblock stays alive after it is detached.
+    linger_polls: HashMap<PathBuf, u32>,
+    next_dev: u32,
     calls: Vec<Call>,
+}
+
+impl Inner {
+    fn new_dev(&mut self) -> Option<(u32, u32)> {
+        self.next_dev += 1;
+        Some((0, 40 + self.next_dev))
+    }
 }
 
 /// The fake host.
@@ -70,11 +85,13 @@ impl FakeHost {
     /// Put an NFS mount from `server` at `mountpoint` into the table, healthy.
     pub fn add_nfs_mount(&self, mountpoint: &str, server: &str) {
         let mut i = self.inner();
+        let dev = i.new_dev();
         i.table.push(Mounted {
             mountpoint: mountpoint.into(),
             fstype: "nfs4".into(),
             server: Some(server.into()),
             export: Some("/export".into()),
+            dev,
         });
         i.probes
             .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
@@ -88,6 +105,12 @@ impl FakeHost {
     /// Make the non-lazy umount of a mountpoint fail EBUSY (open files).
     pub fn set_busy(&self, mountpoint: &str, busy: bool) {
         self.inner().busy.insert(mountpoint.into(), busy);
+    }
+
+    /// After a busy mount at `mountpoint` is detached, its superblock stays alive for
+    /// this many `nfs_superblock_alive` polls (a call in flight, an open file).
+    pub fn set_linger(&self, mountpoint: &str, polls: u32) {
+        self.inner().linger_polls.insert(mountpoint.into(), polls);
     }
 
     /// Set whether a server answers RPC probes.
@@ -150,29 +173,55 @@ impl Host for FakeHost {
     async fn umount(
         &self,
         mountpoint: &Path,
-        force: bool,
         detach: bool,
         _deadline: Duration,
-    ) -> Result<(), HostError> {
+    ) -> Result<Umounted, HostError> {
         let mut i = self.inner();
-        i.calls.push(Call::Umount(mountpoint.into(), force, detach));
-        if topmost(&i.table, mountpoint).is_none() {
+        i.calls.push(Call::Umount(mountpoint.into(), true, false));
+        let Some(top) = topmost(&i.table, mountpoint).cloned() else {
             return Err(HostError::Errno {
                 op: "umount",
                 errno: libc::EINVAL,
             });
-        }
-        if !detach && i.busy.get(mountpoint).copied().unwrap_or(false) {
-            return Err(HostError::Errno {
-                op: "umount",
-                errno: libc::EBUSY,
-            });
+        };
+        let busy = i.busy.get(mountpoint).copied().unwrap_or(false);
+        if busy {
+            if !detach {
+                return Err(HostError::Errno {
+                    op: "umount",
+                    errno: libc::EBUSY,
+                });
+            }
+            i.calls.push(Call::Umount(mountpoint.into(), false, true));
+            let polls = i.linger_polls.get(mountpoint).copied().unwrap_or(0);
+            if let Some(dev) = top.dev.filter(|_| polls > 0) {
+                i.lingering.insert(dev, polls);
+            }
         }
         if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == mountpoint) {
             i.table.remove(pos);
         }
         i.probes.remove(mountpoint);
-        Ok(())
+        Ok(if busy {
+            Umounted::Detached
+        } else {
+            Umounted::Gone
+        })
+    }
+
+    fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError> {
+        let mut i = self.inner();
+        i.calls.push(Call::SuperblockAlive(dev));
+        match i.lingering.get_mut(&dev) {
+            Some(0) | None => {
+                i.lingering.remove(&dev);
+                Ok(false)
+            }
+            Some(n) => {
+                *n -= 1;
+                Ok(true)
+            }
+        }
     }
 
     async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {
@@ -182,11 +231,13 @@ impl Host for FakeHost {
         if let Some(&errno) = i.mount_fails.get(&req.server).filter(|e| **e != 0) {
             return Err(HostError::Errno { op: "mount", errno });
         }
+        let dev = i.new_dev();
         i.table.push(Mounted {
             mountpoint: req.mountpoint.clone(),
             fstype: "nfs4".into(),
             server: Some(req.server.clone()),
             export: Some(req.export.clone()),
+            dev,
         });
         i.probes
             .insert(req.mountpoint.clone(), ProbeScript::Answer(healthy()));

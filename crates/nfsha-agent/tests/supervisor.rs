@@ -131,6 +131,93 @@ async fn a_busy_mount_is_detached_lazily_after_the_forced_umount_fails() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_mount_waits_until_the_detached_superblock_is_freed() {
+    // A call in flight keeps the detached superblock alive for 5 polls (100 ms): the
+    // new mount must come after the kernel freed it, or it would share its transport.
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    host.set_busy("/m", true);
+    host.set_linger("/m", 5);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        vec![
+            "select-server",
+            "umount-force",
+            "umount-detach",
+            "release",
+            "mount",
+            "verify"
+        ]
+    );
+    let release = &report.steps[3];
+    assert_eq!(release.detail, None, "freed within the bound: {release:?}");
+    assert!(
+        (100..=200).contains(&release.duration_ms),
+        "5 polls of 20 ms: {release:?}"
+    );
+    let calls = host.calls();
+    let polls = calls
+        .iter()
+        .filter(|c| matches!(c, Call::SuperblockAlive(..)))
+        .count();
+    assert_eq!(polls, 6, "5 answers 'alive', the 6th 'freed'");
+    let last_poll = calls
+        .iter()
+        .rposition(|c| matches!(c, Call::SuperblockAlive(..)))
+        .unwrap();
+    let mount_at = calls
+        .iter()
+        .position(|c| matches!(c, Call::Mount(..)))
+        .unwrap();
+    assert!(
+        last_poll < mount_at,
+        "mounted before the release: {calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_superblock_held_by_open_files_delays_the_mount_by_the_bound_only() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    host.set_busy("/m", true);
+    host.set_linger("/m", u32::MAX);
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["vip"])]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    let release = report.steps.iter().find(|s| s.step == "release").unwrap();
+    assert_eq!(release.outcome, "ok");
+    assert!(
+        release
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("still in use")),
+        "{release:?}"
+    );
+    let bound = u64::try_from(nfsha_agent::recovery::RELEASE_WAIT.as_millis()).unwrap();
+    assert!(
+        (bound..=bound + 40).contains(&release.duration_ms),
+        "{release:?}"
+    );
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_reachable_server_leaves_the_mount_alone_and_retries_at_the_probe_cadence() {
     let host = FakeHost::new();
     host.set_server("a", false);

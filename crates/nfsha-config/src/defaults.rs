@@ -63,9 +63,33 @@ pub const REPLICATION_INTERVAL: Duration = Duration::from_secs(300);
 /// `[server.replication] max_lag`.
 pub const REPLICATION_MAX_LAG: Duration = Duration::from_secs(600);
 
-/// `[server] safety_margin`: ttl / 2, capped to 5 s.
-pub fn safety_margin(ttl: Duration) -> Duration {
-    (ttl / 2).min(Duration::from_secs(5))
+/// Cap of the default `[server] safety_margin`.
+pub const SAFETY_MARGIN_CAP: Duration = Duration::from_secs(2);
+
+/// `[server] safety_margin` when not given: ttl / 4, capped to 2 s.
+///
+/// The leader starts its teardown one `loop_period` before `proof + ttl − margin`,
+/// floating address first, so the margin only has to cover the address removal
+/// overrunning that loop and the drift between the local monotonic clock and etcd's
+/// lease clock (clock *rates*, a few ppm; wall-clock offsets do not matter). It does not
+/// have to cover a slow etcd, and a large margin costs availability: it shortens the
+/// time a leader may wait for a late etcd answer, and ttl / 2 fenced healthy leaders on
+/// a loaded machine. The rules are `loop_period < margin < ttl − 2 × loop_period` (the
+/// second leaves one loop to renew before teardown starts). When ttl / 4 is outside
+/// that range (e.g. ttl 4 s with loop_period 1 s) the default is the middle of the
+/// range; if the range is empty (`loop_period` ≥ ttl / 3, itself a validation error)
+/// ttl / 4 is returned and validation reports the loop rule.
+pub fn safety_margin(ttl: Duration, loop_period: Duration) -> Duration {
+    let base = (ttl / 4).min(SAFETY_MARGIN_CAP);
+    let lo = loop_period;
+    let hi = ttl.saturating_sub(loop_period * 2);
+    if base > lo && base < hi {
+        base
+    } else if hi > lo {
+        lo + (hi - lo) / 2
+    } else {
+        base
+    }
 }
 
 /// `[server] listen`: 127.0.0.1:8008.

@@ -164,7 +164,9 @@ pub struct ServerConfig {
     pub ttl: Duration,
     /// Control loop period. Default 1 s (must be < ttl / 3).
     pub loop_period: Duration,
-    /// Time kept between self-fencing and lease expiry. Default ttl / 2 capped to 5 s.
+    /// Time kept between self-fencing and lease expiry. Default ttl / 4 capped to 2 s
+    /// (see [`crate::defaults::safety_margin`]); `loop_period < safety_margin < ttl − 2 ×
+    /// loop_period`.
     pub safety_margin: Duration,
     /// Exports served by the leader.
     pub exports: Vec<ExportConfig>,
@@ -248,13 +250,16 @@ pub enum StorageMode {
 /// Snapshot shipping to standbys (replicated mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
-    /// How often the primary ships a snapshot.
+    /// How often the primary ships a snapshot to each standby.
     pub interval: Duration,
-    /// Command (argument vector) that ships one snapshot to the standbys.
+    /// Command (argument vector) that ships one snapshot to one standby; it gets
+    /// `NFSHA_TARGET_NODE` (the standby's node name) and `NFSHA_EPOCH` in its environment.
     pub ship_command: Vec<String>,
     /// Command (argument vector) run on a standby to promote its newest snapshot.
     pub promote_command: Vec<String>,
-    /// Largest acceptable lag for a standby to be promoted.
+    /// Largest acceptable lag for a standby to be promoted: a standby whose last shipped
+    /// snapshot started more than this before the leader was lost does not campaign
+    /// (the `nfsha server promote --accept-lag` override aside).
     pub max_lag: Duration,
 }
 

@@ -520,7 +520,11 @@ max_lag = "10m"
     let s = c.server.unwrap();
     assert_eq!(s.ttl, Duration::from_secs(10));
     assert_eq!(s.loop_period, Duration::from_secs(1));
-    assert_eq!(s.safety_margin, Duration::from_secs(5));
+    assert_eq!(
+        s.safety_margin,
+        Duration::from_secs(2),
+        "ttl / 4 capped to 2 s"
+    );
     assert_eq!(s.scope, "c");
     assert_eq!(s.state_dir, PathBuf::from("/var/lib/nfs"));
     assert_eq!(s.listen, Some("127.0.0.1:8008".parse().unwrap()));
@@ -529,7 +533,46 @@ max_lag = "10m"
         .unwrap()
         .server
         .unwrap();
-    assert_eq!(s.safety_margin, Duration::from_secs(2));
+    assert_eq!(
+        s.safety_margin,
+        Duration::from_millis(1500),
+        "ttl / 4 = loop_period is invalid: the middle of (loop, ttl - 2 loops)"
+    );
+    let s = parse_str(&server_with("ttl = \"5s\""), None)
+        .unwrap()
+        .server
+        .unwrap();
+    assert_eq!(s.safety_margin, Duration::from_millis(1250), "ttl / 4");
+}
+
+#[test]
+fn the_default_safety_margin_is_ttl_over_4_capped_and_always_valid() {
+    use crate::defaults::safety_margin;
+    let ms = Duration::from_millis;
+    assert_eq!(safety_margin(ms(10_000), ms(1000)), ms(2000));
+    assert_eq!(safety_margin(ms(60_000), ms(1000)), ms(2000));
+    assert_eq!(safety_margin(ms(5000), ms(1000)), ms(1250));
+    assert_eq!(safety_margin(ms(3000), ms(500)), ms(750));
+    assert_eq!(safety_margin(ms(4000), ms(1000)), ms(1500));
+    // Every (ttl, loop_period) that passes the loop rule gets a default that passes
+    // the margin rules, and the config with it parses.
+    for ttl in (1000..=20_000).step_by(250) {
+        for lp in (100..=7000).step_by(100) {
+            let (ttl, lp) = (ms(ttl), ms(lp));
+            if lp * 3 >= ttl {
+                continue;
+            }
+            let m = safety_margin(ttl, lp);
+            assert!(
+                m > lp && m < ttl - lp * 2,
+                "ttl {ttl:?} loop {lp:?}: margin {m:?}"
+            );
+        }
+    }
+    for (ttl, lp) in [("4s", "1s"), ("3s", "900ms"), ("2s", "600ms")] {
+        let text = server_with(&format!("ttl = \"{ttl}\"\nloop_period = \"{lp}\""));
+        parse_str(&text, None).unwrap_or_else(|e| panic!("{ttl}/{lp}: {e}"));
+    }
 }
 
 #[test]
@@ -539,6 +582,10 @@ fn server_rules() {
         ("ttl = \"3s\"", "less than a third of `ttl`"),
         ("safety_margin = \"10s\"", "must be less than `ttl`"),
         ("safety_margin = \"1s\"", "greater than `loop_period`"),
+        (
+            "safety_margin = \"8500ms\"",
+            "less than `ttl` - 2 × `loop_period` (8s)",
+        ),
         ("listen = \"nope\"", "not a socket address"),
         ("storage = \"nas\"", "invalid `storage`"),
         ("state_dir = \"var/lib/nfs\"", "absolute path"),
@@ -570,6 +617,10 @@ fn server_rules() {
         (
             "[server.replication]\nship_command = [\"/s\"]\npromote_command = [\"/p\"]\ninterval = \"10m\"\nmax_lag = \"5m\"",
             "greater than `interval`",
+        ),
+        (
+            "[server.replication]\nship_command = [\"/s\"]\npromote_command = [\"/p\"]\ninterval = \"1m\"\nmax_lag = \"65s\"",
+            "greater than `interval` + `ttl` (1m 10s)",
         ),
     ] {
         let text = server_with(extra).replace(

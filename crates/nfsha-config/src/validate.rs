@@ -960,7 +960,8 @@ impl<'s> Checker<'s> {
         let safety_margin = self.opt_duration(t, "safety_margin");
         let ttl_v = ttl.map_or(defaults::SERVER_TTL, |x| x.0);
         let loop_v = loop_period.map_or(defaults::SERVER_LOOP_PERIOD, |x| x.0);
-        let margin_v = safety_margin.map_or_else(|| defaults::safety_margin(ttl_v), |x| x.0);
+        let margin_v =
+            safety_margin.map_or_else(|| defaults::safety_margin(ttl_v, loop_v), |x| x.0);
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
         let rel_at = |a: Option<Sp<Duration>>, b: Option<Sp<Duration>>| a.or(b).map_or(at, |x| x.1);
         if loop_v * 3 >= ttl_v {
@@ -974,7 +975,11 @@ impl<'s> Checker<'s> {
                 "the leader must get at least three chances to renew its lease before it expires",
             );
         }
-        if margin_v >= ttl_v {
+        // A defaulted margin follows ttl and loop_period: when those break the loop rule,
+        // that one error is the whole story.
+        let check_margin = safety_margin.is_some() || loop_v * 3 < ttl_v;
+        if !check_margin {
+        } else if margin_v >= ttl_v {
             self.sink.error_help(
                 rel_at(safety_margin, ttl),
                 format!(
@@ -993,6 +998,16 @@ impl<'s> Checker<'s> {
                     fmt(loop_v)
                 ),
                 "otherwise one slow loop iteration can overrun the fencing deadline",
+            );
+        } else if loop_v * 3 < ttl_v && margin_v >= ttl_v.saturating_sub(loop_v * 2) {
+            self.sink.error_help(
+                rel_at(safety_margin, ttl),
+                format!(
+                    "`safety_margin` ({}) must be less than `ttl` - 2 × `loop_period` ({})",
+                    fmt(margin_v),
+                    fmt(ttl_v.saturating_sub(loop_v * 2))
+                ),
+                "teardown starts one loop before ttl - safety_margin, and the leader needs one more loop to renew its lease",
             );
         }
         let exports = self.exports(t, at);
@@ -1051,6 +1066,20 @@ impl<'s> Checker<'s> {
                         start(v),
                         "[server.replication] is set but `storage` is \"shared\"",
                         "remove [server.replication], or set storage = \"replicated\"",
+                    );
+                }
+                if let Some(rc) = &r
+                    && rc.max_lag > rc.interval
+                    && rc.max_lag <= rc.interval + ttl_v
+                {
+                    self.sink.error_help(
+                        start(v),
+                        format!(
+                            "`max_lag` ({}) must be greater than `interval` + `ttl` ({})",
+                            fmt(rc.max_lag),
+                            fmt(rc.interval + ttl_v)
+                        ),
+                        "a standby judges its lag when it sees the leader gone, up to one ttl after the leader stopped; with a smaller max_lag even an up-to-date standby would refuse to take over",
                     );
                 }
                 r

@@ -52,7 +52,8 @@ pub struct Event {
     /// New state (state changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
-    /// Recovery step name (`umount-force`, `umount-detach`, `select-server`, `mount`, `verify`, `hook`).
+    /// Recovery step name (`select-server`, `umount-force`, `umount-detach`, `release`, `mount`,
+    /// `trigger`, `verify`, `hook`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     /// `ok` or `failed` (or another short word).

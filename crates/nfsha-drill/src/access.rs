@@ -98,6 +98,10 @@ pub struct AccessConfig {
     pub floor: bool,
     /// For [`Op::HeldWrite`]: after a failed write, close and reopen the file.
     pub reopen: bool,
+    /// For listing ops (`ls`, `ls-read`, `read` of a directory): an empty directory
+    /// is a failure. Under a missing mount the application sees the bare local
+    /// mountpoint directory: a listing that "succeeds" there is a wrong answer.
+    pub fail_empty: bool,
     /// Where the JSON lines go.
     pub out: PathBuf,
     /// How long accesses in flight at the end may still finish before they are
@@ -330,12 +334,23 @@ fn read_file(p: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn read_dir_files(p: &Path) -> std::io::Result<()> {
+fn read_dir_files(p: &Path, fail_empty: bool) -> std::io::Result<()> {
+    let mut n = 0usize;
     for entry in std::fs::read_dir(p)? {
         let entry = entry?;
+        n += 1;
         if entry.file_type()?.is_file() {
             read_file(&entry.path())?;
         }
+    }
+    check_nonempty(n, fail_empty)
+}
+
+fn check_nonempty(entries: usize, fail_empty: bool) -> std::io::Result<()> {
+    if fail_empty && entries == 0 {
+        return Err(std::io::Error::other(
+            "empty directory (the bare mountpoint, nothing mounted?)",
+        ));
     }
     Ok(())
 }
@@ -348,10 +363,12 @@ fn access_once(
 ) -> std::io::Result<()> {
     match cfg.op {
         Op::Ls => {
+            let mut n = 0usize;
             for entry in std::fs::read_dir(path)? {
                 entry?;
+                n += 1;
             }
-            Ok(())
+            check_nonempty(n, cfg.fail_empty)
         }
         Op::Stat => std::fs::metadata(path).map(|_| ()),
         Op::Statfs => rustix::fs::statfs(path)
@@ -359,12 +376,12 @@ fn access_once(
             .map_err(std::io::Error::from),
         Op::Read => {
             if std::fs::metadata(path)?.is_dir() {
-                read_dir_files(path)
+                read_dir_files(path, cfg.fail_empty)
             } else {
                 read_file(path)
             }
         }
-        Op::LsRead => read_dir_files(path),
+        Op::LsRead => read_dir_files(path, cfg.fail_empty),
         Op::Write => {
             let target = if path.is_dir() {
                 path.join(format!(".drill-{}-w{worker}", cfg.label))
@@ -411,8 +428,38 @@ mod tests {
             label: "t".into(),
             floor: false,
             reopen: false,
+            fail_empty: false,
             out: out.to_path_buf(),
             drain: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn an_empty_directory_fails_only_with_fail_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let bare = d.path().join("bare");
+        std::fs::create_dir(&bare).unwrap();
+        for op in [Op::Ls, Op::LsRead, Op::Read] {
+            let out = d.path().join(format!("{op:?}.jsonl"));
+            let mut c = cfg(&bare, op, &out);
+            c.duration = Duration::from_millis(60);
+            let s = run_access(&c).expect("run");
+            assert_eq!(s.ok, s.total, "{op:?} without fail_empty: {s:?}");
+            let out = d.path().join(format!("{op:?}-strict.jsonl"));
+            let mut c = cfg(&bare, op, &out);
+            c.duration = Duration::from_millis(60);
+            c.fail_empty = true;
+            let s = run_access(&c).expect("run");
+            assert!(s.total > 0);
+            assert_eq!(s.ok, 0, "{op:?} with fail_empty: {s:?}");
+            let recs = records(&out);
+            assert!(
+                recs.iter().all(|r| r
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("empty directory"))),
+                "{recs:?}"
+            );
         }
     }
 

@@ -80,6 +80,10 @@ struct AccessArgs {
     /// held-write: close and reopen the file after a failed write.
     #[arg(long)]
     reopen: bool,
+    /// ls, ls-read, read: an empty directory counts as a failure (under a missing
+    /// mount applications see the bare local mountpoint).
+    #[arg(long)]
+    fail_empty: bool,
     /// Output JSON-lines file.
     #[arg(long)]
     out: PathBuf,
@@ -105,6 +109,10 @@ struct RunArgs {
     /// ls | stat | statfs | read | write (append + fsync + read-back) | ls-read
     #[arg(long, default_value = "ls", value_parser = parse_op)]
     op: Op,
+    /// ls, ls-read, read: an empty directory counts as a failure (under a missing mount
+    /// applications see the bare local mountpoint)
+    #[arg(long)]
+    fail_empty: bool,
     /// Agent event log(s) to merge into the timeline (e.g. /var/log/nfsha/events.jsonl)
     #[arg(long = "events")]
     events: Vec<PathBuf>,
@@ -179,6 +187,7 @@ pub fn run(args: DrillArgs) -> Result<u8, CliError> {
                 label: "drill".into(),
                 floor: false,
                 reopen: false,
+                fail_empty: r.fail_empty,
                 out: accesses.clone(),
                 drain: Duration::from_secs(5),
             };
@@ -222,6 +231,7 @@ pub fn run(args: DrillArgs) -> Result<u8, CliError> {
                 label: a.label,
                 floor: a.floor,
                 reopen: a.reopen,
+                fail_empty: a.fail_empty,
                 out: a.out,
                 drain: a.drain,
             };

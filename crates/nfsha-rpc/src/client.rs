@@ -5,6 +5,12 @@
 //! server accepts TCP and never answers), reset or early close, and the protocol-level rejections of
 //! [`crate::wire::decode_reply`]. Sockets are closed with SO_LINGER 0 (a reset, as autofs does), so thousands of
 //! probes leave no TIME_WAIT entries behind.
+//!
+//! Connecting is staggered: when no answer to the SYN has come after [`CONNECT_STAGGER`], another
+//! connection attempt starts beside the first (a new SYN from a new port), and so on until the deadline;
+//! the first to connect wins. Why: right after a floating address moves, the client's neighbour entry can
+//! still point at the old node, which drops the SYN; the kernel would only retransmit it after 1 s, longer
+//! than a typical probe deadline. A refusal is an answer and ends the connect at once.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -43,16 +49,38 @@ fn next_xid() -> u32 {
     (now ^ std::process::id().rotate_left(16)).wrapping_add(seed.wrapping_mul(0x9E37_79B9))
 }
 
-/// Open a TCP connection to `addr` before `deadline`.
+/// Spacing of staggered connection attempts (see the module header).
+pub const CONNECT_STAGGER: Duration = Duration::from_millis(250);
+
+/// Open a TCP connection to `addr` before `deadline`, staggering attempts.
 pub(crate) async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, RpcError> {
-    let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
-        Err(_) => return Err(RpcError::ConnectTimeout { addr }),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(RpcError::ConnectRefused { addr });
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next = Instant::now();
+    let stream = loop {
+        if Instant::now() >= next {
+            attempts.spawn(TcpStream::connect(addr));
+            next += CONNECT_STAGGER;
         }
-        Ok(Err(source)) => return Err(RpcError::Connect { addr, source }),
-        Ok(Ok(s)) => s,
+        let wake = next.min(deadline);
+        tokio::select! {
+            Some(joined) = attempts.join_next() => match joined {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(RpcError::ConnectRefused { addr });
+                }
+                Ok(Err(source)) => return Err(RpcError::Connect { addr, source }),
+                // A connect task cannot panic; an aborted one is not awaited here.
+                Err(_) => {}
+            },
+            () = tokio::time::sleep_until(wake) => {
+                if Instant::now() >= deadline {
+                    return Err(RpcError::ConnectTimeout { addr });
+                }
+            }
+        }
     };
+    // Dropping the set aborts the other attempts (their sockets are closed).
+    drop(attempts);
     // Best effort: a probe still works without them.
     let _ = stream.set_nodelay(true);
     let _ = stream.set_zero_linger();

@@ -53,28 +53,9 @@ async fn closed_port_is_refused_quickly() {
 
 #[tokio::test]
 async fn full_accept_queue_is_a_connect_timeout() {
-    // A listener with backlog 0 that never accepts: once its queue holds a connection, Linux drops further SYNs,
-    // which is what a host that is down looks like.
-    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let listener = sock.listen(0).expect("listen");
+    // A listener that never accepts, its queue full: Linux drops further SYNs.
+    let (listener, _held) = common::full_listener().await;
     let addr = listener.local_addr().expect("addr");
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < deadline, "accept queue never filled");
-        match tokio::time::timeout(
-            Duration::from_millis(100),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => held.push(s),
-            Ok(Err(e)) => panic!("connect failed: {e}"),
-            Err(_) => break,
-        }
-    }
     let timeout = Duration::from_millis(300);
     let t0 = Instant::now();
     let err = rpc_null(addr, NFS_PROGRAM, 3, timeout)
@@ -87,6 +68,42 @@ async fn full_accept_queue_is_a_connect_timeout() {
         t0.elapsed()
     );
     drop(listener);
+}
+
+#[tokio::test]
+async fn a_dropped_syn_is_overtaken_by_a_staggered_attempt() {
+    // The first SYN is dropped (full accept queue), like a SYN sent to the old node just after the floating
+    // address moved. The queue frees up at 300 ms; the kernel would retransmit the first SYN only at 1 s, so
+    // with a 900 ms deadline only a staggered new attempt can connect.
+    let (listener, held) = common::full_listener().await;
+    let addr = listener.local_addr().expect("addr");
+    // Make room at 300 ms, then answer NULL calls on every accepted connection.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        loop {
+            let Ok((conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(answer_null_once(conn));
+        }
+    });
+    let rtt = rpc_null(addr, NFS_PROGRAM, 3, Duration::from_millis(900))
+        .await
+        .expect("a staggered attempt connects after the queue frees up");
+    assert!(rtt < Duration::from_millis(900), "{rtt:?}");
+    drop(held);
+}
+
+/// Read one call record from `s` and answer it with an accepted, successful empty reply (NULL).
+async fn answer_null_once(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(xid) = common::read_call(&mut s).await else {
+        return;
+    };
+    // REPLY, MSG_ACCEPTED, verifier AUTH_NONE empty, SUCCESS
+    let _ = s.write_all(&record(&words(&[xid, 1, 0, 0, 0, 0]))).await;
+    let mut buf = [0u8; 64];
+    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
 }
 
 fn long_label_name() -> String {

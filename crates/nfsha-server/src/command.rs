@@ -1,6 +1,6 @@
-//! The real [`ServerHost`]: argument-vector shell-outs to the nfs-utils and iproute2
-//! tools, optionally through a command prefix (e.g. `nsenter -t PID -m -n -u`) so the
-//! lab can drive a server inside a network namespace.
+//! The real [`ServerHost`]: argument-vector shell-outs to the nfs-utils tools, optionally
+//! through a command prefix (e.g. `nsenter -t PID -m -u`), and the floating address
+//! in-process through [`crate::netlink`].
 //!
 //! Role, per step:
 //! - storage: run the configured storage commands (mount, promote), create the state
@@ -10,19 +10,32 @@
 //!   pre-nfsd commands (rpcbind, mountd), then `rpc.nfsd -L lease -G grace -S scope N`;
 //!   in replicated mode end the grace period at once (see [`CommandHost`]).
 //! - exports: `exportfs -i -o OPTS,fsid=N CLIENTS:PATH` per export.
-//! - floating address: duplicate-address check (`arping -D`), `ip addr add`, gratuitous
-//!   ARP (`arping -U`); a failure after the add removes the address again.
+//! - floating address ([`AddressOps`], netlink + ARP, no shell-out): RFC 5227
+//!   duplicate-address probe, add (already present = success), one gratuitous ARP round
+//!   inside the step (a failure removes the address again), the other
+//!   `arp_count - 1` rounds from a background task, one per second, which stops as soon
+//!   as the address goes down. Netlink acts in the **controller's own** network
+//!   namespace: the command prefix does not apply to the floating address.
 //! - notify: `sm-notify -f -v ADDRESS -P STATEDIR/statd`.
+//! - shipping (replicated mode, not a step): `[server.replication] ship_command` once per
+//!   standby, with `NFSHA_TARGET_NODE`, `NFSHA_EPOCH` and `NFSHA_FINAL_SYNC` (`1` for the
+//!   final sync of a planned switchover) in its environment.
 //!
-//! Teardown reverses it: `ip addr del` (absent address = success), `exportfs -u` +
+//! Teardown reverses it: address delete (absent address = success), `exportfs -u` +
 //! unlock + `exportfs -f`, `rpc.nfsd 0` + post-stop commands, storage-down commands.
 //! Failure modes: a tool is missing or exits non-zero ([`HostError`]); a hung tool is
-//! killed when the sequencer's step timeout drops the future (`kill_on_drop`).
+//! killed when the sequencer's step timeout drops the future (`kill_on_drop`); a netlink
+//! or ARP operation fails ([`HostError::Address`]) or another host answers the probe
+//! ([`HostError::DuplicateAddress`]); dropping an address future closes its sockets.
 
 use crate::host::{HostError, Role, ServerHost, Step};
+use crate::netlink::{AddressOps, NetlinkAddress};
 use nfsha_config::{ServerConfig, StorageMode};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
@@ -31,6 +44,9 @@ use tokio::process::Command;
 pub struct CommandOptions {
     /// Prepended to every command, e.g. `["nsenter", "-t", "1234", "-m", "-n", "-u"]`.
     /// Files under `/proc/fs/nfsd` are then written with `tee` through the prefix.
+    /// The floating address is **not** affected: it goes through netlink and ARP sockets
+    /// in the controller's own network namespace (run the controller in the node's
+    /// namespace to manage an address there).
     pub prefix: Vec<String>,
     /// nfsd's control directory. Default `/proc/fs/nfsd`.
     pub proc_nfsd: PathBuf,
@@ -44,11 +60,12 @@ pub struct CommandOptions {
     pub before_nfsd: Vec<Vec<String>>,
     /// Commands run after `rpc.nfsd 0` (e.g. stop mountd in this netns).
     pub after_nfsd_stop: Vec<Vec<String>>,
-    /// Gratuitous ARP count. Default 3: the first is sent inside the step, the others
-    /// (iputils arping sends one per second) by a background arping so that they do not
-    /// delay the bring-up.
+    /// Gratuitous ARP rounds (each an ARP request and an ARP reply). Default 3: the first
+    /// is sent inside the step, the others one per second by a background task so that
+    /// they do not delay the bring-up.
     pub arp_count: u32,
-    /// Run the duplicate-address check before adding the address. Default true.
+    /// Run the duplicate-address check (RFC 5227 ARP probe, IPv4 only) before adding
+    /// the address. Default true.
     pub duplicate_address_check: bool,
     /// Pass `-S scope` to rpc.nfsd (nfs-utils ≥ 2.6). Default true; with false the
     /// scope must come from nfs.conf or the UTS hostname.
@@ -82,20 +99,38 @@ impl Default for CommandOptions {
 /// anything. Waiting would only block every OPEN for nothing, so grace is ended at once
 /// by writing `Y` to `/proc/fs/nfsd/v4_end_grace`. In `shared` mode the state directory
 /// moves with the data, reclaims are possible, and grace is left to run.
+///
+/// The floating address goes through `A` ([`NetlinkAddress`] unless a test injects
+/// another [`AddressOps`] with [`CommandHost::with_address_ops`]).
 #[derive(Debug, Clone)]
-pub struct CommandHost {
+pub struct CommandHost<A = NetlinkAddress> {
     cfg: ServerConfig,
     opts: CommandOptions,
+    addr: Arc<A>,
+    /// The background gratuitous-ARP task of the last bring-up, aborted on teardown.
+    announcer: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
-impl CommandHost {
-    /// A host for this `[server]` section.
+impl CommandHost<NetlinkAddress> {
+    /// A host for this `[server]` section; the floating address goes through netlink.
     pub fn new(cfg: ServerConfig, opts: CommandOptions) -> Self {
-        CommandHost { cfg, opts }
+        Self::with_address_ops(cfg, opts, NetlinkAddress::new())
+    }
+}
+
+impl<A: AddressOps> CommandHost<A> {
+    /// A host whose floating-address step uses `addr`.
+    pub fn with_address_ops(cfg: ServerConfig, opts: CommandOptions, addr: A) -> Self {
+        CommandHost {
+            cfg,
+            opts,
+            addr: Arc::new(addr),
+            announcer: Arc::default(),
+        }
     }
 
     fn full_argv(&self, argv: &[String]) -> Vec<String> {
@@ -319,111 +354,88 @@ impl CommandHost {
         first_err.map_or(Ok(()), Err)
     }
 
-    fn addr_spec(f: &nfsha_config::FloatingAddress) -> String {
-        format!("{}/{}", f.address, f.prefix)
-    }
-
     async fn address_up(&self) -> Result<(), HostError> {
         let Some(f) = &self.cfg.floating_address else {
             return Ok(());
         };
-        let ip = f.address.to_string();
-        let v4 = f.address.is_ipv4();
-        if v4 && self.opts.duplicate_address_check {
-            // arping -D exits 0 when nobody answered (address free), 1 when someone
-            // did; anything else is arping failing (no such device...).
-            let dad = [
-                s("arping"),
-                s("-D"),
-                s("-q"),
-                s("-c"),
-                s("1"),
-                s("-w"),
-                s("1"),
-                s("-I"),
-                f.interface.clone(),
-                ip.clone(),
-            ];
-            match self.run(&dad).await {
-                Ok(_) => {}
-                Err(HostError::Failed { code: Some(1), .. }) => {
-                    return Err(HostError::DuplicateAddress(ip));
-                }
-                Err(e) => return Err(e),
-            }
+        let interface = f.interface.as_str();
+        let v4 = match f.address {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        if let Some(a) = v4
+            && self.opts.duplicate_address_check
+            && self.addr.probe_duplicate(interface, a).await?
+        {
+            return Err(HostError::DuplicateAddress(a.to_string()));
         }
-        let mut add = vec![
-            s("ip"),
-            s("addr"),
-            s("add"),
-            Self::addr_spec(f),
-            s("dev"),
-            f.interface.clone(),
-        ];
-        if !v4 {
-            add.push(s("nodad"));
-        }
-        match self.run(&add).await {
-            Ok(_) => {}
-            Err(HostError::Failed { stderr, .. }) if stderr.contains("File exists") => {}
-            Err(e) => return Err(e),
-        }
-        if v4 {
-            let garp = |count: u32| {
-                vec![
-                    s("arping"),
-                    s("-U"),
-                    s("-c"),
-                    s(count),
-                    s("-I"),
-                    f.interface.clone(),
-                    ip.clone(),
-                ]
-            };
-            if let Err(e) = self.run(&garp(1)).await {
-                // Leave nothing half-done behind: the address goes with the failure.
-                let _ = self.address_down().await;
-                return Err(e);
+        self.addr.add(interface, f.address, f.prefix).await?;
+        let Some(a) = v4 else {
+            return Ok(());
+        };
+        if let Err(e) = self.addr.announce(interface, a).await {
+            // Leave nothing half-done behind: the address goes with the failure.
+            if let Err(del) = self.addr.del(interface, f.address).await {
+                tracing::warn!(error = %del, "cannot remove the address after a failed gratuitous ARP");
             }
-            if self.opts.arp_count > 1 {
-                let argv = self.full_argv(&garp(self.opts.arp_count - 1));
-                let spawned = Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn();
-                if let Err(e) = spawned {
-                    tracing::warn!(error = %e, "cannot start background gratuitous ARP");
-                }
-            }
+            return Err(e.into());
+        }
+        if self.opts.arp_count > 1 {
+            self.spawn_announcer(interface.to_owned(), a, self.opts.arp_count - 1);
         }
         Ok(())
+    }
+
+    /// Send `rounds` more gratuitous ARP rounds, one per second, while the address is
+    /// still on the interface (a teardown also aborts the task).
+    fn spawn_announcer(&self, interface: String, address: Ipv4Addr, rounds: u32) {
+        let ops = Arc::clone(&self.addr);
+        let task = tokio::spawn(async move {
+            let period = Duration::from_secs(1);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for _ in 0..rounds {
+                tick.tick().await;
+                match ops.has(&interface, IpAddr::V4(address)).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "background gratuitous ARP stopped");
+                        return;
+                    }
+                }
+                if let Err(e) = ops.announce(&interface, address).await {
+                    tracing::warn!(error = %e, "background gratuitous ARP stopped");
+                    return;
+                }
+            }
+        });
+        let old = self
+            .announcer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task.abort_handle());
+        if let Some(old) = old {
+            old.abort();
+        }
     }
 
     async fn address_down(&self) -> Result<(), HostError> {
         let Some(f) = &self.cfg.floating_address else {
             return Ok(());
         };
-        let del = [
-            s("ip"),
-            s("addr"),
-            s("del"),
-            Self::addr_spec(f),
-            s("dev"),
-            f.interface.clone(),
-        ];
-        match self.run(&del).await {
-            Ok(_) => Ok(()),
-            // Already gone (the wording differs between kernels and iproute2 versions).
-            Err(HostError::Failed { stderr, .. })
-                if stderr.contains("Cannot assign requested address")
-                    || stderr.contains("Address not found") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+        // No gratuitous ARP may claim the address for this node once it is going away.
+        let announcer = self
+            .announcer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = announcer {
+            t.abort();
         }
+        // Absent address (or interface) = success: the netlink implementation's rule.
+        self.addr.del(&f.interface, f.address).await?;
+        Ok(())
     }
 
     async fn notify(&self) -> Result<(), HostError> {
@@ -444,7 +456,89 @@ impl CommandHost {
     }
 }
 
-impl ServerHost for CommandHost {
+impl<A: AddressOps> CommandHost<A> {
+    /// Run `[server.replication] ship_command` (through the prefix, like every host
+    /// command) for one standby: `NFSHA_TARGET_NODE`, `NFSHA_EPOCH`, and
+    /// `NFSHA_FINAL_SYNC=1` for the final sync of a planned switchover.
+    async fn ship_command(&self, target: &str, epoch: u64, last: bool) -> Result<(), HostError> {
+        let argv = match &self.cfg.replication {
+            Some(r) if !r.ship_command.is_empty() => &r.ship_command,
+            _ => return Err(HostError::NoShipCommand),
+        };
+        let epoch = epoch.to_string();
+        let final_sync = if last { "1" } else { "0" };
+        let env = [
+            ("NFSHA_TARGET_NODE", target),
+            ("NFSHA_EPOCH", epoch.as_str()),
+            ("NFSHA_FINAL_SYNC", final_sync),
+        ];
+        self.run_with(argv, None, &env).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod ship_tests {
+    use super::*;
+    use crate::netlink::FakeAddressOps;
+
+    fn host(ship: Option<Vec<String>>) -> CommandHost<FakeAddressOps> {
+        let mut cfg = nfsha_config::parse_str(
+            "[server]\nnode = \"a\"\ncluster = \"c\"\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nstorage = \"replicated\"\n[[server.export]]\npath = \"/srv/a\"\nfsid = 1\n[server.replication]\nship_command = [\"true\"]\npromote_command = [\"true\"]\n",
+            None,
+        )
+        .expect("config")
+        .server
+        .expect("[server]");
+        match ship {
+            Some(argv) => cfg.replication.as_mut().expect("replication").ship_command = argv,
+            None => cfg.replication = None,
+        }
+        CommandHost::with_address_ops(cfg, CommandOptions::default(), FakeAddressOps::new())
+    }
+
+    #[tokio::test]
+    async fn ship_runs_the_argument_vector_with_target_and_epoch_in_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("env");
+        let script = format!(
+            "echo \"$NFSHA_TARGET_NODE $NFSHA_EPOCH $NFSHA_FINAL_SYNC $1\" >> '{}'",
+            out.display()
+        );
+        // The target name is data, never part of a command line.
+        let h = host(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            script,
+            "sh".into(),
+            "arg;x".into(),
+        ]));
+        h.ship("nfs-2; rm -rf /", 7).await.expect("ship");
+        h.final_sync("nfs-2", 8).await.expect("final sync");
+        let got = std::fs::read_to_string(&out).expect("output");
+        assert_eq!(got, "nfs-2; rm -rf / 7 0 arg;x\nnfs-2 8 1 arg;x\n");
+    }
+
+    #[tokio::test]
+    async fn a_failed_ship_keeps_the_exit_status_and_stderr_and_no_command_is_an_error() {
+        let h = host(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo nope >&2; exit 3".into(),
+        ]));
+        match h.ship("b", 1).await {
+            Err(HostError::Failed { code, stderr, .. }) => {
+                assert_eq!((code, stderr.as_str()), (Some(3), "nope"));
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert!(matches!(
+            host(None).ship("b", 1).await,
+            Err(HostError::NoShipCommand)
+        ));
+    }
+}
+
+impl<A: AddressOps> ServerHost for CommandHost<A> {
     async fn up(&self, step: Step, _epoch: u64) -> Result<(), HostError> {
         match step {
             Step::Storage => self.storage_up().await,
@@ -465,11 +559,12 @@ impl ServerHost for CommandHost {
         }
     }
 
-    async fn final_sync(&self) -> Result<(), HostError> {
-        match &self.cfg.replication {
-            Some(r) if !r.ship_command.is_empty() => self.run(&r.ship_command).await.map(drop),
-            _ => Ok(()),
-        }
+    async fn ship(&self, target: &str, epoch: u64) -> Result<(), HostError> {
+        self.ship_command(target, epoch, false).await
+    }
+
+    async fn final_sync(&self, target: &str, epoch: u64) -> Result<(), HostError> {
+        self.ship_command(target, epoch, true).await
     }
 
     async fn role_changed(&self, role: Role) -> Result<(), HostError> {
@@ -506,6 +601,7 @@ impl ServerHost for CommandHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::netlink::{AddressCall, AddressOp, FakeAddressOps, NetlinkError};
     use crate::sequencer::{NoGuard, Sequencer};
     use nfsha_config::{ExportConfig, FloatingAddress, ReplicationConfig};
     use std::os::unix::fs::PermissionsExt;
@@ -579,26 +675,58 @@ mod tests {
             .collect()
     }
 
-    fn host(rec: &std::path::Path, storage: StorageMode) -> CommandHost {
-        CommandHost::new(
+    fn host(rec: &std::path::Path, storage: StorageMode) -> CommandHost<FakeAddressOps> {
+        host_and_addr(rec, storage, 1).0
+    }
+
+    /// A host recording into `rec`, its floating address in a fake (returned too).
+    fn host_and_addr(
+        rec: &std::path::Path,
+        storage: StorageMode,
+        arp_count: u32,
+    ) -> (CommandHost<FakeAddressOps>, FakeAddressOps) {
+        let addr = FakeAddressOps::new();
+        let h = CommandHost::with_address_ops(
             cfg(storage),
             CommandOptions {
                 prefix: vec![rec.display().to_string()],
                 before_nfsd: vec![vec!["rpc.mountd".into()]],
-                // No background gratuitous ARP: it would race with the log.
-                arp_count: 1,
+                arp_count,
                 ..CommandOptions::default()
             },
-        )
+            addr.clone(),
+        );
+        (h, addr)
+    }
+
+    const VB: &str = "vB";
+
+    fn ip() -> IpAddr {
+        "10.99.0.100".parse().expect("ip")
+    }
+
+    fn ip4() -> Ipv4Addr {
+        "10.99.0.100".parse().expect("ip")
     }
 
     #[tokio::test]
     async fn replicated_bring_up_and_teardown_run_these_argument_vectors_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rec = recorder(dir.path());
-        let mut seq = Sequencer::new(host(&rec, StorageMode::Replicated), Duration::from_secs(5));
+        let (h, addr) = host_and_addr(&rec, StorageMode::Replicated, 1);
+        let mut seq = Sequencer::new(h, Duration::from_secs(5));
         seq.bring_up(3, &NoGuard).await.expect("up");
+        assert!(addr.is_present(VB, ip()), "address up before notify");
         seq.tear_down().await.expect("down");
+        assert_eq!(
+            addr.calls(),
+            [
+                AddressCall::Probe(VB.into(), ip4()),
+                AddressCall::Add(VB.into(), ip(), 24),
+                AddressCall::Announce(VB.into(), ip4()),
+                AddressCall::Del(VB.into(), ip()),
+            ]
+        );
         let expected = [
             "promote --newest",
             "mkdir -p /var/lib/nfs/v4recovery /var/lib/nfs/statd/sm /var/lib/nfs/statd/sm.bak /var/lib/nfs/nfsdcld",
@@ -609,11 +737,8 @@ mod tests {
             "tee /proc/fs/nfsd/v4_end_grace",
             "exportfs -i -o rw,no_subtree_check,fsid=1 *:/srv/a",
             "exportfs -i -o ro,fsid=2 10.0.0.0/24:/srv/b",
-            "arping -D -q -c 1 -w 1 -I vB 10.99.0.100",
-            "ip addr add 10.99.0.100/24 dev vB",
-            "arping -U -c 1 -I vB 10.99.0.100",
+            // The floating address goes through the address ops, not the prefix.
             "sm-notify -f -v 10.99.0.100 -P /var/lib/nfs/statd",
-            "ip addr del 10.99.0.100/24 dev vB",
             "exportfs -u *:/srv/a",
             "tee /proc/fs/nfsd/unlock_filesystem",
             "exportfs -u 10.0.0.0/24:/srv/b",
@@ -637,37 +762,170 @@ mod tests {
     async fn a_failed_gratuitous_arp_removes_the_address_it_added() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rec = recorder(dir.path());
-        std::fs::write(rec.with_extension("fail"), "arping -U").expect("fail file");
-        let h = host(&rec, StorageMode::Shared);
+        let (h, addr) = host_and_addr(&rec, StorageMode::Shared, 3);
+        addr.fail(AddressOp::Announce, 1);
         let err = h
             .up(Step::FloatingAddress, 1)
             .await
-            .expect_err("arping fails");
+            .expect_err("announce fails");
         assert!(
-            matches!(&err, HostError::Failed { program, stderr, .. } if program == "arping" && stderr == "boom")
+            matches!(
+                err,
+                HostError::Address(NetlinkError::Injected(AddressOp::Announce))
+            ),
+            "{err:?}"
         );
         assert_eq!(
-            log(&rec),
+            addr.calls(),
             [
-                "arping -D -q -c 1 -w 1 -I vB 10.99.0.100",
-                "ip addr add 10.99.0.100/24 dev vB",
-                "arping -U -c 1 -I vB 10.99.0.100",
-                "ip addr del 10.99.0.100/24 dev vB",
+                AddressCall::Probe(VB.into(), ip4()),
+                AddressCall::Add(VB.into(), ip(), 24),
+                AddressCall::Announce(VB.into(), ip4()),
+                AddressCall::Del(VB.into(), ip()),
             ]
         );
+        assert!(!addr.is_present(VB, ip()));
+        assert!(log(&rec).is_empty(), "no shell-out for the address");
     }
 
     #[tokio::test]
     async fn an_answer_to_the_duplicate_address_check_refuses_the_address() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rec = recorder(dir.path());
-        std::fs::write(rec.with_extension("fail"), "arping -D").expect("fail file");
-        let err = host(&rec, StorageMode::Shared)
-            .up(Step::FloatingAddress, 1)
-            .await
-            .expect_err("duplicate");
+        let (h, addr) = host_and_addr(&rec, StorageMode::Shared, 3);
+        addr.in_use_elsewhere(ip4());
+        let err = h.up(Step::FloatingAddress, 1).await.expect_err("duplicate");
         assert!(matches!(err, HostError::DuplicateAddress(ref a) if a == "10.99.0.100"));
-        assert_eq!(log(&rec).len(), 1, "nothing added");
+        assert_eq!(
+            addr.calls(),
+            [AddressCall::Probe(VB.into(), ip4())],
+            "nothing added"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_of_the_probe_and_the_add_stop_the_step_before_any_announce() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let (h, addr) = host_and_addr(&rec, StorageMode::Shared, 3);
+        addr.fail(AddressOp::Probe, 1);
+        let err = h.up(Step::FloatingAddress, 1).await.expect_err("probe");
+        assert!(matches!(
+            err,
+            HostError::Address(NetlinkError::Injected(AddressOp::Probe))
+        ));
+        addr.fail(AddressOp::Add, 1);
+        let err = h.up(Step::FloatingAddress, 2).await.expect_err("add");
+        assert!(matches!(
+            err,
+            HostError::Address(NetlinkError::Injected(AddressOp::Add))
+        ));
+        assert_eq!(
+            addr.calls(),
+            [
+                AddressCall::Probe(VB.into(), ip4()),
+                AddressCall::Probe(VB.into(), ip4()),
+                AddressCall::Add(VB.into(), ip(), 24),
+            ]
+        );
+        // A failed delete is reported (the sequencer's teardown then reports the step).
+        addr.fail(AddressOp::Del, 1);
+        let err = h.down(Step::FloatingAddress).await.expect_err("del");
+        assert!(matches!(
+            err,
+            HostError::Address(NetlinkError::Injected(AddressOp::Del))
+        ));
+    }
+
+    #[tokio::test]
+    async fn without_the_check_or_for_ipv6_there_is_no_probe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let addr = FakeAddressOps::new();
+        let opts = CommandOptions {
+            duplicate_address_check: false,
+            arp_count: 1,
+            ..CommandOptions::default()
+        };
+        let h = CommandHost::with_address_ops(cfg(StorageMode::Shared), opts.clone(), addr.clone());
+        h.up(Step::FloatingAddress, 1).await.expect("up");
+        assert_eq!(
+            addr.calls(),
+            [
+                AddressCall::Add(VB.into(), ip(), 24),
+                AddressCall::Announce(VB.into(), ip4()),
+            ]
+        );
+        let mut c = cfg(StorageMode::Shared);
+        let v6: IpAddr = "fd00:99::100".parse().expect("ip");
+        c.floating_address = Some(FloatingAddress {
+            address: v6,
+            prefix: 64,
+            interface: VB.into(),
+        });
+        let addr6 = FakeAddressOps::new();
+        let h6 = CommandHost::with_address_ops(c, CommandOptions::default(), addr6.clone());
+        h6.up(Step::FloatingAddress, 1).await.expect("up v6");
+        h6.down(Step::FloatingAddress).await.expect("down v6");
+        assert_eq!(
+            addr6.calls(),
+            [
+                AddressCall::Add(VB.into(), v6, 64),
+                AddressCall::Del(VB.into(), v6),
+            ],
+            "IPv6: no ARP at all"
+        );
+        assert!(log(&rec).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_other_gratuitous_arps_follow_in_the_background_one_per_second() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let (h, addr) = host_and_addr(&rec, StorageMode::Shared, 3);
+        let t0 = tokio::time::Instant::now().into_std();
+        h.up(Step::FloatingAddress, 1).await.expect("up");
+        // The step returned after the first round; the others are still to come.
+        let announces = |a: &FakeAddressOps| {
+            a.timed_calls()
+                .into_iter()
+                .filter(|(_, c)| matches!(c, AddressCall::Announce(..)))
+                .map(|(t, _)| t.duration_since(t0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(announces(&addr), [Duration::ZERO]);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            announces(&addr),
+            [
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ],
+            "arp_count = 3 rounds, one per second"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn teardown_stops_the_background_gratuitous_arps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let (h, addr) = host_and_addr(&rec, StorageMode::Shared, 5);
+        h.up(Step::FloatingAddress, 1).await.expect("up");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        h.down(Step::FloatingAddress).await.expect("down");
+        h.down(Step::FloatingAddress).await.expect("down again");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let announces = addr
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, AddressCall::Announce(..)))
+            .count();
+        assert_eq!(
+            announces, 2,
+            "the one in the step and the one at 1 s, none after"
+        );
+        assert!(!addr.is_present(VB, ip()));
     }
 
     #[tokio::test]

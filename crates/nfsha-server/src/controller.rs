@@ -9,21 +9,51 @@
 //! tearing down by `proof + ttl − safety_margin` means no other node (which needs the
 //! key to expire first) can start serving while we still do, whatever etcd says later.
 //!
+//! **Why the safety margin can be small** (default ttl / 4, capped to 2 s). Teardown
+//! starts `fence_lead` (one loop period) before `proof + ttl − margin`, floating address
+//! first. What clients can see is the floating address: once it is gone nobody can reach
+//! this node's nfsd or exports, so only the address has to be gone before a new leader
+//! can exist (at `proof + ttl` at the earliest, etcd's expiry). The margin therefore has
+//! to cover just two things: (a) the address removal overrunning `fence_lead` (it is a
+//! netlink call, milliseconds), and (b) the drift between our monotonic clock and etcd's
+//! lease clock, which is a matter of clock *rates* (ppm over a TTL), not of wall-clock
+//! offsets. The rest of the teardown (exports, nfsd, storage) may still be running when
+//! a new leader starts; it is invisible to clients, and in shared mode the storage layer
+//! must itself refuse a second writer (DRBD single-primary, SCSI reservations): a new
+//! leader whose storage step finds the device busy fails, rolls back and retries after
+//! its backoff. The margin does not have to cover a slow etcd either: a late answer only
+//! makes the proof older (its instant is taken before the request is sent). A large
+//! margin buys nothing and costs availability: it shortens how long a leader may wait
+//! for a late etcd answer before fencing, and ttl / 2 fenced healthy leaders on a loaded
+//! machine (the lab had to run with 1.2 s at ttl 5 s).
+//!
+//! **Replicated mode** ([`crate::replication`]): while serving, a shipper task ships a
+//! snapshot to each standby every `interval` and records it under the epoch guard; a
+//! standby whose copy is older than `max_lag` (judged at the first instant it saw the
+//! cluster leaderless) publishes `behind` and does not campaign, unless the operator
+//! accepts the lag (`accept-lag` key, `nfsha server promote --accept-lag`).
+//!
 //! Failure modes and what happens:
 //! - etcd unreachable/frozen while leader: renewals time out; fencing starts at
 //!   `proof + ttl − safety_margin − fence_lead` so that the floating address is gone by
-//!   `proof + ttl − safety_margin`; the rest of the teardown fits in the margin.
+//!   `proof + ttl − safety_margin`; the rest of the teardown follows (see above).
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
 //!   and this node stays out of the race for one TTL so another node gets a chance.
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
-//!   returning old leader finds a newer leader and joins as standby (no failback).
+//!   returning old leader finds a newer leader and joins as standby (no failback); in
+//!   replicated mode it stays `behind` until the new leader has shipped to it.
+//! - a ship fails: logged and counted in the status (`replication`), retried after
+//!   `interval`; never a fence.
 
-use crate::coordinator::{Acquire, Coordinator, LeaderRecord, MemberInfo, MemberState};
+use crate::coordinator::{
+    Acquire, Coordinator, LeaderRecord, MemberInfo, MemberState, ReplicaRecord, ReplicaView,
+};
 use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
+use crate::replication::{ReplicationSettings, ShipperConfig, Verdict, judge, ship_loop, ship_one};
 use crate::sequencer::{RollbackError, Sequencer, StepGuard};
 use crate::status::StatusHandle;
 use crate::watchdog::Watchdog;
@@ -53,7 +83,7 @@ pub struct Settings {
     pub fence_lead: Duration,
     /// Each bring-up/teardown step's timeout.
     pub step_timeout: Duration,
-    /// Storage mode (decides the final-sync on switchover).
+    /// Storage mode.
     pub storage: StorageMode,
     /// Address published to clients in the leader key.
     pub address: Option<String>,
@@ -61,6 +91,9 @@ pub struct Settings {
     pub api: Option<String>,
     /// How long a node whose bring-up failed stays out of the race.
     pub failure_backoff: Duration,
+    /// Replicated mode with `[server.replication]`: ship to standbys while leading, and
+    /// do not campaign while behind. `None`: no shipping, no gate.
+    pub replication: Option<ReplicationSettings>,
 }
 
 impl Settings {
@@ -78,6 +111,7 @@ impl Settings {
             address: cfg.floating_address.as_ref().map(|f| f.address.to_string()),
             api: cfg.listen.map(|a| a.to_string()),
             failure_backoff: cfg.ttl,
+            replication: ReplicationSettings::from_server(cfg),
         }
     }
 
@@ -171,7 +205,7 @@ pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 pub struct Controller<C, H> {
     settings: Settings,
     coord: Arc<C>,
-    seq: Sequencer<H>,
+    seq: Sequencer<Arc<H>>,
     status: StatusHandle,
     watchdog: Option<Box<dyn Watchdog>>,
     fence_guard: Option<FenceGuard>,
@@ -180,6 +214,13 @@ pub struct Controller<C, H> {
     backoff_until: Option<Instant>,
     announced_primary: bool,
     vacancy_seen: bool,
+    /// Wall-clock ms of the first tick that saw no leader, in the current leaderless
+    /// period (the lag reference; `None` while a leader is seen).
+    vacant_since_ms: Option<u64>,
+    /// Our last lag (replicated mode), published in the member record.
+    lag_ms: Option<u64>,
+    /// The last gate verdict logged (log on change only).
+    gate_logged: Option<String>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -192,7 +233,7 @@ impl<C, H> std::fmt::Debug for Controller<C, H> {
     }
 }
 
-impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
+impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
     /// A controller; it stops when `shutdown` becomes `true`.
     pub fn new(
         settings: Settings,
@@ -201,7 +242,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let status = StatusHandle::new(&settings.node, &settings.cluster, settings.ttl);
-        let seq = Sequencer::new(host, settings.step_timeout);
+        let seq = Sequencer::new(Arc::new(host), settings.step_timeout);
         Controller {
             settings,
             coord,
@@ -214,6 +255,9 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             backoff_until: None,
             announced_primary: false,
             vacancy_seen: false,
+            vacant_since_ms: None,
+            lag_ms: None,
+            gate_logged: None,
             shutdown,
         }
     }
@@ -243,7 +287,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
 
     /// The host (tests).
     pub fn host(&self) -> &H {
-        self.seq.host()
+        self.seq.host().as_ref()
     }
 
     fn member(&self, state: MemberState, detail: Option<String>) -> MemberInfo {
@@ -255,8 +299,34 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             address: self.settings.address.clone(),
             api: self.settings.api.clone(),
             detail,
+            lag_ms: self.lag_ms,
             updated_ms: nfsha_core::event::now_ms(),
         }
+    }
+
+    /// Replicated mode: read our replica record and judge it against the lag reference
+    /// (the first leaderless instant, else now). `Ok(None)`: no gate.
+    async fn judge_replica(&mut self) -> Result<Option<(Verdict, ReplicaView)>, String> {
+        let Some(r) = self.settings.replication else {
+            return Ok(None);
+        };
+        let lp = self.settings.loop_period;
+        let view = flatten(
+            timeout(lp, self.coord.replica_view(&self.settings.node)).await,
+            lp,
+        )?;
+        let reference = self
+            .vacant_since_ms
+            .unwrap_or_else(nfsha_core::event::now_ms);
+        let v = judge(&self.settings.node, &view, reference, r.max_lag);
+        self.lag_ms = v.lag_ms;
+        let max_lag_ms = r.max_lag.as_millis() as u64;
+        let lag_ms = v.lag_ms;
+        self.status.update(|s| {
+            s.lag_ms = lag_ms;
+            s.max_lag_ms = Some(max_lag_ms);
+        });
+        Ok(Some((v, view)))
     }
 
     fn set_state(&self, state: MemberState, epoch: Option<u64>, detail: Option<String>) {
@@ -345,18 +415,39 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         } else {
             true
         };
-        let state = if clean {
-            MemberState::Standby
-        } else {
-            MemberState::Failed
+        // (verdict, the view it came from; `None` if it could not be read).
+        let mut gate: Option<(Verdict, Option<ReplicaView>)> = None;
+        if clean {
+            gate = match self.judge_replica().await {
+                Ok(g) => g.map(|(v, view)| (v, Some(view))),
+                Err(e) => {
+                    // Unknown counts as behind: published, and no campaign this tick.
+                    tracing::warn!(error = %e, "cannot read the replica record");
+                    let reason = format!("cannot read the replica record: {e}");
+                    Some((
+                        Verdict {
+                            lag_ms: self.lag_ms,
+                            behind: true,
+                            reason,
+                        },
+                        None,
+                    ))
+                }
+            };
+        }
+        let behind = gate.as_ref().is_some_and(|(v, _)| v.behind);
+        let state = match (clean, behind) {
+            (false, _) => MemberState::Failed,
+            (true, true) => MemberState::Behind,
+            (true, false) => MemberState::Standby,
         };
-        let detail = if clean {
-            None
-        } else {
-            self.status.get().detail
+        let detail = match (clean, &gate) {
+            (false, _) => self.status.get().detail,
+            (true, Some((v, _))) if v.behind => Some(v.reason.clone()),
+            _ => None,
         };
         if clean {
-            self.set_state(MemberState::Standby, None, None);
+            self.set_state(state, None, detail.clone());
         }
         let member = self.member(state, detail);
         if let Err(e) = flatten(timeout(lp, self.coord.heartbeat(&member, None)).await, lp) {
@@ -376,6 +467,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         if let Some(l) = leader {
             self.epoch_seen = self.epoch_seen.max(l.epoch);
             if l.node == self.settings.node {
+                self.vacant_since_ms = None;
                 // Our own key from before a restart or a lost lease that etcd kept alive
                 // (leases are extended when etcd restarts). We are not serving, so give
                 // it up now rather than wait for it to expire.
@@ -385,6 +477,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
                 }
                 return None;
             }
+            self.vacant_since_ms = None;
             self.status.update(|s| {
                 s.leader = Some(l.node.clone());
                 s.epoch_seen = s.epoch_seen.max(l.epoch);
@@ -400,6 +493,52 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             return None;
         }
         self.status.update(|s| s.leader = None);
+        // The promotion gate: judged against the first instant we saw no leader.
+        if self.vacant_since_ms.is_none() {
+            self.vacant_since_ms = Some(nfsha_core::event::now_ms());
+            if let (Some(r), Some((_, Some(view)))) = (self.settings.replication, &gate) {
+                let v = judge(
+                    &self.settings.node,
+                    view,
+                    self.vacant_since_ms.unwrap_or_default(),
+                    r.max_lag,
+                );
+                if v.behind != behind {
+                    // Crossed max_lag between the two reads: publish it next tick.
+                    self.lag_ms = v.lag_ms;
+                }
+                gate = Some((v, Some(view.clone())));
+            }
+        }
+        if let Some((v, view)) = &gate
+            && v.behind
+        {
+            let accepted = view
+                .as_ref()
+                .and_then(|w| w.accept_lag.as_ref())
+                .is_some_and(|o| o.node == self.settings.node);
+            let msg = if accepted {
+                format!(
+                    "campaigning although behind ({}): the operator accepted the lag",
+                    v.reason
+                )
+            } else {
+                format!("not campaigning: behind ({})", v.reason)
+            };
+            if self.gate_logged.as_deref() != Some(msg.as_str()) {
+                if accepted {
+                    tracing::warn!(lag_ms = ?v.lag_ms, "{msg}");
+                } else {
+                    tracing::warn!(lag_ms = ?v.lag_ms, "{msg}; `nfsha server promote --to {} --accept-lag` overrides", self.settings.node);
+                }
+                self.gate_logged = Some(msg);
+            }
+            if !accepted {
+                return None;
+            }
+        } else {
+            self.gate_logged = None;
+        }
         if let Some(until) = self.backoff_until {
             if Instant::now() < until {
                 return None;
@@ -428,7 +567,11 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         match flatten(timeout(lp, self.coord.acquire(&record)).await, lp) {
             Ok(Acquire::Acquired { epoch }) => {
                 self.epoch_seen = self.epoch_seen.max(epoch);
+                self.lag_ms = None;
+                self.gate_logged = None;
+                self.status.update(|s| s.lag_ms = None);
                 let exit = self.lead(epoch, proof_at).await;
+                self.vacant_since_ms = None;
                 tracing::info!(?exit, epoch, "leadership ended");
                 Some(exit)
             }
@@ -599,6 +742,7 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         {
             let _ = timeout(self.settings.loop_period, self.coord.clear_switchover()).await;
         }
+        let mut shipper = self.start_replication(epoch).await;
 
         let lp = self.settings.loop_period;
         let mut next = Instant::now();
@@ -643,6 +787,11 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
                     }
                 }
             }
+            if !matches!(tick, Tick::Continue) {
+                // No ship may run while the service goes down (the final sync of a
+                // switchover is a separate, last one).
+                drop(shipper.take());
+            }
             match tick {
                 Tick::Continue => {}
                 Tick::Fence(reason) => {
@@ -667,6 +816,50 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
         }
     }
 
+    /// Replicated mode, once serving: vouch for our own copy (we lead the newest epoch,
+    /// see [`crate::replication`]), drop any lag override naming us, and start shipping.
+    async fn start_replication(&mut self, epoch: u64) -> Option<AbortOnDrop> {
+        self.settings.replication?;
+        let lp = self.settings.loop_period;
+        let node = &self.settings.node;
+        let own = ReplicaRecord {
+            shipped_at_ms: nfsha_core::event::now_ms(),
+            epoch,
+            by: node.clone(),
+        };
+        if let Err(e) = flatten(
+            timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
+            lp,
+        ) {
+            tracing::warn!(error = %e, "cannot record our own replica");
+        }
+        if let Err(e) = flatten(timeout(lp, self.coord.clear_lag_override(node)).await, lp) {
+            tracing::warn!(error = %e, "cannot clear the lag override");
+        }
+        let cfg = self.shipper_config(epoch)?;
+        let span = tracing::info_span!("shipper", node = %node, epoch);
+        Some(AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
+            ship_loop(
+                self.coord.clone(),
+                self.seq.host().clone(),
+                self.status.clone(),
+                cfg,
+            ),
+            span,
+        ))))
+    }
+
+    fn shipper_config(&self, epoch: u64) -> Option<ShipperConfig> {
+        let r = self.settings.replication?;
+        Some(ShipperConfig {
+            node: self.settings.node.clone(),
+            epoch,
+            interval: r.interval,
+            step_timeout: self.settings.step_timeout,
+            loop_period: self.settings.loop_period,
+        })
+    }
+
     /// Planned switchover: address off, unexport, stop nfsd, storage (teardown order),
     /// final sync in replicated mode, release the key. The target campaigns next.
     async fn switch_over(&mut self, epoch: u64, to: String) -> LeadExit {
@@ -677,12 +870,19 @@ impl<C: Coordinator + 'static, H: ServerHost> Controller<C, H> {
             Some(format!("switchover to {to}")),
         );
         let ok = self.seq.tear_down().await.is_ok();
-        if ok && self.settings.storage == StorageMode::Replicated {
-            match timeout(self.settings.step_timeout, self.seq.host().final_sync()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "final sync failed; the target may lag"),
-                Err(_) => tracing::error!("final sync timed out; the target may lag"),
-            }
+        if ok && let Some(cfg) = self.shipper_config(epoch) {
+            // The key is still ours: the record is written under the epoch guard. If the
+            // sync fails the target keeps its last (periodic) snapshot and the gate
+            // decides whether it may take over.
+            ship_one(
+                &*self.coord,
+                self.seq.host().as_ref(),
+                &self.status,
+                &cfg,
+                &to,
+                true,
+            )
+            .await;
         }
         if ok {
             let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
@@ -801,8 +1001,9 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::{CoordError, LeaderInfo, SwitchoverRequest};
+    use crate::coordinator::{CoordError, LagOverride, LeaderInfo, SwitchoverRequest};
     use crate::fake::{Direction, FakeHost, HostCall};
+    use crate::replication::ReplicationSettings;
     use std::collections::HashMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -814,6 +1015,9 @@ mod tests {
         rev: u64,
         members: HashMap<String, MemberInfo>,
         switchover: Option<SwitchoverRequest>,
+        published: Option<u64>,
+        replicas: HashMap<String, ReplicaRecord>,
+        accept_lag: Option<LagOverride>,
     }
 
     #[derive(Debug, Clone)]
@@ -821,6 +1025,8 @@ mod tests {
         store: Arc<Mutex<Store>>,
         node: String,
         frozen: Arc<AtomicBool>,
+        /// `replica_view` fails (a malformed record, a failing read).
+        view_fails: Arc<AtomicBool>,
     }
 
     impl Mem {
@@ -829,6 +1035,7 @@ mod tests {
                 store: Arc::default(),
                 node: node.into(),
                 frozen: Arc::default(),
+                view_fails: Arc::default(),
             }
         }
         fn s(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -845,6 +1052,7 @@ mod tests {
             s.rev += 1;
             let rev = s.rev;
             s.leader = Some((node.into(), rev));
+            s.published = Some(rev);
             rev
         }
         fn leader_epoch(&self) -> Option<u64> {
@@ -866,6 +1074,7 @@ mod tests {
             s.rev += 1;
             let rev = s.rev;
             s.leader = Some((self.node.clone(), rev));
+            s.published = Some(rev);
             Ok(Acquire::Acquired { epoch: rev })
         }
         async fn renew(&self, epoch: u64) -> Result<bool, CoordError> {
@@ -915,6 +1124,46 @@ mod tests {
             self.s().switchover = None;
             Ok(())
         }
+        async fn members(&self) -> Result<Vec<MemberInfo>, CoordError> {
+            self.gate().await;
+            let mut v: Vec<MemberInfo> = self.s().members.values().cloned().collect();
+            v.sort_by(|a, b| a.node.cmp(&b.node));
+            Ok(v)
+        }
+        async fn record_replica(
+            &self,
+            node: &str,
+            record: &ReplicaRecord,
+            epoch: u64,
+        ) -> Result<bool, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.leader.as_ref().map(|l| l.1) != Some(epoch) {
+                return Ok(false);
+            }
+            s.replicas.insert(node.to_owned(), record.clone());
+            Ok(true)
+        }
+        async fn replica_view(&self, node: &str) -> Result<ReplicaView, CoordError> {
+            self.gate().await;
+            if self.view_fails.load(Ordering::SeqCst) {
+                return Err(CoordError::Injected);
+            }
+            let s = self.s();
+            Ok(ReplicaView {
+                record: s.replicas.get(node).cloned(),
+                epoch: s.published,
+                accept_lag: s.accept_lag.clone(),
+            })
+        }
+        async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.accept_lag.as_ref().is_some_and(|o| o.node == node) {
+                s.accept_lag = None;
+            }
+            Ok(())
+        }
     }
 
     fn settings() -> Settings {
@@ -930,6 +1179,7 @@ mod tests {
             address: Some("10.0.0.1".into()),
             api: None,
             failure_backoff: Duration::from_secs(10),
+            replication: None,
         }
     }
 
@@ -960,6 +1210,279 @@ mod tests {
 
     fn start() -> Running {
         start_with(Mem::new("a"), FakeHost::new("a"), None)
+    }
+
+    const MAX_LAG: Duration = Duration::from_secs(60);
+
+    /// Settings of `node` in replicated mode (interval 5 s, max_lag 60 s).
+    fn replicated(node: &str) -> Settings {
+        Settings {
+            node: node.into(),
+            replication: Some(ReplicationSettings {
+                interval: Duration::from_secs(5),
+                max_lag: MAX_LAG,
+            }),
+            ..settings()
+        }
+    }
+
+    fn start_node(s: Settings, mem: Mem) -> Running {
+        let host = FakeHost::new(s.node.clone());
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(s, Arc::new(mem.clone()), host.clone(), rx);
+        let status = c.status();
+        let task = tokio::spawn(c.run());
+        Running {
+            host,
+            mem,
+            status,
+            stop,
+            task,
+        }
+    }
+
+    fn member(node: &str, state: MemberState) -> MemberInfo {
+        MemberInfo {
+            node: node.into(),
+            state,
+            epoch_seen: 0,
+            serving: false,
+            address: None,
+            api: None,
+            detail: None,
+            lag_ms: None,
+            updated_ms: 0,
+        }
+    }
+
+    /// A replica record of `node` shipped `age` ago (wall clock) by `by` at `epoch`.
+    fn shipped(mem: &Mem, node: &str, by: &str, epoch: u64, age: Duration) {
+        let at = nfsha_core::event::now_ms() - age.as_millis() as u64;
+        mem.s().replicas.insert(
+            node.into(),
+            ReplicaRecord {
+                shipped_at_ms: at,
+                epoch,
+                by: by.into(),
+            },
+        );
+    }
+
+    /// A standby `b` under leader `a` (epoch 1) with the given record age; the leader
+    /// is then lost. Returns once `b` has seen the leader and then the vacancy.
+    async fn standby_b_loses_its_leader(age: Option<Duration>) -> Running {
+        let mem = Mem::new("b");
+        assert_eq!(mem.steal("a"), 1);
+        if let Some(age) = age {
+            shipped(&mem, "b", "a", 1, age);
+        }
+        let r = start_node(replicated("b"), mem);
+        until("b sees a", Duration::from_secs(5), || {
+            r.status.get().leader.as_deref() == Some("a")
+        })
+        .await;
+        r.mem.s().leader = None;
+        r
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_leader_ships_to_each_standby_every_interval_and_records_it() {
+        let mem = Mem::new("a");
+        for (n, st) in [
+            ("b", MemberState::Standby),
+            ("c", MemberState::Behind),
+            ("d", MemberState::Failed),
+        ] {
+            mem.s().members.insert(n.into(), member(n, st));
+        }
+        // A cluster that never had a leader has no gate: a campaigns at once.
+        let r = start_node(replicated("a"), mem);
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        until("shipped to b and c", Duration::from_secs(5), || {
+            let s = r.host.ships();
+            s.contains(&"b".to_owned()) && s.contains(&"c".to_owned())
+        })
+        .await;
+        until("recorded", Duration::from_secs(5), || {
+            r.mem.s().replicas.len() == 3
+        })
+        .await;
+        {
+            let s = r.mem.s();
+            for n in ["a", "b", "c"] {
+                let rec = &s.replicas[n];
+                assert_eq!((rec.by.as_str(), rec.epoch), ("a", 1), "{n}: {rec:?}");
+            }
+            assert!(!s.replicas.contains_key("d"), "a failed node gets nothing");
+        }
+        let first_b = r.mem.s().replicas["b"].shipped_at_ms;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let to_b = r.host.ships().iter().filter(|t| *t == "b").count();
+        assert!(
+            (3..=4).contains(&to_b),
+            "every 5 s: {to_b} ships to b in ~12 s"
+        );
+        assert!(r.mem.s().replicas["b"].shipped_at_ms >= first_b);
+        assert_eq!(r.status.get().replication["b"].ok_total as usize, to_b);
+
+        // A failing ship is reported, never fatal.
+        r.host.fail_ships_to("c", true);
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let st = r.status.get();
+        let c = &st.replication["c"];
+        assert!(c.consecutive_failures >= 2, "{c:?}");
+        assert!(
+            c.last_error.as_deref().unwrap_or("").contains("Injected"),
+            "{c:?}"
+        );
+        assert!(serving(&r), "still serving");
+        assert_eq!(r.mem.leader_epoch(), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_with_a_fresh_record_takes_over_when_the_leader_is_lost() {
+        let r = standby_b_loses_its_leader(Some(Duration::from_secs(10))).await;
+        until("b serving", Duration::from_secs(10), || serving(&r)).await;
+        assert_eq!(r.status.get().epoch, Some(2));
+        until("b vouches for itself", Duration::from_secs(5), || {
+            r.mem.s().replicas["b"].by == "b"
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_with_a_stale_record_stays_out_until_the_operator_accepts_the_lag() {
+        let r = standby_b_loses_its_leader(Some(Duration::from_secs(120))).await;
+        until("b behind", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Behind
+        })
+        .await;
+        let st = r.status.get();
+        assert!(st.lag_ms.expect("lag") >= 120_000, "{st:?}");
+        assert!(st.detail.as_deref().unwrap_or("").contains("old"), "{st:?}");
+        let published = r.mem.s().members["b"].clone();
+        assert_eq!(published.state, MemberState::Behind);
+        assert!(published.lag_ms.expect("lag in the member record") >= 120_000);
+        // Leaderless, and it stays that way: b does not campaign.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(r.mem.leader_epoch(), None);
+        assert!(!r.host.is_active());
+        // The operator's override.
+        r.mem.s().accept_lag = Some(LagOverride {
+            node: "b".into(),
+            requested_ms: 0,
+        });
+        until("b serving", Duration::from_secs(10), || serving(&r)).await;
+        until("override consumed", Duration::from_secs(5), || {
+            r.mem.s().accept_lag.is_none()
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_that_cannot_read_its_replica_record_counts_as_behind() {
+        let mem = Mem::new("b");
+        mem.steal("a");
+        shipped(&mem, "b", "a", 1, Duration::from_secs(10));
+        mem.view_fails.store(true, Ordering::SeqCst);
+        let r = start_node(replicated("b"), mem);
+        until("b behind", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Behind
+        })
+        .await;
+        r.mem.s().leader = None;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(r.mem.leader_epoch(), None, "unknown lag: no campaign");
+        let m = r.mem.s().members["b"].clone();
+        assert_eq!(m.state, MemberState::Behind, "still heartbeating: {m:?}");
+        assert!(m.detail.unwrap_or_default().contains("cannot read"));
+        // Readable again: the record was fresh when the leader was lost.
+        r.mem.view_fails.store(false, Ordering::SeqCst);
+        until("b serving", Duration::from_secs(10), || serving(&r)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_that_was_never_shipped_to_does_not_campaign() {
+        let r = standby_b_loses_its_leader(None).await;
+        until("b behind", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Behind
+        })
+        .await;
+        assert_eq!(r.status.get().lag_ms, None);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(r.mem.leader_epoch(), None);
+        // An override for another node does not help b.
+        r.mem.s().accept_lag = Some(LagOverride {
+            node: "c".into(),
+            requested_ms: 0,
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(r.mem.leader_epoch(), None);
+        assert!(!r.host.is_active());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_returning_old_leader_stays_behind_until_the_new_leader_ships_to_it() {
+        // a led epoch 1 (its own record), crashed; b took over with epoch 2.
+        let mem = Mem::new("a");
+        mem.steal("a");
+        shipped(&mem, "a", "a", 1, Duration::from_secs(120));
+        mem.steal("b");
+        let r = start_node(replicated("a"), mem);
+        until("a behind under b", Duration::from_secs(5), || {
+            let s = r.status.get();
+            s.state == MemberState::Behind && s.leader.as_deref() == Some("b")
+        })
+        .await;
+        // b is lost before it shipped to a: a must not take over.
+        r.mem.s().leader = None;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(r.mem.leader_epoch(), None, "a stays out while behind");
+        assert!(!r.host.is_active());
+        assert_eq!(r.status.get().state, MemberState::Behind);
+        // A new leader c ships to a: a is a standby again and takes over when c goes.
+        let e3 = r.mem.steal("c");
+        shipped(&r.mem, "a", "c", e3, Duration::ZERO);
+        until("a standby", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Standby
+        })
+        .await;
+        r.mem.s().leader = None;
+        until("a serving", Duration::from_secs(10), || serving(&r)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_switchover_ships_a_final_snapshot_to_the_target_and_records_it() {
+        let mem = Mem::new("a");
+        mem.s()
+            .members
+            .insert("b".into(), member("b", MemberState::Standby));
+        let r = start_node(replicated("a"), mem);
+        until("serving", Duration::from_secs(5), || serving(&r)).await;
+        r.mem.s().switchover = Some(SwitchoverRequest {
+            from: "a".into(),
+            to: "b".into(),
+        });
+        until("released", Duration::from_secs(10), || {
+            r.mem.leader_epoch().is_none()
+        })
+        .await;
+        let calls = r.host.calls();
+        let fs = calls
+            .iter()
+            .position(|c| *c == HostCall::FinalSync("b".into()))
+            .expect("final sync to b");
+        let addr_down = calls
+            .iter()
+            .rposition(|c| *c == HostCall::Down(Step::FloatingAddress))
+            .expect("teardown");
+        assert!(addr_down < fs, "final sync after the service is down");
+        assert!(
+            !calls[fs..].iter().any(|c| matches!(c, HostCall::Ship(_))),
+            "no periodic ship after the final sync"
+        );
+        let rec = r.mem.s().replicas["b"].clone();
+        assert_eq!((rec.by.as_str(), rec.epoch), ("a", 1));
     }
 
     async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -1107,6 +1630,23 @@ mod tests {
             }
             async fn clear_switchover(&self) -> Result<(), CoordError> {
                 Ok(())
+            }
+            async fn members(&self) -> Result<Vec<MemberInfo>, CoordError> {
+                self.0.members().await
+            }
+            async fn record_replica(
+                &self,
+                n: &str,
+                r: &ReplicaRecord,
+                e: u64,
+            ) -> Result<bool, CoordError> {
+                self.0.record_replica(n, r, e).await
+            }
+            async fn replica_view(&self, n: &str) -> Result<ReplicaView, CoordError> {
+                self.0.replica_view(n).await
+            }
+            async fn clear_lag_override(&self, n: &str) -> Result<(), CoordError> {
+                self.0.clear_lag_override(n).await
             }
         }
         let host = FakeHost::new("a");

@@ -16,6 +16,13 @@
 //!   guard `create_revision(leader) == epoch`, not leased (it survives the leader).
 //! - `members/<node>`: JSON [`MemberInfo`], bound to that node's session lease.
 //! - `switchover`: JSON [`SwitchoverRequest`], bound to a short lease of its own.
+//! - `replica/<node>`: JSON [`ReplicaRecord`] (replicated mode): when the data on
+//!   `<node>` was last brought up to date and by which leader. Written only by the
+//!   leader, under the guard `create_revision(leader) == epoch`; not leased (it must
+//!   survive every process, it is what the promotion gate reads).
+//! - `accept-lag`: JSON [`LagOverride`], the operator's one-shot permission for a
+//!   standby that is behind to campaign anyway (`nfsha server promote --accept-lag`),
+//!   bound to a lease of its own so an abandoned permission expires.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -62,6 +69,9 @@ pub enum MemberState {
     Fenced,
     /// A teardown failed: something may still be up. Needs an operator.
     Failed,
+    /// Standby whose replica is older than `max_lag` (or was never shipped): it does not
+    /// campaign unless an operator accepts the lag.
+    Behind,
 }
 
 impl MemberState {
@@ -75,6 +85,7 @@ impl MemberState {
             MemberState::Demoting => "demoting",
             MemberState::Fenced => "fenced",
             MemberState::Failed => "failed",
+            MemberState::Behind => "behind",
         }
     }
 }
@@ -97,6 +108,10 @@ pub struct MemberInfo {
     /// Step in progress or last error, free text.
     #[serde(default)]
     pub detail: Option<String>,
+    /// Replicated mode: how far this node's data is behind, in ms (see
+    /// [`crate::replication`]); `None` when unknown or not replicated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
     /// Wall-clock ms since the Unix epoch when written (display only; never used for decisions).
     pub updated_ms: u64,
 }
@@ -108,6 +123,40 @@ pub struct SwitchoverRequest {
     pub from: String,
     /// The node that must take over.
     pub to: String,
+}
+
+/// The replica record (`replica/<node>`): the data on `node` holds everything the
+/// leader `by` had at `shipped_at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRecord {
+    /// Wall-clock ms since the Unix epoch, taken by the leader *before* the successful
+    /// shipping run started (so the snapshot holds at least the data of this instant).
+    /// When `by` is the node itself: the instant it was serving as leader.
+    pub shipped_at_ms: u64,
+    /// The leader's epoch at the time.
+    pub epoch: u64,
+    /// The leader that shipped (or the node itself while it led).
+    pub by: String,
+}
+
+/// The operator's permission for `node` to campaign although it is behind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LagOverride {
+    /// The node allowed to campaign.
+    pub node: String,
+    /// Wall-clock ms when it was given (display only).
+    pub requested_ms: u64,
+}
+
+/// What a standby reads to judge its own lag, in one round trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// Its replica record.
+    pub record: Option<ReplicaRecord>,
+    /// The last published epoch (`None`: no node ever led this cluster).
+    pub epoch: Option<u64>,
+    /// A pending lag override.
+    pub accept_lag: Option<LagOverride>,
 }
 
 /// Result of a leadership attempt.
@@ -136,6 +185,12 @@ pub struct ClusterStatus {
     pub members: Vec<MemberInfo>,
     /// A pending switchover request.
     pub switchover: Option<SwitchoverRequest>,
+    /// Replica records by node (replicated mode).
+    #[serde(default)]
+    pub replicas: std::collections::BTreeMap<String, ReplicaRecord>,
+    /// A pending lag override.
+    #[serde(default)]
+    pub accept_lag: Option<LagOverride>,
 }
 
 /// A failed store operation.
@@ -215,6 +270,28 @@ pub trait Coordinator: Send + Sync {
     /// Remove the switchover request.
     fn clear_switchover(&self) -> impl Future<Output = Result<(), CoordError>> + Send;
 
+    /// Every live member record.
+    fn members(&self) -> impl Future<Output = Result<Vec<MemberInfo>, CoordError>> + Send;
+
+    /// Write `replica/<node>` only while the leader key's create revision is `epoch`;
+    /// returns whether it was written.
+    fn record_replica(
+        &self,
+        node: &str,
+        record: &ReplicaRecord,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send;
+
+    /// `replica/<node>`, the published epoch and any lag override, read together.
+    fn replica_view(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<ReplicaView, CoordError>> + Send;
+
+    /// Remove the lag override if it names `node` (after `node` took the lead).
+    fn clear_lag_override(&self, node: &str)
+    -> impl Future<Output = Result<(), CoordError>> + Send;
+
     /// Resolve when the leader key created at `epoch` is gone (deleted or expired), so a
     /// standby can campaign at once instead of at its next tick. Never resolving is a
     /// correct (slower) implementation; callers always bound it. Default: never.
@@ -257,5 +334,17 @@ impl Keys {
     /// The switchover request.
     pub fn switchover(&self) -> String {
         format!("{}switchover", self.prefix)
+    }
+    /// Prefix of replica records.
+    pub fn replicas(&self) -> String {
+        format!("{}replica/", self.prefix)
+    }
+    /// One replica record.
+    pub fn replica(&self, node: &str) -> String {
+        format!("{}replica/{node}", self.prefix)
+    }
+    /// The lag override.
+    pub fn accept_lag(&self) -> String {
+        format!("{}accept-lag", self.prefix)
     }
 }

@@ -9,8 +9,8 @@
 //! keepalive can never be mistaken for a fresh renewal.
 
 use crate::coordinator::{
-    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LeaderInfo, LeaderRecord, MemberInfo,
-    SwitchoverRequest,
+    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
+    MemberInfo, ReplicaRecord, ReplicaView, SwitchoverRequest,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
@@ -141,6 +141,13 @@ pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> 
     })
 }
 
+fn parse<T: serde::de::DeserializeOwned>(key: &str, kv: &KeyValue) -> Result<T, CoordError> {
+    serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
+        key: key.to_owned(),
+        source,
+    })
+}
+
 impl EtcdCoordinator {
     /// A coordinator for `node` in `cluster`; session leases get `ttl`.
     pub fn new(client: Client, cluster: &str, node: &str, ttl: Duration) -> Self {
@@ -237,6 +244,49 @@ impl EtcdCoordinator {
         Ok(resp.take_kvs().into_iter().next())
     }
 
+    /// Every record under `prefix`, parsed, keyed by what follows the prefix.
+    async fn get_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: String,
+    ) -> Result<Vec<(String, T)>, CoordError> {
+        let mut resp = self
+            .client
+            .clone()
+            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut out = Vec::new();
+        for kv in resp.take_kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let v: T =
+                serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
+                    key: key.clone(),
+                    source,
+                })?;
+            out.push((key[prefix.len()..].to_owned(), v));
+        }
+        Ok(out)
+    }
+
+    /// Give `node` the operator's permission to campaign although it is behind (see
+    /// [`crate::replication`]). The permission lives on a lease of its own with `ttl`.
+    /// Returns `false` if a permission is already pending.
+    pub async fn request_lag_override(
+        &self,
+        node: &str,
+        ttl: Duration,
+    ) -> Result<bool, CoordError> {
+        let key = self.keys.accept_lag();
+        let value = serde_json::to_vec(&LagOverride {
+            node: node.to_owned(),
+            requested_ms: nfsha_core::event::now_ms(),
+        })
+        .map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        self.create_on_own_lease(key, value, ttl).await
+    }
+
     /// Read the whole cluster state.
     pub async fn cluster_status(&self, cluster: &str) -> Result<ClusterStatus, CoordError> {
         let leader = self.leader().await?;
@@ -244,25 +294,24 @@ impl EtcdCoordinator {
             Some(kv) => kv.value_str().ok().and_then(|s| s.trim().parse().ok()),
             None => None,
         };
-        let mut resp = self
-            .client
-            .clone()
-            .get(self.keys.members(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let mut members = Vec::new();
-        for kv in resp.take_kvs() {
-            let key = String::from_utf8_lossy(kv.key()).into_owned();
-            let m: MemberInfo = serde_json::from_slice(kv.value())
-                .map_err(|source| CoordError::Malformed { key, source })?;
-            members.push(m);
-        }
-        members.sort_by(|a, b| a.node.cmp(&b.node));
+        let members = self.members().await?;
+        let replicas = self
+            .get_prefix::<ReplicaRecord>(self.keys.replicas())
+            .await?
+            .into_iter()
+            .collect();
+        let accept_lag = match self.get_one(&self.keys.accept_lag()).await? {
+            Some(kv) => Some(parse(&self.keys.accept_lag(), &kv)?),
+            None => None,
+        };
         Ok(ClusterStatus {
             cluster: cluster.to_owned(),
             leader,
             epoch,
             members,
             switchover: self.switchover_request().await?,
+            replicas,
+            accept_lag,
         })
     }
 
@@ -273,13 +322,24 @@ impl EtcdCoordinator {
         req: &SwitchoverRequest,
         ttl: Duration,
     ) -> Result<bool, CoordError> {
-        let mut client = self.client.clone();
-        let lease = client.lease_grant(ttl_secs(ttl), None).await?.id();
         let key = self.keys.switchover();
         let value = serde_json::to_vec(req).map_err(|source| CoordError::Malformed {
             key: key.clone(),
             source,
         })?;
+        self.create_on_own_lease(key, value, ttl).await
+    }
+
+    /// Create `key` = `value` unless it exists, on a new lease of `ttl` (revoked again
+    /// when the key already existed). Returns whether it was created.
+    async fn create_on_own_lease(
+        &self,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<bool, CoordError> {
+        let mut client = self.client.clone();
+        let lease = client.lease_grant(ttl_secs(ttl), None).await?.id();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(
@@ -431,6 +491,98 @@ impl Coordinator for EtcdCoordinator {
             .clone()
             .delete(self.keys.switchover(), None)
             .await?;
+        Ok(())
+    }
+
+    async fn members(&self) -> Result<Vec<MemberInfo>, CoordError> {
+        let mut members: Vec<MemberInfo> = self
+            .get_prefix(self.keys.members())
+            .await?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        members.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(members)
+    }
+
+    async fn record_replica(
+        &self,
+        node: &str,
+        record: &ReplicaRecord,
+        epoch: u64,
+    ) -> Result<bool, CoordError> {
+        let key = self.keys.replica(node);
+        let value = serde_json::to_vec(record).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.keys.leader(),
+                CompareOp::Equal,
+                epoch as i64,
+            )])
+            .and_then([TxnOp::put(key, value, None)]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
+    async fn replica_view(&self, node: &str) -> Result<ReplicaView, CoordError> {
+        let keys = [
+            self.keys.replica(node),
+            self.keys.epoch(),
+            self.keys.accept_lag(),
+        ];
+        // One read revision for all three.
+        let txn = Txn::new().and_then(keys.clone().map(|k| TxnOp::get(k, None)));
+        let resp = self.client.clone().txn(txn).await?;
+        let mut got: Vec<Option<KeyValue>> = Vec::new();
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Get(g) = op {
+                got.push(g.kvs().first().cloned());
+            }
+        }
+        if got.len() != keys.len() {
+            return Err(CoordError::Protocol(format!(
+                "{} answers to {} reads",
+                got.len(),
+                keys.len()
+            )));
+        }
+        let record = match &got[0] {
+            Some(kv) => Some(parse(&keys[0], kv)?),
+            None => None,
+        };
+        let epoch = got[1]
+            .as_ref()
+            .and_then(|kv| kv.value_str().ok()?.trim().parse().ok());
+        let accept_lag = match &got[2] {
+            Some(kv) => Some(parse(&keys[2], kv)?),
+            None => None,
+        };
+        Ok(ReplicaView {
+            record,
+            epoch,
+            accept_lag,
+        })
+    }
+
+    async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
+        let key = self.keys.accept_lag();
+        let Some(kv) = self.get_one(&key).await? else {
+            return Ok(());
+        };
+        let o: LagOverride = parse(&key, &kv)?;
+        if o.node != node {
+            return Ok(());
+        }
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        self.client.clone().txn(txn).await?;
         Ok(())
     }
 

@@ -35,8 +35,10 @@ pub enum HostCall {
     Up(Step),
     /// `down(step)` was called.
     Down(Step),
-    /// `final_sync()` was called.
-    FinalSync,
+    /// `ship(target)` was called.
+    Ship(String),
+    /// `final_sync(target)` was called.
+    FinalSync(String),
     /// `role_changed(role)` was called.
     RoleChanged(Role),
 }
@@ -120,6 +122,10 @@ struct FakeState {
     hangs: BTreeSet<(u8, bool)>,
     delays: HashMap<Step, Duration>,
     up: BTreeSet<u8>,
+    /// Remaining injected ship failures; `u32::MAX` = always.
+    ship_failures: u32,
+    /// Targets whose ships fail every time.
+    ship_failing_targets: BTreeSet<String>,
 }
 
 /// A recording, failure-injecting host.
@@ -165,6 +171,32 @@ impl FakeHost {
         lock(&self.state)
             .hangs
             .insert((step as u8, direction == Direction::Up));
+    }
+
+    /// Make the next `times` ships (any target) fail; `u32::MAX`: all of them.
+    pub fn fail_ships(&self, times: u32) {
+        lock(&self.state).ship_failures = times;
+    }
+
+    /// Make every ship to `target` fail (`false`: stop failing).
+    pub fn fail_ships_to(&self, target: &str, fail: bool) {
+        let mut s = lock(&self.state);
+        if fail {
+            s.ship_failing_targets.insert(target.to_owned());
+        } else {
+            s.ship_failing_targets.remove(target);
+        }
+    }
+
+    /// The targets shipped to so far (successful or not), in order.
+    pub fn ships(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                HostCall::Ship(t) => Some(t),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Make `step` take `d` in both directions.
@@ -278,8 +310,25 @@ impl ServerHost for FakeHost {
         Ok(())
     }
 
-    async fn final_sync(&self) -> Result<(), HostError> {
-        self.record(HostCall::FinalSync);
+    async fn ship(&self, target: &str, _epoch: u64) -> Result<(), HostError> {
+        self.record(HostCall::Ship(target.to_owned()));
+        let mut s = lock(&self.state);
+        if s.ship_failing_targets.contains(target) {
+            return Err(HostError::Injected(format!("ship to {target}")));
+        }
+        match s.ship_failures {
+            0 => Ok(()),
+            n => {
+                if n != u32::MAX {
+                    s.ship_failures -= 1;
+                }
+                Err(HostError::Injected(format!("ship to {target}")))
+            }
+        }
+    }
+
+    async fn final_sync(&self, target: &str, _epoch: u64) -> Result<(), HostError> {
+        self.record(HostCall::FinalSync(target.to_owned()));
         Ok(())
     }
 

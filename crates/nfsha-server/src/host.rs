@@ -8,6 +8,9 @@
 //! host's business: the [`crate::sequencer`] bounds every call, and dropping a host
 //! future must stop the work (the real host kills its child on drop).
 //!
+//! Shipping ([`ServerHost::ship`], replicated mode) is not a step: the leader runs it
+//! periodically per standby while serving; a failure is reported, never fatal.
+//!
 //! Every `down` must be idempotent: tearing down a step that is not up succeeds. The
 //! controller relies on that to clean up after a crash and to fence without knowing
 //! exactly how far a bring-up got.
@@ -126,9 +129,16 @@ pub enum HostError {
         #[source]
         source: std::io::Error,
     },
+    /// A floating-address operation failed (netlink or ARP; the source names the
+    /// interface, the address and the errno).
+    #[error("Floating address operation failed")]
+    Address(#[from] crate::netlink::NetlinkError),
     /// Another host already answers for the floating address.
     #[error("Address {0} is already in use on the network")]
     DuplicateAddress(String),
+    /// Shipping was asked for but no `[server.replication] ship_command` is configured.
+    #[error("No [server.replication] ship_command is configured")]
+    NoShipCommand,
     /// A failure injected by a test double.
     #[error("Injected failure at {0}")]
     Injected(String),
@@ -144,10 +154,18 @@ pub trait ServerHost: Send + Sync {
     fn up(&self, step: Step, epoch: u64) -> impl Future<Output = Result<(), HostError>> + Send;
     /// Undo `step`. Must succeed when the step is already down.
     fn down(&self, step: Step) -> impl Future<Output = Result<(), HostError>> + Send;
-    /// Final data sync before a planned switchover (replicated mode): ship the last
-    /// snapshot to the standbys. Default: nothing to do.
-    fn final_sync(&self) -> impl Future<Output = Result<(), HostError>> + Send {
-        async { Ok(()) }
+    /// Ship one snapshot of the served data to the standby `target` (replicated mode),
+    /// under the leader's `epoch`. Called by the leader's shipper (one call at a time,
+    /// bounded by the step timeout; dropping the future must stop the work).
+    fn ship(&self, target: &str, epoch: u64) -> impl Future<Output = Result<(), HostError>> + Send;
+    /// Final data sync to the switchover `target`, after the service is down and before
+    /// the key is released (replicated mode). Default: one more [`ServerHost::ship`].
+    fn final_sync(
+        &self,
+        target: &str,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), HostError>> + Send {
+        self.ship(target, epoch)
     }
     /// Run the role-change hooks. Failures are reported, never fatal to the controller.
     fn role_changed(&self, role: Role) -> impl Future<Output = Result<(), HostError>> + Send {
@@ -163,8 +181,15 @@ impl<H: ServerHost> ServerHost for std::sync::Arc<H> {
     fn down(&self, step: Step) -> impl Future<Output = Result<(), HostError>> + Send {
         (**self).down(step)
     }
-    fn final_sync(&self) -> impl Future<Output = Result<(), HostError>> + Send {
-        (**self).final_sync()
+    fn ship(&self, target: &str, epoch: u64) -> impl Future<Output = Result<(), HostError>> + Send {
+        (**self).ship(target, epoch)
+    }
+    fn final_sync(
+        &self,
+        target: &str,
+        epoch: u64,
+    ) -> impl Future<Output = Result<(), HostError>> + Send {
+        (**self).final_sync(target, epoch)
     }
     fn role_changed(&self, role: Role) -> impl Future<Output = Result<(), HostError>> + Send {
         (**self).role_changed(role)

@@ -6,10 +6,12 @@
 //! reverse (floating address first) on lease loss, switchover or shutdown.
 //!
 //! Modules: [`host`] (the host seam and its steps), [`command`] (real host),
-//! [`fake`] (recording host), [`sequencer`] (ordered bring-up with rollback),
+//! [`fake`] (recording host), [`netlink`] (floating address: rtnetlink + ARP),
+//! [`sequencer`] (ordered bring-up with rollback),
 //! [`coordinator`] (the store seam and key layout), [`etcd`] (etcd implementation),
 //! [`controller`] (the loop and self-fencing), [`guard`] (dead-man switch process),
-//! [`status`] (HTTP API), [`watchdog`],
+//! [`status`] (HTTP API), [`watchdog`], [`replication`] (snapshot shipping and the
+//! promotion gate on replication lag),
 //! [`follow`] (client-side leader following for the agent).
 //!
 //! Failure modes are documented per module; the global rule is that a node that cannot
@@ -24,6 +26,8 @@ pub mod fake;
 pub mod follow;
 pub mod guard;
 pub mod host;
+pub mod netlink;
+pub mod replication;
 pub mod sequencer;
 pub mod status;
 pub mod watchdog;
@@ -31,14 +35,18 @@ pub mod watchdog;
 pub use command::{CommandHost, CommandOptions};
 pub use controller::{Controller, LeadExit, Settings};
 pub use coordinator::{
-    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LeaderInfo, LeaderRecord, MemberInfo,
-    MemberState, SwitchoverRequest,
+    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
+    MemberInfo, MemberState, ReplicaRecord, ReplicaView, SwitchoverRequest,
 };
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use fake::{Direction, FakeHost, HostCall, ServingInterval, ServingLog};
 pub use follow::{EpochFilter, current_leader, watch_leader, watch_leader_with};
 pub use guard::{FenceGuard, GuardExit, run_guard, run_guard_on_stdin};
 pub use host::{HostError, Role, ServerHost, Step};
+pub use netlink::{
+    AddressCall, AddressOp, AddressOps, FakeAddressOps, NetlinkAddress, NetlinkError,
+};
+pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,
 };

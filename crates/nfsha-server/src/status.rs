@@ -2,15 +2,19 @@
 //! (Patroni-like endpoints for load balancers, monitors and clients).
 //!
 //! Role: `GET /primary` is 200 only on the serving leader, `/standby` 200 only on a
-//! healthy non-leader, `/health` 200 when the loop is alive and nothing is wedged,
+//! healthy non-leader that may take over (a `behind` standby is 503: its copy is older
+//! than `max_lag`), `/health` 200 when the loop is alive and nothing is wedged (a
+//! `behind` standby is healthy),
 //! `/liveness` 503 when the last completed loop is older than the TTL; every endpoint
 //! answers with the node status as JSON. Failure modes: the listener cannot bind
 //! ([`std::io::Error`] from [`serve`]); handlers never block on etcd or the host.
 
 use crate::coordinator::MemberState;
+use crate::replication::ShipStatus;
 use axum::http::StatusCode;
 use axum::{Json, Router, routing::get};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +38,16 @@ pub struct NodeStatus {
     pub leader: Option<String>,
     /// Last error or step, free text.
     pub detail: Option<String>,
+    /// Replicated mode, standby: how old this node's copy is (ms; see
+    /// [`crate::replication`]); `None` when unknown or not replicated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<u64>,
+    /// Replicated mode: the configured `max_lag` in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_lag_ms: Option<u64>,
+    /// Replicated mode, leader: shipping per standby (kept after leadership ends).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub replication: BTreeMap<String, ShipStatus>,
     /// Milliseconds since the last completed loop.
     pub last_loop_age_ms: u64,
 }
@@ -70,6 +84,9 @@ impl StatusHandle {
                     epoch_seen: 0,
                     leader: None,
                     detail: None,
+                    lag_ms: None,
+                    max_lag_ms: None,
+                    replication: BTreeMap::new(),
                     last_loop_age_ms: 0,
                 },
                 last_loop: Instant::now(),
@@ -146,7 +163,11 @@ pub fn router(h: StatusHandle) -> Router {
         let h = h.clone();
         move || async move {
             let s = h.get();
-            let ok = h.alive() && matches!(s.state, MemberState::Primary | MemberState::Standby);
+            let ok = h.alive()
+                && matches!(
+                    s.state,
+                    MemberState::Primary | MemberState::Standby | MemberState::Behind
+                );
             answer(ok, s)
         }
     };
@@ -213,6 +234,18 @@ mod tests {
         assert_eq!(get(addr, "/standby").await.0, 200);
         assert_eq!(get(addr, "/health").await.0, 200);
         assert_eq!(get(addr, "/primary").await.0, 503);
+
+        // Behind: healthy, but not a standby a load balancer or operator should count on.
+        h.update(|s| {
+            s.state = MemberState::Behind;
+            s.lag_ms = Some(700_000);
+        });
+        let (code, body) = get(addr, "/standby").await;
+        assert_eq!(
+            (code, &body["state"], &body["lag_ms"]),
+            (503, &"behind".into(), &700_000.into())
+        );
+        assert_eq!(get(addr, "/health").await.0, 200);
 
         h.update(|s| {
             s.state = MemberState::Primary;

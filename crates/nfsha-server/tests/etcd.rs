@@ -1,6 +1,8 @@
 //! `etcd_` tier: the leader lease, self-fencing, races and switchover against a real
 //! etcd on loopback (Debian `etcd-server`), with fake hosts that record serving
-//! intervals on the monotonic clock.
+//! intervals on the monotonic clock; in replicated mode, snapshot shipping with its
+//! replica records and the promotion gate on replication lag (a stale standby or a
+//! returning old leader keeps the cluster leaderless until an operator accepts the lag).
 
 mod common;
 
@@ -9,8 +11,8 @@ use futures_util::StreamExt;
 use nfsha_config::StorageMode;
 use nfsha_server::{
     Acquire, Controller, Coordinator, EpochFilter, EtcdCoordinator, EtcdOptions, FakeHost,
-    HostCall, LeadExit, LeaderRecord, MemberState, ServingLog, Settings, StatusHandle, Step,
-    SwitchoverRequest,
+    HostCall, LeadExit, LeaderRecord, MemberState, ReplicaRecord, ReplicationSettings, ServingLog,
+    Settings, StatusHandle, Step, SwitchoverRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,22 @@ fn settings(node: &str, cluster: &str) -> Settings {
         address: Some(format!("addr-of-{node}")),
         api: None,
         failure_backoff: TTL,
+        replication: None,
+    }
+}
+
+/// Shipping interval and max lag of the replication tests. The lag is judged up to one
+/// TTL after the leader stopped, so a fresh standby sees up to interval + TTL + a loop.
+const SHIP_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_LAG: Duration = Duration::from_secs(8);
+
+fn replicated(node: &str, cluster: &str) -> Settings {
+    Settings {
+        replication: Some(ReplicationSettings {
+            interval: SHIP_INTERVAL,
+            max_lag: MAX_LAG,
+        }),
+        ..settings(node, cluster)
     }
 }
 
@@ -59,6 +77,12 @@ struct Node {
 
 impl Node {
     async fn start(endpoint: &str, cluster: &str, name: &str, log: &ServingLog) -> Node {
+        Self::start_with(endpoint, settings(name, cluster), log).await
+    }
+
+    async fn start_with(endpoint: &str, settings: Settings, log: &ServingLog) -> Node {
+        let (cluster, name) = (settings.cluster.clone(), settings.node.clone());
+        let (cluster, name) = (cluster.as_str(), name.as_str());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -66,7 +90,7 @@ impl Node {
         let host = FakeHost::with_log(name, log.clone());
         let coord = coordinator(endpoint, cluster, name).await;
         let (tx, rx) = watch::channel(false);
-        let c = Controller::new(settings(name, cluster), coord, host.clone(), rx);
+        let c = Controller::new(settings, coord, host.clone(), rx);
         let status = c.status();
         let task = tokio::spawn(c.run());
         Node {
@@ -390,13 +414,14 @@ async fn etcd_three_controllers_racing_never_overlap() {
 async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     let etcd = Etcd::start().await;
     let log = ServingLog::new();
-    let a = Node::start(&etcd.endpoint(), "c4", "a", &log).await;
+    let a = Node::start_with(&etcd.endpoint(), replicated("a", "c4"), &log).await;
     wait_for(Duration::from_secs(10), "a serving", || {
         a.serving().then_some(())
     })
     .await;
-    let b = Node::start(&etcd.endpoint(), "c4", "b", &log).await;
-    wait_for(Duration::from_secs(5), "b standby", || {
+    let b = Node::start_with(&etcd.endpoint(), replicated("b", "c4"), &log).await;
+    // Behind until a's first ship reaches it.
+    wait_for(Duration::from_secs(10), "b standby", || {
         (b.status.get().state == MemberState::Standby).then_some(())
     })
     .await;
@@ -437,7 +462,7 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
     let a_calls = a.host.calls();
     let tail: Vec<HostCall> = a_calls[a_calls.len() - 6..].to_vec();
     let mut expected: Vec<HostCall> = Step::TEAR_DOWN.map(HostCall::Down).to_vec();
-    expected.push(HostCall::FinalSync);
+    expected.push(HostCall::FinalSync("b".into()));
     expected.push(HostCall::RoleChanged(nfsha_server::Role::Standby));
     assert_eq!(
         tail, expected,
@@ -464,5 +489,244 @@ async fn etcd_switchover_moves_the_service_and_the_old_leader_stays_standby() {
         cli.switchover_request().await.expect("read").is_none(),
         "request cleared by the target"
     );
+    assert_no_overlap(&log);
+}
+
+/// Poll an async read every 50 ms until it yields `Some`, or panic after `limit`.
+async fn wait_async<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn replica(cli: &EtcdCoordinator, cluster: &str, node: &str) -> Option<ReplicaRecord> {
+    cli.cluster_status(cluster)
+        .await
+        .expect("cluster status")
+        .replicas
+        .get(node)
+        .cloned()
+}
+
+/// Assert for `d` that no leader key appears and `node` stays behind and inactive.
+async fn assert_stays_leaderless(cli: &EtcdCoordinator, node: &Node, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        let l = cli.leader().await.expect("leader read");
+        assert!(
+            l.is_none(),
+            "no node may lead while the only candidate is behind: {l:?}"
+        );
+        assert!(!node.host.is_active(), "{} must not serve", node.name);
+        assert_eq!(node.status.get().state, MemberState::Behind);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_the_leader_ships_to_each_standby_and_records_it() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let a = Node::start_with(&etcd.endpoint(), replicated("a", "r1"), &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
+    let e1 = a.epoch().expect("epoch");
+    let b = Node::start_with(&etcd.endpoint(), replicated("b", "r1"), &log).await;
+    let c = Node::start_with(&etcd.endpoint(), replicated("c", "r1"), &log).await;
+    let cli = coordinator(&etcd.endpoint(), "r1", "cli").await;
+    for n in ["b", "c"] {
+        let rec = wait_async(Duration::from_secs(10), "a record per standby", || async {
+            replica(&cli, "r1", n).await
+        })
+        .await;
+        assert_eq!((rec.by.as_str(), rec.epoch), ("a", e1), "{n}: {rec:?}");
+    }
+    let own = replica(&cli, "r1", "a")
+        .await
+        .expect("the leader vouches for itself");
+    assert_eq!((own.by.as_str(), own.epoch), ("a", e1));
+    assert!(a.host.ships().contains(&"b".to_owned()));
+    assert!(a.host.ships().contains(&"c".to_owned()));
+    wait_for(Duration::from_secs(10), "b and c standby (fresh)", || {
+        (b.status.get().state == MemberState::Standby
+            && c.status.get().state == MemberState::Standby)
+            .then_some(())
+    })
+    .await;
+    // Periodic: the record moves on every interval.
+    let first = replica(&cli, "r1", "b")
+        .await
+        .expect("record")
+        .shipped_at_ms;
+    let newer = wait_async(Duration::from_secs(10), "a second ship to b", || async {
+        replica(&cli, "r1", "b")
+            .await
+            .filter(|r| r.shipped_at_ms >= first + SHIP_INTERVAL.as_millis() as u64)
+    })
+    .await;
+    assert_eq!(newer.by, "a");
+    let st = a.status.get();
+    assert!(st.replication["b"].ok_total >= 2, "{:?}", st.replication);
+    assert!(b.status.get().lag_ms.expect("b knows its lag") < MAX_LAG.as_millis() as u64);
+    // The member state is published with the lag.
+    let members = cli.cluster_status("r1").await.expect("status").members;
+    let mb = members.iter().find(|m| m.node == "b").expect("b member");
+    assert!(mb.lag_ms.is_some(), "{mb:?}");
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_fresh_standby_takes_over_when_the_leader_crashes() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let mut a = Node::start_with(&etcd.endpoint(), replicated("a", "r2"), &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
+    let e1 = a.epoch().expect("epoch");
+    let b = Node::start_with(&etcd.endpoint(), replicated("b", "r2"), &log).await;
+    wait_for(Duration::from_secs(10), "b fresh standby", || {
+        (b.status.get().state == MemberState::Standby).then_some(())
+    })
+    .await;
+    a.crash();
+    wait_for(TTL * 3 + Duration::from_secs(5), "b serving", || {
+        b.serving().then_some(())
+    })
+    .await;
+    assert!(b.epoch().expect("epoch") > e1);
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_stale_standby_does_not_take_over_until_the_operator_accepts_the_lag() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let mut a = Node::start_with(&etcd.endpoint(), replicated("a", "r3"), &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
+    let b = Node::start_with(&etcd.endpoint(), replicated("b", "r3"), &log).await;
+    let cli = coordinator(&etcd.endpoint(), "r3", "cli").await;
+    wait_async(Duration::from_secs(10), "a first record for b", || async {
+        replica(&cli, "r3", "b").await
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "b fresh standby", || {
+        (b.status.get().state == MemberState::Standby).then_some(())
+    })
+    .await;
+    // Shipping to b breaks: its copy ages past max_lag while a still serves.
+    a.host.fail_ships_to("b", true);
+    wait_for(MAX_LAG + Duration::from_secs(10), "b behind", || {
+        (b.status.get().state == MemberState::Behind).then_some(())
+    })
+    .await;
+    let lag = b.status.get().lag_ms.expect("lag");
+    assert!(
+        lag > MAX_LAG.as_millis() as u64,
+        "behind means lag > max_lag: {lag} ms"
+    );
+    a.crash();
+    wait_async(TTL * 3, "a's key expired", || async {
+        cli.leader()
+            .await
+            .expect("leader read")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_stays_leaderless(&cli, &b, 2 * TTL).await;
+    let st = cli.cluster_status("r3").await.expect("status");
+    let mb = st.members.iter().find(|m| m.node == "b").expect("b member");
+    assert_eq!(mb.state, MemberState::Behind, "published as behind: {mb:?}");
+
+    // `nfsha server promote --to b --accept-lag`.
+    assert!(
+        cli.request_lag_override("b", Duration::from_secs(30))
+            .await
+            .expect("override")
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "b serving after the override",
+        || b.serving().then_some(()),
+    )
+    .await;
+    wait_async(Duration::from_secs(5), "override consumed", || async {
+        cli.cluster_status("r3")
+            .await
+            .expect("status")
+            .accept_lag
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_no_overlap(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_returning_old_leader_does_not_take_over_while_behind() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let ep = etcd.endpoint();
+    let mut a = Node::start_with(&ep, replicated("a", "r4"), &log).await;
+    wait_for(Duration::from_secs(10), "a serving", || {
+        a.serving().then_some(())
+    })
+    .await;
+    let mut b = Node::start_with(&ep, replicated("b", "r4"), &log).await;
+    wait_for(Duration::from_secs(10), "b fresh standby", || {
+        (b.status.get().state == MemberState::Standby).then_some(())
+    })
+    .await;
+    a.crash();
+    wait_for(TTL * 3 + Duration::from_secs(5), "b serving", || {
+        b.serving().then_some(())
+    })
+    .await;
+    // b cannot ship to a: the returning a keeps its old record (its own, epoch 1).
+    b.host.fail_ships_to("a", true);
+    let a2 = Node::start_with(&ep, replicated("a", "r4"), &log).await;
+    wait_for(
+        MAX_LAG + Duration::from_secs(10),
+        "returning a behind under b",
+        || {
+            let s = a2.status.get();
+            (s.state == MemberState::Behind && s.leader.as_deref() == Some("b")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        b.host.ships().contains(&"a".to_owned()),
+        "b tried to ship to a"
+    );
+    let cli = coordinator(&ep, "r4", "cli").await;
+    b.crash();
+    wait_async(TTL * 3, "b's key expired", || async {
+        cli.leader()
+            .await
+            .expect("leader read")
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_stays_leaderless(&cli, &a2, 2 * TTL).await;
     assert_no_overlap(&log);
 }

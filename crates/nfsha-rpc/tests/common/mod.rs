@@ -66,16 +66,9 @@ async fn scripted(reply: fn(u32) -> Vec<u8>, chunk: usize, close: bool) -> Socke
                 return;
             };
             tokio::spawn(async move {
-                let mut marker = [0u8; 4];
-                if s.read_exact(&mut marker).await.is_err() {
+                let Some(xid) = read_call(&mut s).await else {
                     return;
-                }
-                let len = (u32::from_be_bytes(marker) & 0x7fff_ffff) as usize;
-                let mut call = vec![0u8; len];
-                if s.read_exact(&mut call).await.is_err() {
-                    return;
-                }
-                let xid = u32::from_be_bytes([call[0], call[1], call[2], call[3]]);
+                };
                 let bytes = reply(xid);
                 if chunk == 0 {
                     let _ = s.write_all(&bytes).await;
@@ -95,6 +88,46 @@ async fn scripted(reply: fn(u32) -> Vec<u8>, chunk: usize, close: bool) -> Socke
         }
     });
     addr
+}
+
+/// Read one record-marked call from `s`; its xid, or `None` if the client went away.
+pub async fn read_call(s: &mut tokio::net::TcpStream) -> Option<u32> {
+    let mut marker = [0u8; 4];
+    s.read_exact(&mut marker).await.ok()?;
+    let len = (u32::from_be_bytes(marker) & 0x7fff_ffff) as usize;
+    let mut call = vec![0u8; len];
+    s.read_exact(&mut call).await.ok()?;
+    Some(u32::from_be_bytes([call[0], call[1], call[2], call[3]]))
+}
+
+/// A listener with backlog 0 whose accept queue is full: Linux drops further SYNs, which is
+/// what a host that is down (or a SYN sent to the wrong node) looks like. Returns it and the
+/// connections that fill it (keep them alive).
+pub async fn full_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = sock.listen(0).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let mut held = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "accept queue never filled"
+        );
+        match tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => held.push(s),
+            Ok(Err(e)) => panic!("connect failed: {e}"),
+            Err(_) => break,
+        }
+    }
+    (listener, held)
 }
 
 /// Record-mark `body` as one last fragment.

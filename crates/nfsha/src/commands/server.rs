@@ -1,9 +1,10 @@
 //! `nfsha server`: run the NFS server controller, show the cluster, request a planned
-//! switchover.
+//! switchover, promote a standby that is behind.
 //!
 //! Role: thin glue between the config file, etcd and `nfsha_server`. Failure modes:
 //! no `[server]` section (run), etcd unreachable (every subcommand; printed once as an
-//! error chain), a switchover that does not complete in time (exit status 1).
+//! error chain), a switchover or promotion that does not complete in time (exit
+//! status 1).
 
 use super::Global;
 use anyhow::{Context, bail};
@@ -29,6 +30,9 @@ enum Sub {
     Status(ClusterArgs),
     /// Planned switchover to another node (the current leader tears down, the target brings up).
     Switchover(SwitchoverArgs),
+    /// Let a standby that is `behind` (replicated mode: its copy is older than max_lag)
+    /// take over a leaderless cluster, accepting the loss of what it never received.
+    Promote(PromoteArgs),
     /// Internal: the dead-man switch `run` keeps beside itself while leading.
     #[command(hide = true)]
     FenceGuard(HostArgs),
@@ -51,7 +55,8 @@ struct RunArgs {
 #[derive(Debug, Clone, clap::Args)]
 struct HostArgs {
     /// Prefix every host command with this (split on whitespace), e.g.
-    /// "nsenter -t 1234 -m -n -u" to drive a server inside a network namespace.
+    /// "nsenter -t 1234 -m -u". The floating address is set through netlink in the
+    /// controller's own network namespace: run the controller inside the node's netns.
     #[arg(long)]
     host_prefix: Option<String>,
     /// Command run before rpc.nfsd (split on whitespace; repeatable), e.g. "rpc.mountd".
@@ -140,6 +145,21 @@ struct SwitchoverArgs {
     cluster: ClusterArgs,
 }
 
+#[derive(Debug, clap::Args)]
+struct PromoteArgs {
+    /// The node that takes over.
+    #[arg(long)]
+    to: String,
+    /// Required: acknowledge that writes made after its last snapshot are lost.
+    #[arg(long)]
+    accept_lag: bool,
+    /// How long to wait for it to lead (default: 3 × TTL + 30 s); the permission expires then.
+    #[arg(long, value_parser = humantime_duration)]
+    wait: Option<Duration>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
@@ -155,6 +175,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         Sub::Run(a) => rt.block_on(run_controller(global, a)),
         Sub::Status(a) => rt.block_on(status(global, a)),
         Sub::Switchover(a) => rt.block_on(switchover(global, a)),
+        Sub::Promote(a) => rt.block_on(promote(global, a)),
         Sub::FenceGuard(a) => rt.block_on(fence_guard(global, a)),
     }
 }
@@ -241,7 +262,7 @@ async fn start<C, H>(
 ) -> anyhow::Result<Option<nfsha_server::LeadExit>>
 where
     C: Coordinator + 'static,
-    H: nfsha_server::ServerHost,
+    H: nfsha_server::ServerHost + 'static,
 {
     let c = match watchdog {
         Some(p) => c.with_watchdog(Box::new(LinuxWatchdog::new(p))),
@@ -350,19 +371,46 @@ fn render_status(st: &ClusterStatus) -> String {
     if let Some(s) = &st.switchover {
         out.push_str(&format!("switchover pending: {} -> {}\n", s.from, s.to));
     }
+    if let Some(o) = &st.accept_lag {
+        out.push_str(&format!(
+            "lag accepted for: {} (promotion pending)\n",
+            o.node
+        ));
+    }
     out.push_str(&format!(
-        "{:<16} {:<10} {:<8} {:<10} {}\n",
-        "NODE", "STATE", "SERVING", "EPOCH", "DETAIL"
+        "{:<16} {:<10} {:<8} {:<10} {:<10} {}\n",
+        "NODE", "STATE", "SERVING", "EPOCH", "LAG", "DETAIL"
     ));
     for m in &st.members {
+        let lag = match (m.lag_ms, m.state) {
+            (Some(ms), _) => {
+                humantime::format_duration(Duration::from_millis(ms / 1000 * 1000)).to_string()
+            }
+            (None, MemberState::Behind) => "never".to_owned(),
+            (None, _) => "-".to_owned(),
+        };
         out.push_str(&format!(
-            "{:<16} {:<10} {:<8} {:<10} {}\n",
+            "{:<16} {:<10} {:<8} {:<10} {:<10} {}\n",
             m.node,
             m.state.name(),
             if m.serving { "yes" } else { "no" },
             m.epoch_seen,
+            lag,
             m.detail.as_deref().unwrap_or("")
         ));
+    }
+    if !st.replicas.is_empty() {
+        out.push_str("replicas (last snapshot per node):\n");
+        let now = nfsha_core::event::now_ms();
+        for (node, r) in &st.replicas {
+            let age = Duration::from_millis(now.saturating_sub(r.shipped_at_ms) / 1000 * 1000);
+            out.push_str(&format!(
+                "  {node:<14} {} ago by {} (epoch {})\n",
+                humantime::format_duration(age),
+                r.by,
+                r.epoch
+            ));
+        }
     }
     out
 }
@@ -382,6 +430,11 @@ async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
     }
     match st.members.iter().find(|m| m.node == a.to) {
         Some(m) if m.state == MemberState::Standby => {}
+        Some(m) if m.state == MemberState::Behind => bail!(
+            "{} is behind ({}): it would lose the writes it has not received; wait for the next snapshot",
+            a.to,
+            m.detail.as_deref().unwrap_or("no recent snapshot")
+        ),
         Some(m) => bail!(
             "{} is {}, not standby: it cannot take over now",
             a.to,
@@ -414,4 +467,124 @@ async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
     }
     eprintln!("{} did not take over within {wait:?}", a.to);
     Ok(1)
+}
+
+async fn promote(global: &Global, a: PromoteArgs) -> anyhow::Result<u8> {
+    if !a.accept_lag {
+        bail!(
+            "Promoting a node that is behind loses the writes made after its last snapshot; pass --accept-lag to do it anyway"
+        );
+    }
+    let (endpoints, cluster, ttl) = cluster_source(global, &a.cluster)?;
+    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+        .await
+        .context("Cannot connect to etcd")?;
+    let st = read_status(&coord, &cluster).await?;
+    if let Some(l) = &st.leader {
+        if l.node == a.to {
+            println!("{} already leads (epoch {})", a.to, l.epoch);
+            return Ok(0);
+        }
+        bail!(
+            "{} leads (epoch {}): use `nfsha server switchover --to {}` (a leader ships to its standbys)",
+            l.node,
+            l.epoch,
+            a.to
+        );
+    }
+    match st.members.iter().find(|m| m.node == a.to) {
+        Some(m) if matches!(m.state, MemberState::Behind | MemberState::Standby) => {
+            if let Some(d) = &m.detail {
+                println!("{}: {}", a.to, d);
+            }
+        }
+        Some(m) => bail!(
+            "{} is {}, not a standby: it cannot take over now",
+            a.to,
+            m.state.name()
+        ),
+        None => bail!("{} is not a live member of cluster {cluster}", a.to),
+    }
+    let wait = a.wait.unwrap_or(3 * ttl + Duration::from_secs(30));
+    if !coord.request_lag_override(&a.to, wait).await? {
+        bail!("Another promotion with --accept-lag is already pending");
+    }
+    println!("{} may campaign although behind (for {wait:?})", a.to);
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if let Ok(Ok(Some(l))) = tokio::time::timeout(Duration::from_secs(2), coord.leader()).await
+        {
+            if l.node == a.to {
+                println!("{} leads now (epoch {})", l.node, l.epoch);
+                return Ok(0);
+            }
+            eprintln!("{} took the lead instead (epoch {})", l.node, l.epoch);
+            let _ = coord.clear_lag_override(&a.to).await;
+            return Ok(1);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = coord.clear_lag_override(&a.to).await;
+    eprintln!("{} did not take over within {wait:?}", a.to);
+    Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nfsha_server::{LeaderInfo, MemberInfo, ReplicaRecord};
+
+    fn member(node: &str, state: MemberState, lag_ms: Option<u64>) -> MemberInfo {
+        MemberInfo {
+            node: node.into(),
+            state,
+            epoch_seen: 7,
+            serving: state == MemberState::Primary,
+            address: None,
+            api: None,
+            detail: None,
+            lag_ms,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn status_shows_lag_behind_members_and_replicas() {
+        let mut st = ClusterStatus {
+            cluster: "c".into(),
+            leader: Some(LeaderInfo {
+                node: "a".into(),
+                address: None,
+                epoch: 7,
+            }),
+            epoch: Some(7),
+            members: vec![
+                member("a", MemberState::Primary, None),
+                member("b", MemberState::Standby, Some(42_300)),
+                member("c", MemberState::Behind, None),
+            ],
+            switchover: None,
+            replicas: Default::default(),
+            accept_lag: None,
+        };
+        st.replicas.insert(
+            "b".into(),
+            ReplicaRecord {
+                shipped_at_ms: nfsha_core::event::now_ms() - 42_000,
+                epoch: 7,
+                by: "a".into(),
+            },
+        );
+        let out = render_status(&st);
+        let line = |n: &str| {
+            out.lines()
+                .find(|l| l.starts_with(n))
+                .unwrap_or_else(|| panic!("no line for {n}:\n{out}"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(line("b ")[..5], ["b", "standby", "no", "7", "42s"]);
+        assert_eq!(line("c ")[..5], ["c", "behind", "no", "7", "never"]);
+        assert!(out.contains("by a (epoch 7)"), "{out}");
+    }
 }

@@ -1,0 +1,341 @@
+//! Replicated mode: the leader ships snapshots to every standby and records it; a
+//! standby whose copy is too old does not campaign (Patroni's `maximum_lag_on_failover`).
+//!
+//! Role:
+//! - [`ship_loop`] runs beside the serving leader: every loop period it lists the live
+//!   members and, for each standby not shipped to for `interval` (or never during this
+//!   leadership: a new or returning node is served at once), runs
+//!   [`ServerHost::ship`] (one run at a time, bounded by the step timeout). After a
+//!   success it writes `replica/<node>` = [`ReplicaRecord`] with a transaction guarded by
+//!   the leader key's create revision, so only the current leader can vouch for a copy.
+//! - [`judge`] decides whether a standby is `behind`, from its record, the published
+//!   epoch and a reference instant.
+//!
+//! **What lag means.** A promoted standby loses what the old leader wrote after the
+//! snapshot it holds. `shipped_at_ms` is taken before the shipping run starts, so the
+//! snapshot holds at least the data of that instant. The lag is `reference −
+//! shipped_at_ms`, where the reference is an upper bound of the moment the old leader
+//! stopped writing: the first instant this standby saw the cluster without a leader
+//! (wall clock). It is fixed for the whole leaderless period: a standby that was fresh
+//! when the leader died stays fresh while the cluster waits, and one that was behind stays
+//! behind (until a leader ships to it or an operator accepts the lag). A standby that
+//! starts while the cluster is already leaderless takes its start as the reference
+//! (conservative). While a leader lives the reference is now (status only).
+//!
+//! **Clock assumption.** `shipped_at_ms` is the leader's wall clock and the reference the
+//! standby's: the nodes' clocks must agree (NTP) to well within `max_lag` (minutes by
+//! default). A skew of S moves the verdict by S; the lease and fencing logic do not use
+//! wall clocks at all.
+//!
+//! **Who is never behind.** (1) Any node of a cluster that never had a leader (no epoch
+//! published): there is nothing to lose. (2) The node that led the last published epoch
+//! (its own record, written when it started serving, names it and that epoch): it has
+//! the newest data, e.g. after a full outage. A returning old leader whose epoch was
+//! superseded is judged by its record like any standby, so it stays behind until the
+//! new leader ships to it.
+//!
+//! Failure modes: a ship fails or times out → logged, counted in the leader's status
+//! ([`ShipStatus`]), retried after `interval`; never a fence. The guarded record write is
+//! refused → leadership is gone, the loop stops (the controller finds out on its own).
+
+use crate::coordinator::{Coordinator, MemberState, ReplicaRecord, ReplicaView};
+use crate::host::ServerHost;
+use crate::status::StatusHandle;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, sleep_until, timeout};
+
+/// The replication settings the controller runs on (from `[server.replication]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// How often each standby gets a snapshot.
+    pub interval: Duration,
+    /// Largest lag at which a standby may campaign.
+    pub max_lag: Duration,
+}
+
+impl ReplicationSettings {
+    /// From a `[server]` section: `Some` only in replicated mode with
+    /// `[server.replication]` (shared storage has no gate).
+    pub fn from_server(cfg: &nfsha_config::ServerConfig) -> Option<Self> {
+        match (&cfg.replication, cfg.storage) {
+            (Some(r), nfsha_config::StorageMode::Replicated) => Some(ReplicationSettings {
+                interval: r.interval,
+                max_lag: r.max_lag,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A standby's verdict on its own copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Lag in ms, if known (`None`: never shipped to).
+    pub lag_ms: Option<u64>,
+    /// Whether it must not campaign.
+    pub behind: bool,
+    /// Why, for logs and the member record.
+    pub reason: String,
+}
+
+/// Judge `node`'s copy at `reference_ms` (see the module header for the rules).
+pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duration) -> Verdict {
+    let max_ms = max_lag.as_millis() as u64;
+    let Some(published) = view.epoch else {
+        return Verdict {
+            lag_ms: None,
+            behind: false,
+            reason: "no leader ever: nothing to lose".into(),
+        };
+    };
+    let Some(rec) = &view.record else {
+        return Verdict {
+            lag_ms: None,
+            behind: true,
+            reason: "no snapshot was ever shipped to this node".into(),
+        };
+    };
+    if rec.by == node && rec.epoch >= published {
+        return Verdict {
+            lag_ms: Some(0),
+            behind: false,
+            reason: format!("led the last epoch ({})", rec.epoch),
+        };
+    }
+    let lag = reference_ms.saturating_sub(rec.shipped_at_ms);
+    let behind = lag > max_ms;
+    let reason = format!(
+        "last snapshot from {} (epoch {}) is {} old, max_lag {}",
+        rec.by,
+        rec.epoch,
+        humantime::format_duration(Duration::from_millis(lag / 100 * 100)),
+        humantime::format_duration(max_lag)
+    );
+    Verdict {
+        lag_ms: Some(lag),
+        behind,
+        reason,
+    }
+}
+
+/// The leader's shipping record for one standby (in `/primary` etc. as `replication`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShipStatus {
+    /// Wall-clock ms of the last attempt's start.
+    pub last_attempt_ms: Option<u64>,
+    /// Wall-clock ms of the start of the last successful (and recorded) ship.
+    pub last_ok_ms: Option<u64>,
+    /// The last failure, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Successful ships during this process's life.
+    pub ok_total: u64,
+    /// Failed ships during this process's life.
+    pub failed_total: u64,
+}
+
+/// What [`ship_loop`] needs.
+#[derive(Debug, Clone)]
+pub struct ShipperConfig {
+    /// This (leader) node.
+    pub node: String,
+    /// The leader's epoch (fencing token for the record writes).
+    pub epoch: u64,
+    /// Per-standby shipping interval.
+    pub interval: Duration,
+    /// Bound of one ship.
+    pub step_timeout: Duration,
+    /// How often the member list is read (and the bound of each etcd call).
+    pub loop_period: Duration,
+}
+
+/// Ship `host`'s data to the standbys while leading; runs until dropped (the controller
+/// aborts it when leadership ends) or until a guarded record write is refused.
+pub async fn ship_loop<C: Coordinator, H: ServerHost>(
+    coord: Arc<C>,
+    host: Arc<H>,
+    status: StatusHandle,
+    cfg: ShipperConfig,
+) {
+    let mut last_attempt: HashMap<String, Instant> = HashMap::new();
+    let mut next = Instant::now();
+    loop {
+        sleep_until(next).await;
+        next = Instant::now() + cfg.loop_period;
+        let members = match timeout(cfg.loop_period, coord.members()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "shipper cannot list members");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("shipper: etcd did not answer the member list");
+                continue;
+            }
+        };
+        for m in members {
+            if m.node == cfg.node || !matches!(m.state, MemberState::Standby | MemberState::Behind)
+            {
+                continue;
+            }
+            if last_attempt
+                .get(&m.node)
+                .is_some_and(|t| t.elapsed() < cfg.interval)
+            {
+                continue;
+            }
+            last_attempt.insert(m.node.clone(), Instant::now());
+            if !ship_one(&*coord, &*host, &status, &cfg, &m.node, false).await {
+                return;
+            }
+        }
+    }
+}
+
+/// One ship to `target` (or the final sync of a switchover) and, on success, its record.
+/// Returns `false` when the guarded record write was refused (leadership is gone).
+pub async fn ship_one<C: Coordinator, H: ServerHost>(
+    coord: &C,
+    host: &H,
+    status: &StatusHandle,
+    cfg: &ShipperConfig,
+    target: &str,
+    final_sync: bool,
+) -> bool {
+    let started_ms = nfsha_core::event::now_ms();
+    let t0 = Instant::now();
+    let result = if final_sync {
+        timeout(cfg.step_timeout, host.final_sync(target, cfg.epoch)).await
+    } else {
+        timeout(cfg.step_timeout, host.ship(target, cfg.epoch)).await
+    };
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(crate::controller::error_chain(&e)),
+        Err(_) => Some(format!("did not finish within {:?}", cfg.step_timeout)),
+    };
+    if let Some(error) = error {
+        tracing::error!(target, %error, epoch = cfg.epoch, final_sync, "ship failed");
+        status.update(|s| {
+            let st = s.replication.entry(target.to_owned()).or_default();
+            st.last_attempt_ms = Some(started_ms);
+            st.last_error = Some(error);
+            st.consecutive_failures += 1;
+            st.failed_total += 1;
+        });
+        return true;
+    }
+    let rec = ReplicaRecord {
+        shipped_at_ms: started_ms,
+        epoch: cfg.epoch,
+        by: cfg.node.clone(),
+    };
+    let written = match timeout(
+        cfg.loop_period,
+        coord.record_replica(target, &rec, cfg.epoch),
+    )
+    .await
+    {
+        Ok(Ok(w)) => Some(w),
+        Ok(Err(e)) => {
+            tracing::warn!(target, error = %e, "cannot record the shipped snapshot");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(target, "etcd did not answer the replica record write");
+            None
+        }
+    };
+    tracing::info!(
+        target,
+        epoch = cfg.epoch,
+        took_ms = t0.elapsed().as_millis() as u64,
+        recorded = ?written,
+        final_sync,
+        "snapshot shipped"
+    );
+    status.update(|s| {
+        let st = s.replication.entry(target.to_owned()).or_default();
+        st.last_attempt_ms = Some(started_ms);
+        match written {
+            Some(true) => {
+                st.last_ok_ms = Some(started_ms);
+                st.last_error = None;
+                st.consecutive_failures = 0;
+                st.ok_total += 1;
+            }
+            Some(false) => {
+                st.last_error =
+                    Some("shipped, but the record was refused: no longer leader".into());
+            }
+            None => {
+                st.last_error = Some("shipped, but the record could not be written".into());
+                st.consecutive_failures += 1;
+                st.failed_total += 1;
+            }
+        }
+    });
+    written != Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(rec: Option<(u64, u64, &str)>, epoch: Option<u64>) -> ReplicaView {
+        ReplicaView {
+            record: rec.map(|(at, e, by)| ReplicaRecord {
+                shipped_at_ms: at,
+                epoch: e,
+                by: by.into(),
+            }),
+            epoch,
+            accept_lag: None,
+        }
+    }
+
+    #[test]
+    fn the_gate_rules() {
+        let max = Duration::from_secs(60);
+        // A cluster that never had a leader: nothing to lose.
+        let v = judge("b", &view(None, None), 1_000_000, max);
+        assert!(!v.behind, "{v:?}");
+        // Never shipped to.
+        let v = judge("b", &view(None, Some(7)), 1_000_000, max);
+        assert!(v.behind && v.lag_ms.is_none(), "{v:?}");
+        // Fresh and stale, judged against the reference instant.
+        let v = judge(
+            "b",
+            &view(Some((1_000_000, 7, "a")), Some(7)),
+            1_059_000,
+            max,
+        );
+        assert_eq!((v.behind, v.lag_ms), (false, Some(59_000)));
+        let v = judge(
+            "b",
+            &view(Some((1_000_000, 7, "a")), Some(7)),
+            1_061_000,
+            max,
+        );
+        assert_eq!((v.behind, v.lag_ms), (true, Some(61_000)));
+        assert!(v.reason.contains("is 1m 1s old"), "{}", v.reason);
+        // A record newer than the reference (clock skew) is not negative lag.
+        let v = judge(
+            "b",
+            &view(Some((2_000_000, 7, "a")), Some(7)),
+            1_000_000,
+            max,
+        );
+        assert_eq!((v.behind, v.lag_ms), (false, Some(0)));
+        // The last leader vouched for itself: never behind, however old.
+        let v = judge("a", &view(Some((1, 7, "a")), Some(7)), 9_000_000, max);
+        assert!(!v.behind, "{v:?}");
+        // A superseded old leader is judged by its old record.
+        let v = judge("a", &view(Some((1, 5, "a")), Some(7)), 9_000_000, max);
+        assert!(v.behind, "{v:?}");
+    }
+}
