@@ -241,9 +241,10 @@ EOF
 sl_uncut() { ip netns exec "$1" nft delete table inet sl_etcdcut 2>/dev/null; true; }
 
 # ---------------------------------------------------------------- analysis
-# Per fault: fault → every client healthy, from the access records.
+# Per fault: fault → every client healthy, from the access records (the `ls` loops, or
+# PREFIX=open-: the OPEN+read loops).
 sl_clients_healthy() {
-    local name=$1 t0=$2 tend=$3
+    local name=$1 t0=$2 tend=$3 prefix=${4:-}
     jq -s --argjson t0 "$t0" --argjson te "$tend" --argjson bad "$SL_BAD_MS" '
         map(select((.ts_ms + .latency_ms) > $t0 and .ts_ms < $te))
         | group_by(.label) | map(
@@ -257,7 +258,7 @@ sl_clients_healthy() {
               bad: (map(select((.ok | not) or .latency_ms > $bad)) | length) })
         | { healthy_ms: (if any(.at == null) then null else (map(.at) | max) - $t0 end),
             per_client: (map({(.label): {healthy_ms: (if .at == null then null else .at - $t0 end), bad_accesses: .bad}}) | add) }
-    ' "$LAB_OUT"/accesses-client-*.jsonl
+    ' "$LAB_OUT"/accesses-"$prefix"client-*.jsonl
 }
 # fault → every agent's first successful recovery of each of its mounts (max; null if a
 # client recovered no mount in the window).
@@ -290,11 +291,36 @@ sl_log_after() {
 sl_sample_after() {
     awk -v c="$1" -v t="$2" '$1 > t && $c == 0 {print $1; f = 1; exit} END {if (!f) print "null"}' "$LAB_OUT/server-samples.txt"
 }
+# sl_max_latency ST TEND: the slowest successful OPEN+read of the open loops in (ST, TEND), ms
+# (an OPEN that the new server answers NFS4ERR_GRACE blocks in the client until grace ends).
+sl_max_latency() {
+    jq -s --argjson st "$1" --argjson te "$2" \
+        'map(select(.ok and .ts_ms >= $st and .ts_ms < $te) | .latency_ms) | max // null | if . == null then null else floor end' \
+        "$LAB_OUT"/accesses-open-client-*.jsonl
+}
 # Overlaps in the sampler's lines: VIP on both, exports on both, nfsd threads on both.
 sl_overlaps() {
     awk '{n++; if ($2 && $3) v++; if ($4 && $5) e++; if ($6 && $7) t++;
           if (prev && $1 - prev > maxgap) maxgap = $1 - prev; prev = $1}
          END {printf "%d %d %d %d %d\n", n, v, e, t, maxgap}' "$LAB_OUT/server-samples.txt"
+}
+
+# sl_grace_diag NODE: why ending grace does (not) work on NODE: the nfsd filesystem its mount
+# namespace sees and the network namespace it belongs to, nfsd's state, and the write done
+# exactly as the controller does it (printf | nsenter ... tee), under strace.
+sl_grace_diag() {
+    local n=$1 a=${SL_ANCHOR[$1]} c; c=$(sl_ctl_pid "$1")
+    {
+        echo "netns: anchor $(readlink "/proc/$a/ns/net") controller $(readlink "/proc/$c/ns/net" 2>&1) ip-netns $(ip netns identify "$a")"
+        echo "mntns: anchor $(readlink "/proc/$a/ns/mnt") controller $(readlink "/proc/$c/ns/mnt" 2>&1)"
+        echo "nfsd mounts in the node: $(grep -E ' - nfsd ' "/proc/$a/mountinfo" | tr '\n' ';')"
+        echo "threads $(cat "/proc/$a/root/proc/fs/nfsd/threads") v4_end_grace $(cat "/proc/$a/root/proc/fs/nfsd/v4_end_grace")"
+        echo "--- the controller's write (nsenter -t $a -m -n -u tee), under strace:"
+        printf 'Y\n' | nsenter -t "$a" -m -n -u strace -f -e trace=openat,read,write tee /proc/fs/nfsd/v4_end_grace 2>&1
+        echo "exit $? v4_end_grace now $(cat "/proc/$a/root/proc/fs/nfsd/v4_end_grace")"
+        echo "--- controller log, grace lines:"; grep -n -i 'grace' "$LAB_OUT/server-$n.log" | tail -5
+        echo "--- dmesg:"; dmesg | grep -i -E 'nfsd|grace' | tail -8
+    } >"$LAB_OUT/grace-diag-$n.txt" 2>&1
 }
 
 # ================================================================ the scenario
@@ -333,6 +359,8 @@ if sl_etcd_start; then
             ip -br addr show dev eth0; rpcinfo -p 127.0.0.1 2>&1 | head -20' >"$LAB_OUT/state-initial-$s.txt" 2>&1
     done
     lab_on client-1 "$NFSHA" --config "/var/lab/nfs-1/server.toml" server status --json >"$LAB_OUT/status-initial.json" 2>&1
+    lab_figure initial_grace_ended "$(grep -q Y "/proc/${SL_ANCHOR[nfs-2]}/root/proc/fs/nfsd/v4_end_grace" && echo true || echo false)"
+    sl_grace_diag nfs-2
     lab_check initial-leader "$([ "$(sl_leader)" = nfs-2 ] && echo 1 || echo 0)" "leader serving: $(sl_leader || echo none) (nfs-2 expected: started first)"
 
     pids=()
@@ -347,6 +375,8 @@ if sl_etcd_start; then
     dur=$((SL_SLOT * 5 + 15))
     for i in $(seq 1 "$SL_NCLIENTS"); do
         pids+=("$(lab_access "client-$i" "client-$i" --path /airflow/dags --path /airflow/logs --interval 100ms --duration "${dur}s" --op ls)")
+        # OPEN + read of one file: an OPEN waits while the server is in grace, an ls does not.
+        pids+=("$(lab_access "client-$i" "open-client-$i" --path /airflow/dags/hello.txt --interval 100ms --duration "${dur}s" --op read)")
     done
     sleep 8
 
@@ -423,6 +453,15 @@ if sl_etcd_start; then
         echo "$name $h" >>"$LAB_OUT/clients-healthy.txt"
         hm=$(jq -r '.healthy_ms' <<<"$h")
         lab_figure "${name}_clients_healthy_s" "$(lab_ms_to_s "$hm")" s
+        # The OPEN loops: healthy, and how long after the standby served (a client that
+        # met the grace period shows it here and in the slowest OPEN).
+        ho=$(sl_clients_healthy "$name" "$ft" "$te" open- | jq -r '.healthy_ms')
+        lab_figure "${name}_open_clients_healthy_s" "$(lab_ms_to_s "$ho")" s
+        if [ "$st" != null ] && [ "$ho" != null ] && [ "$hm" != null ]; then
+            lab_figure "${name}_ls_healthy_after_serving_s" "$(lab_ms_to_s $((hm - (st - ft))))" s
+            lab_figure "${name}_open_healthy_after_serving_s" "$(lab_ms_to_s $((ho - (st - ft))))" s
+            lab_figure "${name}_open_slowest_after_serving_s" "$(lab_ms_to_s "$(sl_max_latency "$st" "$te")")" s
+        fi
         ar=$(sl_agent_recovered "$ft" "$te")
         lab_figure "${name}_agents_recovered_s" "$(lab_ms_to_s "${ar:-null}")" s
         if [ "$st" != null ]; then s_s=$(lab_ms_to_s $((st - ft))); else s_s=null; fi

@@ -46,6 +46,13 @@ pub async fn run(
         Emitter::new(move |e| sink.emit(e))
     };
     let host = Arc::new(LinuxHost::new());
+    let cleaned = host.clean_staging_area(config.agent.umount_timeout).await;
+    if cleaned > 0 {
+        tracing::warn!(
+            cleaned,
+            "detached mounts left in the staging area by an earlier agent"
+        );
+    }
     let socket_path = config.agent.control_socket.clone();
     let listener = control::bind(&socket_path)?;
     let http = match config.agent.listen {

@@ -26,6 +26,9 @@ pub struct Mounted {
     /// The superblock's device number (`major:minor` in mountinfo): how a detached
     /// mount is recognised in `/proc/fs/nfsfs/volumes` until the kernel frees it.
     pub dev: Option<(u32, u32)>,
+    /// The mount's `addr=` was an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`);
+    /// `server` then holds the plain IPv4 form. See [`crate::recovery`] for why.
+    pub addr_mapped: bool,
 }
 
 impl Mounted {
@@ -48,6 +51,43 @@ pub enum Umounted {
     /// `MNT_FORCE` failed busy (open files, a cwd, a call in flight) and `MNT_DETACH`
     /// took it off the mountpoint; the kernel frees it when the last user goes.
     Detached,
+}
+
+/// What [`Host::replace`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaced {
+    /// For each old mount taken off the mountpoint: `Gone` or `Detached`.
+    pub old: Vec<Umounted>,
+}
+
+/// Why [`Host::replace`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceError {
+    /// An old mount could not be taken off; the staged mount was not moved.
+    #[error("Could not take the old mount off")]
+    Umount(#[source] HostError),
+    /// The old mounts are off but `MS_MOVE` failed: the mountpoint shows the bare
+    /// directory and the new mount is still at its staging point.
+    #[error("Could not move the new mount in")]
+    Move {
+        /// The old mounts that were taken off first.
+        old: Vec<Umounted>,
+        /// Why the move failed.
+        #[source]
+        source: HostError,
+    },
+}
+
+/// One kernel NFS client (`/proc/fs/nfsfs/servers`): mounts of the same server
+/// address, port and version share it and its TCP transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NfsClient {
+    /// `v3` or `v4`.
+    pub version: String,
+    /// Server address as the kernel holds it (an IPv4-mapped IPv6 address stays IPv6).
+    pub addr: std::net::IpAddr,
+    /// Server port.
+    pub port: u16,
 }
 
 /// What an RPC probe of one server found.
@@ -154,6 +194,25 @@ pub trait Host: Send + Sync + 'static {
     /// Whether the NFS superblock with this device number still exists (a detached
     /// mount still in use). Reads `/proc/fs/nfsfs/volumes`; never touches an NFS path.
     fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError>;
+
+    /// The kernel's NFS clients (`/proc/fs/nfsfs/servers`); never touches an NFS path.
+    fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError>;
+
+    /// A fresh empty directory in the private staging area (set up on first use).
+    fn stage_dir(&self) -> Result<PathBuf, HostError>;
+
+    /// Remove an empty stage directory (nothing mounted on it any more).
+    fn remove_stage_dir(&self, dir: &Path) -> Result<(), HostError>;
+
+    /// In one worker request: take `old` mounts off `target` (`MNT_FORCE`, else
+    /// `MNT_DETACH`, each), then `MS_MOVE` the mount at `staged` onto `target`.
+    fn replace(
+        &self,
+        staged: &Path,
+        target: &Path,
+        old: u32,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Replaced, ReplaceError>> + Send;
 
     /// Run mount.nfs for `req`, killing its process group at `deadline`.
     fn mount_nfs(

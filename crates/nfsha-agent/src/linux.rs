@@ -5,7 +5,10 @@
 //! stuck until the kernel lets it exit; `mount.nfs` past its deadline has its whole
 //! process group killed; name resolution is bounded by the RPC timeout.
 
-use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, Umounted};
+use crate::host::{
+    Host, HostError, MountRequest, Mounted, NfsClient, ReplaceError, Replaced, ServerProbe,
+    Umounted,
+};
 use nfsha_core::ProbeOutcome;
 use nfsha_sys::command::{mount_nfs_argv, run_command};
 use nfsha_sys::worker::{PoolConfig, WorkerError, WorkerPool, WorkerRequest, WorkerResponse};
@@ -20,6 +23,9 @@ pub struct LinuxHost {
     pool: WorkerPool,
     mountinfo: std::path::PathBuf,
     nfsfs_volumes: std::path::PathBuf,
+    nfsfs_servers: std::path::PathBuf,
+    staging_root: std::path::PathBuf,
+    staging_ready: std::sync::Arc<std::sync::Mutex<bool>>,
     portmapper_port: u16,
 }
 
@@ -35,12 +41,43 @@ impl LinuxHost {
             pool,
             mountinfo: "/proc/self/mountinfo".into(),
             nfsfs_volumes: "/proc/fs/nfsfs/volumes".into(),
+            nfsfs_servers: "/proc/fs/nfsfs/servers".into(),
+            staging_root: DEFAULT_STAGING_ROOT.into(),
+            staging_ready: std::sync::Arc::default(),
             portmapper_port: 111,
         }
     }
 }
 
+/// Where new mounts are staged (a private tmpfs the agent mounts there).
+pub const DEFAULT_STAGING_ROOT: &str = "/run/nfsha/stage";
+
 impl LinuxHost {
+    /// Stage new mounts under `root` instead of [`DEFAULT_STAGING_ROOT`].
+    pub fn with_staging_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.staging_root = root.into();
+        self
+    }
+
+    /// Detach mounts left in the staging area by an agent that died between staging a
+    /// mount and moving it in (through workers: they may be NFS mounts of a dead
+    /// server). Returns how many were detached.
+    pub async fn clean_staging_area(&self, deadline: Duration) -> usize {
+        let Ok(table) = self.mount_table() else {
+            return 0;
+        };
+        let mut n = 0;
+        for m in table.iter().rev() {
+            if m.mountpoint.starts_with(&self.staging_root) && m.mountpoint != self.staging_root {
+                if self.umount(&m.mountpoint, true, deadline).await.is_ok() {
+                    n += 1;
+                }
+                let _ = nfsha_sys::staging::remove_stage_dir(&m.mountpoint);
+            }
+        }
+        n
+    }
+
     /// Create a missing mountpoint directory, but only when neither it nor an ancestor
     /// is an NFS mount: looking at it would then touch a possibly dead server from
     /// this thread.
@@ -96,6 +133,82 @@ async fn resolve_all(host: &str, timeout: Duration) -> Vec<String> {
     }
 }
 
+/// `addr=` of a mount as nfsha compares it: an IPv4-mapped IPv6 address becomes its
+/// IPv4 form (and the flag says so).
+fn unmap_server(server: Option<String>) -> (Option<String>, bool) {
+    match server
+        .as_deref()
+        .map(|s| s.trim_start_matches('[').trim_end_matches(']'))
+    {
+        Some(s) => match s
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .and_then(|a| a.to_ipv4_mapped())
+        {
+            Some(v4) => (Some(v4.to_string()), true),
+            None => (server, false),
+        },
+        None => (None, false),
+    }
+}
+
+/// Per old mount in a worker's umount steps: `MNT_FORCE` alone = gone, a following
+/// `MNT_DETACH` = detached.
+fn umount_outcomes(steps: &[nfsha_sys::worker::UmountStep]) -> Vec<Umounted> {
+    let mut out = Vec::new();
+    for s in steps {
+        if s.flags == "MNT_FORCE" {
+            out.push(if s.errno.is_none() {
+                Umounted::Gone
+            } else {
+                Umounted::Detached
+            });
+        }
+    }
+    out
+}
+
+/// `/proc/fs/nfsfs/servers`: `NV SERVER PORT USE HOSTNAME`, SERVER and PORT in hex
+/// (SERVER: 8 digits for IPv4, 32 for IPv6, in address order).
+fn parse_nfsfs_servers(text: &str) -> Vec<NfsClient> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let addr = match f[1].len() {
+            8 => u32::from_str_radix(f[1], 16)
+                .ok()
+                .map(|v| std::net::IpAddr::V4(v.into())),
+            32 => u128::from_str_radix(f[1], 16)
+                .ok()
+                .map(|v| std::net::IpAddr::V6(v.into())),
+            _ => None,
+        };
+        let (Some(addr), Ok(port)) = (addr, u16::from_str_radix(f[2], 16)) else {
+            continue;
+        };
+        out.push(NfsClient {
+            version: f[0].to_string(),
+            addr,
+            port,
+        });
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Whether `/proc/fs/nfsfs/volumes` text lists a superblock with device `dev`.
 /// Lines: `NV SERVER PORT DEV FSID FSC`, DEV as `major:minor` in decimal.
 fn volumes_list_dev(text: &str, dev: (u32, u32)) -> bool {
@@ -125,12 +238,16 @@ impl Host for LinuxHost {
         })?;
         Ok(entries
             .into_iter()
-            .map(|e| Mounted {
-                server: e.nfs_server(),
-                export: e.nfs_export(),
-                mountpoint: e.mountpoint,
-                fstype: e.fstype,
-                dev: Some(e.major_minor),
+            .map(|e| {
+                let (server, addr_mapped) = unmap_server(e.nfs_server());
+                Mounted {
+                    server,
+                    addr_mapped,
+                    export: e.nfs_export(),
+                    mountpoint: e.mountpoint,
+                    fstype: e.fstype,
+                    dev: Some(e.major_minor),
+                }
             })
             .collect())
     }
@@ -179,6 +296,92 @@ impl Host for LinuxHost {
                 op: "read /proc/fs/nfsfs/volumes",
                 message: e.to_string(),
             }),
+        }
+    }
+
+    fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError> {
+        match std::fs::read_to_string(&self.nfsfs_servers) {
+            Ok(text) => Ok(parse_nfsfs_servers(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(HostError::Other {
+                op: "read /proc/fs/nfsfs/servers",
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn stage_dir(&self) -> Result<std::path::PathBuf, HostError> {
+        let staging = |e: nfsha_sys::staging::StagingError| HostError::Other {
+            op: "staging area",
+            message: error_chain(&e),
+        };
+        {
+            let mut ready = self.staging_ready.lock().unwrap_or_else(|p| p.into_inner());
+            if !*ready {
+                nfsha_sys::staging::ensure_private_tmpfs(&self.staging_root, &self.mountinfo)
+                    .map_err(staging)?;
+                *ready = true;
+            }
+        }
+        nfsha_sys::staging::new_stage_dir(&self.staging_root).map_err(staging)
+    }
+
+    fn remove_stage_dir(&self, dir: &Path) -> Result<(), HostError> {
+        nfsha_sys::staging::remove_stage_dir(dir).map_err(|e| HostError::Other {
+            op: "staging area",
+            message: error_chain(&e),
+        })
+    }
+
+    async fn replace(
+        &self,
+        staged: &Path,
+        target: &Path,
+        old: u32,
+        deadline: Duration,
+    ) -> Result<Replaced, ReplaceError> {
+        if old == 0 {
+            self.ensure_mountpoint(target)
+                .map_err(|source| ReplaceError::Move {
+                    old: Vec::new(),
+                    source,
+                })?;
+        }
+        let req = WorkerRequest::Replace {
+            staged: staged.to_path_buf(),
+            target: target.to_path_buf(),
+            old,
+        };
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Replace {
+                steps,
+                umount_errno,
+                move_errno,
+            }) => {
+                if let Some(errno) = umount_errno {
+                    return Err(ReplaceError::Umount(HostError::Errno {
+                        op: "umount",
+                        errno,
+                    }));
+                }
+                if let Some(errno) = move_errno {
+                    return Err(ReplaceError::Move {
+                        old: umount_outcomes(&steps),
+                        source: HostError::Errno {
+                            op: "mount(MS_MOVE)",
+                            errno,
+                        },
+                    });
+                }
+                Ok(Replaced {
+                    old: umount_outcomes(&steps),
+                })
+            }
+            Ok(other) => Err(ReplaceError::Umount(HostError::Other {
+                op: "replace",
+                message: format!("unexpected worker answer {other:?}"),
+            })),
+            Err(e) => Err(ReplaceError::Umount(worker_error("replace", e, deadline))),
         }
     }
 
@@ -293,7 +496,39 @@ impl Host for LinuxHost {
 
 #[cfg(test)]
 mod tests {
-    use super::volumes_list_dev;
+    use super::{parse_nfsfs_servers, unmap_server, volumes_list_dev};
+
+    #[test]
+    fn nfs_clients_parse_ipv4_and_mapped_entries() {
+        // As printed by Debian's 6.1 kernel in the lab after a mount from [::ffff:VIP].
+        let text = "NV SERVER   PORT USE HOSTNAME\n\
+                    v4 0a630064  801   1 10.99.0.100\n\
+                    v4 00000000000000000000ffff0a630064  801   1 ::ffff:10.99.0.100\n";
+        let c = parse_nfsfs_servers(text);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].version, "v4");
+        assert_eq!(c[0].addr.to_string(), "10.99.0.100");
+        assert_eq!(c[0].port, 2049);
+        assert_eq!(c[1].addr.to_string(), "::ffff:10.99.0.100");
+        assert!(parse_nfsfs_servers("NV SERVER PORT USE HOSTNAME\n").is_empty());
+    }
+
+    #[test]
+    fn mapped_mount_addresses_compare_as_ipv4() {
+        assert_eq!(
+            unmap_server(Some("::ffff:10.99.0.100".into())),
+            (Some("10.99.0.100".into()), true)
+        );
+        assert_eq!(
+            unmap_server(Some("10.99.0.100".into())),
+            (Some("10.99.0.100".into()), false)
+        );
+        assert_eq!(
+            unmap_server(Some("fd00::1".into())),
+            (Some("fd00::1".into()), false)
+        );
+        assert_eq!(unmap_server(None), (None, false));
+    }
 
     #[test]
     fn volumes_are_matched_by_device_number() {

@@ -1,44 +1,59 @@
-//! Recovery of one mount: choose a server, detach the broken mount, mount again,
-//! verify, run hooks. Never touches any other mount.
+//! Recovery of one mount: choose a server, mount it anew beside the broken mount,
+//! put it in place, run hooks. Never touches any other mount.
 //!
-//! Order and why:
-//! 1. `select-server` first: with no server answering RPC, detaching would only expose
-//!    the empty local directory (applications could write to the wrong disk) and, in
-//!    autofs mode, make autofs cache a failed lookup for its negative timeout. So a
-//!    recovery with no reachable server fails here and leaves the mount alone.
-//! 2. `umount-force` (`umount2(MNT_FORCE)`): aborts RPCs in flight so blocked callers
-//!    get EIO instead of hanging; fails EBUSY when files are open, which is expected.
-//!    Then `umount-detach` (`MNT_DETACH`) in the same worker request — what
-//!    `umount -f -l` would have done if umount.nfs did not drop `-f`. One request, so
-//!    that no new call enters the old mount between the two.
-//! 3. `release`: wait (at most [`RELEASE_WAIT`]) until the kernel has freed the old
-//!    superblock (`/proc/fs/nfsfs/volumes`). Why: while it lives, a new mount of the
-//!    same server shares its kernel RPC client and TCP transport. After an orderly
-//!    server stop that transport is in reconnect back-off (the kernel waits at least
-//!    3 s after the server closed the connection), so the new mount would wait it out
-//!    too. Once the old superblock is gone (the calls MNT_FORCE aborted have returned),
-//!    the new mount gets a fresh client that connects at once. Open files keep the old
-//!    superblock alive indefinitely: then the wait ends at its bound and the mount
-//!    shares the old transport (slower, still correct).
-//! 4. `mount` (direct: mount.nfs under a deadline) or `trigger` (autofs).
-//! 5. `verify`: a full probe must succeed.
-//! 6. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
+//! Why the new mount is made beside the old one, and from another address form: while
+//! the old (stale or hung) superblock lives — and an application blocked in it, or a
+//! file it holds open, keeps it alive — a new mount of the same server address shares
+//! its kernel NFS client and TCP transport. After an orderly server stop that
+//! transport sits in reconnect back-off (the kernel waits ≥ 3 s after the server
+//! closed the connection), and the new mount would wait it out too (measured in the
+//! lab: 2.75 s). The kernel matches clients by address family too, so mounting from
+//! the IPv4-mapped IPv6 form of the same address (`[::ffff:a.b.c.d]`; IPv4 on the
+//! wire) gets a fresh client that connects at once (0.38 s in the same run). The next
+//! recovery flips back to the plain form; a form whose client already exists
+//! (`/proc/fs/nfsfs/servers`) is tried last. Not for IPv6 or named-only servers
+//! without an IPv4 address, nor with `sec=krb5*` (Kerberos needs the server's name).
 //!
-//! Known gap: in direct mode, between the detach and the new mount (about the mount's
-//! duration) applications see the bare local mountpoint directory. Mounting at a
-//! private staging point first and moving it in would close that gap, but the staged
-//! mount would share the old superblock's transport and its back-off (step 3).
+//! Order, direct mode:
+//! 1. `select-server` first: with no server answering RPC, touching the mount would
+//!    only make things worse. So a recovery with no reachable server fails here and
+//!    leaves the mount alone.
+//! 2. `mount`: mount.nfs (argument vector, under a deadline) at a fresh directory of
+//!    the private staging area ([`nfsha_sys::staging`]); on failure the next address
+//!    form. The old mount is untouched: applications keep getting its errors rather
+//!    than the bare local directory.
+//! 3. `verify`: a full probe of the staged mount must pass (else it is discarded and
+//!    the old mount stays).
+//! 4. `umount-force` (`umount2(MNT_FORCE)`, aborts RPCs in flight; fails EBUSY while
+//!    files are open, which is expected), `umount-detach` (`MNT_DETACH`, what
+//!    `umount -f -l` would have done if umount.nfs did not drop `-f`) and `move`
+//!    (`mount(MS_MOVE)` of the staged mount onto the mountpoint) — all in one worker
+//!    request, so the mountpoint shows the bare directory for a few syscalls only. If
+//!    the move fails, the new mount is made in place instead.
+//! 5. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
+//!
+//! Autofs mode: `select-server`, `umount-force`/`umount-detach` (one request),
+//! `release` (wait at most [`RELEASE_WAIT`] until the kernel has freed the detached
+//! superblock, `/proc/fs/nfsfs/volumes`, so that autofs' new mount does not share the
+//! old transport; open files keep it alive, then the wait ends at its bound), `trigger`
+//! (access the path from a worker so autofs mounts again), `verify`, hooks. In autofs
+//! mode autofs owns the mountpoint, so the bare-directory window between detach and
+//! the new mount remains.
 //!
 //! Every step is bounded by a deadline from the config, and every step emits a
 //! `recovery_step` event with its outcome and duration.
 
 use crate::emit::Emitter;
-use crate::host::{Host, HostError, MountRequest, ServerProbe, Umounted, topmost};
+use crate::host::{
+    Host, HostError, MountRequest, Mounted, ReplaceError, ServerProbe, Umounted, topmost,
+};
 use crate::selection;
 use crate::supervisor::{Heartbeat, clock_now};
 use nfsha_config::{AgentSettings, MountConfig, MountMode};
 use nfsha_core::{Event, EventKind, MountState, ProbeOutcome};
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -216,52 +231,28 @@ impl<'a, H: Host> Recovery<'a, H> {
         };
         self.step_done("select-server", t, Ok(Some(server.clone())));
 
-        // 2-3. detach whatever NFS mount sits on the mountpoint.
-        self.detach().await.map_err(RecoveryError::Detach)?;
-
-        // 4. mount or trigger.
-        let t = clock_now();
-        let result = match self.mount.mode {
-            MountMode::Direct => {
-                let req = MountRequest {
-                    server: server.clone(),
-                    export: self.mount.export.clone(),
-                    mountpoint: self.mount.mountpoint.clone(),
-                    version: self.mount.nfs_version.mount_option().to_string(),
-                    options: self.mount.options.clone(),
-                };
-                self.host.mount_nfs(&req, self.settings.mount_timeout).await
-            }
+        match self.mount.mode {
+            // 2-6. stage, verify, replace (see the module header).
+            MountMode::Direct => self.mount_staged(&server).await?,
+            // 2-5. detach, release, trigger, verify.
             MountMode::Autofs => {
-                self.host
+                self.detach().await.map_err(RecoveryError::Detach)?;
+                let t = clock_now();
+                let result = self
+                    .host
                     .trigger_automount(&self.mount.mountpoint, self.settings.mount_timeout)
-                    .await
-            }
-        };
-        let step = match self.mount.mode {
-            MountMode::Direct => "mount",
-            MountMode::Autofs => "trigger",
-        };
-        match result {
-            Ok(()) => self.step_done(step, t, Ok(Some(server.clone()))),
-            Err(e) => {
-                self.step_done(step, t, Err(e.to_string()));
-                return Err(RecoveryError::Mount { server, source: e });
+                    .await;
+                match result {
+                    Ok(()) => self.step_done("trigger", t, Ok(Some(server.clone()))),
+                    Err(e) => {
+                        self.step_done("trigger", t, Err(e.to_string()));
+                        return Err(RecoveryError::Mount { server, source: e });
+                    }
+                }
+                let mp = self.mount.mountpoint.clone();
+                self.verify(&mp).await?;
             }
         }
-
-        // 5. verify
-        let t = clock_now();
-        let outcome = self
-            .host
-            .probe(&self.mount.mountpoint, self.mount.probe_deadline)
-            .await;
-        let state = outcome.classify();
-        if state != MountState::Healthy {
-            self.step_done("verify", t, Err(describe(&outcome)));
-            return Err(RecoveryError::Verify { state });
-        }
-        self.step_done("verify", t, Ok(None));
 
         // 6. hooks
         for argv in &self.mount.hooks {
@@ -286,6 +277,190 @@ impl<'a, H: Host> Recovery<'a, H> {
             );
         }
         Ok(server)
+    }
+
+    /// A full probe of `path` must pass.
+    async fn verify(&mut self, path: &Path) -> Result<(), RecoveryError> {
+        let t = clock_now();
+        let outcome = self.host.probe(path, self.mount.probe_deadline).await;
+        let state = outcome.classify();
+        if state != MountState::Healthy {
+            self.step_done("verify", t, Err(describe(&outcome)));
+            return Err(RecoveryError::Verify { state });
+        }
+        self.step_done("verify", t, Ok(None));
+        Ok(())
+    }
+
+    /// The forms of `server`'s address to mount from, best first (see the module
+    /// header): the form the old mount did not use, and never first a form whose
+    /// kernel NFS client already exists. Only for IPv4 servers and not with Kerberos
+    /// (`sec=krb5*` needs the server's name); otherwise just `server` as configured.
+    fn address_forms(&self, server: &str, old_mapped: Option<bool>) -> Vec<String> {
+        let plain = server.to_string();
+        let addresses = self
+            .probes
+            .iter()
+            .find(|p| p.host == server)
+            .map(|p| p.addresses.clone())
+            .unwrap_or_default();
+        let v4 = server
+            .parse::<Ipv4Addr>()
+            .ok()
+            .or_else(|| addresses.iter().find_map(|a| a.parse::<Ipv4Addr>().ok()));
+        let kerberos = self.mount.options.iter().any(|o| o.starts_with("sec=krb5"));
+        let Some(v4) = v4.filter(|_| !kerberos) else {
+            return vec![plain];
+        };
+        let mapped = format!("::ffff:{v4}");
+        let mut forms = match old_mapped {
+            Some(false) => vec![mapped.clone(), plain],
+            _ => vec![plain, mapped.clone()],
+        };
+        if let Ok(clients) = self.host.nfs_clients() {
+            let version = if self.mount.nfs_version.rpc_version() == 3 {
+                "v3"
+            } else {
+                "v4"
+            };
+            let exists = |f: &String| {
+                let ip = if *f == mapped {
+                    IpAddr::V6(v4.to_ipv6_mapped())
+                } else {
+                    IpAddr::V4(v4)
+                };
+                clients.iter().any(|c| c.version == version && c.addr == ip)
+            };
+            forms.sort_by_key(exists);
+        }
+        forms
+    }
+
+    /// Direct mode: mount at a private staging point (from an address form with no
+    /// kernel client yet), verify it there, then in one worker request take the old
+    /// mount(s) off and move the new one in.
+    async fn mount_staged(&mut self, server: &str) -> Result<(), RecoveryError> {
+        let mp = self.mount.mountpoint.clone();
+        let mount_err = |source: HostError| RecoveryError::Mount {
+            server: server.to_string(),
+            source,
+        };
+        let table = self.host.mount_table().map_err(RecoveryError::Detach)?;
+        let stacked: Vec<&Mounted> = table.iter().rev().filter(|m| m.mountpoint == mp).collect();
+        let old_nfs = stacked.iter().take_while(|m| m.is_nfs()).count();
+        let old_mapped = stacked
+            .first()
+            .filter(|m| m.is_nfs())
+            .map(|m| m.addr_mapped);
+        let forms = self.address_forms(server, old_mapped);
+
+        let t = clock_now();
+        let stage = match self.host.stage_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                self.step_done("mount", t, Err(e.to_string()));
+                return Err(mount_err(e));
+            }
+        };
+        let mut last = None;
+        for form in &forms {
+            let t = clock_now();
+            let req = self.request(form, &stage);
+            match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
+                Ok(()) => {
+                    let detail = format!("{form} at {}", stage.display());
+                    self.step_done("mount", t, Ok(Some(detail)));
+                    last = None;
+                    break;
+                }
+                Err(e) => {
+                    self.step_done("mount", t, Err(format!("{form}: {e}")));
+                    last = Some(e);
+                }
+            }
+        }
+        if let Some(e) = last {
+            let _ = self.host.remove_stage_dir(&stage);
+            return Err(mount_err(e));
+        }
+        if let Err(e) = self.verify(&stage).await {
+            self.discard_stage(&stage).await;
+            return Err(e);
+        }
+
+        let t = clock_now();
+        let old = u32::try_from(old_nfs).unwrap_or(u32::MAX);
+        match self
+            .host
+            .replace(&stage, &mp, old, self.settings.umount_timeout)
+            .await
+        {
+            Ok(r) => {
+                self.report_old(&r.old, t);
+                self.step_done("move", t, Ok(Some(mp.display().to_string())));
+                let _ = self.host.remove_stage_dir(&stage);
+                Ok(())
+            }
+            Err(ReplaceError::Umount(e)) => {
+                self.step_done("umount-force", t, Err(e.to_string()));
+                self.discard_stage(&stage).await;
+                Err(RecoveryError::Detach(e))
+            }
+            Err(ReplaceError::Move { old, source: e }) => {
+                // The old mounts are off: mount in place (a short window on the bare
+                // directory) rather than leave the mountpoint empty.
+                self.report_old(&old, t);
+                self.step_done("move", t, Err(e.to_string()));
+                self.discard_stage(&stage).await;
+                let t = clock_now();
+                let req = self.request(server, &mp);
+                match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
+                    Ok(()) => self.step_done("mount", t, Ok(Some(server.to_string()))),
+                    Err(e) => {
+                        self.step_done("mount", t, Err(e.to_string()));
+                        return Err(mount_err(e));
+                    }
+                }
+                self.verify(&mp).await
+            }
+        }
+    }
+
+    /// A mount.nfs request for this mount from `server` at `at`.
+    fn request(&self, server: &str, at: &Path) -> MountRequest {
+        MountRequest {
+            server: server.to_string(),
+            export: self.mount.export.clone(),
+            mountpoint: at.to_path_buf(),
+            version: self.mount.nfs_version.mount_option().to_string(),
+            options: self.mount.options.clone(),
+        }
+    }
+
+    /// One `umount-force` step per old mount taken off, plus `umount-detach` for the
+    /// busy ones.
+    fn report_old(&mut self, old: &[Umounted], t: Instant) {
+        for u in old {
+            match u {
+                Umounted::Gone => self.step_done("umount-force", t, Ok(None)),
+                Umounted::Detached => {
+                    self.step_done("umount-force", t, Ok(Some("busy".into())));
+                    self.step_done("umount-detach", clock_now(), Ok(None));
+                }
+            }
+        }
+    }
+
+    /// Take a staged mount away again (it is not in use) and remove its directory.
+    async fn discard_stage(&mut self, stage: &Path) {
+        let table = self.host.mount_table().unwrap_or_default();
+        if table.iter().any(|m| m.mountpoint == stage) {
+            let _ = self
+                .host
+                .umount(stage, true, self.settings.umount_timeout)
+                .await;
+        }
+        let _ = self.host.remove_stage_dir(stage);
     }
 
     /// Force, then lazily detach, every NFS mount stacked on the mountpoint; then wait

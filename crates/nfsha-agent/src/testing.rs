@@ -4,7 +4,10 @@
 //! never picks it up by itself. It records every call in order so tests can assert
 //! that a recovery touched only its own mountpoint, and in which order.
 
-use crate::host::{Host, HostError, MountRequest, Mounted, ServerProbe, Umounted, topmost};
+use crate::host::{
+    Host, HostError, MountRequest, Mounted, NfsClient, ReplaceError, Replaced, ServerProbe,
+    Umounted, topmost,
+};
 use nfsha_core::ProbeOutcome;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,8 @@ pub enum Call {
     Umount(PathBuf, bool, bool),
     /// `nfs_superblock_alive(dev)`.
     SuperblockAlive((u32, u32)),
+    /// `mount(MS_MOVE)` of a staged mount onto its mountpoint: `(staged, target)`.
+    Move(PathBuf, PathBuf),
     /// `mount_nfs(server, mountpoint)`.
     Mount(String, PathBuf),
     /// `trigger_automount(mountpoint)`.
@@ -52,6 +57,10 @@ struct Inner {
     /// Polls a busy mount's superblock stays alive after it is detached.
     linger_polls: HashMap<PathBuf, u32>,
     next_dev: u32,
+    clients: Vec<NfsClient>,
+    move_fails: Option<i32>,
+    next_stage: u32,
+    stage_dirs: Vec<PathBuf>,
     calls: Vec<Call>,
 }
 
@@ -92,6 +101,7 @@ impl FakeHost {
             server: Some(server.into()),
             export: Some("/export".into()),
             dev,
+            addr_mapped: false,
         });
         i.probes
             .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
@@ -113,6 +123,21 @@ impl FakeHost {
         self.inner().linger_polls.insert(mountpoint.into(), polls);
     }
 
+    /// What `/proc/fs/nfsfs/servers` lists.
+    pub fn set_nfs_clients(&self, clients: Vec<NfsClient>) {
+        self.inner().clients = clients;
+    }
+
+    /// Make every `MS_MOVE` fail with `errno` (0 clears).
+    pub fn set_move_failure(&self, errno: i32) {
+        self.inner().move_fails = (errno != 0).then_some(errno);
+    }
+
+    /// Stage directories created and not removed yet.
+    pub fn stage_dirs(&self) -> Vec<PathBuf> {
+        self.inner().stage_dirs.clone()
+    }
+
     /// Set whether a server answers RPC probes.
     pub fn set_server(&self, host: &str, reachable: bool) {
         self.inner().servers.insert(host.into(), reachable);
@@ -126,6 +151,29 @@ impl FakeHost {
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.inner().calls.clone()
+    }
+
+    /// Every call so far, with each staged mount shown where it ended up: a
+    /// `Mount(server, stage)` later moved onto `target` reads `Mount(server, target)`
+    /// (at the position of the mount, which is before the old mount was taken off),
+    /// and the `Move` itself is left out.
+    pub fn resolved_calls(&self) -> Vec<Call> {
+        let calls = self.calls();
+        let mut out = Vec::new();
+        for (i, c) in calls.iter().enumerate() {
+            match c {
+                Call::Move(..) => {}
+                Call::Mount(server, at) => {
+                    let target = calls[i + 1..].iter().find_map(|later| match later {
+                        Call::Move(from, to) if from == at => Some(to.clone()),
+                        _ => None,
+                    });
+                    out.push(Call::Mount(server.clone(), target.unwrap_or(at.clone())));
+                }
+                other => out.push(other.clone()),
+            }
+        }
+        out
     }
 
     /// The current mount table.
@@ -224,6 +272,72 @@ impl Host for FakeHost {
         }
     }
 
+    fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError> {
+        Ok(self.inner().clients.clone())
+    }
+
+    fn stage_dir(&self) -> Result<PathBuf, HostError> {
+        let mut i = self.inner();
+        i.next_stage += 1;
+        let dir = PathBuf::from(format!("/run/nfsha/stage/{}", i.next_stage));
+        i.stage_dirs.push(dir.clone());
+        Ok(dir)
+    }
+
+    fn remove_stage_dir(&self, dir: &Path) -> Result<(), HostError> {
+        let mut i = self.inner();
+        if i.table.iter().any(|m| m.mountpoint == dir) {
+            return Err(HostError::Errno {
+                op: "rmdir",
+                errno: libc::EBUSY,
+            });
+        }
+        i.stage_dirs.retain(|d| d != dir);
+        Ok(())
+    }
+
+    async fn replace(
+        &self,
+        staged: &Path,
+        target: &Path,
+        old: u32,
+        deadline: Duration,
+    ) -> Result<Replaced, ReplaceError> {
+        let mut out = Vec::new();
+        for _ in 0..old {
+            out.push(
+                self.umount(target, true, deadline)
+                    .await
+                    .map_err(ReplaceError::Umount)?,
+            );
+        }
+        let mut i = self.inner();
+        i.calls.push(Call::Move(staged.into(), target.into()));
+        let failed = i
+            .move_fails
+            .or_else(|| (!i.table.iter().any(|m| m.mountpoint == staged)).then_some(libc::EINVAL));
+        if let Some(errno) = failed {
+            return Err(ReplaceError::Move {
+                old: out,
+                source: HostError::Errno {
+                    op: "mount(MS_MOVE)",
+                    errno,
+                },
+            });
+        }
+        let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == staged) else {
+            unreachable!("checked above");
+        };
+        let mut m = i.table.remove(pos);
+        m.mountpoint = target.to_path_buf();
+        i.table.push(m);
+        let script = i.probes.remove(staged);
+        if let Some(script) = script {
+            i.probes.insert(target.to_path_buf(), script);
+        }
+        Ok(Replaced { old: out })
+    }
+
     async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {
         let mut i = self.inner();
         i.calls
@@ -232,12 +346,17 @@ impl Host for FakeHost {
             return Err(HostError::Errno { op: "mount", errno });
         }
         let dev = i.new_dev();
+        let (server, addr_mapped) = match req.server.strip_prefix("::ffff:") {
+            Some(v4) => (v4.to_string(), true),
+            None => (req.server.clone(), false),
+        };
         i.table.push(Mounted {
             mountpoint: req.mountpoint.clone(),
             fstype: "nfs4".into(),
-            server: Some(req.server.clone()),
+            server: Some(server),
             export: Some(req.export.clone()),
             dev,
+            addr_mapped,
         });
         i.probes
             .insert(req.mountpoint.clone(), ProbeScript::Answer(healthy()));

@@ -3,7 +3,7 @@
 
 use nfsha_agent::testing::{Call, FakeHost, ProbeScript};
 use nfsha_agent::{Agent, Emitter};
-use nfsha_config::{Config, FailbackPolicy, MountConfig, ServerRef};
+use nfsha_config::{Config, FailbackPolicy, MountConfig, MountMode, ServerRef};
 use nfsha_core::{EventKind, MountState, ProbeOp, ProbeOutcome};
 use std::path::Path;
 use std::sync::Arc;
@@ -71,19 +71,21 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
         vec![Path::new("/airflow/dags").to_path_buf()],
         "only the stale mount may be unmounted"
     );
-    let calls = host.calls();
+    let calls = host.resolved_calls();
     let tail: Vec<&Call> = calls
         .iter()
         .filter(|c| matches!(c, Call::Umount(..) | Call::Mount(..) | Call::Hook(..)))
         .collect();
+    // The new mount is made (staged) before the old one is taken off.
     assert_eq!(
         tail,
         vec![
-            &Call::Umount("/airflow/dags".into(), true, false),
             &Call::Mount("vip".into(), "/airflow/dags".into()),
+            &Call::Umount("/airflow/dags".into(), true, false),
             &Call::Hook(hooks[0].clone()),
         ]
     );
+    assert!(host.stage_dirs().is_empty(), "stage directory removed");
     let ev = events.lock().unwrap().clone();
     let change = ev
         .iter()
@@ -130,22 +132,38 @@ async fn a_busy_mount_is_detached_lazily_after_the_forced_umount_fails() {
     assert_eq!(state_of(&agent, "/airflow/logs"), MountState::Healthy);
 }
 
+/// Start an agent on `host` with one mount at `/m`, let it settle, force a recovery.
+async fn recover_once(
+    host: &FakeHost,
+    m: MountConfig,
+) -> (Agent<FakeHost>, nfsha_agent::recovery::RecoveryReport) {
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![m]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    (agent, report)
+}
+
+fn autofs_mount(mp: &str, servers: &[&str]) -> MountConfig {
+    let mut m = mount(mp, servers);
+    m.mode = MountMode::Autofs;
+    m
+}
+
 #[tokio::test(start_paused = true)]
-async fn the_mount_waits_until_the_detached_superblock_is_freed() {
+async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
     // A call in flight keeps the detached superblock alive for 5 polls (100 ms): the
-    // new mount must come after the kernel freed it, or it would share its transport.
+    // re-trigger must come after the kernel freed it, or autofs' new mount would share
+    // the old kernel client and its transport.
     let host = FakeHost::new();
     host.set_server("vip", true);
     host.add_nfs_mount("/m", "vip");
     host.set_busy("/m", true);
     host.set_linger("/m", 5);
-    let agent = Agent::start(
-        Arc::new(host.clone()),
-        config(vec![mount("/m", &["vip"])]),
-        Emitter::collector().0,
-    );
-    run_for(Duration::from_millis(1500)).await;
-    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
@@ -155,7 +173,7 @@ async fn the_mount_waits_until_the_detached_superblock_is_freed() {
             "umount-force",
             "umount-detach",
             "release",
-            "mount",
+            "trigger",
             "verify"
         ]
     );
@@ -175,30 +193,24 @@ async fn the_mount_waits_until_the_detached_superblock_is_freed() {
         .iter()
         .rposition(|c| matches!(c, Call::SuperblockAlive(..)))
         .unwrap();
-    let mount_at = calls
+    let trigger_at = calls
         .iter()
-        .position(|c| matches!(c, Call::Mount(..)))
+        .position(|c| matches!(c, Call::Trigger(..)))
         .unwrap();
     assert!(
-        last_poll < mount_at,
-        "mounted before the release: {calls:?}"
+        last_poll < trigger_at,
+        "triggered before the release: {calls:?}"
     );
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_superblock_held_by_open_files_delays_the_mount_by_the_bound_only() {
+async fn a_superblock_held_by_open_files_delays_the_re_trigger_by_the_bound_only() {
     let host = FakeHost::new();
     host.set_server("vip", true);
     host.add_nfs_mount("/m", "vip");
     host.set_busy("/m", true);
     host.set_linger("/m", u32::MAX);
-    let agent = Agent::start(
-        Arc::new(host.clone()),
-        config(vec![mount("/m", &["vip"])]),
-        Emitter::collector().0,
-    );
-    run_for(Duration::from_millis(1500)).await;
-    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
     let release = report.steps.iter().find(|s| s.step == "release").unwrap();
     assert_eq!(release.outcome, "ok");
@@ -214,7 +226,118 @@ async fn a_superblock_held_by_open_files_delays_the_mount_by_the_bound_only() {
         (bound..=bound + 40).contains(&release.duration_ms),
         "{release:?}"
     );
-    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
+    // The new mount is made at a staging point from the address form the old mount did
+    // not use (its kernel client may sit in reconnect back-off), verified there, and
+    // only then does one request take the busy old mount off and move the new one in.
+    let host = FakeHost::new();
+    host.set_server("10.99.0.100", true);
+    host.add_nfs_mount("/m", "10.99.0.100");
+    host.set_busy("/m", true);
+    host.set_nfs_clients(vec![nfsha_agent::host::NfsClient {
+        version: "v4".into(),
+        addr: "10.99.0.100".parse().unwrap(),
+        port: 2049,
+    }]);
+    let (agent, report) = recover_once(&host, mount("/m", &["10.99.0.100"])).await;
+    assert!(report.ok, "{report:?}");
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        vec![
+            "select-server",
+            "mount",
+            "verify",
+            "umount-force",
+            "umount-detach",
+            "move"
+        ]
+    );
+    let mount_detail = report.steps[1].detail.as_deref().unwrap();
+    assert!(
+        mount_detail.starts_with("::ffff:10.99.0.100 at /run/nfsha/stage/"),
+        "{mount_detail}"
+    );
+    let calls = host.calls();
+    let stage = match calls.iter().find(|c| matches!(c, Call::Mount(..))) {
+        Some(Call::Mount(_, at)) => at.clone(),
+        _ => panic!("no mount: {calls:?}"),
+    };
+    let probe_stage = calls.iter().position(|c| *c == Call::Probe(stage.clone()));
+    let first_umount = calls
+        .iter()
+        .position(|c| matches!(c, Call::Umount(p, ..) if p == Path::new("/m")));
+    assert!(
+        probe_stage.is_some() && probe_stage < first_umount,
+        "verified at the staging point before the old mount was touched: {calls:?}"
+    );
+    let table = host.table();
+    let top = table
+        .iter()
+        .rev()
+        .find(|m| m.mountpoint == Path::new("/m"))
+        .unwrap();
+    assert!(top.addr_mapped);
+    assert_eq!(top.server.as_deref(), Some("10.99.0.100"));
+    assert!(host.stage_dirs().is_empty());
+    assert_eq!(
+        state_of(&agent, "/m"),
+        MountState::Healthy,
+        "mapped form is the same server"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_staged_mount_leaves_the_old_mount_alone() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    host.set_mount_failure("vip", libc::EACCES);
+    let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
+    assert!(!report.ok);
+    assert!(host.umounted().is_empty(), "the old mount was not touched");
+    assert!(host.stage_dirs().is_empty(), "stage directory removed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_move_falls_back_to_mounting_in_place() {
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    host.set_move_failure(libc::EINVAL);
+    let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
+    assert!(report.ok, "{report:?}");
+    let steps: Vec<(&str, &str)> = report
+        .steps
+        .iter()
+        .map(|s| (s.step.as_str(), s.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            ("select-server", "ok"),
+            ("mount", "ok"),
+            ("verify", "ok"),
+            ("umount-force", "ok"),
+            ("move", "failed"),
+            ("mount", "ok"),
+            ("verify", "ok"),
+        ]
+    );
+    assert!(
+        host.calls()
+            .contains(&Call::Mount("vip".into(), "/m".into()))
+    );
+    assert!(host.stage_dirs().is_empty());
+    assert!(
+        host.table()
+            .iter()
+            .all(|m| !m.mountpoint.starts_with("/run/nfsha/stage")),
+        "the staged mount was taken away"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -268,7 +391,7 @@ async fn remounts_from_the_first_reachable_server_in_preference_order() {
     host.set_probe("/m", stale());
     run_for(Duration::from_secs(4)).await;
     assert!(
-        host.calls()
+        host.resolved_calls()
             .contains(&Call::Mount("nfs-2".into(), "/m".into()))
     );
     let st = agent.status().snapshot().mounts["/m"].clone();
@@ -320,7 +443,7 @@ async fn direct_mode_mounts_an_unmounted_path() {
     );
     run_for(Duration::from_secs(4)).await;
     assert!(
-        host.calls()
+        host.resolved_calls()
             .contains(&Call::Mount("vip".into(), "/m".into()))
     );
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
@@ -346,7 +469,7 @@ async fn a_mount_from_an_unknown_server_is_wrong_server_and_is_moved() {
             .any(|e| e.to.as_deref() == Some("wrong-server"))
     );
     assert!(
-        host.calls()
+        host.resolved_calls()
             .contains(&Call::Mount("nfs-1".into(), "/m".into()))
     );
     assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
@@ -409,18 +532,12 @@ async fn forced_recovery_through_the_handle_reports_every_step() {
     let host = FakeHost::new();
     host.set_server("vip", true);
     host.add_nfs_mount("/m", "vip");
-    let agent = Agent::start(
-        Arc::new(host.clone()),
-        config(vec![mount("/m", &["vip"])]),
-        Emitter::collector().0,
-    );
-    run_for(Duration::from_millis(1500)).await;
-    let report = agent.handle().recover(Path::new("/m")).await.unwrap();
+    let (agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        vec!["select-server", "umount-force", "mount", "verify"]
+        vec!["select-server", "mount", "verify", "umount-force", "move"]
     );
     let err = agent
         .handle()
@@ -476,7 +593,7 @@ async fn follows_the_cluster_leader_and_never_goes_back_to_a_lower_epoch() {
     assert!(agent.handle().set_leader(leader("nfs-2", 12)));
     run_for(Duration::from_secs(2)).await;
     assert!(
-        host.calls()
+        host.resolved_calls()
             .contains(&Call::Mount("nfs-2".into(), "/m".into()))
     );
     assert_eq!(
@@ -497,7 +614,7 @@ async fn follows_the_cluster_leader_and_never_goes_back_to_a_lower_epoch() {
     run_for(Duration::from_secs(6)).await;
     assert!(
         !host
-            .calls()
+            .resolved_calls()
             .iter()
             .skip_while(|c| **c != Call::Mount("nfs-2".into(), "/m".into()))
             .any(|c| *c == Call::Mount("nfs-1".into(), "/m".into())),

@@ -1,7 +1,8 @@
 //! nfsha-sys: nfsha's seam to the kernel.
 //!
 //! Role: the mount table ([`mountinfo`]), the syscall trait for umount/statfs/readdir
-//! ([`ops`]), hang-proof worker processes and their pool ([`worker`]), and external
+//! ([`ops`]), the private staging area for new mounts ([`staging`]), hang-proof worker
+//! processes and their pool ([`worker`]), and external
 //! commands under a deadline ([`command`]). The daemon's own threads only read
 //! mountinfo and talk to workers; any call that may block on a dead NFS server runs
 //! in a worker process that can be killed (or, if the kernel will not let it die,
@@ -10,6 +11,7 @@
 pub mod command;
 pub mod mountinfo;
 pub mod ops;
+pub mod staging;
 pub mod worker;
 
 pub use command::{CommandError, CommandOutput, mount_nfs_argv, run_command};

@@ -28,6 +28,8 @@ pub enum SysOp {
     Open,
     /// `getdents64`.
     Readdir,
+    /// `mount(MS_MOVE)`.
+    Move,
 }
 
 impl fmt::Display for SysOp {
@@ -38,6 +40,7 @@ impl fmt::Display for SysOp {
             SysOp::Stat => "stat",
             SysOp::Open => "open",
             SysOp::Readdir => "getdents64",
+            SysOp::Move => "mount(MS_MOVE)",
         })
     }
 }
@@ -118,6 +121,9 @@ pub trait MountOps: Send + Sync {
     fn stat(&self, path: &Path) -> Result<(), OpsError>;
     /// `open(path, O_DIRECTORY)` and one `getdents64`; returns the bytes read.
     fn read_dir_once(&self, path: &Path) -> Result<usize, OpsError>;
+    /// `mount(from, to, NULL, MS_MOVE, NULL)`: move the mount at `from` onto `to`.
+    /// Fails `EINVAL` when `from`'s parent mount is shared.
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError>;
 }
 
 /// The real implementation, through rustix.
@@ -168,6 +174,10 @@ impl MountOps for RustixMountOps {
             Some(Err(e)) => Err(OpsError::from_io(SysOp::Readdir, e)),
         }
     }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
+        rustix::mount::mount_move(from, to).map_err(|e| OpsError::from_io(SysOp::Move, e))
+    }
 }
 
 /// One recorded call of [`RecordingMountOps`].
@@ -194,6 +204,13 @@ pub enum RecordedCall {
     ReadDirOnce {
         /// Target.
         path: PathBuf,
+    },
+    /// `mount(MS_MOVE)`.
+    Move {
+        /// Source mount.
+        from: PathBuf,
+        /// Destination.
+        to: PathBuf,
     },
 }
 
@@ -281,6 +298,16 @@ impl MountOps for RecordingMountOps {
             SysOp::Open,
         )
         .map(|()| 0)
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
+        self.record(
+            RecordedCall::Move {
+                from: from.to_path_buf(),
+                to: to.to_path_buf(),
+            },
+            SysOp::Move,
+        )
     }
 }
 

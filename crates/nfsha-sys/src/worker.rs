@@ -83,6 +83,18 @@ pub enum WorkerRequest {
         /// Detach (lazily) if still mounted.
         detach: bool,
     },
+    /// Put a staged mount in place of the mount(s) at `target`: `old` times
+    /// `umount2(target, MNT_FORCE)` and, if that fails, `MNT_DETACH`; then
+    /// `mount(staged, target, MS_MOVE)`. One request, so the gap in which `target`
+    /// shows the bare directory is a few syscalls long.
+    Replace {
+        /// The staged mount.
+        staged: PathBuf,
+        /// Mountpoint.
+        target: PathBuf,
+        /// How many mounts to take off `target` first (0: nothing mounted there).
+        old: u32,
+    },
     /// `stat` + open + one getdents64 of `path`, to make autofs mount it.
     Trigger {
         /// Mountpoint.
@@ -99,6 +111,7 @@ impl WorkerRequest {
             WorkerRequest::Probe { path }
             | WorkerRequest::Umount { path, .. }
             | WorkerRequest::Trigger { path } => Some(path),
+            WorkerRequest::Replace { target, .. } => Some(target),
             WorkerRequest::Ping => None,
         }
     }
@@ -111,6 +124,7 @@ impl WorkerRequest {
                 Some((path.clone(), true))
             }
             WorkerRequest::Umount { path, .. } => Some((path.clone(), false)),
+            WorkerRequest::Replace { target, .. } => Some((target.clone(), false)),
             WorkerRequest::Ping => None,
         }
     }
@@ -140,6 +154,16 @@ pub enum WorkerResponse {
         steps: Vec<UmountStep>,
         /// The errno of the last call, `None` if the mount is gone.
         errno: Option<i32>,
+    },
+    /// Answer to [`WorkerRequest::Replace`].
+    Replace {
+        /// Every umount2 call made, in order.
+        steps: Vec<UmountStep>,
+        /// The errno of the umount that could not take an old mount off (then no
+        /// move was tried).
+        umount_errno: Option<i32>,
+        /// The errno of `MS_MOVE`, `None` if the staged mount is in place.
+        move_errno: Option<i32>,
     },
     /// Answer to [`WorkerRequest::Trigger`].
     Trigger {
@@ -172,7 +196,7 @@ fn probe_op(op: SysOp) -> ProbeOp {
         SysOp::Statfs => ProbeOp::Statfs,
         SysOp::Stat => ProbeOp::Stat,
         SysOp::Readdir => ProbeOp::Readdir,
-        SysOp::Open | SysOp::Umount => ProbeOp::Open,
+        SysOp::Open | SysOp::Umount | SysOp::Move => ProbeOp::Open,
     }
 }
 
@@ -192,6 +216,33 @@ pub fn probe_here(ops: &dyn MountOps, path: &Path) -> ProbeOutcome {
     }
 }
 
+fn umount_step(
+    ops: &dyn MountOps,
+    path: &Path,
+    flags: UmountFlags,
+    steps: &mut Vec<UmountStep>,
+) -> Option<i32> {
+    let errno = ops.umount(path, flags).err().map(|e| e.errno);
+    steps.push(UmountStep {
+        flags: flags.to_string(),
+        errno,
+    });
+    errno
+}
+
+/// `MNT_FORCE`, then (if it failed and `detach`) `MNT_DETACH`; the last errno.
+fn force_then_detach(
+    ops: &dyn MountOps,
+    path: &Path,
+    detach: bool,
+    steps: &mut Vec<UmountStep>,
+) -> Option<i32> {
+    match umount_step(ops, path, UmountFlags::FORCE, steps) {
+        Some(_) if detach => umount_step(ops, path, UmountFlags::DETACH, steps),
+        other => other,
+    }
+}
+
 /// Execute one request in the current process (the worker side; may block).
 pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse {
     match req {
@@ -204,26 +255,43 @@ pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse
             detach,
         } => {
             let mut steps = Vec::new();
-            let mut call = |flags: UmountFlags| {
-                let errno = ops.umount(path, flags).err().map(|e| e.errno);
-                steps.push(UmountStep {
-                    flags: flags.to_string(),
-                    errno,
-                });
-                errno
-            };
             let errno = if *force {
-                match call(UmountFlags::FORCE) {
-                    Some(_) if *detach => call(UmountFlags::DETACH),
-                    other => other,
-                }
+                force_then_detach(ops, path, *detach, &mut steps)
             } else {
-                call(UmountFlags {
-                    force: false,
-                    detach: *detach,
-                })
+                umount_step(
+                    ops,
+                    path,
+                    UmountFlags {
+                        force: false,
+                        detach: *detach,
+                    },
+                    &mut steps,
+                )
             };
             WorkerResponse::Umount { steps, errno }
+        }
+        WorkerRequest::Replace {
+            staged,
+            target,
+            old,
+        } => {
+            let mut steps = Vec::new();
+            let mut umount_errno = None;
+            for _ in 0..*old {
+                umount_errno = force_then_detach(ops, target, true, &mut steps);
+                if umount_errno.is_some() {
+                    break;
+                }
+            }
+            let move_errno = match umount_errno {
+                Some(_) => None,
+                None => ops.move_mount(staged, target).err().map(|e| e.errno),
+            };
+            WorkerResponse::Replace {
+                steps,
+                umount_errno,
+                move_errno,
+            }
         }
         WorkerRequest::Trigger { path } => {
             match ops.stat(path).and_then(|()| ops.read_dir_once(path)) {
@@ -724,6 +792,85 @@ mod tests {
         );
         assert!(matches!(r, WorkerResponse::Umount { errno: None, ref steps } if steps.len() == 1));
         assert_eq!(ops.calls().len(), 1);
+    }
+
+    #[test]
+    fn replace_detaches_a_busy_old_mount_then_moves_the_staged_one_in() {
+        let ops = RecordingMountOps::new();
+        ops.fail_call(1, libc::EBUSY);
+        let r = handle_request(
+            &ops,
+            &WorkerRequest::Replace {
+                staged: "/run/nfsha/stage/1".into(),
+                target: "/m".into(),
+                old: 1,
+            },
+        );
+        assert_eq!(
+            r,
+            WorkerResponse::Replace {
+                steps: vec![
+                    UmountStep {
+                        flags: "MNT_FORCE".into(),
+                        errno: Some(libc::EBUSY)
+                    },
+                    UmountStep {
+                        flags: "MNT_DETACH".into(),
+                        errno: None
+                    },
+                ],
+                umount_errno: None,
+                move_errno: None,
+            }
+        );
+        assert_eq!(
+            ops.calls()[2],
+            RecordedCall::Move {
+                from: "/run/nfsha/stage/1".into(),
+                to: "/m".into()
+            }
+        );
+    }
+
+    #[test]
+    fn replace_moves_nothing_when_the_old_mount_stays() {
+        let ops = RecordingMountOps::new();
+        ops.fail_call(1, libc::EBUSY).fail_call(2, libc::EPERM);
+        let r = handle_request(
+            &ops,
+            &WorkerRequest::Replace {
+                staged: "/s".into(),
+                target: "/m".into(),
+                old: 2,
+            },
+        );
+        assert!(
+            matches!(
+                r,
+                WorkerResponse::Replace {
+                    umount_errno: Some(libc::EPERM),
+                    move_errno: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(ops.calls().len(), 2, "no move, no second umount");
+        // Nothing mounted on the target: just the move, and its failure is reported.
+        let ops = RecordingMountOps::new();
+        ops.fail_call(1, libc::EINVAL);
+        let r = handle_request(
+            &ops,
+            &WorkerRequest::Replace {
+                staged: "/s".into(),
+                target: "/m".into(),
+                old: 0,
+            },
+        );
+        assert!(
+            matches!(r, WorkerResponse::Replace { ref steps, umount_errno: None, move_errno: Some(libc::EINVAL) } if steps.is_empty()),
+            "{r:?}"
+        );
     }
 
     #[test]
