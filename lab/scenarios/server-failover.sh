@@ -56,6 +56,10 @@ SL_BAD_MS=${SL_BAD_MS:-1000}
 # leaves 1.5 s, i.e. one renewal that etcd answers late under TCG emulation on a loaded
 # host fences a healthy leader; 1.2 s leaves 2.8 s (two renewal attempts).
 SL_SAFETY_MARGIN=${SL_SAFETY_MARGIN:-1200ms}
+# SL_SHIP=1: [server.replication] ships each leader's copy (/srv/NODE, rsync) to the
+# standbys every SL_SHIP_INTERVAL, with a final sync on the switchover.
+SL_SHIP=${SL_SHIP:-0}
+SL_SHIP_INTERVAL=${SL_SHIP_INTERVAL:-10s}
 SL_STATE=$LAB_STATE/serverlab
 mkdir -p "$SL_STATE"
 
@@ -114,13 +118,47 @@ address = "$LAB_VIP"
 prefix = 24
 interface = "eth0"
 EOF
+    if [ "$SL_SHIP" = 1 ]; then
+        cat >>"$f" <<EOF
+
+[server.replication]
+interval = "$SL_SHIP_INTERVAL"
+max_lag = "120s"
+ship_command = ["/var/lab/$n/ship.sh"]
+promote_command = ["true"]
+EOF
+        # Run by the leader (through the prefix) once per standby: its exported copy
+        # (/srv/airflow/* in its mount namespace) onto the standby's (/srv/TARGET/*,
+        # visible in every node: lab_data_init mounted it before the nodes were made).
+        cat >"/var/lab/$n/ship.sh" <<'EOF'
+#!/bin/sh
+set -e
+case $NFSHA_TARGET_NODE in nfs-1 | nfs-2) ;; *) echo "unknown target '$NFSHA_TARGET_NODE'" >&2; exit 2 ;; esac
+for d in dags logs; do rsync -a --delete "/srv/airflow/$d/" "/srv/$NFSHA_TARGET_NODE/$d/"; done
+echo "$(date +%s%3N) $(hostname) epoch=$NFSHA_EPOCH final=$NFSHA_FINAL_SYNC" >>"/var/lab/$NFSHA_TARGET_NODE/shipped.log"
+EOF
+        chmod +x "/var/lab/$n/ship.sh"
+        : >"/var/lab/$n/shipped.log"
+    fi
     # Run before rpc.nfsd (through the prefix, so inside the server's namespaces):
-    # rpcbind and mountd of this server, started only when not already running.
+    # rpcbind, mountd and nfsdcld of this server, started only when not already running.
+    # nfsdcld is what lets the controller end grace: in a network namespace other than the
+    # initial one the kernel refuses its other client-tracking methods (the umh upcall and
+    # the legacy recovery directory: "attempt to initialize ... client tracking in a
+    # container ignored"), nfsd then runs with no client tracking, and since the 6.1.y
+    # backport of nfsd4_force_end_grace() a write to v4_end_grace without client tracking
+    # fails EBUSY. nfsdcld talks to the nfsd of the network namespace whose rpc_pipefs it
+    # opens, so rpc_pipefs is mounted here, from inside the node.
     local a; a=$(lab_anchor "$n")
     cat >"/var/lab/$n/before-nfsd.sh" <<EOF
 #!/bin/sh
 pgrep --ns $a --nslist net -x rpcbind >/dev/null || rpcbind -w
 pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
+if [ -z "${SL_NO_NFSDCLD:-}" ]; then
+    mkdir -p /var/lib/nfs/rpc_pipefs /var/lib/nfs/nfsdcld
+    grep -q ' /var/lib/nfs/rpc_pipefs ' /proc/self/mounts || mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs
+    pgrep --ns $a --nslist net -x nfsdcld >/dev/null || nfsdcld </dev/null >/dev/null 2>&1
+fi
 exit 0
 EOF
     cat >"/var/lab/$n/after-nfsd-stop.sh" <<EOF
@@ -349,6 +387,8 @@ if sl_etcd_start; then
     else
         lab_note "nfs-2 did not come up serving within 30 s"
     fi
+    # A file only nfs-2 (the leader) has: shipped to nfs-1 when it joins (SL_SHIP=1).
+    [ "$SL_SHIP" = 1 ] && echo "written on nfs-2 at $(sl_ms)" >/srv/nfs-2/logs/ship-marker
     sl_server_start nfs-1
     sleep 3
     for s in nfs-1 nfs-2; do
@@ -387,6 +427,10 @@ if sl_etcd_start; then
     lab_on nfs-2 rpc.nfsd 0
     lab_event fault "SIGKILL controller nfs-2 + rpc.nfsd 0"
     sl_wait_serving kill nfs-1 "$t0"
+    if [ "$SL_SHIP" = 1 ]; then
+        lab_check ship-marker-on-new-leader "$([ -f /srv/nfs-1/logs/ship-marker ] && echo 1 || echo 0)" \
+            "nfs-1 serves a file written only on nfs-2 before the kill: $(cat /srv/nfs-1/logs/ship-marker 2>&1)"
+    fi
     sleep 15
     sl_server_start nfs-2 # returns as standby (no failback)
     sl_slot_rest "$t0"
@@ -424,6 +468,7 @@ if sl_etcd_start; then
     sleep 15
     lab_on nfs-1 sh -c 'rpc.nfsd 0; exportfs -au; exportfs -f' >/dev/null 2>&1
     pkill --ns "${SL_ANCHOR[nfs-1]}" --nslist net -x rpc.mountd
+    pkill --ns "${SL_ANCHOR[nfs-1]}" --nslist net -x nfsdcld
     lab_vip_del nfs-1
     ip -n nfs-1 link set eth0 up
     lab_mark crash-rebooted
@@ -458,8 +503,8 @@ if sl_etcd_start; then
         ho=$(sl_clients_healthy "$name" "$ft" "$te" open- | jq -r '.healthy_ms')
         lab_figure "${name}_open_clients_healthy_s" "$(lab_ms_to_s "$ho")" s
         if [ "$st" != null ] && [ "$ho" != null ] && [ "$hm" != null ]; then
-            lab_figure "${name}_ls_healthy_after_serving_s" "$(lab_ms_to_s $((hm - (st - ft))))" s
-            lab_figure "${name}_open_healthy_after_serving_s" "$(lab_ms_to_s $((ho - (st - ft))))" s
+            lab_figure "${name}_ls_healthy_after_serving_s" "$(lab_ms_to_s "$(awk -v h="$hm" -v s="$st" -v f="$ft" 'BEGIN{print h - (s - f)}')")" s
+            lab_figure "${name}_open_healthy_after_serving_s" "$(lab_ms_to_s "$(awk -v h="$ho" -v s="$st" -v f="$ft" 'BEGIN{print h - (s - f)}')")" s
             lab_figure "${name}_open_slowest_after_serving_s" "$(lab_ms_to_s "$(sl_max_latency "$st" "$te")")" s
         fi
         ar=$(sl_agent_recovered "$ft" "$te")
@@ -484,6 +529,15 @@ if sl_etcd_start; then
                 ;;
         esac
     done
+    if [ "$SL_SHIP" = 1 ]; then
+        for s in nfs-1 nfs-2; do
+            lab_figure "ships_to_$s" "$(grep -c . "/var/lab/$s/shipped.log")"
+            lab_figure "final_syncs_to_$s" "$(grep -c 'final=1' "/var/lab/$s/shipped.log")"
+            cp "/var/lab/$s/shipped.log" "$LAB_OUT/shipped-to-$s.log"
+        done
+        lab_check switchover-final-sync "$(grep -q 'final=1' /var/lab/nfs-1/shipped.log && echo 1 || echo 0)" \
+            "final sync to nfs-1 during the switchover: $(grep -c 'final=1' /var/lab/nfs-1/shipped.log)"
+    fi
     read -r n v e th gap <<<"$(sl_overlaps)"
     lab_figure samples "$n"
     lab_figure sample_max_gap_ms "$gap" ms
@@ -506,6 +560,7 @@ done
 sleep 2
 for s in nfs-1 nfs-2; do
     for p in $(sl_guard_pids "$s"); do kill -TERM "$p" 2>/dev/null; done
+    pkill --ns "$(lab_anchor "$s")" --nslist net -x nfsdcld
 done
 touch "$SL_STATE/sampler-stop"
 [ -f "$SL_STATE/etcd.pid" ] && kill "$(cat "$SL_STATE/etcd.pid")" 2>/dev/null

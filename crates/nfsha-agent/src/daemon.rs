@@ -2,8 +2,10 @@
 //! log, the control socket, `/metrics` + `/healthz`, signals and systemd.
 //!
 //! Signals: SIGTERM/SIGINT stop cleanly (mounts are left as they are); SIGHUP reloads
-//! the config — an invalid new config is refused, logged with every diagnostic, and
-//! the old one stays in effect. systemd: `READY=1` once every task runs, `WATCHDOG=1`
+//! the config — mounts, and the endpoints (control socket, HTTP listen
+//! address, event log, etcd leader watch). An invalid new config, or one whose new
+//! socket/port cannot be bound or event log opened, is refused as a whole, logged with
+//! every diagnostic, and the old one stays in effect. systemd: `READY=1` once every task runs, `WATCHDOG=1`
 //! only while [`Agent::alive`] says every task made progress recently, `STOPPING=1`.
 
 use crate::control::{self, ControlError, EventSource};
@@ -53,12 +55,6 @@ pub async fn run(
             "detached mounts left in the staging area by an earlier agent"
         );
     }
-    let socket_path = config.agent.control_socket.clone();
-    let listener = control::bind(&socket_path)?;
-    let http = match config.agent.listen {
-        Some(addr) => Some(nfsha_metrics::bind(addr).await?),
-        None => None,
-    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
@@ -71,39 +67,10 @@ pub async fn run(
             None => sink.recent(),
         })
     };
-    let control_task = tokio::spawn(control::serve(listener, agent.handle(), events));
-    let follow_task = config.agent.cluster.as_ref().map(|c| {
-        let handle = agent.handle();
-        let stream = nfsha_server::watch_leader(c.etcd_endpoints.clone(), c.cluster.clone());
-        tracing::info!(cluster = %c.cluster, "following the server cluster's leader in etcd");
-        tokio::spawn(async move {
-            use futures_util::StreamExt;
-            let mut stream = std::pin::pin!(stream);
-            while let Some(l) = stream.next().await {
-                tracing::info!(leader = %l.node, address = ?l.address, epoch = l.epoch, "cluster leader");
-                handle.set_leader(crate::supervisor::ClusterLeader {
-                    node: l.node,
-                    address: l.address,
-                    epoch: l.epoch,
-                });
-            }
-        })
-    });
-    let (stop_http, stop_http_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = http.map(|l| {
-        let metrics = agent.metrics();
-        tokio::spawn(nfsha_metrics::serve(
-            l,
-            metrics.clone(),
-            metrics,
-            async move {
-                let _ = stop_http_rx.await;
-            },
-        ))
-    });
+    let mut services = Services::start(&config, &agent, &events).await?;
     tracing::info!(
         mounts = config.mounts.len(),
-        socket = %socket_path.display(),
+        socket = %config.agent.control_socket.display(),
         listen = ?config.agent.listen,
         "agent started"
     );
@@ -122,10 +89,17 @@ pub async fn run(
             _ = sighup.recv() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 match reload() {
-                    Ok(new) => {
-                        tracing::info!(mounts = new.mounts.len(), "config reloaded");
-                        agent.apply_config(new);
-                    }
+                    Ok(new) => match services.prepare(&new, &sink).await {
+                        Ok(prepared) => {
+                            tracing::info!(mounts = new.mounts.len(), "config reloaded");
+                            agent.apply_config(new.clone());
+                            services.commit(prepared, &new, &agent, &events);
+                        }
+                        Err(why) => {
+                            tracing::error!("config reload refused, keeping the old config:\n{why}");
+                            agent.reject_config(why);
+                        }
+                    },
                     Err(why) => {
                         tracing::error!("config reload refused, keeping the old config:\n{why}");
                         agent.reject_config(why);
@@ -145,14 +119,180 @@ pub async fn run(
     tracing::info!("agent stopping");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     agent.shutdown();
-    control_task.abort();
-    if let Some(t) = follow_task {
-        t.abort();
-    }
-    let _ = stop_http.send(());
-    if let Some(t) = http_task {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-    }
-    let _ = std::fs::remove_file(&socket_path);
+    services.stop().await;
     Ok(())
+}
+
+/// The agent's endpoints, rebuilt on reload when their settings change: the control
+/// socket, `/metrics` + `/healthz`, and the etcd leader watch. (The event log is moved
+/// by [`EventSink::set_path`].) A reload first binds whatever is new; if anything fails
+/// the whole reload is refused and nothing changes.
+struct Services {
+    socket_path: std::path::PathBuf,
+    control_task: tokio::task::JoinHandle<()>,
+    listen: Option<std::net::SocketAddr>,
+    http: Option<HttpTask>,
+    cluster: Option<nfsha_config::ClusterSource>,
+    follow_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct HttpTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), HttpError>>,
+}
+
+/// What a reload bound ahead of committing.
+struct Prepared {
+    control: Option<tokio::net::UnixListener>,
+    http: Option<Option<tokio::net::TcpListener>>,
+}
+
+impl Services {
+    async fn start(
+        config: &Config,
+        agent: &Agent<LinuxHost>,
+        events: &EventSource,
+    ) -> Result<Services, DaemonError> {
+        let listener = control::bind(&config.agent.control_socket)?;
+        let http = match config.agent.listen {
+            Some(addr) => Some(nfsha_metrics::bind(addr).await?),
+            None => None,
+        };
+        Ok(Services {
+            socket_path: config.agent.control_socket.clone(),
+            control_task: tokio::spawn(control::serve(listener, agent.handle(), events.clone())),
+            listen: config.agent.listen,
+            http: http.map(|l| spawn_http(l, agent)),
+            cluster: config.agent.cluster.clone(),
+            follow_task: config
+                .agent
+                .cluster
+                .as_ref()
+                .map(|c| spawn_follow(c, agent)),
+        })
+    }
+
+    /// Bind what `new` changes and move the event log; the error says what failed.
+    async fn prepare(&self, new: &Config, sink: &EventSink) -> Result<Prepared, String> {
+        let control = if new.agent.control_socket == self.socket_path {
+            None
+        } else {
+            Some(control::bind(&new.agent.control_socket).map_err(|e| error_chain(&e))?)
+        };
+        let http = if new.agent.listen == self.listen {
+            None
+        } else {
+            match new.agent.listen {
+                Some(addr) => Some(Some(
+                    nfsha_metrics::bind(addr)
+                        .await
+                        .map_err(|e| error_chain(&e))?,
+                )),
+                None => Some(None),
+            }
+        };
+        if new.agent.event_log != sink.path()
+            && let Err(e) = sink.set_path(new.agent.event_log.as_deref())
+        {
+            // Nothing changes: the new control socket (if any) goes away again.
+            if control.is_some() {
+                let _ = std::fs::remove_file(&new.agent.control_socket);
+            }
+            return Err(error_chain(&e));
+        }
+        Ok(Prepared { control, http })
+    }
+
+    /// Swap in what [`Services::prepare`] bound, and restart the leader watch if
+    /// `[agent.cluster]` changed.
+    fn commit(
+        &mut self,
+        p: Prepared,
+        new: &Config,
+        agent: &Agent<LinuxHost>,
+        events: &EventSource,
+    ) {
+        if let Some(listener) = p.control {
+            self.control_task.abort();
+            let _ = std::fs::remove_file(&self.socket_path);
+            self.socket_path = new.agent.control_socket.clone();
+            self.control_task =
+                tokio::spawn(control::serve(listener, agent.handle(), events.clone()));
+            tracing::info!(socket = %self.socket_path.display(), "control socket moved");
+        }
+        if let Some(http) = p.http {
+            if let Some(old) = self.http.take() {
+                let _ = old.stop.send(());
+                old.task.abort();
+            }
+            self.http = http.map(|l| spawn_http(l, agent));
+            self.listen = new.agent.listen;
+            tracing::info!(listen = ?self.listen, "metrics endpoint moved");
+        }
+        if new.agent.cluster != self.cluster {
+            if let Some(t) = self.follow_task.take() {
+                t.abort();
+            }
+            self.cluster = new.agent.cluster.clone();
+            self.follow_task = self.cluster.as_ref().map(|c| spawn_follow(c, agent));
+        }
+    }
+
+    async fn stop(self) {
+        self.control_task.abort();
+        if let Some(t) = self.follow_task {
+            t.abort();
+        }
+        if let Some(h) = self.http {
+            let _ = h.stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(2), h.task).await;
+        }
+        let _ = std::fs::remove_file(&self.socket_path);
+    }
+}
+
+fn spawn_http(listener: tokio::net::TcpListener, agent: &Agent<LinuxHost>) -> HttpTask {
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = agent.metrics();
+    let task = tokio::spawn(nfsha_metrics::serve(
+        listener,
+        metrics.clone(),
+        metrics,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    HttpTask { stop, task }
+}
+
+fn spawn_follow(
+    c: &nfsha_config::ClusterSource,
+    agent: &Agent<LinuxHost>,
+) -> tokio::task::JoinHandle<()> {
+    let handle = agent.handle();
+    let stream = nfsha_server::watch_leader(c.etcd_endpoints.clone(), c.cluster.clone());
+    tracing::info!(cluster = %c.cluster, "following the server cluster's leader in etcd");
+    tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(l) = stream.next().await {
+            tracing::info!(leader = %l.node, address = ?l.address, epoch = l.epoch, "cluster leader");
+            handle.set_leader(crate::supervisor::ClusterLeader {
+                node: l.node,
+                address: l.address,
+                epoch: l.epoch,
+            });
+        }
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -75,7 +75,7 @@ struct OpenLog {
 /// Where the agent sends its events. Share it as `Arc<EventSink>`; every method takes `&self`.
 #[derive(Debug)]
 pub struct EventSink {
-    path: Option<PathBuf>,
+    path: Mutex<Option<PathBuf>>,
     file: Mutex<Option<OpenLog>>,
     ring: Mutex<VecDeque<Event>>,
     capacity: usize,
@@ -100,7 +100,7 @@ impl EventSink {
             None => None,
         };
         Ok(EventSink {
-            path: path.map(Path::to_path_buf),
+            path: Mutex::new(path.map(Path::to_path_buf)),
             file: Mutex::new(file),
             ring: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, DEFAULT_RING))),
             capacity: capacity.max(1),
@@ -109,14 +109,28 @@ impl EventSink {
     }
 
     /// The file events are appended to, if any.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+    pub fn path(&self) -> Option<PathBuf> {
+        lock(&self.path).clone()
+    }
+
+    /// Append to `path` from now on (`None`: no file), keeping the in-memory ring. The
+    /// new file is opened first: on failure nothing changes.
+    pub fn set_path(&self, path: Option<&Path>) -> Result<(), EventLogError> {
+        let file = match path {
+            Some(p) => Some(open_log(p)?),
+            None => None,
+        };
+        let mut slot = lock(&self.file);
+        *lock(&self.path) = path.map(Path::to_path_buf);
+        *slot = file;
+        Ok(())
     }
 
     /// Record one event: tracing, file, ring. Never fails (see the module doc).
     pub fn emit(&self, event: Event) {
         trace_event(&event);
-        if let Some(path) = &self.path {
+        let path = self.path();
+        if let Some(path) = &path {
             let mut line = event.to_json_line();
             line.push('\n');
             if let Err(e) = self.append(path, line.as_bytes()) {
@@ -393,6 +407,28 @@ mod tests {
         let next = ev(3, "/c");
         sink.emit(next.clone());
         assert_eq!(read_events(&path, None).unwrap(), vec![good, next]);
+    }
+
+    #[test]
+    fn set_path_moves_the_log_and_keeps_the_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("sub/b.jsonl");
+        let sink = EventSink::open(Some(&a)).unwrap();
+        sink.emit(ev(1, "/x"));
+        sink.set_path(Some(&b)).unwrap();
+        sink.emit(ev(2, "/y"));
+        assert_eq!(read_events(&a, None).unwrap(), vec![ev(1, "/x")]);
+        assert_eq!(read_events(&b, None).unwrap(), vec![ev(2, "/y")]);
+        assert_eq!(sink.recent().len(), 2, "the ring survives");
+        // A path that cannot be opened changes nothing.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").unwrap();
+        assert!(sink.set_path(Some(&blocker.join("x.jsonl"))).is_err());
+        assert_eq!(sink.path(), Some(b.clone()));
+        sink.set_path(None).unwrap();
+        sink.emit(ev(3, "/z"));
+        assert_eq!(read_events(&b, None).unwrap().len(), 1);
     }
 
     #[test]

@@ -309,8 +309,28 @@ impl<A: AddressOps> CommandHost<A> {
         self.run(&self.nfsd_argv()).await?;
         if self.cfg.storage == StorageMode::Replicated {
             // See the type's doc: nothing can be reclaimed, so do not make OPENs wait.
-            if let Err(e) = self.write_file(p.join("v4_end_grace"), "Y\n").await {
-                tracing::warn!(error = %e, "cannot end grace early (older kernel?)");
+            let end = p.join("v4_end_grace");
+            if let Err(e) = self.write_file(end.clone(), "Y\n").await {
+                // The kernel refuses the write (EBUSY) both when grace is already over (an
+                // nfsdcld with no client records skips it) and when nfsd runs without client
+                // tracking: in a network namespace other than the initial one only nfsdcld
+                // can track clients (the umh upcall and the legacy directory are refused
+                // there). Tell the two apart by reading the file back.
+                let now = if self.opts.prefix.is_empty() {
+                    tokio::fs::read_to_string(&end).await.unwrap_or_default()
+                } else {
+                    self.run(&[s("cat"), end.display().to_string()])
+                        .await
+                        .unwrap_or_default()
+                };
+                if now.trim() == "Y" {
+                    tracing::debug!("grace already over");
+                } else {
+                    tracing::warn!(
+                        error = %e,
+                        "cannot end grace early: OPENs wait out the grace period (is nfsdcld running in nfsd's network namespace?)"
+                    );
+                }
             }
         }
         Ok(())
@@ -747,6 +767,26 @@ mod tests {
             "rpc.nfsd 0",
         ];
         assert_eq!(log(&rec), expected);
+    }
+
+    #[tokio::test]
+    async fn a_refused_end_of_grace_is_read_back_and_does_not_fail_the_step() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        std::fs::write(rec.with_extension("fail"), "tee /proc/fs/nfsd/v4_end_grace")
+            .expect("fail marker");
+        let h = host(&rec, StorageMode::Replicated);
+        h.up(Step::Nfsd, 1).await.expect("nfsd up despite EBUSY");
+        let l = log(&rec);
+        let w = l
+            .iter()
+            .position(|x| x == "tee /proc/fs/nfsd/v4_end_grace")
+            .expect("end-of-grace write attempted");
+        assert_eq!(
+            l.get(w + 1).map(String::as_str),
+            Some("cat /proc/fs/nfsd/v4_end_grace"),
+            "read back right after the refused write: {l:?}"
+        );
     }
 
     #[tokio::test]

@@ -548,6 +548,33 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
         .collect();
     assert_eq!(reloads, ["rejected", "ok"]);
 
+    // The endpoints move too: new control socket, HTTP port and event log.
+    let old = agent.files.clone();
+    let mut moved = old.clone();
+    moved.socket = scratch.root.join("agent2.sock");
+    moved.events = scratch.root.join("logs/events2.jsonl");
+    moved.port = common::free_port();
+    files.write_config(&moved.config_text_with_server(std::slice::from_ref(&b), "127.0.0.2"));
+    agent.signal(Signal::HUP);
+    let up = wait_for(PATIENCE, || {
+        common::try_http(moved.port, "/healthz").is_some() && moved.socket.exists()
+    });
+    assert!(up, "new endpoints never came up\n{}", agent.log_text());
+    agent.files = moved.clone();
+    let st = agent.status();
+    assert!(st["reload_error"].is_null(), "{}", st["reload_error"]);
+    assert_eq!(agent.http("/healthz").0, 200);
+    let gone = wait_for(PATIENCE, || {
+        common::try_http(old.port, "/healthz").is_none() && !old.socket.exists()
+    });
+    assert!(gone, "old port or socket still there\n{}", agent.log_text());
+    agent.cli(&["recover", &b.display().to_string()]);
+    let logged = wait_for(PATIENCE, || {
+        std::fs::read_to_string(&moved.events).is_ok_and(|t| !t.is_empty())
+    });
+    assert!(logged, "nothing in the new event log\n{}", agent.log_text());
+    let files = moved;
+
     // SIGTERM: clean exit, socket removed.
     assert!(files.socket.exists());
     agent.signal(Signal::TERM);
