@@ -329,6 +329,16 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         Ok(Some((v, view)))
     }
 
+    /// What this node writes into the leader key.
+    fn leader_record(&self, serving: bool) -> LeaderRecord {
+        LeaderRecord {
+            node: self.settings.node.clone(),
+            address: self.settings.address.clone(),
+            api: self.settings.api.clone(),
+            serving,
+        }
+    }
+
     fn set_state(&self, state: MemberState, epoch: Option<u64>, detail: Option<String>) {
         let serving = self.seq.anything_up();
         let epoch_seen = self.epoch_seen;
@@ -556,11 +566,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 return None;
             }
         }
-        let record = LeaderRecord {
-            node: self.settings.node.clone(),
-            address: self.settings.address.clone(),
-            api: self.settings.api.clone(),
-        };
+        let record = self.leader_record(false);
         // Taken before the acquire: it keeps the session lease alive (or grants a new
         // one) before the key is created, so the lease cannot end before this + TTL.
         let proof_at = Instant::now();
@@ -725,6 +731,20 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
 
         self.set_state(MemberState::Primary, Some(epoch), None);
         self.announced_primary = true;
+        // Clients following the cluster act on this, not on the key's creation: they
+        // remount once the new leader serves, not while it is still bringing up.
+        match flatten(
+            timeout(
+                self.settings.loop_period,
+                self.coord.update_leader(epoch, &self.leader_record(true)),
+            )
+            .await,
+            self.settings.loop_period,
+        ) {
+            Ok(true) => tracing::info!(epoch, "announced serving"),
+            Ok(false) => tracing::warn!(epoch, "leader key gone before serving was announced"),
+            Err(e) => tracing::warn!(error = %e, "cannot announce serving (clients retry)"),
+        }
         match timeout(
             self.settings.step_timeout,
             self.seq.host().role_changed(Role::Primary),
@@ -1018,6 +1038,8 @@ mod tests {
         published: Option<u64>,
         replicas: HashMap<String, ReplicaRecord>,
         accept_lag: Option<LagOverride>,
+        /// Epochs whose leader announced it serves.
+        serving: Vec<u64>,
     }
 
     #[derive(Debug, Clone)]
@@ -1069,6 +1091,7 @@ mod tests {
                     node: node.clone(),
                     address: None,
                     epoch: *epoch,
+                    serving: s.serving.contains(epoch),
                 }));
             }
             s.rev += 1;
@@ -1080,6 +1103,17 @@ mod tests {
         async fn renew(&self, epoch: u64) -> Result<bool, CoordError> {
             self.gate().await;
             Ok(self.s().leader == Some((self.node.clone(), epoch)))
+        }
+        async fn update_leader(&self, epoch: u64, r: &LeaderRecord) -> Result<bool, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.leader.as_ref().map(|l| l.1) != Some(epoch) {
+                return Ok(false);
+            }
+            if r.serving {
+                s.serving.push(epoch);
+            }
+            Ok(true)
         }
         async fn release(&self, epoch: u64) -> Result<(), CoordError> {
             self.gate().await;
@@ -1094,10 +1128,12 @@ mod tests {
         }
         async fn leader(&self) -> Result<Option<LeaderInfo>, CoordError> {
             self.gate().await;
-            Ok(self.s().leader.as_ref().map(|(n, e)| LeaderInfo {
+            let s = self.s();
+            Ok(s.leader.as_ref().map(|(n, e)| LeaderInfo {
                 node: n.clone(),
                 address: None,
                 epoch: *e,
+                serving: s.serving.contains(e),
             }))
         }
         async fn heartbeat(
@@ -1612,6 +1648,9 @@ mod tests {
             }
             async fn renew(&self, e: u64) -> Result<bool, CoordError> {
                 self.0.renew(e).await
+            }
+            async fn update_leader(&self, e: u64, r: &LeaderRecord) -> Result<bool, CoordError> {
+                self.0.update_leader(e, r).await
             }
             async fn release(&self, e: u64) -> Result<(), CoordError> {
                 self.0.release(e).await

@@ -38,6 +38,14 @@ pub struct LeaderRecord {
     /// The leader's status API (`host:port`), if it listens.
     #[serde(default)]
     pub api: Option<String>,
+    /// Its bring-up finished: clients may mount from it. Written `false` with the key
+    /// and set once every step is up; absent (older records) means serving.
+    #[serde(default = "yes")]
+    pub serving: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The current leader as clients and standbys see it.
@@ -49,6 +57,9 @@ pub struct LeaderInfo {
     pub address: Option<String>,
     /// The leader key's create revision: the fencing token. Larger is newer.
     pub epoch: u64,
+    /// Its bring-up finished (see [`LeaderRecord::serving`]).
+    #[serde(default = "yes")]
+    pub serving: bool,
 }
 
 /// What a member says about itself.
@@ -243,6 +254,14 @@ pub trait Coordinator: Send + Sync {
     /// create revision `epoch` and our lease. `Ok(false)` = leadership is gone.
     /// Callers must take the time *before* calling as the renewal instant.
     fn renew(&self, epoch: u64) -> impl Future<Output = Result<bool, CoordError>> + Send;
+
+    /// Rewrite the leader key's value (same lease) while its create revision is
+    /// `epoch`, e.g. to say it is serving. Returns whether it was written.
+    fn update_leader(
+        &self,
+        epoch: u64,
+        record: &LeaderRecord,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send;
 
     /// Delete the leader key if its create revision is `epoch` (planned release).
     fn release(&self, epoch: u64) -> impl Future<Output = Result<(), CoordError>> + Send;

@@ -138,6 +138,7 @@ pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> 
         node: rec.node,
         address: rec.address,
         epoch: kv.create_revision() as u64,
+        serving: rec.serving,
     })
 }
 
@@ -418,6 +419,26 @@ impl Coordinator for EtcdCoordinator {
         }
     }
 
+    async fn update_leader(&self, epoch: u64, record: &LeaderRecord) -> Result<bool, CoordError> {
+        let key = self.keys.leader();
+        let value = serde_json::to_vec(record).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        // Keep the key on the lease it was created with: `ignore_lease` keeps it.
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key.clone(),
+                CompareOp::Equal,
+                epoch as i64,
+            )])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_ignore_lease()),
+            )]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
     async fn release(&self, epoch: u64) -> Result<(), CoordError> {
         let key = self.keys.leader();
         let txn = Txn::new()

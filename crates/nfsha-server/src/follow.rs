@@ -111,6 +111,7 @@ async fn watch_once(
     let mut client = connect(opts).await?;
     let (leader, rev) = read_leader(&mut client, keys).await?;
     if let Some(l) = leader
+        && l.serving
         && filter.admit(&l)
         && tx.send(l).await.is_err()
     {
@@ -136,7 +137,8 @@ async fn watch_once(
             }
             if let Some(kv) = ev.kv() {
                 let l = parse_leader(&key, kv)?;
-                if filter.admit(&l) && tx.send(l).await.is_err() {
+                // A leader still bringing up is announced again once it serves.
+                if l.serving && filter.admit(&l) && tx.send(l).await.is_err() {
                     return Ok(());
                 }
             }
@@ -157,6 +159,7 @@ mod tests {
             node: node.into(),
             address: Some(format!("{node}-addr")),
             epoch,
+            serving: true,
         }
     }
 

@@ -171,6 +171,7 @@ async fn etcd_acquire_renew_release_and_epochs_grow() {
         node: n.into(),
         address: Some(format!("addr-{n}")),
         api: None,
+        serving: false,
     };
 
     let Acquire::Acquired { epoch: e1 } = a.acquire(&rec("a")).await.expect("a acquires") else {
@@ -188,6 +189,33 @@ async fn etcd_acquire_renew_release_and_epochs_grow() {
     }
     let status = a.cluster_status("c1").await.expect("status");
     assert_eq!(status.epoch, Some(e1), "epoch published at /nfsha/c1/epoch");
+
+    // Clients following the cluster hear of the leader only once it says it serves.
+    let mut follow = Box::pin(nfsha_server::watch_leader(
+        vec![etcd.endpoint()],
+        "c1".into(),
+    ));
+    let early = tokio::time::timeout(Duration::from_millis(500), follow.next()).await;
+    assert!(early.is_err(), "announced before serving: {early:?}");
+    let serving = LeaderRecord {
+        serving: true,
+        ..rec("a")
+    };
+    assert!(a.update_leader(e1, &serving).await.expect("update"));
+    let heard = tokio::time::timeout(Duration::from_secs(5), follow.next())
+        .await
+        .expect("announced once serving")
+        .expect("stream open");
+    assert_eq!(
+        (heard.node.as_str(), heard.epoch, heard.serving),
+        ("a", e1, true)
+    );
+    assert!(
+        !b.update_leader(e1 + 1000, &serving).await.expect("update"),
+        "a wrong epoch cannot rewrite the key"
+    );
+    // Still on the session lease: renewals confirm it.
+    assert!(a.renew(e1).await.expect("renew"));
 
     // Renewing for 2 × TTL keeps the key.
     let until = Instant::now() + 2 * TTL;

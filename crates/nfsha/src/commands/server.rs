@@ -358,10 +358,11 @@ fn render_status(st: &ClusterStatus) -> String {
     let mut out = format!("cluster: {}\n", st.cluster);
     match &st.leader {
         Some(l) => out.push_str(&format!(
-            "leader:  {} (epoch {}, address {})\n",
+            "leader:  {} (epoch {}, address {}{})\n",
             l.node,
             l.epoch,
-            l.address.as_deref().unwrap_or("-")
+            l.address.as_deref().unwrap_or("-"),
+            if l.serving { "" } else { ", bringing up" }
         )),
         None => out.push_str("leader:  none\n"),
     }
@@ -459,8 +460,9 @@ async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
         if let Ok(Ok(Some(l))) = tokio::time::timeout(Duration::from_secs(2), coord.leader()).await
             && l.node == a.to
             && l.epoch > leader.epoch
+            && l.serving
         {
-            println!("{} leads now (epoch {})", l.node, l.epoch);
+            println!("{} leads and serves now (epoch {})", l.node, l.epoch);
             return Ok(0);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -556,6 +558,7 @@ mod tests {
                 node: "a".into(),
                 address: None,
                 epoch: 7,
+                serving: true,
             }),
             epoch: Some(7),
             members: vec![
