@@ -55,7 +55,7 @@ SL_BAD_MS=${SL_BAD_MS:-1000}
 # Fence start = proof + ttl - safety_margin - loop_period. The default margin (ttl/2)
 # leaves 1.5 s, i.e. one renewal that etcd answers late under TCG emulation on a loaded
 # host fences a healthy leader; 1.2 s leaves 2.8 s (two renewal attempts).
-SL_SAFETY_MARGIN=${SL_SAFETY_MARGIN:-1200ms}
+SL_SAFETY_MARGIN=${SL_SAFETY_MARGIN:-}
 # SL_SHIP=1: [server.replication] ships each leader's copy (/srv/NODE, rsync) to the
 # standbys every SL_SHIP_INTERVAL, with a final sync on the switchover.
 SL_SHIP=${SL_SHIP:-0}
@@ -96,7 +96,7 @@ node = "$n"
 cluster = "$SL_CLUSTER"
 etcd_endpoints = ["$SL_ETCD"]
 ttl = "5s"
-safety_margin = "$SL_SAFETY_MARGIN"
+${SL_SAFETY_MARGIN:+safety_margin = \"$SL_SAFETY_MARGIN\"}
 scope = "nfsha-lab"
 storage = "replicated"
 listen = "127.0.0.1:8008"
@@ -157,7 +157,10 @@ pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
 if [ -z "${SL_NO_NFSDCLD:-}" ]; then
     mkdir -p /var/lib/nfs/rpc_pipefs /var/lib/nfs/nfsdcld
     grep -q ' /var/lib/nfs/rpc_pipefs ' /proc/self/mounts || mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs
-    pgrep --ns $a --nslist net -x nfsdcld >/dev/null || nfsdcld </dev/null >/dev/null 2>&1
+    if ! pgrep --ns $a --nslist net -x nfsdcld >/dev/null; then
+        setsid nfsdcld -F -d </dev/null >>/var/lab/$n/nfsdcld.log 2>&1 &
+        sleep 0.3
+    fi
 fi
 exit 0
 EOF
@@ -356,6 +359,9 @@ sl_grace_diag() {
         echo "--- the controller's write (nsenter -t $a -m -n -u tee), under strace:"
         printf 'Y\n' | nsenter -t "$a" -m -n -u strace -f -e trace=openat,read,write tee /proc/fs/nfsd/v4_end_grace 2>&1
         echo "exit $? v4_end_grace now $(cat "/proc/$a/root/proc/fs/nfsd/v4_end_grace")"
+        echo "--- nfsdcld: $(pgrep -a --ns "$a" --nslist net -x nfsdcld)"
+        ls -la "/proc/$a/root/var/lib/nfs/rpc_pipefs/nfsd" "/proc/$a/root/var/lib/nfs/nfsdcld"
+        tail -30 "/var/lab/$n/nfsdcld.log"
         echo "--- controller log, grace lines:"; grep -n -i 'grace' "$LAB_OUT/server-$n.log" | tail -5
         echo "--- dmesg:"; dmesg | grep -i -E 'nfsd|grace' | tail -8
     } >"$LAB_OUT/grace-diag-$n.txt" 2>&1

@@ -348,10 +348,16 @@ impl<'a, H: Host> Recovery<'a, H> {
         let table = self.host.mount_table().map_err(RecoveryError::Detach)?;
         let stacked: Vec<&Mounted> = table.iter().rev().filter(|m| m.mountpoint == mp).collect();
         let old_nfs = stacked.iter().take_while(|m| m.is_nfs()).count();
-        let old_mapped = stacked
-            .first()
-            .filter(|m| m.is_nfs())
-            .map(|m| m.addr_mapped);
+        let old_top = stacked.first().filter(|m| m.is_nfs());
+        let old_mapped = old_top.map(|m| m.addr_mapped);
+        // The old mount's server in the form its kernel client was made with.
+        let old_form = old_top.and_then(|m| m.server.clone()).map(|s| {
+            if old_mapped == Some(true) {
+                format!("::ffff:{s}")
+            } else {
+                s
+            }
+        });
         let forms = self.address_forms(server, old_mapped);
 
         let t = clock_now();
@@ -363,6 +369,7 @@ impl<'a, H: Host> Recovery<'a, H> {
             }
         };
         let mut last = None;
+        let mut used = None;
         for form in &forms {
             let t = clock_now();
             let req = self.request(form, &stage);
@@ -371,6 +378,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                     let detail = format!("{form} at {}", stage.display());
                     self.step_done("mount", t, Ok(Some(detail)));
                     last = None;
+                    used = Some(form.clone());
                     break;
                 }
                 Err(e) => {
@@ -399,6 +407,12 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.report_old(&r.old, t);
                 self.step_done("move", t, Ok(Some(mp.display().to_string())));
                 let _ = self.host.remove_stage_dir(&stage);
+                if r.old.contains(&Umounted::Detached)
+                    && let Some(old_form) = old_form
+                    && used.as_ref() != Some(&old_form)
+                {
+                    self.nudge_old_client(old_form);
+                }
                 Ok(())
             }
             Err(ReplaceError::Umount(e)) => {
@@ -449,6 +463,46 @@ impl<'a, H: Host> Recovery<'a, H> {
                 }
             }
         }
+    }
+
+    /// In the background: mount (and at once unmount) the old mount's server in the
+    /// address form of the *old* kernel client, at a throwaway staging point. Why: a
+    /// thread that was blocked in the old mount when it was detached waits for that
+    /// client to reconnect and recover, and with no new work on it the kernel takes its
+    /// time (12 s in the lab, against 3 s when a new mount drives it). The new mount is
+    /// already in place; this only releases those threads sooner.
+    fn nudge_old_client(&self, form: String) {
+        let host = self.host.clone();
+        let emit = self.emit.clone();
+        let mp = self.mp();
+        let mut req = self.request(&form, Path::new(""));
+        let (mount_timeout, umount_timeout) =
+            (self.settings.mount_timeout, self.settings.umount_timeout);
+        tokio::spawn(async move {
+            let t = clock_now();
+            let result = match host.stage_dir() {
+                Ok(dir) => {
+                    req.mountpoint = dir.clone();
+                    let r = host.mount_nfs(&req, mount_timeout).await;
+                    if r.is_ok() {
+                        let _ = host.umount(&dir, true, umount_timeout).await;
+                    }
+                    let _ = host.remove_stage_dir(&dir);
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            let mut ev = Event::new(EventKind::RecoveryStep)
+                .mount(mp)
+                .step("nudge-old-client")
+                .outcome(if result.is_ok() { "ok" } else { "failed" })
+                .duration(clock_now().saturating_duration_since(t));
+            ev = ev.reason(match result {
+                Ok(()) => form,
+                Err(e) => format!("{form}: {e}"),
+            });
+            emit.emit(ev);
+        });
     }
 
     /// Take a staged mount away again (it is not in use) and remove its directory.

@@ -282,7 +282,22 @@ async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
         .unwrap();
     assert!(top.addr_mapped);
     assert_eq!(top.server.as_deref(), Some("10.99.0.100"));
+    // In the background, a throwaway mount in the old form drives the old kernel
+    // client's recovery (releasing threads blocked in the detached mount), then goes.
+    run_for(Duration::from_millis(100)).await;
+    let calls = host.calls();
+    let moved_at = calls
+        .iter()
+        .position(|c| matches!(c, Call::Move(..)))
+        .unwrap();
+    let nudge = calls[moved_at..].iter().find_map(|c| match c {
+        Call::Mount(server, at) if server == "10.99.0.100" => Some(at.clone()),
+        _ => None,
+    });
+    let nudge = nudge.unwrap_or_else(|| panic!("no nudge of the old client: {calls:?}"));
+    assert!(calls.contains(&Call::Umount(nudge.clone(), true, false)));
     assert!(host.stage_dirs().is_empty());
+    assert!(host.table().iter().all(|m| m.mountpoint != nudge));
     assert_eq!(
         state_of(&agent, "/m"),
         MountState::Healthy,
