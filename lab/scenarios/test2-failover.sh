@@ -27,6 +27,11 @@ pids+=($(lab_access client-2 seed "${P[@]}"))
 pids+=($(lab_access client-3 autofs "${P[@]}"))
 pids+=($(lab_access client-4 floor "${P[@]}" --floor))
 sleep 10
+# Diagnostics: the nfsha client's neighbour entry for the VIP around the failover (a client
+# that keeps the old node's MAC cannot reach the new server until it re-resolves).
+for s in nfs-1 nfs-2; do echo "$s $(ip -n $s -br link show eth0)"; done >"$LAB_OUT/server-macs.txt"
+(for _ in $(seq 1 40); do echo "$(lab_now_ms) $(ip -n client-1 neigh show "$LAB_VIP" 2>&1)"; sleep 0.25; done \
+    >"$LAB_OUT/neigh-client-1.txt" 2>&1 &)
 if [ "$fault" = crash ]; then lab_crash; else lab_failover; fi
 lab_access_wait "${pids[@]}"
 lab_mark loops-end
