@@ -8,7 +8,16 @@
 # commands go through `--host-prefix "nsenter -t ANCHOR -m -n -u"`), storage "replicated"
 # (the lab's replica topology: each server its own copy, fsids 1/2 on nfs-1 and 101/102 on
 # nfs-2 as in lab_setup), floating address = the lab VIP on eth0. Clients run `nfsha agent`
-# with [agent.cluster] and mount the VIP; an access loop (ls every 100 ms) runs on each.
+# with [agent.cluster] and mount the VIP; on each, an access loop (ls every 100 ms, label
+# client-N) and an OPEN loop (read of dags/hello.txt every 100 ms, label open-client-N: an
+# OPEN waits while the new server is in its grace period, an ls does not).
+#
+# Grace: storage "replicated" makes the controller end grace right after rpc.nfsd (`Y` to
+# /proc/fs/nfsd/v4_end_grace). Debian's 6.1.y kernel refuses that write (EBUSY) when nfsd
+# has no client tracking (nfsd4_force_end_grace backport), and in a network namespace other
+# than the initial one the kernel only allows nfsdcld tracking (umh and the legacy
+# directory are "ignored in a container"). The servers' before-nfsd hook therefore mounts
+# rpc_pipefs inside the node and starts nfsdcld there (SL_NO_NFSDCLD=1: without it).
 #
 # Faults, one 40 s slot each; nfs-2 leads first and the leader alternates:
 #   a kill      SIGKILL of the leader's controller + its nfsd stopped (`rpc.nfsd 0`); the
@@ -29,19 +38,21 @@
 # Needs etcd in the image: NFSHA_LAB_EXTRA_PACKAGES=etcd-server lab/run.sh ... (without it
 # the scenario fails its `etcd-in-image` check). Wall time ~5 min (one boot, ~265 s scenario).
 #
-# Measured (5 runs, 2 vCPU TCG guest on a loaded 2-core host; TTL 5 s, loop 1 s, margin 1.2 s;
-# standby serving / every client healthy, seconds after the fault):
-#   kill        7.6-9.6 / 13.4-13.8      (fence guard removed the old VIP after 0.1-0.3 s)
-#   crash       7.8-8.3 / 13.4-13.5      (3 runs; nothing tears down: lease expiry only)
-#   freeze      8.0-10.1 / 10.1-16.6     (guard removed the old VIP after 3.3-3.8 s)
-#   etcd cut    7.6-9.4 / 9.1-15.7       (self-fenced: old VIP gone after 2.0-2.9 s)
-#   switchover  4.3-7.2 / 7.6-8.5
-#   VIP / exports / nfsd threads on two nodes at once: 0 of ~1000 samples in every run.
-# Where the time goes (last run): new leader key acquired 4.6-4.9 s after an unplanned fault
-# (the TTL), VIP + exports + nfsd up 3.0-3.2 s later (rpc.nfsd ~1.3 s and the 1 s
-# duplicate-address check under TCG). Clients: the agents learn the new leader when its key
-# is created (before it serves), their first remount attempts fail the RPC probe and back
-# off, then the remount itself takes ~3.3 s.
+# Measured at b3683d1 (netlink floating address; 2 vCPU TCG guest, loaded 2-core host; TTL 5 s,
+# loop 1 s; standby serving / every client healthy (ls loops) / slowest OPEN after serving, s):
+#   runs 4-5: nfsdcld + default margin 1.25 s + shipping (SL_SHIP=1), 19/19 checks pass:
+#     kill        7.5-8.1 / 13.8-13.9 / 0.02-0.03     crash       7.1-7.3 / 13.8 / 0.02-0.03
+#     freeze      7.3-7.5 /  9.6-9.8  / 0.02          etcd cut    7.5-7.6 / 9.5-9.9 / 0.01
+#     switchover  4.2-5.2 /  7.8-8.3  / 0.01-0.02     bring-up (key → serving) 2.2-2.9 s
+#   grace ended (v4_end_grace = Y) on every new leader; OPEN loops healthy within 0.06 s of
+#   the ls loops. Runs 1-3 (no working nfsdcld): v4_end_grace EBUSY every time, OPENs blocked up to
+#   13.3 s after the standby served (OPEN loops healthy 6.5-13 s after the ls loops), and
+#   rpc.nfsd took ~1 s longer (nfsd waits 1 s for nfsdcld before giving up on tracking):
+#   serving 7.3-10.5 s, clients healthy 9.3-25.3 s (one client's agent was slow to remount in
+#   some faults: 15.4, 18.2, 25.3 s), 1 check failed in each of runs 1-3.
+#   VIP / exports / nfsd threads on two nodes at once: 0 of ~1040-1090 samples in every run.
+# Where the time goes (run 4): new leader key 4.9-5.3 s after an unplanned fault (the TTL),
+# bring-up 2.2-2.9 s; the agents remount 2.3-6.5 s after the new leader serves.
 #
 # Helpers are inlined (run.sh copies only this file into the share). Everything here is
 # prefixed sl_ to stay out of lablib's namespace.
@@ -52,13 +63,17 @@ SL_CLUSTER=lab
 SL_NCLIENTS=${SL_NCLIENTS:-2}
 SL_SLOT=${SL_SLOT:-40}
 SL_BAD_MS=${SL_BAD_MS:-1000}
-# Fence start = proof + ttl - safety_margin - loop_period. The default margin (ttl/2)
-# leaves 1.5 s, i.e. one renewal that etcd answers late under TCG emulation on a loaded
-# host fences a healthy leader; 1.2 s leaves 2.8 s (two renewal attempts).
+# Fence start = proof + ttl - safety_margin - loop_period. Empty = the product default
+# (ttl/4 capped to 2 s: 1.25 s at ttl 5 s, fence start 2.75 s after the proof, two renewal
+# attempts). The old default ttl/2 left 1.5 s and fenced healthy leaders whenever etcd
+# answered one renewal late under TCG; runs before b3683d1 used 1200ms for that reason.
+# With the default no healthy leader was fenced (the only self-fences were the etcd-cut
+# leader at 2.75 s and the frozen one on SIGCONT).
 SL_SAFETY_MARGIN=${SL_SAFETY_MARGIN:-}
-# SL_SHIP=1: [server.replication] ships each leader's copy (/srv/NODE, rsync) to the
-# standbys every SL_SHIP_INTERVAL, with a final sync on the switchover.
-SL_SHIP=${SL_SHIP:-0}
+# SL_SHIP=1 (default): [server.replication] ships the leader's copy (rsync onto /srv/NODE)
+# to each standby every SL_SHIP_INTERVAL, with a final sync on the switchover; checks that a
+# file written only on the first leader is served by the next one. SL_SHIP=0: no shipping.
+SL_SHIP=${SL_SHIP:-1}
 SL_SHIP_INTERVAL=${SL_SHIP_INTERVAL:-10s}
 SL_STATE=$LAB_STATE/serverlab
 mkdir -p "$SL_STATE"
@@ -156,10 +171,15 @@ pgrep --ns $a --nslist net -x rpcbind >/dev/null || rpcbind -w
 pgrep --ns $a --nslist net -x rpc.mountd >/dev/null || rpc.mountd -p 20048
 if [ -z "${SL_NO_NFSDCLD:-}" ]; then
     mkdir -p /var/lib/nfs/rpc_pipefs /var/lib/nfs/nfsdcld
-    grep -q ' /var/lib/nfs/rpc_pipefs ' /proc/self/mounts || mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs
+    # nfsdcld watches PIPEFS/nfsd (inotify) for nfsd's pipe: the directory must exist, and
+    # -p: Debian's nfsdcld looks in /run/rpc_pipefs by default.
+    [ -d /var/lib/nfs/rpc_pipefs/nfsd ] || mount -t rpc_pipefs rpc_pipefs /var/lib/nfs/rpc_pipefs
     if ! pgrep --ns $a --nslist net -x nfsdcld >/dev/null; then
-        setsid nfsdcld -F -d </dev/null >>/var/lab/$n/nfsdcld.log 2>&1 &
-        sleep 0.3
+        { date; grep rpc_pipefs /proc/self/mountinfo; ls /var/lib/nfs/rpc_pipefs; } >>/var/lab/$n/nfsdcld.log 2>&1
+        setsid nfsdcld -F -d -p /var/lib/nfs/rpc_pipefs </dev/null >>/var/lab/$n/nfsdcld.log 2>&1 &
+        # nfsd waits 1 s for nfsdcld to open its pipe: let it get to its inotify watch.
+        i=0
+        while [ \$i -lt 20 ] && ! grep -q 'cld_inotify_setup\|cld_pipe_open' /var/lab/$n/nfsdcld.log; do sleep 0.1; i=\$((i + 1)); done
     fi
 fi
 exit 0
@@ -361,7 +381,8 @@ sl_grace_diag() {
         echo "exit $? v4_end_grace now $(cat "/proc/$a/root/proc/fs/nfsd/v4_end_grace")"
         echo "--- nfsdcld: $(pgrep -a --ns "$a" --nslist net -x nfsdcld)"
         ls -la "/proc/$a/root/var/lib/nfs/rpc_pipefs/nfsd" "/proc/$a/root/var/lib/nfs/nfsdcld"
-        tail -30 "/var/lab/$n/nfsdcld.log"
+        grep rpc_pipefs "/proc/$a/mountinfo"
+        tail -40 "/var/lab/$n/nfsdcld.log"
         echo "--- controller log, grace lines:"; grep -n -i 'grace' "$LAB_OUT/server-$n.log" | tail -5
         echo "--- dmesg:"; dmesg | grep -i -E 'nfsd|grace' | tail -8
     } >"$LAB_OUT/grace-diag-$n.txt" 2>&1

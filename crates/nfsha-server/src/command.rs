@@ -98,7 +98,10 @@ impl Default for CommandOptions {
 /// the old server are stale anyway (clients must remount), so no client *can* reclaim
 /// anything. Waiting would only block every OPEN for nothing, so grace is ended at once
 /// by writing `Y` to `/proc/fs/nfsd/v4_end_grace`. In `shared` mode the state directory
-/// moves with the data, reclaims are possible, and grace is left to run.
+/// moves with the data, reclaims are possible, and grace is left to run. The kernel only
+/// accepts that write when nfsd tracks clients: in a network namespace other than the
+/// host's (containers, the lab) that means `nfsdcld` running there with `rpc_pipefs`
+/// mounted; without it OPENs wait out the grace period (measured in the lab: up to 13 s).
 ///
 /// The floating address goes through `A` ([`NetlinkAddress`] unless a test injects
 /// another [`AddressOps`] with [`CommandHost::with_address_ops`]).
