@@ -204,13 +204,15 @@ pub trait Host: Send + Sync + 'static {
     /// Remove an empty stage directory (nothing mounted on it any more).
     fn remove_stage_dir(&self, dir: &Path) -> Result<(), HostError>;
 
-    /// In one worker request: take `old` mounts off `target` (`MNT_FORCE`, else
-    /// `MNT_DETACH`, each), then `MS_MOVE` the mount at `staged` onto `target`.
+    /// In one worker request: take `old` mounts off `target` (with `force`:
+    /// `MNT_FORCE`, else `MNT_DETACH`, each; without: `MNT_DETACH`), then `MS_MOVE` the
+    /// mount at `staged` onto `target`.
     fn replace(
         &self,
         staged: &Path,
         target: &Path,
         old: u32,
+        force: bool,
         deadline: Duration,
     ) -> impl Future<Output = Result<Replaced, ReplaceError>> + Send;
 

@@ -156,15 +156,22 @@ fn unmap_server(server: Option<String>) -> (Option<String>, bool) {
 /// `MNT_DETACH` = detached.
 fn umount_outcomes(steps: &[nfsha_sys::worker::UmountStep]) -> Vec<Umounted> {
     let mut out = Vec::new();
+    let mut forced = false;
     for s in steps {
-        if s.flags == "MNT_FORCE" {
-            out.push(if s.errno.is_none() {
-                Umounted::Gone
-            } else {
-                Umounted::Detached
-            });
+        match s.flags.as_str() {
+            "MNT_FORCE" if s.errno.is_none() => out.push(Umounted::Gone),
+            "MNT_FORCE" => forced = true,
+            // A detach after a failed force, or a detach alone.
+            _ => {
+                forced = false;
+                out.push(Umounted::Detached);
+            }
         }
     }
+    debug_assert!(
+        !forced,
+        "a failed MNT_FORCE is always followed by MNT_DETACH"
+    );
     out
 }
 
@@ -338,6 +345,7 @@ impl Host for LinuxHost {
         staged: &Path,
         target: &Path,
         old: u32,
+        force: bool,
         deadline: Duration,
     ) -> Result<Replaced, ReplaceError> {
         if old == 0 {
@@ -351,6 +359,7 @@ impl Host for LinuxHost {
             staged: staged.to_path_buf(),
             target: target.to_path_buf(),
             old,
+            force,
         };
         match self.pool.request(req, deadline).await {
             Ok(WorkerResponse::Replace {

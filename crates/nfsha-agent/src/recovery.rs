@@ -24,12 +24,17 @@
 //!    than the bare local directory.
 //! 3. `verify`: a full probe of the staged mount must pass (else it is discarded and
 //!    the old mount stays).
-//! 4. `umount-force` (`umount2(MNT_FORCE)`, aborts RPCs in flight; fails EBUSY while
-//!    files are open, which is expected), `umount-detach` (`MNT_DETACH`, what
-//!    `umount -f -l` would have done if umount.nfs did not drop `-f`) and `move`
-//!    (`mount(MS_MOVE)` of the staged mount onto the mountpoint) — all in one worker
-//!    request, so the mountpoint shows the bare directory for a few syscalls only. If
-//!    the move fails, the new mount is made in place instead.
+//! 4. `umount-detach` (`MNT_DETACH`) and `move` (`mount(MS_MOVE)` of the staged mount
+//!    onto the mountpoint) in one worker request, so the mountpoint shows the bare
+//!    directory for a few syscalls only. Before the detach, `umount-force`
+//!    (`umount2(MNT_FORCE)`, which aborts calls in flight; what `umount -f -l` would do if
+//!    umount.nfs did not drop `-f`) only when the old mount's server is not the one
+//!    mounted from: then nothing will ever answer those calls. With the same address (a
+//!    floating IP) the old kernel client reconnects to the new server and the calls end
+//!    with ESTALE by themselves — sooner thanks to a background throwaway mount in the
+//!    old address form that drives that client's recovery — while forcing would make
+//!    directory reads on the still-visible old mount return *empty* listings (seen for
+//!    1.4 s in the lab). If the move fails, the new mount is made in place instead.
 //! 5. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
 //!
 //! Autofs mode: `select-server`, `umount-force`/`umount-detach` (one request),
@@ -359,6 +364,23 @@ impl<'a, H: Host> Recovery<'a, H> {
             }
         });
         let forms = self.address_forms(server, old_mapped);
+        // Abort calls in flight in the old mount (MNT_FORCE) only when nothing will ever
+        // answer them: the old mount's server is not the one we mount from. With the same
+        // address (a floating IP), its kernel client reconnects to the new server and
+        // those calls end with ESTALE (sooner with the nudge below); forcing instead makes
+        // directory reads in flight, and for a while those after them, return *empty*
+        // listings on the still-visible old mount (seen for 1.4 s in the lab) — a wrong
+        // answer, worse than a wait.
+        let new_addrs: Vec<String> = self
+            .probes
+            .iter()
+            .filter(|p| p.host == server)
+            .flat_map(|p| p.addresses.clone())
+            .chain(std::iter::once(server.to_string()))
+            .collect();
+        let force = old_top
+            .and_then(|m| m.server.as_ref())
+            .is_none_or(|o| !new_addrs.contains(o));
 
         let t = clock_now();
         let stage = match self.host.stage_dir() {
@@ -400,14 +422,15 @@ impl<'a, H: Host> Recovery<'a, H> {
         let old = u32::try_from(old_nfs).unwrap_or(u32::MAX);
         match self
             .host
-            .replace(&stage, &mp, old, self.settings.umount_timeout)
+            .replace(&stage, &mp, old, force, self.settings.umount_timeout)
             .await
         {
             Ok(r) => {
-                self.report_old(&r.old, t);
+                self.report_old(&r.old, force, t);
                 self.step_done("move", t, Ok(Some(mp.display().to_string())));
                 let _ = self.host.remove_stage_dir(&stage);
-                if r.old.contains(&Umounted::Detached)
+                if !force
+                    && r.old.contains(&Umounted::Detached)
                     && let Some(old_form) = old_form
                     && used.as_ref() != Some(&old_form)
                 {
@@ -423,7 +446,7 @@ impl<'a, H: Host> Recovery<'a, H> {
             Err(ReplaceError::Move { old, source: e }) => {
                 // The old mounts are off: mount in place (a short window on the bare
                 // directory) rather than leave the mountpoint empty.
-                self.report_old(&old, t);
+                self.report_old(&old, force, t);
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
@@ -451,16 +474,21 @@ impl<'a, H: Host> Recovery<'a, H> {
         }
     }
 
-    /// One `umount-force` step per old mount taken off, plus `umount-detach` for the
-    /// busy ones.
-    fn report_old(&mut self, old: &[Umounted], t: Instant) {
+    /// Per old mount taken off: `umount-force` (when forced) and `umount-detach` (when
+    /// it was busy, or not forced).
+    fn report_old(&mut self, old: &[Umounted], forced: bool, t: Instant) {
         for u in old {
-            match u {
-                Umounted::Gone => self.step_done("umount-force", t, Ok(None)),
-                Umounted::Detached => {
+            match (u, forced) {
+                (Umounted::Gone, _) => self.step_done("umount-force", t, Ok(None)),
+                (Umounted::Detached, true) => {
                     self.step_done("umount-force", t, Ok(Some("busy".into())));
                     self.step_done("umount-detach", clock_now(), Ok(None));
                 }
+                (Umounted::Detached, false) => self.step_done(
+                    "umount-detach",
+                    t,
+                    Ok(Some("same server address: not forced".into())),
+                ),
             }
         }
     }

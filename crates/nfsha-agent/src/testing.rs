@@ -301,15 +301,25 @@ impl Host for FakeHost {
         staged: &Path,
         target: &Path,
         old: u32,
+        force: bool,
         deadline: Duration,
     ) -> Result<Replaced, ReplaceError> {
         let mut out = Vec::new();
         for _ in 0..old {
-            out.push(
-                self.umount(target, true, deadline)
-                    .await
-                    .map_err(ReplaceError::Umount)?,
-            );
+            if force {
+                out.push(
+                    self.umount(target, true, deadline)
+                        .await
+                        .map_err(ReplaceError::Umount)?,
+                );
+            } else {
+                let mut i = self.inner();
+                i.calls.push(Call::Umount(target.into(), false, true));
+                if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == target) {
+                    i.table.remove(pos);
+                }
+                out.push(Umounted::Detached);
+            }
         }
         let mut i = self.inner();
         i.calls.push(Call::Move(staged.into(), target.into()));

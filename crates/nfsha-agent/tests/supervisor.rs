@@ -81,7 +81,7 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
         tail,
         vec![
             &Call::Mount("vip".into(), "/airflow/dags".into()),
-            &Call::Umount("/airflow/dags".into(), true, false),
+            &Call::Umount("/airflow/dags".into(), false, true),
             &Call::Hook(hooks[0].clone()),
         ]
     );
@@ -104,14 +104,16 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_busy_mount_is_detached_lazily_after_the_forced_umount_fails() {
+async fn a_busy_mount_from_a_dead_server_is_forced_then_detached() {
+    // The old mount's server is not the one mounted from: nothing will ever answer the
+    // calls blocked in it, so MNT_FORCE aborts them before MNT_DETACH.
     let host = FakeHost::new();
     host.set_server("vip", true);
-    host.add_nfs_mount("/airflow/logs", "vip");
+    host.add_nfs_mount("/airflow/logs", "old");
     host.set_busy("/airflow/logs", true);
     let agent = Agent::start(
         Arc::new(host.clone()),
-        config(vec![mount("/airflow/logs", &["vip"])]),
+        config(vec![mount("/airflow/logs", &["old", "vip"])]),
         Emitter::collector().0,
     );
     run_for(Duration::from_millis(1500)).await;
@@ -151,6 +153,35 @@ fn autofs_mount(mp: &str, servers: &[&str]) -> MountConfig {
     let mut m = mount(mp, servers);
     m.mode = MountMode::Autofs;
     m
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mount_of_the_same_address_is_detached_without_force() {
+    // Same floating address: the old kernel client reconnects to the new server and the
+    // blocked calls end by themselves; forcing would make directory reads on the
+    // still-visible old mount return empty listings.
+    let host = FakeHost::new();
+    host.set_server("vip", true);
+    host.add_nfs_mount("/m", "vip");
+    host.set_busy("/m", true);
+    let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
+    assert!(report.ok, "{report:?}");
+    let umounts: Vec<Call> = host
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Umount(..)))
+        .collect();
+    assert_eq!(umounts, vec![Call::Umount("/m".into(), false, true)]);
+    let detach = report
+        .steps
+        .iter()
+        .find(|s| s.step == "umount-detach")
+        .unwrap();
+    assert_eq!(
+        detach.detail.as_deref(),
+        Some("same server address: not forced")
+    );
+    assert!(!report.steps.iter().any(|s| s.step == "umount-force"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,14 +278,7 @@ async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        vec![
-            "select-server",
-            "mount",
-            "verify",
-            "umount-force",
-            "umount-detach",
-            "move"
-        ]
+        vec!["select-server", "mount", "verify", "umount-detach", "move"]
     );
     let mount_detail = report.steps[1].detail.as_deref().unwrap();
     assert!(
@@ -336,7 +360,7 @@ async fn a_failed_move_falls_back_to_mounting_in_place() {
             ("select-server", "ok"),
             ("mount", "ok"),
             ("verify", "ok"),
-            ("umount-force", "ok"),
+            ("umount-detach", "ok"),
             ("move", "failed"),
             ("mount", "ok"),
             ("verify", "ok"),
@@ -552,7 +576,7 @@ async fn forced_recovery_through_the_handle_reports_every_step() {
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        vec!["select-server", "mount", "verify", "umount-force", "move"]
+        vec!["select-server", "mount", "verify", "umount-detach", "move"]
     );
     let err = agent
         .handle()

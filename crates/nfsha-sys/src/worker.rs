@@ -94,6 +94,10 @@ pub enum WorkerRequest {
         target: PathBuf,
         /// How many mounts to take off `target` first (0: nothing mounted there).
         old: u32,
+        /// Try `MNT_FORCE` before `MNT_DETACH` (aborts calls in flight in the old
+        /// mount); without it, `MNT_DETACH` only.
+        #[serde(default = "yes")]
+        force: bool,
     },
     /// `stat` + open + one getdents64 of `path`, to make autofs mount it.
     Trigger {
@@ -243,6 +247,10 @@ fn force_then_detach(
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Execute one request in the current process (the worker side; may block).
 pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse {
     match req {
@@ -274,11 +282,16 @@ pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse
             staged,
             target,
             old,
+            force,
         } => {
             let mut steps = Vec::new();
             let mut umount_errno = None;
             for _ in 0..*old {
-                umount_errno = force_then_detach(ops, target, true, &mut steps);
+                umount_errno = if *force {
+                    force_then_detach(ops, target, true, &mut steps)
+                } else {
+                    umount_step(ops, target, UmountFlags::DETACH, &mut steps)
+                };
                 if umount_errno.is_some() {
                     break;
                 }
@@ -804,6 +817,7 @@ mod tests {
                 staged: "/run/nfsha/stage/1".into(),
                 target: "/m".into(),
                 old: 1,
+                force: true,
             },
         );
         assert_eq!(
@@ -833,6 +847,44 @@ mod tests {
     }
 
     #[test]
+    fn replace_without_force_only_detaches() {
+        let ops = RecordingMountOps::new();
+        let r = handle_request(
+            &ops,
+            &WorkerRequest::Replace {
+                staged: "/s".into(),
+                target: "/m".into(),
+                old: 1,
+                force: false,
+            },
+        );
+        assert!(
+            matches!(
+                r,
+                WorkerResponse::Replace {
+                    umount_errno: None,
+                    move_errno: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+        assert_eq!(
+            ops.calls(),
+            vec![
+                RecordedCall::Umount {
+                    path: "/m".into(),
+                    flags: UmountFlags::DETACH
+                },
+                RecordedCall::Move {
+                    from: "/s".into(),
+                    to: "/m".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
     fn replace_moves_nothing_when_the_old_mount_stays() {
         let ops = RecordingMountOps::new();
         ops.fail_call(1, libc::EBUSY).fail_call(2, libc::EPERM);
@@ -842,6 +894,7 @@ mod tests {
                 staged: "/s".into(),
                 target: "/m".into(),
                 old: 2,
+                force: true,
             },
         );
         assert!(
@@ -865,6 +918,7 @@ mod tests {
                 staged: "/s".into(),
                 target: "/m".into(),
                 old: 0,
+                force: true,
             },
         );
         assert!(
