@@ -50,8 +50,12 @@ nw=$(lab_q nfsha /airflow/dags .error_window_ms)
 fw=$(lab_q floor /airflow/dags .error_window_ms)
 sw=$(lab_q seed /airflow/dags .error_window_ms)
 nf=$(lab_q nfsha /airflow/dags '.after_marks["server-b-serving"].first_success_ms')
-# A run where nfsha never saw a failure (shared storage) has no window: that is a 0 s window.
-[ "$(lab_q nfsha /airflow/dags .failed)" = 0 ] && nw=0 && nf=0
+# A run where nfsha never saw a failure has no error window: that is a 0 s window. The first
+# success after B serves still counts (an access stalled across the failover ends then).
+[ "$(lab_q nfsha /airflow/dags .failed)" = 0 ] && nw=0
+for l in nfsha floor seed; do
+    lab_figure "${l}_dags_slowest_access_s" "$(lab_ms_to_s "$(lab_q $l /airflow/dags .slowest.latency_ms)")" s
+done
 [ "$(lab_q floor /airflow/dags .failed)" = 0 ] && fw=0
 if lab_cmp "$nw" '>' 0 && [ "$sw" != null ]; then
     lab_figure ratio_seed_over_nfsha "$(awk -v a="$sw" -v b="$nw" 'BEGIN{printf "%.1f", a/b}')" x
