@@ -177,7 +177,10 @@ impl Services {
         let control = if new.agent.control_socket == self.socket_path {
             None
         } else {
-            Some(control::bind(&new.agent.control_socket).map_err(|e| error_chain(&e))?)
+            Some(
+                control::bind(&new.agent.control_socket)
+                    .map_err(|e| nfsha_core::error_chain(&e))?,
+            )
         };
         let http = if new.agent.listen == self.listen {
             None
@@ -186,7 +189,7 @@ impl Services {
                 Some(addr) => Some(Some(
                     nfsha_metrics::bind(addr)
                         .await
-                        .map_err(|e| error_chain(&e))?,
+                        .map_err(|e| nfsha_core::error_chain(&e))?,
                 )),
                 None => Some(None),
             }
@@ -198,7 +201,7 @@ impl Services {
             if control.is_some() {
                 let _ = std::fs::remove_file(&new.agent.control_socket);
             }
-            return Err(error_chain(&e));
+            return Err(nfsha_core::error_chain(&e));
         }
         Ok(Prepared { control, http })
     }
@@ -284,15 +287,4 @@ fn spawn_follow(
             });
         }
     })
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

@@ -155,24 +155,15 @@ fn unmap_server(server: Option<String>) -> (Option<String>, bool) {
 /// Per old mount in a worker's umount steps: `MNT_FORCE` alone = gone, a following
 /// `MNT_DETACH` = detached.
 fn umount_outcomes(steps: &[nfsha_sys::worker::UmountStep]) -> Vec<Umounted> {
-    let mut out = Vec::new();
-    let mut forced = false;
-    for s in steps {
-        match s.flags.as_str() {
-            "MNT_FORCE" if s.errno.is_none() => out.push(Umounted::Gone),
-            "MNT_FORCE" => forced = true,
-            // A detach after a failed force, or a detach alone.
-            _ => {
-                forced = false;
-                out.push(Umounted::Detached);
-            }
-        }
-    }
-    debug_assert!(
-        !forced,
-        "a failed MNT_FORCE is always followed by MNT_DETACH"
-    );
-    out
+    steps
+        .iter()
+        .filter_map(|s| match (s.flags.as_str(), s.errno) {
+            ("MNT_FORCE", None) => Some(Umounted::Gone),
+            // A failed force is always followed by a detach, which counts.
+            ("MNT_FORCE", Some(_)) => None,
+            _ => Some(Umounted::Detached),
+        })
+        .collect()
 }
 
 /// `/proc/fs/nfsfs/servers`: `NV SERVER PORT USE HOSTNAME`, SERVER and PORT in hex
@@ -203,17 +194,6 @@ fn parse_nfsfs_servers(text: &str) -> Vec<NfsClient> {
         });
     }
     out
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Whether `/proc/fs/nfsfs/volumes` text lists a superblock with device `dev`.
@@ -320,7 +300,7 @@ impl Host for LinuxHost {
     fn stage_dir(&self) -> Result<std::path::PathBuf, HostError> {
         let staging = |e: nfsha_sys::staging::StagingError| HostError::Other {
             op: "staging area",
-            message: error_chain(&e),
+            message: nfsha_core::error_chain(&e),
         };
         {
             let mut ready = self.staging_ready.lock().unwrap_or_else(|p| p.into_inner());
@@ -336,7 +316,7 @@ impl Host for LinuxHost {
     fn remove_stage_dir(&self, dir: &Path) -> Result<(), HostError> {
         nfsha_sys::staging::remove_stage_dir(dir).map_err(|e| HostError::Other {
             op: "staging area",
-            message: error_chain(&e),
+            message: nfsha_core::error_chain(&e),
         })
     }
 

@@ -13,3 +13,16 @@ pub mod state;
 pub use event::{Event, EventKind};
 pub use machine::{Action, MachineConfig, MountMachine};
 pub use state::{MountState, ProbeOp, ProbeOutcome};
+
+/// An error and its whole `source` chain on one line (`outer: inner: innermost`), for
+/// the places that carry errors as text (member records, reload diagnostics, logs).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1006,17 +1006,7 @@ fn flatten<T, E: std::fmt::Display>(
     }
 }
 
-/// `error: cause: cause` on one line (for member records and logs).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use nfsha_core::error_chain;
 
 #[cfg(test)]
 mod tests {
