@@ -12,7 +12,7 @@ jq -r '
     "server A stopped at \($stop | if . then clock else "-" end), VIP on server B at \($vip | if . then clock else "-" end)",
     (.paths[] | select(.path == "/airflow/dags")
      | "  \(.label | (. + "          ")[:10]) first failed access \(.first_failure_ms | if . then clock else "none" end), " +
-       (if .first_failure_ms == null then "no failure seen, slowest access \(.slowest.latency_ms // 0 | . / 1000 * 100 | round / 100) s"
+       (if .first_failure_ms == null then "no failure seen, slowest access \(.slowest.latency_ms // 0 | . / 1000 * 100 | round / 100) s, first success \((.after_marks["vip-moved"].first_success_ms // null) | if . then (. / 1000 * 100 | round / 100 | tostring) + " s" else "-" end) after the VIP moved"
         elif .recovered and .error_window_ms != null then
           "recovered at \((.first_failure_ms + .error_window_ms) | clock), error window \(.error_window_ms / 1000 * 100 | round / 100) s, first success \((.after_marks["vip-moved"].first_success_ms // null) | if . then (. / 1000 * 100 | round / 100 | tostring) + " s" else "-" end) after the VIP moved"
         else "NEVER recovered in this run" end)

@@ -216,6 +216,29 @@ pub trait Host: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = Result<Replaced, ReplaceError>> + Send;
 
+    /// In a worker, bounded by `deadline`: bind the topmost mount at `mountpoint` onto
+    /// `at` (an empty stage directory), so that its superblock can still be named after
+    /// it is detached from `mountpoint` — see [`Host::release`] — and stack it there
+    /// `layers` times in all (one forced release takes one layer off). Returns the
+    /// layers made.
+    fn hold(
+        &self,
+        mountpoint: &Path,
+        at: &Path,
+        layers: u32,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<u32, HostError>> + Send;
+
+    /// Take the top layer made by [`Host::hold`] off `at`: with `force`, `MNT_FORCE`
+    /// first (it aborts every call in flight in that superblock at that moment, also
+    /// those made through the detached original mount), then `MNT_DETACH` if busy.
+    fn release(
+        &self,
+        at: &Path,
+        force: bool,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<Umounted, HostError>> + Send;
+
     /// Run mount.nfs for `req`, killing its process group at `deadline`.
     fn mount_nfs(
         &self,

@@ -30,6 +30,31 @@ pub struct LinuxHost {
 }
 
 impl LinuxHost {
+    /// Send a [`WorkerRequest::Umount`]: how it ended, or the errno of the last call.
+    async fn umount_request(
+        &self,
+        req: WorkerRequest,
+        op: &'static str,
+        deadline: Duration,
+    ) -> Result<Umounted, HostError> {
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Umount { errno: None, steps }) => {
+                Ok(umount_outcomes(&steps).pop().unwrap_or(Umounted::Gone))
+            }
+            Ok(WorkerResponse::Umount {
+                errno: Some(errno), ..
+            }) => Err(HostError::Errno {
+                op: "umount",
+                errno,
+            }),
+            Ok(other) => Err(HostError::Other {
+                op,
+                message: format!("unexpected worker answer {other:?}"),
+            }),
+            Err(e) => Err(worker_error(op, e, deadline)),
+        }
+    }
+
     /// Workers are this binary re-executed as `nfsha __worker`.
     pub fn new() -> Self {
         LinuxHost::with_pool(WorkerPool::new(PoolConfig::self_exec(32)))
@@ -254,24 +279,7 @@ impl Host for LinuxHost {
             force: true,
             detach,
         };
-        match self.pool.request(req, deadline).await {
-            Ok(WorkerResponse::Umount { errno: None, steps }) => Ok(if steps.len() > 1 {
-                Umounted::Detached
-            } else {
-                Umounted::Gone
-            }),
-            Ok(WorkerResponse::Umount {
-                errno: Some(errno), ..
-            }) => Err(HostError::Errno {
-                op: "umount",
-                errno,
-            }),
-            Ok(other) => Err(HostError::Other {
-                op: "umount",
-                message: format!("unexpected worker answer {other:?}"),
-            }),
-            Err(e) => Err(worker_error("umount", e, deadline)),
-        }
+        self.umount_request(req, "umount", deadline).await
     }
 
     fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError> {
@@ -372,6 +380,51 @@ impl Host for LinuxHost {
             })),
             Err(e) => Err(ReplaceError::Umount(worker_error("replace", e, deadline))),
         }
+    }
+
+    async fn hold(
+        &self,
+        mountpoint: &Path,
+        at: &Path,
+        layers: u32,
+        deadline: Duration,
+    ) -> Result<u32, HostError> {
+        let req = WorkerRequest::Hold {
+            path: mountpoint.to_path_buf(),
+            at: at.to_path_buf(),
+            layers,
+        };
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Hold {
+                errno: None,
+                layers,
+            }) => Ok(layers),
+            Ok(WorkerResponse::Hold {
+                errno: Some(errno), ..
+            }) => Err(HostError::Errno {
+                op: "mount(MS_BIND)",
+                errno,
+            }),
+            Ok(other) => Err(HostError::Other {
+                op: "hold",
+                message: format!("unexpected worker answer {other:?}"),
+            }),
+            Err(e) => Err(worker_error("hold", e, deadline)),
+        }
+    }
+
+    async fn release(
+        &self,
+        at: &Path,
+        force: bool,
+        deadline: Duration,
+    ) -> Result<Umounted, HostError> {
+        let req = WorkerRequest::Umount {
+            path: at.to_path_buf(),
+            force,
+            detach: true,
+        };
+        self.umount_request(req, "release", deadline).await
     }
 
     async fn mount_nfs(&self, req: &MountRequest, deadline: Duration) -> Result<(), HostError> {

@@ -24,18 +24,26 @@
 //!    than the bare local directory.
 //! 3. `verify`: a full probe of the staged mount must pass (else it is discarded and
 //!    the old mount stays).
-//! 4. `umount-detach` (`MNT_DETACH`) and `move` (`mount(MS_MOVE)` of the staged mount
+//! 4. `hold` (meanwhile, from step 2 on, bounded by the probe deadline): bind the old
+//!    mount onto a second stage directory, a handle on its superblock.
+//! 5. `umount-detach` (`MNT_DETACH`) and `move` (`mount(MS_MOVE)` of the staged mount
 //!    onto the mountpoint) in one worker request, so the mountpoint shows the bare
-//!    directory for a few syscalls only. Before the detach, `umount-force`
-//!    (`umount2(MNT_FORCE)`, which aborts calls in flight; what `umount -f -l` would do if
-//!    umount.nfs did not drop `-f`) only when the old mount's server is not the one
-//!    mounted from: then nothing will ever answer those calls. With the same address (a
-//!    floating IP) the old kernel client reconnects to the new server and the calls end
-//!    with ESTALE by themselves — sooner thanks to a background throwaway mount in the
-//!    old address form that drives that client's recovery — while forcing would make
-//!    directory reads on the still-visible old mount return *empty* listings (seen for
-//!    1.4 s in the lab). If the move fails, the new mount is made in place instead.
-//! 5. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
+//!    directory for a few syscalls only.
+//! 6. `umount-force` through the hold: `umount2(MNT_FORCE)` of the handle aborts the
+//!    calls still blocked in the old superblock — an application thread that entered the
+//!    old mount before the move. Repeated [`HOLD_FORCES`] times, [`HOLD_FORCE_INTERVAL`]
+//!    apart, in the background: one force aborts only the RPCs in flight at that
+//!    instant, and a call that goes on to its next RPC blocks again. In the lab such calls then ended *successfully*, ~1 s
+//!    after the new server served, where without the force they waited for the old
+//!    kernel client's reconnect back-off (≥ 3 s after an orderly server stop). No new call can reach the old mount any more, so unlike forcing it
+//!    while it is still on the mountpoint (which made directory reads on it return
+//!    *empty* listings in the lab) nothing sees a wrong answer.
+//!    If the hold failed, the old way: `umount-force` before the detach only when the
+//!    old mount's server is not the one mounted from (nothing would answer those calls),
+//!    else no force and a background throwaway mount in the old address form that drives
+//!    the old kernel client's recovery. If the move fails, the new mount is made in place
+//!    instead (and the hold forced after it).
+//! 7. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
 //!
 //! Autofs mode: `select-server`, `umount-force`/`umount-detach` (one request),
 //! `release` (wait at most [`RELEASE_WAIT`] until the kernel has freed the detached
@@ -58,7 +66,7 @@ use nfsha_config::{AgentSettings, MountConfig, MountMode};
 use nfsha_core::{Event, EventKind, MountState, ProbeOutcome};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -132,6 +140,18 @@ pub(crate) struct Recovery<'a, H: Host> {
 pub const RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// Poll period of that wait (a read of a small procfs file).
 const RELEASE_POLL: Duration = Duration::from_millis(20);
+
+/// How many times the old mount is forced through its hold after the move, and how
+/// far apart. One `MNT_FORCE` aborts the RPCs in flight at that instant only; a call
+/// that goes on to its next RPC (e.g. a directory read after an aborted attribute
+/// check) blocks again on the old transport, which reconnects only ≥ 3 s after an
+/// orderly server stop. So the force is repeated, for about 2 s after the move.
+pub const HOLD_FORCES: u32 = 8;
+/// See [`HOLD_FORCES`].
+pub const HOLD_FORCE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A hold in progress: its handle and layers, or why the old mount could not be held.
+type HoldTask = tokio::task::JoinHandle<Result<(PathBuf, u32), String>>;
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -364,13 +384,11 @@ impl<'a, H: Host> Recovery<'a, H> {
             }
         });
         let forms = self.address_forms(server, old_mapped);
-        // Abort calls in flight in the old mount (MNT_FORCE) only when nothing will ever
-        // answer them: the old mount's server is not the one we mount from. With the same
-        // address (a floating IP), its kernel client reconnects to the new server and
-        // those calls end with ESTALE (sooner with the nudge below); forcing instead makes
-        // directory reads in flight, and for a while those after them, return *empty*
-        // listings on the still-visible old mount (seen for 1.4 s in the lab) — a wrong
-        // answer, worse than a wait.
+        // Abort calls in flight in the old mount (MNT_FORCE) *before* taking it off only
+        // when nothing will ever answer them (its server is not the one we mount from)
+        // and it could not be held (below). Forcing a mount that is still on the
+        // mountpoint makes directory reads on it return *empty* listings while the force
+        // lasts (1.4 s once in the lab) — a wrong answer, worse than a wait.
         let new_addrs: Vec<String> = self
             .probes
             .iter()
@@ -382,11 +400,19 @@ impl<'a, H: Host> Recovery<'a, H> {
             .and_then(|m| m.server.as_ref())
             .is_none_or(|o| !new_addrs.contains(o));
 
+        // Hold the old mount on a handle in the staging area, meanwhile: once the new
+        // mount is in place, MNT_FORCE through the handle aborts the calls still blocked
+        // in the old superblock (threads that entered the old mount before the move).
+        // They end, the kernel's path walk retries them on the new mount, and no new
+        // call can reach the old one any more.
+        let hold = old_top.map(|_| self.spawn_hold(&mp));
+
         let t = clock_now();
         let stage = match self.host.stage_dir() {
             Ok(d) => d,
             Err(e) => {
                 self.step_done("mount", t, Err(e.to_string()));
+                self.drop_hold(hold).await;
                 return Err(mount_err(e));
             }
         };
@@ -411,25 +437,34 @@ impl<'a, H: Host> Recovery<'a, H> {
         }
         if let Some(e) = last {
             let _ = self.host.remove_stage_dir(&stage);
+            self.drop_hold(hold).await;
             return Err(mount_err(e));
         }
         if let Err(e) = self.verify(&stage).await {
             self.discard_stage(&stage).await;
+            self.drop_hold(hold).await;
             return Err(e);
         }
+        let handle = match hold {
+            Some(h) => self.held(h).await,
+            None => None,
+        };
+        let force_first = force && handle.is_none();
 
         let t = clock_now();
         let old = u32::try_from(old_nfs).unwrap_or(u32::MAX);
         match self
             .host
-            .replace(&stage, &mp, old, force, self.settings.umount_timeout)
+            .replace(&stage, &mp, old, force_first, self.settings.umount_timeout)
             .await
         {
             Ok(r) => {
-                self.report_old(&r.old, force, t);
+                self.report_old(&r.old, force_first, t);
                 self.step_done("move", t, Ok(Some(mp.display().to_string())));
                 let _ = self.host.remove_stage_dir(&stage);
-                if !force
+                if let Some(h) = handle {
+                    self.force_held(h).await;
+                } else if !force
                     && r.old.contains(&Umounted::Detached)
                     && let Some(old_form) = old_form
                     && used.as_ref() != Some(&old_form)
@@ -441,17 +476,26 @@ impl<'a, H: Host> Recovery<'a, H> {
             Err(ReplaceError::Umount(e)) => {
                 self.step_done("umount-force", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
+                // The old mount is still on the mountpoint: let go of it unforced.
+                if let Some(h) = handle {
+                    self.unhold(&h).await;
+                }
                 Err(RecoveryError::Detach(e))
             }
             Err(ReplaceError::Move { old, source: e }) => {
                 // The old mounts are off: mount in place (a short window on the bare
                 // directory) rather than leave the mountpoint empty.
-                self.report_old(&old, force, t);
+                self.report_old(&old, force_first, t);
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
                 let req = self.request(server, &mp);
-                match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
+                let mounted = self.host.mount_nfs(&req, self.settings.mount_timeout).await;
+                // Only now (blocked calls retry on whatever is on the mountpoint).
+                if let Some(h) = handle {
+                    self.force_held(h).await;
+                }
+                match mounted {
                     Ok(()) => self.step_done("mount", t, Ok(Some(server.to_string()))),
                     Err(e) => {
                         self.step_done("mount", t, Err(e.to_string()));
@@ -461,6 +505,94 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.verify(&mp).await
             }
         }
+    }
+
+    /// Start holding the topmost mount at `mp` on a fresh stage directory, in the
+    /// background (bounded by the probe deadline: on a dead mount the bind's path walk
+    /// may block). See [`Recovery::held`].
+    fn spawn_hold(&self, mp: &Path) -> HoldTask {
+        let host = self.host.clone();
+        let mp = mp.to_path_buf();
+        let deadline = self.mount.probe_deadline;
+        tokio::spawn(async move {
+            let at = host.stage_dir().map_err(|e| e.to_string())?;
+            match host.hold(&mp, &at, HOLD_FORCES, deadline).await {
+                Ok(layers) => Ok((at, layers)),
+                Err(e) => {
+                    // A worker killed at its deadline may still have made the bind.
+                    let _ = host.release(&at, false, deadline).await;
+                    let _ = host.remove_stage_dir(&at);
+                    Err(e.to_string())
+                }
+            }
+        })
+    }
+
+    /// The handle of a hold started by [`Recovery::spawn_hold`], `None` (and a failed
+    /// `hold` step) when the old mount could not be held.
+    async fn held(&mut self, hold: HoldTask) -> Option<(PathBuf, u32)> {
+        let t = clock_now();
+        let r = hold.await.unwrap_or_else(|e| Err(e.to_string()));
+        match r {
+            Ok((at, layers)) => {
+                let detail = format!("{} ({layers} layers)", at.display());
+                self.step_done("hold", t, Ok(Some(detail)));
+                Some((at, layers))
+            }
+            Err(e) => {
+                self.step_done("hold", t, Err(e));
+                None
+            }
+        }
+    }
+
+    /// A recovery that ends before the move: let go of the hold, if any.
+    async fn drop_hold(&mut self, hold: Option<HoldTask>) {
+        if let Some(h) = hold
+            && let Ok(Ok(held)) = h.await
+        {
+            self.unhold(&held).await;
+        }
+    }
+
+    /// Take the hold off without forcing (the old mount is still in use where it is).
+    async fn unhold(&mut self, (at, layers): &(PathBuf, u32)) {
+        for _ in 0..*layers {
+            let _ = self
+                .host
+                .release(at, false, self.settings.umount_timeout)
+                .await;
+        }
+        let _ = self.host.remove_stage_dir(at);
+    }
+
+    /// After the move: `MNT_FORCE` through the hold (aborts the calls still blocked in
+    /// the old superblock), now and then every [`HOLD_FORCE_INTERVAL`] in the
+    /// background, one layer each, until the hold is gone.
+    async fn force_held(&mut self, (at, layers): (PathBuf, u32)) {
+        let t = clock_now();
+        let deadline = self.settings.umount_timeout;
+        let r = self
+            .host
+            .release(&at, true, deadline)
+            .await
+            .map(|_| {
+                Some(format!(
+                    "old mount, through its hold, after the move; {} more every {:?}",
+                    layers.saturating_sub(1),
+                    HOLD_FORCE_INTERVAL
+                ))
+            })
+            .map_err(|e| e.to_string());
+        self.step_done("umount-force", t, r);
+        let host = self.host.clone();
+        tokio::spawn(async move {
+            for _ in 1..layers {
+                tokio::time::sleep(HOLD_FORCE_INTERVAL).await;
+                let _ = host.release(&at, true, deadline).await;
+            }
+            let _ = host.remove_stage_dir(&at);
+        });
     }
 
     /// A mount.nfs request for this mount from `server` at `at`.

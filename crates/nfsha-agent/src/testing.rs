@@ -26,6 +26,8 @@ pub enum Call {
     SuperblockAlive((u32, u32)),
     /// `mount(MS_MOVE)` of a staged mount onto its mountpoint: `(staged, target)`.
     Move(PathBuf, PathBuf),
+    /// `hold(mountpoint, at)`: the mount at `mountpoint` bound onto `at` (in layers).
+    Hold(PathBuf, PathBuf),
     /// `mount_nfs(server, mountpoint)`.
     Mount(String, PathBuf),
     /// `trigger_automount(mountpoint)`.
@@ -35,6 +37,9 @@ pub enum Call {
     /// `run_hook(argv)`.
     Hook(Vec<String>),
 }
+
+/// Where the fake's stage directories are.
+pub const STAGE_ROOT: &str = "/run/nfsha/stage";
 
 /// How the fake answers probes of one mountpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +64,7 @@ struct Inner {
     next_dev: u32,
     clients: Vec<NfsClient>,
     move_fails: Option<i32>,
+    hold_fails: Option<i32>,
     next_stage: u32,
     stage_dirs: Vec<PathBuf>,
     calls: Vec<Call>,
@@ -133,6 +139,11 @@ impl FakeHost {
         self.inner().move_fails = (errno != 0).then_some(errno);
     }
 
+    /// Make every `hold` fail with `errno` (0 clears).
+    pub fn set_hold_failure(&self, errno: i32) {
+        self.inner().hold_fails = (errno != 0).then_some(errno);
+    }
+
     /// Stage directories created and not removed yet.
     pub fn stage_dirs(&self) -> Vec<PathBuf> {
         self.inner().stage_dirs.clone()
@@ -181,12 +192,24 @@ impl FakeHost {
         self.inner().table.clone()
     }
 
-    /// The mountpoints touched by umount calls.
+    /// The mountpoints touched by umount calls (holds in the staging area are not
+    /// mountpoints: see [`FakeHost::released`]).
     pub fn umounted(&self) -> Vec<PathBuf> {
         self.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::Umount(p, ..) => Some(p),
+                Call::Umount(p, ..) if !p.starts_with(STAGE_ROOT) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The umount calls on holds (stage directories): `(handle, MNT_FORCE)`.
+    pub fn released(&self) -> Vec<(PathBuf, bool)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Umount(p, force, _) if p.starts_with(STAGE_ROOT) => Some((p, force)),
                 _ => None,
             })
             .collect()
@@ -279,7 +302,7 @@ impl Host for FakeHost {
     fn stage_dir(&self) -> Result<PathBuf, HostError> {
         let mut i = self.inner();
         i.next_stage += 1;
-        let dir = PathBuf::from(format!("/run/nfsha/stage/{}", i.next_stage));
+        let dir = Path::new(STAGE_ROOT).join(i.next_stage.to_string());
         i.stage_dirs.push(dir.clone());
         Ok(dir)
     }
@@ -346,6 +369,50 @@ impl Host for FakeHost {
             i.probes.insert(target.to_path_buf(), script);
         }
         Ok(Replaced { old: out })
+    }
+
+    async fn hold(
+        &self,
+        mountpoint: &Path,
+        at: &Path,
+        layers: u32,
+        _deadline: Duration,
+    ) -> Result<u32, HostError> {
+        let mut i = self.inner();
+        i.calls.push(Call::Hold(mountpoint.into(), at.into()));
+        let Some(mut m) = topmost(&i.table, mountpoint)
+            .cloned()
+            .filter(|_| i.hold_fails.is_none())
+        else {
+            return Err(HostError::Errno {
+                op: "mount(MS_BIND)",
+                errno: i.hold_fails.unwrap_or(libc::EINVAL),
+            });
+        };
+        m.mountpoint = at.to_path_buf();
+        for _ in 0..layers {
+            i.table.push(m.clone());
+        }
+        Ok(layers)
+    }
+
+    async fn release(
+        &self,
+        at: &Path,
+        force: bool,
+        _deadline: Duration,
+    ) -> Result<Umounted, HostError> {
+        let mut i = self.inner();
+        // Nothing but the agent uses the handle: a forced umount takes it off.
+        i.calls.push(Call::Umount(at.into(), force, !force));
+        if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == at) {
+            i.table.remove(pos);
+        }
+        Ok(if force {
+            Umounted::Gone
+        } else {
+            Umounted::Detached
+        })
     }
 
     async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {

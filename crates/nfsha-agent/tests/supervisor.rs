@@ -5,7 +5,7 @@ use nfsha_agent::testing::{Call, FakeHost, ProbeScript};
 use nfsha_agent::{Agent, Emitter};
 use nfsha_config::{Config, FailbackPolicy, MountConfig, MountMode, ServerRef};
 use nfsha_core::{EventKind, MountState, ProbeOp, ProbeOutcome};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,16 +74,32 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
     let calls = host.resolved_calls();
     let tail: Vec<&Call> = calls
         .iter()
-        .filter(|c| matches!(c, Call::Umount(..) | Call::Mount(..) | Call::Hook(..)))
+        .filter(|c| {
+            matches!(
+                c,
+                Call::Umount(..) | Call::Mount(..) | Call::Hook(..) | Call::Hold(..)
+            )
+        })
         .collect();
-    // The new mount is made (staged) before the old one is taken off.
+    // The new mount is made (staged) and the old one held before the old one is taken
+    // off; the force goes through the hold, after the move.
+    let handle = hold_handle(&host);
     assert_eq!(
-        tail,
-        vec![
+        tail[..5],
+        [
             &Call::Mount("vip".into(), "/airflow/dags".into()),
+            &Call::Hold("/airflow/dags".into(), handle.clone()),
             &Call::Umount("/airflow/dags".into(), false, true),
+            &Call::Umount(handle.clone(), true, false),
             &Call::Hook(hooks[0].clone()),
         ]
+    );
+    // The other forces through the hold, in the background, and nothing else.
+    assert!(
+        tail[5..]
+            .iter()
+            .all(|c| **c == Call::Umount(handle.clone(), true, false)),
+        "{tail:?}"
     );
     assert!(host.stage_dirs().is_empty(), "stage directory removed");
     let ev = events.lock().unwrap().clone();
@@ -104,13 +120,12 @@ async fn stale_mount_is_detached_and_remounted_and_others_are_untouched() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_busy_mount_from_a_dead_server_is_forced_then_detached() {
+async fn a_busy_mount_from_a_dead_server_that_cannot_be_held_is_forced_then_detached() {
     // The old mount's server is not the one mounted from: nothing will ever answer the
-    // calls blocked in it, so MNT_FORCE aborts them before MNT_DETACH.
-    let host = FakeHost::new();
-    host.set_server("vip", true);
-    host.add_nfs_mount("/airflow/logs", "old");
-    host.set_busy("/airflow/logs", true);
+    // calls blocked in it. Without a hold (the bind failed) MNT_FORCE aborts them
+    // before MNT_DETACH, on the mountpoint itself.
+    let host = busy_mount_host("/airflow/logs", "old", "vip");
+    host.set_hold_failure(libc::ESTALE);
     let agent = Agent::start(
         Arc::new(host.clone()),
         config(vec![mount("/airflow/logs", &["old", "vip"])]),
@@ -119,19 +134,61 @@ async fn a_busy_mount_from_a_dead_server_is_forced_then_detached() {
     run_for(Duration::from_millis(1500)).await;
     host.set_probe("/airflow/logs", stale());
     run_for(Duration::from_secs(4)).await;
-    let umounts: Vec<Call> = host
-        .calls()
-        .into_iter()
-        .filter(|c| matches!(c, Call::Umount(..)))
-        .collect();
+    let umounts = umount_calls(&host);
     assert_eq!(
         umounts,
         vec![
+            // The failed hold's stage directory, let go unforced.
+            Call::Umount(hold_handle(&host), false, true),
             Call::Umount("/airflow/logs".into(), true, false),
             Call::Umount("/airflow/logs".into(), false, true),
         ]
     );
     assert_eq!(state_of(&agent, "/airflow/logs"), MountState::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_mount_from_a_dead_server_is_forced_through_its_hold_after_the_move() {
+    let host = busy_mount_host("/m", "old", "vip");
+    let (_agent, report) = recover_once(&host, mount("/m", &["old", "vip"])).await;
+    assert!(report.ok, "{report:?}");
+    let handle = hold_handle(&host);
+    let umounts = umount_calls(&host);
+    assert_eq!(
+        umounts,
+        vec![
+            Call::Umount("/m".into(), false, true),
+            Call::Umount(handle, true, false)
+        ]
+    );
+}
+
+/// A host with a busy NFS mount at `mp` from `old`, and server `reachable` answering.
+fn busy_mount_host(mp: &str, old: &str, reachable: &str) -> FakeHost {
+    let host = FakeHost::new();
+    host.set_server(reachable, true);
+    host.add_nfs_mount(mp, old);
+    host.set_busy(mp, true);
+    host
+}
+
+/// Every umount call so far, in order.
+fn umount_calls(host: &FakeHost) -> Vec<Call> {
+    host.calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Umount(..)))
+        .collect()
+}
+
+/// The stage directory the (first) hold was made on.
+fn hold_handle(host: &FakeHost) -> PathBuf {
+    host.calls()
+        .into_iter()
+        .find_map(|c| match c {
+            Call::Hold(_, at) => Some(at),
+            _ => None,
+        })
+        .expect("a hold")
 }
 
 /// Start an agent on `host` with one mount at `/m`, let it settle, force a recovery.
@@ -156,22 +213,78 @@ fn autofs_mount(mp: &str, servers: &[&str]) -> MountConfig {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_mount_of_the_same_address_is_detached_without_force() {
-    // Same floating address: the old kernel client reconnects to the new server and the
-    // blocked calls end by themselves; forcing would make directory reads on the
-    // still-visible old mount return empty listings.
-    let host = FakeHost::new();
-    host.set_server("vip", true);
-    host.add_nfs_mount("/m", "vip");
-    host.set_busy("/m", true);
+async fn a_mount_of_the_same_address_is_forced_only_through_its_hold_after_the_move() {
+    // Same floating address, busy (a call blocked in it): MNT_FORCE on the mountpoint
+    // while the old mount is still there made directory reads on it return empty
+    // listings in the lab, so it is only detached; the blocked calls are aborted through
+    // the hold once the new mount is in place.
+    let host = busy_mount_host("/m", "vip", "vip");
     let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
-    let umounts: Vec<Call> = host
+    // The first force right after the move, the others in the background.
+    let forces_by_then = host.released().len();
+    run_for(Duration::from_secs(3)).await;
+    let handle = hold_handle(&host);
+    let tail: Vec<Call> = host
         .calls()
         .into_iter()
-        .filter(|c| matches!(c, Call::Umount(..)))
+        .filter(|c| matches!(c, Call::Umount(..) | Call::Move(..) | Call::Hold(..)))
         .collect();
-    assert_eq!(umounts, vec![Call::Umount("/m".into(), false, true)]);
+    let staged = match &tail[2] {
+        Call::Move(from, _) => from.clone(),
+        other => panic!("expected the move third: {tail:?} ({other:?})"),
+    };
+    let forces = nfsha_agent::recovery::HOLD_FORCES as usize;
+    let mut expected = vec![
+        Call::Hold("/m".into(), handle.clone()),
+        Call::Umount("/m".into(), false, true),
+        Call::Move(staged, "/m".into()),
+    ];
+    expected.extend(vec![Call::Umount(handle.clone(), true, false); forces]);
+    assert_eq!(tail, expected);
+    assert_eq!(forces_by_then, 1, "one force before the recovery ends");
+    let force = report
+        .steps
+        .iter()
+        .find(|s| s.step == "umount-force")
+        .unwrap();
+    assert!(
+        force
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("old mount, through its hold, after the move")),
+        "{force:?}"
+    );
+    assert!(host.stage_dirs().is_empty(), "stage directories removed");
+    assert!(
+        !host
+            .table()
+            .iter()
+            .any(|m| m.mountpoint.starts_with(nfsha_agent::testing::STAGE_ROOT)),
+        "nothing left mounted in the staging area: {:?}",
+        host.table()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mount_of_the_same_address_that_cannot_be_held_is_never_forced() {
+    let host = busy_mount_host("/m", "vip", "vip");
+    host.set_hold_failure(libc::ESTALE);
+    let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
+    assert!(report.ok, "{report:?}");
+    let umounts = umount_calls(&host);
+    // The failed hold's stage directory is let go unforced (a bind may have been made
+    // by a worker killed at its deadline); the old mount is only detached.
+    let handle = hold_handle(&host);
+    assert_eq!(
+        umounts,
+        vec![
+            Call::Umount(handle, false, true),
+            Call::Umount("/m".into(), false, true)
+        ]
+    );
+    let hold = report.steps.iter().find(|s| s.step == "hold").unwrap();
+    assert_eq!(hold.outcome, "failed");
     let detach = report
         .steps
         .iter()
@@ -182,6 +295,7 @@ async fn a_mount_of_the_same_address_is_detached_without_force() {
         Some("same server address: not forced")
     );
     assert!(!report.steps.iter().any(|s| s.step == "umount-force"));
+    assert!(host.stage_dirs().is_empty(), "stage directories removed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,10 +303,7 @@ async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
     // A call in flight keeps the detached superblock alive for 5 polls (100 ms): the
     // re-trigger must come after the kernel freed it, or autofs' new mount would share
     // the old kernel client and its transport.
-    let host = FakeHost::new();
-    host.set_server("vip", true);
-    host.add_nfs_mount("/m", "vip");
-    host.set_busy("/m", true);
+    let host = busy_mount_host("/m", "vip", "vip");
     host.set_linger("/m", 5);
     let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
@@ -236,10 +347,7 @@ async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_superblock_held_by_open_files_delays_the_re_trigger_by_the_bound_only() {
-    let host = FakeHost::new();
-    host.set_server("vip", true);
-    host.add_nfs_mount("/m", "vip");
-    host.set_busy("/m", true);
+    let host = busy_mount_host("/m", "vip", "vip");
     host.set_linger("/m", u32::MAX);
     let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
@@ -264,10 +372,10 @@ async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
     // The new mount is made at a staging point from the address form the old mount did
     // not use (its kernel client may sit in reconnect back-off), verified there, and
     // only then does one request take the busy old mount off and move the new one in.
-    let host = FakeHost::new();
-    host.set_server("10.99.0.100", true);
-    host.add_nfs_mount("/m", "10.99.0.100");
-    host.set_busy("/m", true);
+    // Here the old mount cannot be held, so instead of a force through the hold a
+    // throwaway mount nudges the old kernel client (below).
+    let host = busy_mount_host("/m", "10.99.0.100", "10.99.0.100");
+    host.set_hold_failure(libc::EIO);
     host.set_nfs_clients(vec![nfsha_agent::host::NfsClient {
         version: "v4".into(),
         addr: "10.99.0.100".parse().unwrap(),
@@ -278,7 +386,14 @@ async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        vec!["select-server", "mount", "verify", "umount-detach", "move"]
+        vec![
+            "select-server",
+            "mount",
+            "verify",
+            "hold",
+            "umount-detach",
+            "move"
+        ]
     );
     let mount_detail = report.steps[1].detail.as_deref().unwrap();
     assert!(
@@ -338,7 +453,13 @@ async fn a_failed_staged_mount_leaves_the_old_mount_alone() {
     let (_agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
     assert!(!report.ok);
     assert!(host.umounted().is_empty(), "the old mount was not touched");
-    assert!(host.stage_dirs().is_empty(), "stage directory removed");
+    assert_eq!(
+        host.released(),
+        vec![(hold_handle(&host), false); nfsha_agent::recovery::HOLD_FORCES as usize],
+        "its hold is let go unforced, layer by layer"
+    );
+    assert!(host.stage_dirs().is_empty(), "stage directories removed");
+    assert_eq!(host.table().len(), 1, "{:?}", host.table());
 }
 
 #[tokio::test(start_paused = true)]
@@ -360,8 +481,11 @@ async fn a_failed_move_falls_back_to_mounting_in_place() {
             ("select-server", "ok"),
             ("mount", "ok"),
             ("verify", "ok"),
+            ("hold", "ok"),
             ("umount-detach", "ok"),
             ("move", "failed"),
+            // The hold is forced once the new mount is in place.
+            ("umount-force", "ok"),
             ("mount", "ok"),
             ("verify", "ok"),
         ]
@@ -370,6 +494,8 @@ async fn a_failed_move_falls_back_to_mounting_in_place() {
         host.calls()
             .contains(&Call::Mount("vip".into(), "/m".into()))
     );
+    // The repeated forces through the hold end in the background.
+    run_for(Duration::from_secs(3)).await;
     assert!(host.stage_dirs().is_empty());
     assert!(
         host.table()
@@ -576,7 +702,15 @@ async fn forced_recovery_through_the_handle_reports_every_step() {
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        vec!["select-server", "mount", "verify", "umount-detach", "move"]
+        vec![
+            "select-server",
+            "mount",
+            "verify",
+            "hold",
+            "umount-detach",
+            "move",
+            "umount-force"
+        ]
     );
     let err = agent
         .handle()

@@ -30,6 +30,8 @@ pub enum SysOp {
     Readdir,
     /// `mount(MS_MOVE)`.
     Move,
+    /// `mount(MS_BIND)`.
+    Bind,
 }
 
 impl fmt::Display for SysOp {
@@ -41,6 +43,7 @@ impl fmt::Display for SysOp {
             SysOp::Open => "open",
             SysOp::Readdir => "getdents64",
             SysOp::Move => "mount(MS_MOVE)",
+            SysOp::Bind => "mount(MS_BIND)",
         })
     }
 }
@@ -124,6 +127,10 @@ pub trait MountOps: Send + Sync {
     /// `mount(from, to, NULL, MS_MOVE, NULL)`: move the mount at `from` onto `to`.
     /// Fails `EINVAL` when `from`'s parent mount is shared.
     fn move_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError>;
+    /// `mount(from, to, NULL, MS_BIND, NULL)`: a second mount of the topmost mount at
+    /// `from` (not its submounts) on `to`. The path walk to `from` may revalidate the
+    /// mount's root on the server, so on a dead NFS mount this can block.
+    fn bind_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError>;
 }
 
 /// The real implementation, through rustix.
@@ -178,6 +185,10 @@ impl MountOps for RustixMountOps {
     fn move_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
         rustix::mount::mount_move(from, to).map_err(|e| OpsError::from_io(SysOp::Move, e))
     }
+
+    fn bind_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
+        rustix::mount::mount_bind(from, to).map_err(|e| OpsError::from_io(SysOp::Bind, e))
+    }
 }
 
 /// One recorded call of [`RecordingMountOps`].
@@ -207,6 +218,13 @@ pub enum RecordedCall {
     },
     /// `mount(MS_MOVE)`.
     Move {
+        /// Source mount.
+        from: PathBuf,
+        /// Destination.
+        to: PathBuf,
+    },
+    /// `mount(MS_BIND)`.
+    Bind {
         /// Source mount.
         from: PathBuf,
         /// Destination.
@@ -307,6 +325,16 @@ impl MountOps for RecordingMountOps {
                 to: to.to_path_buf(),
             },
             SysOp::Move,
+        )
+    }
+
+    fn bind_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
+        self.record(
+            RecordedCall::Bind {
+                from: from.to_path_buf(),
+                to: to.to_path_buf(),
+            },
+            SysOp::Bind,
         )
     }
 }

@@ -99,6 +99,20 @@ pub enum WorkerRequest {
         #[serde(default = "yes")]
         force: bool,
     },
+    /// `mount(path, at, MS_BIND)`: hold the topmost mount at `path` on a second
+    /// mountpoint `at` (a handle in the private staging area), so that its superblock
+    /// can still be named — for `MNT_FORCE` — after it is detached from `path`; then
+    /// `mount(at, at, MS_BIND)` until `layers` binds are stacked there (each forced
+    /// umount of `at` takes one off: one force per layer).
+    Hold {
+        /// Mountpoint whose topmost mount is held.
+        path: PathBuf,
+        /// Where to hold it (an empty directory).
+        at: PathBuf,
+        /// How many binds to stack on `at` (at least 1).
+        #[serde(default = "one")]
+        layers: u32,
+    },
     /// `stat` + open + one getdents64 of `path`, to make autofs mount it.
     Trigger {
         /// Mountpoint.
@@ -116,6 +130,7 @@ impl WorkerRequest {
             | WorkerRequest::Umount { path, .. }
             | WorkerRequest::Trigger { path } => Some(path),
             WorkerRequest::Replace { target, .. } => Some(target),
+            WorkerRequest::Hold { path, .. } => Some(path),
             WorkerRequest::Ping => None,
         }
     }
@@ -129,6 +144,9 @@ impl WorkerRequest {
             }
             WorkerRequest::Umount { path, .. } => Some((path.clone(), false)),
             WorkerRequest::Replace { target, .. } => Some((target.clone(), false)),
+            // Its own lane (the handle is new each time): a hold stuck on a dead
+            // mount must not hold up the replace that follows it.
+            WorkerRequest::Hold { at, .. } => Some((at.clone(), false)),
             WorkerRequest::Ping => None,
         }
     }
@@ -169,6 +187,14 @@ pub enum WorkerResponse {
         /// The errno of `MS_MOVE`, `None` if the staged mount is in place.
         move_errno: Option<i32>,
     },
+    /// Answer to [`WorkerRequest::Hold`].
+    Hold {
+        /// The errno of the first `mount(MS_BIND)`, `None` if the mount is held.
+        errno: Option<i32>,
+        /// The binds stacked on `at` (fewer than asked if a later one failed).
+        #[serde(default)]
+        layers: u32,
+    },
     /// Answer to [`WorkerRequest::Trigger`].
     Trigger {
         /// The operation that failed, if any.
@@ -200,7 +226,7 @@ fn probe_op(op: SysOp) -> ProbeOp {
         SysOp::Statfs => ProbeOp::Statfs,
         SysOp::Stat => ProbeOp::Stat,
         SysOp::Readdir => ProbeOp::Readdir,
-        SysOp::Open | SysOp::Umount | SysOp::Move => ProbeOp::Open,
+        SysOp::Open | SysOp::Umount | SysOp::Move | SysOp::Bind => ProbeOp::Open,
     }
 }
 
@@ -249,6 +275,10 @@ fn force_then_detach(
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Execute one request in the current process (the worker side; may block).
@@ -306,6 +336,22 @@ pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse
                 move_errno,
             }
         }
+        WorkerRequest::Hold { path, at, layers } => match ops.bind_mount(path, at) {
+            Err(e) => WorkerResponse::Hold {
+                errno: Some(e.errno),
+                layers: 0,
+            },
+            Ok(()) => {
+                let mut made = 1;
+                while made < *layers && ops.bind_mount(at, at).is_ok() {
+                    made += 1;
+                }
+                WorkerResponse::Hold {
+                    errno: None,
+                    layers: made,
+                }
+            }
+        },
         WorkerRequest::Trigger { path } => {
             match ops.stat(path).and_then(|()| ops.read_dir_once(path)) {
                 Ok(_) => WorkerResponse::Trigger {
@@ -844,6 +890,56 @@ mod tests {
                 to: "/m".into()
             }
         );
+    }
+
+    #[test]
+    fn hold_binds_the_mount_on_the_handle_and_reports_the_errno() {
+        let ops = RecordingMountOps::new();
+        let req = WorkerRequest::Hold {
+            path: "/m".into(),
+            at: "/run/nfsha/stage/2".into(),
+            layers: 3,
+        };
+        assert_eq!(
+            handle_request(&ops, &req),
+            WorkerResponse::Hold {
+                errno: None,
+                layers: 3
+            }
+        );
+        let bind = |from: &str| RecordedCall::Bind {
+            from: from.into(),
+            to: "/run/nfsha/stage/2".into(),
+        };
+        assert_eq!(
+            ops.calls(),
+            vec![
+                bind("/m"),
+                bind("/run/nfsha/stage/2"),
+                bind("/run/nfsha/stage/2")
+            ]
+        );
+        // The first bind fails: nothing held.
+        ops.fail_call(4, libc::ESTALE);
+        assert_eq!(
+            handle_request(&ops, &req),
+            WorkerResponse::Hold {
+                errno: Some(libc::ESTALE),
+                layers: 0
+            }
+        );
+        // A later bind fails: fewer layers.
+        ops.fail_call(6, libc::ENOMEM);
+        assert_eq!(
+            handle_request(&ops, &req),
+            WorkerResponse::Hold {
+                errno: None,
+                layers: 1
+            }
+        );
+        // Its lane is the handle's, not the mountpoint's umount lane.
+        assert_eq!(req.lane(), Some(("/run/nfsha/stage/2".into(), false)));
+        assert_eq!(req.path(), Some(Path::new("/m")));
     }
 
     #[test]

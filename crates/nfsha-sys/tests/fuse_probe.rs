@@ -377,3 +377,88 @@ async fn fuse_umount_of_a_hung_mount_works_while_its_probe_worker_is_stuck() {
     let (r, _) = probe_state(&pool, fs.mountpoint()).await;
     assert_eq!(r.state, MountState::NotMounted, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuse_force_through_a_hold_releases_a_call_blocked_in_the_detached_mount() {
+    // The agent's direct-mode replace: hold the old mount on a handle, take it off its
+    // mountpoint lazily (a call is blocked in it), then MNT_FORCE through the handle.
+    require_fuse();
+    let (_tmp, d) = common::dirs(2);
+    let (mp, handle) = (d[0].clone(), d[1].clone());
+    let fs = FaultFsHandle::mount(&mp).expect("mount faultfs");
+    let pool = common::pool(4);
+    let fuse_at = |p: &Path| {
+        read_mountinfo()
+            .expect("mountinfo")
+            .iter()
+            .filter(|e| e.mountpoint == p && e.is_fuse())
+            .count()
+    };
+    let r = pool
+        .request(
+            WorkerRequest::Hold {
+                path: mp.clone(),
+                at: handle.clone(),
+                layers: 2,
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("hold request");
+    assert_eq!(
+        r,
+        WorkerResponse::Hold {
+            errno: None,
+            layers: 2
+        }
+    );
+    assert_eq!(fuse_at(&handle), 2, "two layers held");
+
+    fs.set_fault(Fault::Hang);
+    let o = pool.probe(&mp, Duration::from_millis(300)).await;
+    assert!(matches!(o, ProbeOutcome::Hung { .. }), "{o:?}");
+    assert_eq!(pool.stuck_workers(), 1);
+
+    let umount = |path: &Path, force: bool| WorkerRequest::Umount {
+        path: path.to_path_buf(),
+        force,
+        detach: true,
+    };
+    let r = pool
+        .request(umount(&mp, false), Duration::from_secs(5))
+        .await
+        .expect("detach request");
+    assert!(
+        matches!(r, WorkerResponse::Umount { errno: None, .. }),
+        "{r:?}"
+    );
+    assert_eq!(fuse_at(&mp), 0, "detached from its mountpoint");
+    assert_eq!(
+        pool.stuck_workers(),
+        1,
+        "a lazy detach does not release the blocked call"
+    );
+
+    let r = pool
+        .request(umount(&handle, true), Duration::from_secs(5))
+        .await
+        .expect("force request");
+    assert!(
+        matches!(r, WorkerResponse::Umount { errno: None, .. }),
+        "{r:?}"
+    );
+    assert!(
+        wait_until_async(Duration::from_secs(5), || pool.stuck_workers() == 0).await,
+        "the call blocked in the detached mount was not released by the force through the hold"
+    );
+    assert_eq!(fuse_at(&handle), 1, "one force takes one layer off");
+    let r = pool
+        .request(umount(&handle, true), Duration::from_secs(5))
+        .await
+        .expect("second force");
+    assert!(
+        matches!(r, WorkerResponse::Umount { errno: None, .. }),
+        "{r:?}"
+    );
+    assert_eq!(fuse_at(&handle), 0, "the hold is gone");
+}
