@@ -181,12 +181,15 @@ pub trait Host: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = ProbeOutcome> + Send;
 
-    /// `umount2(mountpoint, MNT_FORCE)` in a worker and, when that fails and `detach`
-    /// is set, `umount2(mountpoint, MNT_DETACH)` in the same worker request (so that
-    /// no new call can enter the mount between the two); bounded by `deadline`.
+    /// In one worker request, bounded by `deadline`: with `force`,
+    /// `umount2(mountpoint, MNT_FORCE)` and, when that fails and `detach` is set,
+    /// `umount2(mountpoint, MNT_DETACH)` (so that no new call can enter the mount
+    /// between the two); without `force`, `MNT_DETACH` only (then the outcome is
+    /// `Detached`). Takes the topmost mount off: on a hold's handle, one layer.
     fn umount(
         &self,
         mountpoint: &Path,
+        force: bool,
         detach: bool,
         deadline: Duration,
     ) -> impl Future<Output = Result<Umounted, HostError>> + Send;
@@ -218,9 +221,10 @@ pub trait Host: Send + Sync + 'static {
 
     /// In a worker, bounded by `deadline`: bind the topmost mount at `mountpoint` onto
     /// `at` (an empty stage directory), so that its superblock can still be named after
-    /// it is detached from `mountpoint` — see [`Host::release`] — and stack it there
-    /// `layers` times in all (one forced release takes one layer off). Returns the
-    /// layers made.
+    /// it is detached from `mountpoint` — `MNT_FORCE` on `at` (see [`Host::umount`])
+    /// aborts the calls in flight in that superblock, also those made through the
+    /// detached original mount — and stack it there `layers` times in all (one umount
+    /// of `at` takes one layer off). Returns the layers made.
     fn hold(
         &self,
         mountpoint: &Path,
@@ -228,16 +232,6 @@ pub trait Host: Send + Sync + 'static {
         layers: u32,
         deadline: Duration,
     ) -> impl Future<Output = Result<u32, HostError>> + Send;
-
-    /// Take the top layer made by [`Host::hold`] off `at`: with `force`, `MNT_FORCE`
-    /// first (it aborts every call in flight in that superblock at that moment, also
-    /// those made through the detached original mount), then `MNT_DETACH` if busy.
-    fn release(
-        &self,
-        at: &Path,
-        force: bool,
-        deadline: Duration,
-    ) -> impl Future<Output = Result<Umounted, HostError>> + Send;
 
     /// Run mount.nfs for `req`, killing its process group at `deadline`.
     fn mount_nfs(

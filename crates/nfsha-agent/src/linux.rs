@@ -30,31 +30,6 @@ pub struct LinuxHost {
 }
 
 impl LinuxHost {
-    /// Send a [`WorkerRequest::Umount`]: how it ended, or the errno of the last call.
-    async fn umount_request(
-        &self,
-        req: WorkerRequest,
-        op: &'static str,
-        deadline: Duration,
-    ) -> Result<Umounted, HostError> {
-        match self.pool.request(req, deadline).await {
-            Ok(WorkerResponse::Umount { errno: None, steps }) => {
-                Ok(umount_outcomes(&steps).pop().unwrap_or(Umounted::Gone))
-            }
-            Ok(WorkerResponse::Umount {
-                errno: Some(errno), ..
-            }) => Err(HostError::Errno {
-                op: "umount",
-                errno,
-            }),
-            Ok(other) => Err(HostError::Other {
-                op,
-                message: format!("unexpected worker answer {other:?}"),
-            }),
-            Err(e) => Err(worker_error(op, e, deadline)),
-        }
-    }
-
     /// Workers are this binary re-executed as `nfsha __worker`.
     pub fn new() -> Self {
         LinuxHost::with_pool(WorkerPool::new(PoolConfig::self_exec(32)))
@@ -94,7 +69,11 @@ impl LinuxHost {
         let mut n = 0;
         for m in table.iter().rev() {
             if m.mountpoint.starts_with(&self.staging_root) && m.mountpoint != self.staging_root {
-                if self.umount(&m.mountpoint, true, deadline).await.is_ok() {
+                if self
+                    .umount(&m.mountpoint, true, true, deadline)
+                    .await
+                    .is_ok()
+                {
                     n += 1;
                 }
                 let _ = nfsha_sys::staging::remove_stage_dir(&m.mountpoint);
@@ -271,15 +250,31 @@ impl Host for LinuxHost {
     async fn umount(
         &self,
         mountpoint: &Path,
+        force: bool,
         detach: bool,
         deadline: Duration,
     ) -> Result<Umounted, HostError> {
         let req = WorkerRequest::Umount {
             path: mountpoint.to_path_buf(),
-            force: true,
+            force,
             detach,
         };
-        self.umount_request(req, "umount", deadline).await
+        match self.pool.request(req, deadline).await {
+            Ok(WorkerResponse::Umount { errno: None, steps }) => {
+                Ok(umount_outcomes(&steps).pop().unwrap_or(Umounted::Gone))
+            }
+            Ok(WorkerResponse::Umount {
+                errno: Some(errno), ..
+            }) => Err(HostError::Errno {
+                op: "umount",
+                errno,
+            }),
+            Ok(other) => Err(HostError::Other {
+                op: "umount",
+                message: format!("unexpected worker answer {other:?}"),
+            }),
+            Err(e) => Err(worker_error("umount", e, deadline)),
+        }
     }
 
     fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError> {
@@ -411,20 +406,6 @@ impl Host for LinuxHost {
             }),
             Err(e) => Err(worker_error("hold", e, deadline)),
         }
-    }
-
-    async fn release(
-        &self,
-        at: &Path,
-        force: bool,
-        deadline: Duration,
-    ) -> Result<Umounted, HostError> {
-        let req = WorkerRequest::Umount {
-            path: at.to_path_buf(),
-            force,
-            detach: true,
-        };
-        self.umount_request(req, "release", deadline).await
     }
 
     async fn mount_nfs(&self, req: &MountRequest, deadline: Duration) -> Result<(), HostError> {

@@ -45,10 +45,13 @@
 //!    instead (and the hold forced after it).
 //! 7. `hook`s, each bounded; a failing hook is reported but does not fail the recovery.
 //!
-//! Autofs mode: `select-server`, `umount-force`/`umount-detach` (one request),
-//! `release` (wait at most [`RELEASE_WAIT`] until the kernel has freed the detached
-//! superblock, `/proc/fs/nfsfs/volumes`, so that autofs' new mount does not share the
-//! old transport; open files keep it alive, then the wait ends at its bound), `trigger`
+//! Autofs mode: `select-server`; per NFS mount on the mountpoint `hold` (one layer),
+//! `umount-detach`, then `umount-force` through the hold — so, as in direct mode, no
+//! listing of the still-visible old mount runs during a force (if the hold fails:
+//! `umount-force`/`umount-detach` on the mountpoint, one request); `release` (wait at
+//! most [`RELEASE_WAIT`] until the kernel has freed the detached superblock,
+//! `/proc/fs/nfsfs/volumes`, so that autofs' new mount does not share the old
+//! transport; open files keep it alive, then the wait ends at its bound), `trigger`
 //! (access the path from a worker so autofs mounts again), `verify`, hooks. In autofs
 //! mode autofs owns the mountpoint, so the bare-directory window between detach and
 //! the new mount remains.
@@ -463,7 +466,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.step_done("move", t, Ok(Some(mp.display().to_string())));
                 let _ = self.host.remove_stage_dir(&stage);
                 if let Some(h) = handle {
-                    self.force_held(h).await;
+                    self.force_held(h, "after the move").await;
                 } else if !force
                     && r.old.contains(&Umounted::Detached)
                     && let Some(old_form) = old_form
@@ -493,7 +496,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 let mounted = self.host.mount_nfs(&req, self.settings.mount_timeout).await;
                 // Only now (blocked calls retry on whatever is on the mountpoint).
                 if let Some(h) = handle {
-                    self.force_held(h).await;
+                    self.force_held(h, "after the move").await;
                 }
                 match mounted {
                     Ok(()) => self.step_done("mount", t, Ok(Some(server.to_string()))),
@@ -520,7 +523,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 Ok(layers) => Ok((at, layers)),
                 Err(e) => {
                     // A worker killed at its deadline may still have made the bind.
-                    let _ = host.release(&at, false, deadline).await;
+                    let _ = host.umount(&at, false, true, deadline).await;
                     let _ = host.remove_stage_dir(&at);
                     Err(e.to_string())
                 }
@@ -560,7 +563,7 @@ impl<'a, H: Host> Recovery<'a, H> {
         for _ in 0..*layers {
             let _ = self
                 .host
-                .release(at, false, self.settings.umount_timeout)
+                .umount(at, false, true, self.settings.umount_timeout)
                 .await;
         }
         let _ = self.host.remove_stage_dir(at);
@@ -569,19 +572,22 @@ impl<'a, H: Host> Recovery<'a, H> {
     /// After the move: `MNT_FORCE` through the hold (aborts the calls still blocked in
     /// the old superblock), now and then every [`HOLD_FORCE_INTERVAL`] in the
     /// background, one layer each, until the hold is gone.
-    async fn force_held(&mut self, (at, layers): (PathBuf, u32)) {
+    async fn force_held(&mut self, (at, layers): (PathBuf, u32), when: &str) {
         let t = clock_now();
         let deadline = self.settings.umount_timeout;
         let r = self
             .host
-            .release(&at, true, deadline)
+            .umount(&at, true, true, deadline)
             .await
             .map(|_| {
-                Some(format!(
-                    "old mount, through its hold, after the move; {} more every {:?}",
-                    layers.saturating_sub(1),
-                    HOLD_FORCE_INTERVAL
-                ))
+                Some(match layers {
+                    0 | 1 => format!("old mount, through its hold, {when}"),
+                    n => format!(
+                        "old mount, through its hold, {when}; {} more every {:?}",
+                        n - 1,
+                        HOLD_FORCE_INTERVAL
+                    ),
+                })
             })
             .map_err(|e| e.to_string());
         self.step_done("umount-force", t, r);
@@ -589,7 +595,7 @@ impl<'a, H: Host> Recovery<'a, H> {
         tokio::spawn(async move {
             for _ in 1..layers {
                 tokio::time::sleep(HOLD_FORCE_INTERVAL).await;
-                let _ = host.release(&at, true, deadline).await;
+                let _ = host.umount(&at, true, true, deadline).await;
             }
             let _ = host.remove_stage_dir(&at);
         });
@@ -645,7 +651,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                     req.mountpoint = dir.clone();
                     let r = host.mount_nfs(&req, mount_timeout).await;
                     if r.is_ok() {
-                        let _ = host.umount(&dir, true, umount_timeout).await;
+                        let _ = host.umount(&dir, true, true, umount_timeout).await;
                     }
                     let _ = host.remove_stage_dir(&dir);
                     r
@@ -671,14 +677,43 @@ impl<'a, H: Host> Recovery<'a, H> {
         if table.iter().any(|m| m.mountpoint == stage) {
             let _ = self
                 .host
-                .umount(stage, true, self.settings.umount_timeout)
+                .umount(stage, true, true, self.settings.umount_timeout)
                 .await;
         }
         let _ = self.host.remove_stage_dir(stage);
     }
 
-    /// Force, then lazily detach, every NFS mount stacked on the mountpoint; then wait
-    /// (bounded) for the kernel to free the superblocks that were detached.
+    /// Hold the topmost mount at `mp` on a fresh stage directory (one layer), now;
+    /// `None` (and a failed `hold` step) if that fails.
+    async fn hold_now(&mut self, mp: &Path) -> Option<(PathBuf, u32)> {
+        let t = clock_now();
+        let r = match self.host.stage_dir() {
+            Ok(at) => match self.host.hold(mp, &at, 1, self.mount.probe_deadline).await {
+                Ok(layers) => Ok((at, layers)),
+                Err(e) => {
+                    self.unhold(&(at, 1)).await;
+                    Err(e.to_string())
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match r {
+            Ok(held) => {
+                let detail = format!("{} ({} layer)", held.0.display(), held.1);
+                self.step_done("hold", t, Ok(Some(detail)));
+                Some(held)
+            }
+            Err(e) => {
+                self.step_done("hold", t, Err(e));
+                None
+            }
+        }
+    }
+
+    /// Take every NFS mount stacked on the mountpoint off, each held first and forced
+    /// through its hold once it is off (or, if it cannot be held, forced on the
+    /// mountpoint and then detached); then wait (bounded) for the kernel to free the
+    /// superblocks that were detached.
     async fn detach(&mut self) -> Result<(), HostError> {
         let mp = self.mount.mountpoint.clone();
         let deadline = self.settings.umount_timeout;
@@ -689,20 +724,35 @@ impl<'a, H: Host> Recovery<'a, H> {
                 Some(m) if m.is_nfs() => m.dev,
                 _ => break,
             };
+            let held = self.hold_now(&mp).await;
             let t = clock_now();
-            let result = self.host.umount(&mp, true, deadline).await;
-            match &result {
-                Ok(Umounted::Gone) => self.step_done("umount-force", t, Ok(None)),
-                Ok(Umounted::Detached) => {
+            let result = self.host.umount(&mp, held.is_none(), true, deadline).await;
+            match (&result, &held) {
+                (Ok(Umounted::Gone), _) => self.step_done("umount-force", t, Ok(None)),
+                (Ok(Umounted::Detached), Some(_)) => {
+                    self.step_done("umount-detach", t, Ok(None));
+                    detached.extend(dev);
+                }
+                (Ok(Umounted::Detached), None) => {
                     // Busy (open files, cwd, a call in flight) is the normal case after
                     // a failover: MNT_DETACH took it off the mountpoint.
                     self.step_done("umount-force", t, Ok(Some("busy".to_string())));
                     self.step_done("umount-detach", clock_now(), Ok(None));
                     detached.extend(dev);
                 }
-                Err(e) => self.step_done("umount-force", t, Err(e.to_string())),
+                (Err(e), Some(_)) => self.step_done("umount-detach", t, Err(e.to_string())),
+                (Err(e), None) => self.step_done("umount-force", t, Err(e.to_string())),
             }
-            result?;
+            match (result, held) {
+                (Ok(_), Some(h)) => self.force_held(h, "after the detach").await,
+                (Err(e), held) => {
+                    if let Some(h) = held {
+                        self.unhold(&h).await;
+                    }
+                    return Err(e);
+                }
+                (Ok(_), None) => {}
+            }
         }
         let table = self.host.mount_table()?;
         if topmost(&table, &mp).is_some_and(|m| m.is_nfs()) {

@@ -244,11 +244,12 @@ impl Host for FakeHost {
     async fn umount(
         &self,
         mountpoint: &Path,
+        force: bool,
         detach: bool,
         _deadline: Duration,
     ) -> Result<Umounted, HostError> {
         let mut i = self.inner();
-        i.calls.push(Call::Umount(mountpoint.into(), true, false));
+        i.calls.push(Call::Umount(mountpoint.into(), force, !force));
         let Some(top) = topmost(&i.table, mountpoint).cloned() else {
             return Err(HostError::Errno {
                 op: "umount",
@@ -256,28 +257,29 @@ impl Host for FakeHost {
             });
         };
         let busy = i.busy.get(mountpoint).copied().unwrap_or(false);
-        if busy {
-            if !detach {
-                return Err(HostError::Errno {
-                    op: "umount",
-                    errno: libc::EBUSY,
-                });
+        let outcome = if force && !busy {
+            Umounted::Gone
+        } else {
+            if force {
+                if !detach {
+                    return Err(HostError::Errno {
+                        op: "umount",
+                        errno: libc::EBUSY,
+                    });
+                }
+                i.calls.push(Call::Umount(mountpoint.into(), false, true));
             }
-            i.calls.push(Call::Umount(mountpoint.into(), false, true));
             let polls = i.linger_polls.get(mountpoint).copied().unwrap_or(0);
-            if let Some(dev) = top.dev.filter(|_| polls > 0) {
+            if let Some(dev) = top.dev.filter(|_| busy && polls > 0) {
                 i.lingering.insert(dev, polls);
             }
-        }
+            Umounted::Detached
+        };
         if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == mountpoint) {
             i.table.remove(pos);
         }
         i.probes.remove(mountpoint);
-        Ok(if busy {
-            Umounted::Detached
-        } else {
-            Umounted::Gone
-        })
+        Ok(outcome)
     }
 
     fn nfs_superblock_alive(&self, dev: (u32, u32)) -> Result<bool, HostError> {
@@ -331,7 +333,7 @@ impl Host for FakeHost {
         for _ in 0..old {
             if force {
                 out.push(
-                    self.umount(target, true, deadline)
+                    self.umount(target, true, true, deadline)
                         .await
                         .map_err(ReplaceError::Umount)?,
                 );
@@ -394,25 +396,6 @@ impl Host for FakeHost {
             i.table.push(m.clone());
         }
         Ok(layers)
-    }
-
-    async fn release(
-        &self,
-        at: &Path,
-        force: bool,
-        _deadline: Duration,
-    ) -> Result<Umounted, HostError> {
-        let mut i = self.inner();
-        // Nothing but the agent uses the handle: a forced umount takes it off.
-        i.calls.push(Call::Umount(at.into(), force, !force));
-        if let Some(pos) = i.table.iter().rposition(|m| m.mountpoint == at) {
-            i.table.remove(pos);
-        }
-        Ok(if force {
-            Umounted::Gone
-        } else {
-            Umounted::Detached
-        })
     }
 
     async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {

@@ -312,14 +312,25 @@ async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
         steps,
         vec![
             "select-server",
-            "umount-force",
+            "hold",
             "umount-detach",
+            "umount-force",
             "release",
             "trigger",
             "verify"
         ]
     );
-    let release = &report.steps[3];
+    // The force goes through the hold, once the old mount is off the mountpoint.
+    let handle = hold_handle(&host);
+    let umounts = umount_calls(&host);
+    assert_eq!(
+        umounts,
+        vec![
+            Call::Umount("/m".into(), false, true),
+            Call::Umount(handle, true, false)
+        ]
+    );
+    let release = &report.steps[4];
     assert_eq!(release.detail, None, "freed within the bound: {release:?}");
     assert!(
         (100..=200).contains(&release.duration_ms),
@@ -343,6 +354,40 @@ async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
         last_poll < trigger_at,
         "triggered before the release: {calls:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn autofs_mode_without_a_hold_forces_on_the_mountpoint_then_detaches() {
+    let host = busy_mount_host("/m", "vip", "vip");
+    host.set_hold_failure(libc::EIO);
+    let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
+    assert!(report.ok, "{report:?}");
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        vec![
+            "select-server",
+            "hold",
+            "umount-force",
+            "umount-detach",
+            "release",
+            "trigger",
+            "verify"
+        ]
+    );
+    assert_eq!(report.steps[1].outcome, "failed");
+    let umounts: Vec<Call> = umount_calls(&host)
+        .into_iter()
+        .filter(|c| matches!(c, Call::Umount(p, ..) if p == Path::new("/m")))
+        .collect();
+    assert_eq!(
+        umounts,
+        vec![
+            Call::Umount("/m".into(), true, false),
+            Call::Umount("/m".into(), false, true)
+        ]
+    );
+    assert!(host.stage_dirs().is_empty(), "stage directories removed");
 }
 
 #[tokio::test(start_paused = true)]
