@@ -33,11 +33,12 @@
 //!    calls still blocked in the old superblock — an application thread that entered the
 //!    old mount before the move. Repeated [`HOLD_FORCES`] times, [`HOLD_FORCE_INTERVAL`]
 //!    apart, in the background: one force aborts only the RPCs in flight at that
-//!    instant, and a call that goes on to its next RPC blocks again. In the lab such calls then ended *successfully*, ~1 s
-//!    after the new server served, where without the force they waited for the old
-//!    kernel client's reconnect back-off (≥ 3 s after an orderly server stop). No new call can reach the old mount any more, so unlike forcing it
-//!    while it is still on the mountpoint (which made directory reads on it return
-//!    *empty* listings in the lab) nothing sees a wrong answer.
+//!    instant, and a call that goes on to its next RPC blocks again. In the lab such
+//!    calls then ended *successfully*, ~1 s after the new server served, where without
+//!    the force they waited for the old kernel client's reconnect back-off (≥ 3 s after
+//!    an orderly server stop). No new call can reach the old mount any more, so unlike
+//!    forcing it while it is still on the mountpoint (which made directory reads on it
+//!    return *empty* listings in the lab) nothing sees a wrong answer.
 //!    If the hold failed, the old way: `umount-force` before the detach only when the
 //!    old mount's server is not the one mounted from (nothing would answer those calls),
 //!    else no force and a background throwaway mount in the old address form that drives
@@ -405,10 +406,9 @@ impl<'a, H: Host> Recovery<'a, H> {
 
         // Hold the old mount on a handle in the staging area, meanwhile: once the new
         // mount is in place, MNT_FORCE through the handle aborts the calls still blocked
-        // in the old superblock (threads that entered the old mount before the move).
-        // They end, the kernel's path walk retries them on the new mount, and no new
-        // call can reach the old one any more.
-        let hold = old_top.map(|_| self.spawn_hold(&mp));
+        // in the old superblock (threads that entered the old mount before the move),
+        // and no new call can reach the old one any more.
+        let hold = old_top.map(|_| self.spawn_hold(&mp, HOLD_FORCES));
 
         let t = clock_now();
         let stage = match self.host.stage_dir() {
@@ -462,7 +462,7 @@ impl<'a, H: Host> Recovery<'a, H> {
             .await
         {
             Ok(r) => {
-                self.report_old(&r.old, force_first, t);
+                self.report_old(&r.old, force_first, handle.is_some(), t);
                 self.step_done("move", t, Ok(Some(mp.display().to_string())));
                 let _ = self.host.remove_stage_dir(&stage);
                 if let Some(h) = handle {
@@ -488,7 +488,7 @@ impl<'a, H: Host> Recovery<'a, H> {
             Err(ReplaceError::Move { old, source: e }) => {
                 // The old mounts are off: mount in place (a short window on the bare
                 // directory) rather than leave the mountpoint empty.
-                self.report_old(&old, force_first, t);
+                self.report_old(&old, force_first, handle.is_some(), t);
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
@@ -510,16 +510,16 @@ impl<'a, H: Host> Recovery<'a, H> {
         }
     }
 
-    /// Start holding the topmost mount at `mp` on a fresh stage directory, in the
-    /// background (bounded by the probe deadline: on a dead mount the bind's path walk
-    /// may block). See [`Recovery::held`].
-    fn spawn_hold(&self, mp: &Path) -> HoldTask {
+    /// Start holding the topmost mount at `mp` on a fresh stage directory in `layers`
+    /// layers, in the background (bounded by the probe deadline: a worker does it). See
+    /// [`Recovery::held`].
+    fn spawn_hold(&self, mp: &Path, layers: u32) -> HoldTask {
         let host = self.host.clone();
         let mp = mp.to_path_buf();
         let deadline = self.mount.probe_deadline;
         tokio::spawn(async move {
             let at = host.stage_dir().map_err(|e| e.to_string())?;
-            match host.hold(&mp, &at, HOLD_FORCES, deadline).await {
+            match host.hold(&mp, &at, layers, deadline).await {
                 Ok(layers) => Ok((at, layers)),
                 Err(e) => {
                     // A worker killed at its deadline may still have made the bind.
@@ -538,7 +538,8 @@ impl<'a, H: Host> Recovery<'a, H> {
         let r = hold.await.unwrap_or_else(|e| Err(e.to_string()));
         match r {
             Ok((at, layers)) => {
-                let detail = format!("{} ({layers} layers)", at.display());
+                let unit = if layers == 1 { "layer" } else { "layers" };
+                let detail = format!("{} ({layers} {unit})", at.display());
                 self.step_done("hold", t, Ok(Some(detail)));
                 Some((at, layers))
             }
@@ -613,8 +614,13 @@ impl<'a, H: Host> Recovery<'a, H> {
     }
 
     /// Per old mount taken off: `umount-force` (when forced) and `umount-detach` (when
-    /// it was busy, or not forced).
-    fn report_old(&mut self, old: &[Umounted], forced: bool, t: Instant) {
+    /// it was busy, or not forced: then saying why).
+    fn report_old(&mut self, old: &[Umounted], forced: bool, held: bool, t: Instant) {
+        let why = if held {
+            "held: forced through the hold after the move"
+        } else {
+            "same server address: not forced"
+        };
         for u in old {
             match (u, forced) {
                 (Umounted::Gone, _) => self.step_done("umount-force", t, Ok(None)),
@@ -622,11 +628,9 @@ impl<'a, H: Host> Recovery<'a, H> {
                     self.step_done("umount-force", t, Ok(Some("busy".into())));
                     self.step_done("umount-detach", clock_now(), Ok(None));
                 }
-                (Umounted::Detached, false) => self.step_done(
-                    "umount-detach",
-                    t,
-                    Ok(Some("same server address: not forced".into())),
-                ),
+                (Umounted::Detached, false) => {
+                    self.step_done("umount-detach", t, Ok(Some(why.into())))
+                }
             }
         }
     }
@@ -683,33 +687,6 @@ impl<'a, H: Host> Recovery<'a, H> {
         let _ = self.host.remove_stage_dir(stage);
     }
 
-    /// Hold the topmost mount at `mp` on a fresh stage directory (one layer), now;
-    /// `None` (and a failed `hold` step) if that fails.
-    async fn hold_now(&mut self, mp: &Path) -> Option<(PathBuf, u32)> {
-        let t = clock_now();
-        let r = match self.host.stage_dir() {
-            Ok(at) => match self.host.hold(mp, &at, 1, self.mount.probe_deadline).await {
-                Ok(layers) => Ok((at, layers)),
-                Err(e) => {
-                    self.unhold(&(at, 1)).await;
-                    Err(e.to_string())
-                }
-            },
-            Err(e) => Err(e.to_string()),
-        };
-        match r {
-            Ok(held) => {
-                let detail = format!("{} ({} layer)", held.0.display(), held.1);
-                self.step_done("hold", t, Ok(Some(detail)));
-                Some(held)
-            }
-            Err(e) => {
-                self.step_done("hold", t, Err(e));
-                None
-            }
-        }
-    }
-
     /// Take every NFS mount stacked on the mountpoint off, each held first and forced
     /// through its hold once it is off (or, if it cannot be held, forced on the
     /// mountpoint and then detached); then wait (bounded) for the kernel to free the
@@ -724,7 +701,8 @@ impl<'a, H: Host> Recovery<'a, H> {
                 Some(m) if m.is_nfs() => m.dev,
                 _ => break,
             };
-            let held = self.hold_now(&mp).await;
+            let hold = self.spawn_hold(&mp, 1);
+            let held = self.held(hold).await;
             let t = clock_now();
             let result = self.host.umount(&mp, held.is_none(), true, deadline).await;
             match (&result, &held) {

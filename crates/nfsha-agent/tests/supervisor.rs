@@ -161,6 +161,16 @@ async fn a_busy_mount_from_a_dead_server_is_forced_through_its_hold_after_the_mo
             Call::Umount(handle, true, false)
         ]
     );
+    let detach = report
+        .steps
+        .iter()
+        .find(|s| s.step == "umount-detach")
+        .unwrap();
+    assert_eq!(
+        detach.detail.as_deref(),
+        Some("held: forced through the hold after the move"),
+        "the dead server's mount is not forced on the mountpoint because it is held"
+    );
 }
 
 /// A host with a busy NFS mount at `mp` from `old`, and server `reachable` answering.
@@ -170,6 +180,11 @@ fn busy_mount_host(mp: &str, old: &str, reachable: &str) -> FakeHost {
     host.add_nfs_mount(mp, old);
     host.set_busy(mp, true);
     host
+}
+
+/// The names of a recovery's steps, in order.
+fn step_names(report: &nfsha_agent::recovery::RecoveryReport) -> Vec<&str> {
+    report.steps.iter().map(|s| s.step.as_str()).collect()
 }
 
 /// Every umount call so far, in order.
@@ -307,7 +322,7 @@ async fn autofs_re_trigger_waits_until_the_detached_superblock_is_freed() {
     host.set_linger("/m", 5);
     let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
-    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    let steps = step_names(&report);
     assert_eq!(
         steps,
         vec![
@@ -362,7 +377,7 @@ async fn autofs_mode_without_a_hold_forces_on_the_mountpoint_then_detaches() {
     host.set_hold_failure(libc::EIO);
     let (_agent, report) = recover_once(&host, autofs_mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
-    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    let steps = step_names(&report);
     assert_eq!(
         steps,
         vec![
@@ -428,7 +443,7 @@ async fn direct_mode_stages_and_verifies_before_the_old_mount_is_touched() {
     }]);
     let (agent, report) = recover_once(&host, mount("/m", &["10.99.0.100"])).await;
     assert!(report.ok, "{report:?}");
-    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    let steps = step_names(&report);
     assert_eq!(
         steps,
         vec![
@@ -744,7 +759,7 @@ async fn forced_recovery_through_the_handle_reports_every_step() {
     host.add_nfs_mount("/m", "vip");
     let (agent, report) = recover_once(&host, mount("/m", &["vip"])).await;
     assert!(report.ok, "{report:?}");
-    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    let steps = step_names(&report);
     assert_eq!(
         steps,
         vec![
