@@ -359,6 +359,59 @@ fn mountpoint_rules() {
     let d = one_error(&two("/x/y", "/x"));
     assert!(d.message.contains("`/x/y` is nested inside `/x`"), "{d}");
     assert!(parse_str(&two("/x", "/xy"), None).is_ok());
+    // Siblings that sort between a path and its descendants are not nested.
+    assert!(parse_str(&two("/x/y", "/x-y"), None).is_ok());
+    assert!(parse_str(&two("/x b", "/x/b"), None).is_ok());
+}
+
+/// Audit hole (issue 16, item 4): the nesting check compared every mount with every
+/// other. 10,000 mounts, every one with an error-free neighbour structure, then one
+/// nested at the end and one parent of existing mounts: both still found.
+#[test]
+fn ten_thousand_mounts_validate_with_nesting_found_in_both_directions() {
+    let mut text = String::new();
+    for i in 0..10_000 {
+        text.push_str(&MOUNT.replace("\"/m\"", &format!("\"/data/d{i}/m\"")));
+    }
+    let cfg = parse_str(&text, None).expect("10,000 distinct mounts are valid");
+    assert_eq!(cfg.mounts.len(), 10_000);
+    let nested = format!("{text}{}", MOUNT.replace("\"/m\"", "\"/data/d5000/m/x\""));
+    let d = one_error(&nested);
+    assert!(
+        d.message
+            .contains("`/data/d5000/m/x` is nested inside `/data/d5000/m`"),
+        "{d}"
+    );
+    let outer = format!("{text}{}", MOUNT.replace("\"/m\"", "\"/data/d7\""));
+    let d = one_error(&outer);
+    assert!(
+        d.message
+            .contains("`/data/d7/m` is nested inside `/data/d7`"),
+        "{d}"
+    );
+}
+
+/// Audit hole (issue 16, item 4): huge durations used to pass `config check` and panic
+/// later in deadline arithmetic (`loop_period` in check itself, `server_probe_interval` at
+/// start, `umount_timeout` in `nfsha recover`). Every duration key is capped.
+#[test]
+fn huge_durations_are_refused_with_their_position_not_a_panic() {
+    for key in [
+        "server_probe_interval",
+        "umount_timeout",
+        "backoff_max",
+        "rpc_timeout",
+    ] {
+        let d = one_error(&format!("[agent]\n{key} = \"1000000000y\"\n"));
+        assert!(d.message.contains("too long"), "{key}: {d}");
+        assert_eq!((d.line, d.column), (2, key.len() + 4), "{key}");
+    }
+    let d = one_error(&server_with("loop_period = \"1000000000y\""));
+    assert!(d.message.contains("too long"), "{d}");
+    let d = one_error(&mount_with("probe_interval = \"366days\""));
+    assert!(d.message.contains("too long"), "{d}");
+    assert!(d.help.unwrap().contains("at most 1year"));
+    assert!(parse_str(&mount_with("probe_interval = \"365days\""), None).is_ok());
 }
 
 #[test]

@@ -29,6 +29,11 @@ type Sp<T> = (T, usize);
 /// tell a dead server from a slow one in any useful time.
 pub const MAX_PROBE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Largest accepted duration of any key: a year is longer than any timeout, period or
+/// lease has a use for, and far from the overflow of the deadline arithmetic that a huge
+/// value used to crash (`Instant + d`, `3 × loop_period`).
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600); // humantime's 1year
+
 /// Largest accepted `failures_before_recovery`.
 pub const MAX_FAILURES_BEFORE_RECOVERY: u64 = 100;
 
@@ -142,6 +147,39 @@ pub(crate) struct Checker<'s> {
     pub(crate) sink: Sink<'s>,
 }
 
+/// The mountpoints validated so far, ordered by path components: a path's descendants
+/// follow it directly, so a nesting check costs a few look-ups, not a pass over every
+/// mount (10,000 mounts stay fast).
+struct SeenMountpoints {
+    by_path: std::collections::BTreeMap<PathBuf, usize>,
+}
+
+impl SeenMountpoints {
+    fn new() -> Self {
+        SeenMountpoints {
+            by_path: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// `(outer, inner, offset of the other one)` if `path` is inside a seen mountpoint or
+    /// a seen mountpoint is inside `path`.
+    fn nesting(&self, path: &Path) -> Option<(PathBuf, PathBuf, usize)> {
+        if let Some((outer, &at)) = path
+            .ancestors()
+            .skip(1)
+            .find_map(|a| self.by_path.get_key_value(a))
+        {
+            return Some((outer.clone(), path.to_path_buf(), at));
+        }
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.by_path
+            .range::<Path, _>((Excluded(path), Unbounded))
+            .next()
+            .filter(|(other, _)| other.starts_with(path))
+            .map(|(inner, &at)| (path.to_path_buf(), inner.clone(), at))
+    }
+}
+
 fn start(v: &Val<'_>) -> usize {
     v.span().start
 }
@@ -245,6 +283,17 @@ impl<'s> Checker<'s> {
             Ok(d) if d.is_zero() => {
                 self.sink
                     .error(start(v), format!("`{key}` must be greater than zero"));
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.sink.error_help(
+                    start(v),
+                    format!("`{key}` = \"{}\" is too long", s.trim()),
+                    format!(
+                        "durations are at most {}; write e.g. \"30s\" or \"5m\"",
+                        humantime::format_duration(MAX_DURATION)
+                    ),
+                );
                 None
             }
             Ok(d) => Some(d),
@@ -480,7 +529,7 @@ impl<'s> Checker<'s> {
         if let Some(v) = root.get("mount") {
             match v.get_ref() {
                 DeValue::Array(a) => {
-                    let mut seen: Vec<(PathBuf, usize)> = Vec::new();
+                    let mut seen = SeenMountpoints::new();
                     for item in a.iter() {
                         match item.get_ref() {
                             DeValue::Table(t) => {
@@ -704,7 +753,7 @@ impl<'s> Checker<'s> {
         t: &DeTable<'_>,
         at: usize,
         defaults: &Common,
-        seen: &mut Vec<(PathBuf, usize)>,
+        seen: &mut SeenMountpoints,
     ) -> Option<MountConfig> {
         let keys: Vec<&str> = MOUNT_ONLY_KEYS
             .iter()
@@ -743,7 +792,7 @@ impl<'s> Checker<'s> {
         Some(m)
     }
 
-    fn mountpoint(&mut self, v: &Val<'_>, seen: &mut Vec<(PathBuf, usize)>) -> Option<PathBuf> {
+    fn mountpoint(&mut self, v: &Val<'_>, seen: &mut SeenMountpoints) -> Option<PathBuf> {
         let s = self.nonempty_string("mountpoint", v)?;
         let at = start(v);
         if !s.starts_with('/') {
@@ -780,25 +829,18 @@ impl<'s> Checker<'s> {
         }
         let path = path.to_path_buf();
         let line_of = |c: &Self, o: usize| c.sink_line(o);
-        for (other, other_at) in seen.iter() {
-            if *other == path {
-                self.sink.error_help(
-                    at,
-                    format!("duplicate mountpoint `{s}`"),
-                    format!(
-                        "it is already configured at line {}",
-                        line_of(self, *other_at)
-                    ),
-                );
-                return None;
-            }
-            let (outer, inner) = if path.starts_with(other) {
-                (other, &path)
-            } else if other.starts_with(&path) {
-                (&path, other)
-            } else {
-                continue;
-            };
+        if let Some(&other_at) = seen.by_path.get(&path) {
+            self.sink.error_help(
+                at,
+                format!("duplicate mountpoint `{s}`"),
+                format!(
+                    "it is already configured at line {}",
+                    line_of(self, other_at)
+                ),
+            );
+            return None;
+        }
+        if let Some((outer, inner, other_at)) = seen.nesting(&path) {
             self.sink.error_help(
                 at,
                 format!(
@@ -808,12 +850,12 @@ impl<'s> Checker<'s> {
                 ),
                 format!(
                     "the other one is at line {}; nfsha recovers each mount alone, so nested mounts are not supported: use separate directories",
-                    line_of(self, *other_at)
+                    line_of(self, other_at)
                 ),
             );
             return None;
         }
-        seen.push((path.clone(), at));
+        seen.by_path.insert(path.clone(), at);
         Some(path)
     }
 

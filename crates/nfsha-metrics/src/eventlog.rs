@@ -13,9 +13,17 @@
 //! Failure modes: [`EventSink::emit`] never fails or blocks on anything but the local file:
 //! a write error is logged, counted ([`EventSink::write_errors`]) and the file is reopened on
 //! the next event. A file renamed away by logrotate is noticed (its inode changes) and a new
-//! one is created. A file whose last line was torn by a crash gets a newline before the next
-//! record, and [`read_events`] ignores torn or undecodable lines (the last one silently, the
-//! others with a warning).
+//! one is created. A file whose last line was torn by a crash gets a newline in front of the
+//! next record (the same `write(2)`; nothing is written at open), and [`read_events`] ignores
+//! torn or undecodable lines (the last one silently, the others with a warning).
+//!
+//! Opening: a path that cannot be a log (a symlink — opened with `O_NOFOLLOW` —, a directory,
+//! a parent that is a file, no permission) is an error, so a bad setting fails at start-up or
+//! reload. A storage condition — the filesystem is full (`ENOSPC`, `EDQUOT`), read-only
+//! (`EROFS`) or failing (`EIO`) — is not: the agent must keep mounts healthy even when
+//! `/var/log` is full (a crash on a full disk leaves exactly the torn line that used to need a
+//! write at open). The sink then starts without its file, says so, counts a write error, and
+//! retries the file at every event; the in-memory ring works throughout.
 
 use nfsha_core::Event;
 use std::collections::VecDeque;
@@ -70,6 +78,24 @@ struct OpenLog {
     file: File,
     dev: u64,
     ino: u64,
+    /// The last line was torn (no final newline): the next record starts with one.
+    torn: bool,
+}
+
+impl EventLogError {
+    /// Whether this is a condition of the storage (full, read-only, failing) rather than a
+    /// path that can never hold a log: the sink then runs without its file for a while.
+    pub fn is_storage_condition(&self) -> bool {
+        let source = match self {
+            EventLogError::CreateDir { source, .. }
+            | EventLogError::Open { source, .. }
+            | EventLogError::Read { source, .. } => source,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::ENOSPC | libc::EDQUOT | libc::EROFS | libc::EIO)
+        )
+    }
 }
 
 /// Where the agent sends its events. Share it as `Arc<EventSink>`; every method takes `&self`.
@@ -94,17 +120,28 @@ impl EventSink {
     }
 
     /// Like [`open`](Self::open) with a ring of `capacity` events (at least 1).
+    /// A full, read-only or failing filesystem is not an error here (see the module doc).
     pub fn with_capacity(path: Option<&Path>, capacity: usize) -> Result<EventSink, EventLogError> {
-        let file = match path {
-            Some(p) => Some(open_log(p)?),
-            None => None,
+        let mut write_errors = 0;
+        let file = match path.map(open_log).transpose() {
+            Ok(file) => file,
+            Err(e) if e.is_storage_condition() => {
+                write_errors = 1;
+                tracing::error!(
+                    error = %nfsha_core::error_chain(&e),
+                    "the event log cannot be written now; starting without it (events stay in \
+                     memory, the file is retried at every event)"
+                );
+                None
+            }
+            Err(e) => return Err(e),
         };
         Ok(EventSink {
             path: Mutex::new(path.map(Path::to_path_buf)),
             file: Mutex::new(file),
             ring: Mutex::new(VecDeque::with_capacity(capacity.clamp(1, DEFAULT_RING))),
             capacity: capacity.max(1),
-            write_errors: AtomicU64::new(0),
+            write_errors: AtomicU64::new(write_errors),
         })
     }
 
@@ -160,8 +197,20 @@ impl EventSink {
         let Some(open) = slot.as_mut() else {
             return Ok(());
         };
-        // One write(2) on an O_APPEND fd: the line lands whole (local filesystems).
-        let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
+        // One write(2) on an O_APPEND fd: the line lands whole (local filesystems), with
+        // the newline that ends a torn last line in front of it.
+        let result = if open.torn {
+            let mut joined = Vec::with_capacity(bytes.len() + 1);
+            joined.push(b'\n');
+            joined.extend_from_slice(bytes);
+            open.file.write_all(&joined)
+        } else {
+            open.file.write_all(bytes)
+        }
+        .and_then(|()| open.file.flush());
+        if result.is_ok() {
+            open.torn = false;
+        }
         if let Err(source) = result {
             *slot = None;
             return Err(EventLogError::Open {
@@ -207,27 +256,31 @@ fn open_log(path: &Path) -> Result<OpenLog, EventLogError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
+        // Never follow a symlink planted at the log's path.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(open_err)?;
     let meta = file.metadata().map_err(open_err)?;
-    // A crash mid-write leaves a torn last line: end it so the next record starts clean.
-    if meta.len() > 0 {
+    // A crash mid-write leaves a torn last line: the next record starts with a newline
+    // (written with it, not now: a full disk must not stop the agent from starting).
+    let torn = if meta.len() > 0 {
         let mut last = [0u8; 1];
         file.read_exact_at(&mut last, meta.len() - 1)
             .map_err(open_err)?;
-        if last[0] != b'\n' {
-            file.write_all(b"\n").map_err(open_err)?;
-        }
-    }
+        last[0] != b'\n'
+    } else {
+        false
+    };
     Ok(OpenLog {
         file,
         dev: meta.dev(),
         ino: meta.ino(),
+        torn,
     })
 }
 
