@@ -20,12 +20,13 @@ if [ $rc = 2 ]; then
     exit 2
 fi
 fail=0
-if ! jq -e '.passed == true' "$OUT/smoke/result.json" >/dev/null 2>&1; then
+if [ "$(jq -r '.passed' "$OUT/smoke/result.json" 2>/dev/null)" != true ]; then
     echo "lab CI: smoke scenario failed (see $OUT/smoke/timeline.txt)"
     fail=1
 fi
 for check in nfsha-recovered nfsha-logs-recovered; do
-    if ! jq -e --arg c "$check" '[.checks[] | select(.name == $c and .pass == true)] | length == 1' "$R" >/dev/null 2>&1; then
+    # Compare the printed value: jq 1.6 -e exits 0 on an empty file.
+    if [ "$(jq -r --arg c "$check" '[.checks[] | select(.name == $c and .pass == true)] | length == 1' "$R" 2>/dev/null)" != true ]; then
         echo "lab CI: check $check failed (see $OUT/test2-failover/timeline.txt)"
         fail=1
     fi

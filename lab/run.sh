@@ -161,6 +161,6 @@ grep -q 'lab-ready' "$OUT/console.log" 2>/dev/null || { say "the lab did not boo
 rc=0
 for s in "${SCEN[@]}"; do
     name=$(basename "$s" .sh)
-    if ! jq -e '.passed == true' "$OUT/$name/result.json" >/dev/null 2>&1; then rc=1; fi
+    if ! [ "$(jq -r '.passed' "$OUT/$name/result.json" 2>/dev/null)" = true ]; then rc=1; fi
 done
 exit $rc

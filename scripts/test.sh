@@ -32,6 +32,9 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "doc tests"
 cargo test --workspace --doc --locked
 
+step "lab result assembly (host-side, no VM)"
+bash lab/tests/lab_finish.sh
+
 if [[ "${NFSHA_SKIP_LAB:-0}" == 1 ]]; then
   echo "lab tier skipped because NFSHA_SKIP_LAB=1"
 else

@@ -12,7 +12,7 @@
 
 LAB_NET=10.99.0
 LAB_VIP=${LAB_VIP:-$LAB_NET.100}
-LAB_STATE=/run/lab
+LAB_STATE=${LAB_STATE:-/run/lab}
 LAB_SHARE=${LAB_SHARE:-/mnt/host}
 NFSHA=${NFSHA:-$LAB_SHARE/bin/nfsha}
 LAB_EXPORTS=(/srv/airflow/dags /srv/airflow/logs)
@@ -583,22 +583,42 @@ lab_q() {
 # lab_ms_to_s MS: milliseconds to seconds with 2 decimals ("null" stays null).
 lab_ms_to_s() { [ "$1" = null ] || [ -z "$1" ] && echo null || awk -v v="$1" 'BEGIN{printf "%.2f", v/1000}'; }
 
-# lab_finish: build the report, result.json and timeline.txt; exit status 0 iff every check passed.
+# lab_slurp FILE FILTER DEFAULT: FILTER over the JSON lines of FILE (jq -s), or DEFAULT when
+# FILE is missing, empty or undecodable. jq's output is taken only when jq succeeded: jq 1.6
+# prints `add // {}` before failing on a missing file, and `|| echo` then doubled the value.
+lab_slurp() {
+    local out
+    if [ -s "$1" ] && out=$(jq -c -s "$2" "$1" 2>/dev/null) && [ -n "$out" ]; then
+        printf '%s\n' "$out"
+    else
+        printf '%s\n' "$3"
+    fi
+}
+# lab_result_passed FILE: true only when FILE is a result whose .passed is the JSON true (an
+# empty or missing file is a failure: jq 1.6 -e exits 0 on empty input).
+lab_result_passed() { [ "$(jq -r '.passed' "$1" 2>/dev/null)" = true ]; }
+
+# lab_finish: build the report, result.json and timeline.txt; exit status 0 iff every check
+# passed and result.json says so. A scenario with checks but no figures fails like any other.
 lab_finish() {
     lab_report 2>>"$LAB_OUT/report.err"
     local figs checks marks events
-    figs=$(jq -s 'map({(.name): .value}) | add // {}' "$LAB_OUT/figures.jsonl" 2>/dev/null || echo '{}')
-    checks=$(jq -s '.' "$LAB_OUT/checks.jsonl" 2>/dev/null || echo '[]')
-    marks=$(jq -s '.' "$LAB_OUT/marks.jsonl" 2>/dev/null || echo '[]')
-    events=$(jq -c '.events // []' "$LAB_OUT/report/report.json" 2>/dev/null || echo '[]')
+    figs=$(lab_slurp "$LAB_OUT/figures.jsonl" 'map({(.name): .value}) | add // {}' '{}')
+    checks=$(lab_slurp "$LAB_OUT/checks.jsonl" '.' '[]')
+    marks=$(lab_slurp "$LAB_OUT/marks.jsonl" '.' '[]')
+    events=$(jq -c '.events // []' "$LAB_OUT/report/report.json" 2>/dev/null) || events='[]'
     local paths
-    paths=$(jq -c '[.paths[] | del(.windows)]' "$LAB_OUT/report/report.json" 2>/dev/null || echo '[]')
-    [ "$checks" = "" ] && checks='[]'
+    paths=$(jq -c '[.paths[] | del(.windows)]' "$LAB_OUT/report/report.json" 2>/dev/null) || paths='[]'
+    [ -n "$events" ] || events='[]'
+    [ -n "$paths" ] || paths='[]'
     jq -n --arg s "$LAB_SCENARIO" --arg t "${LAB_TOPOLOGY:-none}" --argjson f "$figs" \
         --argjson c "$checks" --argjson m "$marks" --argjson e "$events" --argjson p "$paths" \
         --arg k "$(uname -r)" \
         '{scenario:$s, topology:$t, kernel:$k, passed: (($c | length) > 0 and ($c | all(.pass))),
-          figures:$f, checks:$c, marks:$m, paths:$p, events:$e}' >"$LAB_OUT/result.json"
+          figures:$f, checks:$c, marks:$m, paths:$p, events:$e}' >"$LAB_OUT/result.json" \
+        || jq -n --arg s "$LAB_SCENARIO" --argjson c "$checks" \
+            '{scenario:$s, passed:false, checks:($c + [{name:"result-json", pass:false,
+              detail:"result.json could not be assembled (see report.err)"}]), figures:{}}' >"$LAB_OUT/result.json"
     {
         echo "scenario $LAB_SCENARIO (topology ${LAB_TOPOLOGY:-none})"
         echo
@@ -609,5 +629,5 @@ lab_finish() {
         echo "checks:"
         jq -r '.[] | "  \(if .pass then "PASS" else "FAIL" end) \(.name) \(.detail)"' <<<"$checks"
     } >"$LAB_OUT/timeline.txt"
-    jq -e '.passed' "$LAB_OUT/result.json" >/dev/null
+    lab_result_passed "$LAB_OUT/result.json"
 }

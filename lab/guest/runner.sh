@@ -23,14 +23,15 @@ while IFS=$'\t' read -r name file out tmo; do
         >"$dir/scenario.log" 2>&1
     rc=$?
     t1=$(date +%s)
-    if [ ! -f "$dir/result.json" ] || [ $rc -ge 124 ]; then
+    if ! jq -e 'type == "object"' "$dir/result.json" >/dev/null 2>&1 || [ $rc -ge 124 ]; then
         reason="scenario ended with status $rc"
         [ $rc -ge 124 ] && reason="timed out after ${tmo}s"
         jq -n --arg s "$name" --arg r "$reason" \
             '{scenario:$s, passed:false, checks:[{name:"completed", pass:false, detail:$r}], figures:{}}' >"$dir/result.json"
         rc=1
     fi
-    status=FAIL; [ $rc -eq 0 ] && status=PASS
+    # PASS needs both: the scenario's exit status and its result.json.
+    status=FAIL; [ $rc -eq 0 ] && lab_result_passed "$dir/result.json" && status=PASS
     printf '%s\t%s\t%ss\n' "$name" "$status" "$((t1 - t0))" >>"$LAB_SHARE/out/summary.txt"
     lab_log "scenario-end $name $status $((t1 - t0))s"
     LAB_OUT=$dir lab_clients_destroy
