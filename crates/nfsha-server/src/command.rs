@@ -24,7 +24,11 @@
 //! Teardown reverses it: address delete (absent address = success), `exportfs -u` +
 //! unlock + `exportfs -f`, `rpc.nfsd 0` + post-stop commands, storage-down commands.
 //! Failure modes: a tool is missing or exits non-zero ([`HostError`]); a hung tool is
-//! killed when the sequencer's step timeout drops the future (`kill_on_drop`); a netlink
+//! killed **with its whole process group** when the sequencer's step timeout drops the
+//! future (every command and hook runs in a process group of its own, [`GroupKill`]): a
+//! script's children, or the command run by a prefix such as `nsenter`, die with it. A
+//! command that finished is left alone (daemons it started stay; they detach with setsid
+//! anyway); a netlink
 //! or ARP operation fails ([`HostError::Address`]) or another host answers the probe
 //! ([`HostError::DuplicateAddress`]); dropping an address future closes its sockets.
 
@@ -38,6 +42,37 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+
+/// Kills a command's process group when dropped before [`GroupKill::disarm`]: the step
+/// timeout drops the command's future, and `kill_on_drop` alone would kill only the direct
+/// child, leaving a script's children (or what a prefix such as `nsenter` runs) behind.
+#[derive(Debug)]
+struct GroupKill(Option<rustix::process::Pid>);
+
+impl GroupKill {
+    /// The group of `child`, spawned with `process_group(0)` (its pid is the group id).
+    fn of(child: &tokio::process::Child) -> GroupKill {
+        GroupKill(
+            child
+                .id()
+                .and_then(|p| i32::try_from(p).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+
+    /// The command finished: leave its group alone.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pg) = self.0 {
+            let _ = rustix::process::kill_process_group(pg, rustix::process::Signal::KILL);
+        }
+    }
+}
 
 /// Knobs of the real host that are not in the config file (mostly for the lab).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +204,7 @@ impl<A: AddressOps> CommandHost<A> {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
@@ -178,6 +214,7 @@ impl<A: AddressOps> CommandHost<A> {
             program: prog.clone(),
             source,
         })?;
+        let group = GroupKill::of(&child);
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
             let _ = pipe.write_all(data).await;
         }
@@ -188,6 +225,7 @@ impl<A: AddressOps> CommandHost<A> {
                 program: prog.clone(),
                 source,
             })?;
+        group.disarm();
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
@@ -541,6 +579,46 @@ mod ship_tests {
         assert_eq!(got, "nfs-2; rm -rf / 7 0 arg;x\nnfs-2 8 1 arg;x\n");
     }
 
+    /// Issue 13 / 16: a timed-out command used to lose only its direct child (`kill_on_drop`);
+    /// the step timeout dropping the future now takes the whole process group.
+    #[tokio::test]
+    async fn a_command_dropped_by_the_step_timeout_dies_with_its_whole_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 300 & echo $! > '{}'; wait", pidfile.display());
+        let h = host(Some(vec!["sh".into(), "-c".into(), script]));
+        let ship = h.ship("b", 1);
+        let timed_out = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::pin!(ship);
+            // Drive the command until the grandchild exists, then drop it like the timeout.
+            loop {
+                tokio::select! {
+                    r = &mut ship => panic!("the ship ended on its own: {r:?}"),
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+                if std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n')) {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(timed_out.is_ok(), "the grandchild never started");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("pid number");
+        let gone = (0..200).any(|_| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| !s.contains(") Z "));
+            if alive {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            !alive
+        });
+        assert!(gone, "grandchild {pid} survived the dropped command");
+    }
+
     #[tokio::test]
     async fn a_failed_ship_keeps_the_exit_status_and_stderr_and_no_command_is_an_error() {
         let h = host(Some(vec![
@@ -597,17 +675,28 @@ impl<A: AddressOps> ServerHost for CommandHost<A> {
             let Some((prog, args)) = hook.split_first() else {
                 continue;
             };
-            let out = Command::new(prog)
+            let child = Command::new(prog)
                 .args(args)
                 .env("NFSHA_ROLE", role.name())
                 .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
                 .kill_on_drop(true)
-                .output()
+                .spawn()
+                .map_err(|source| HostError::Spawn {
+                    program: prog.clone(),
+                    source,
+                })?;
+            let group = GroupKill::of(&child);
+            let out = child
+                .wait_with_output()
                 .await
                 .map_err(|source| HostError::Spawn {
                     program: prog.clone(),
                     source,
                 })?;
+            group.disarm();
             if !out.status.success() {
                 return Err(HostError::Failed {
                     program: prog.clone(),
