@@ -596,9 +596,15 @@ fn fuse_agent_reloads_on_sighup_and_stops_on_sigterm() {
     );
     assert!(!files.socket.exists(), "control socket left behind");
 
-    // Without an agent, `nfsha check` probes the mounts itself.
+    // Without an agent, `nfsha check` is CRITICAL (nothing recovers the mounts);
+    // `--local` probes them from here.
     let out = agent.cli(&["check", "--json"]);
     let j: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    assert_eq!(j["source"], "agent", "{j}");
+    assert_eq!(j["level"], "CRITICAL", "{j}");
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent.cli(&["check", "--local", "--json"]);
+    let j: Value = serde_json::from_slice(&out.stdout).expect("check --local --json");
     assert_eq!(j["source"], "local-probe", "{j}");
     assert_eq!(j["level"], "OK", "{j}");
     assert_eq!(out.status.code(), Some(0));

@@ -1,8 +1,12 @@
 //! `nfsha check`: one-shot health check for monitoring systems (Nagios plugin
 //! conventions: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one status line).
 //!
-//! Asks the running agent; when no agent answers, probes every configured mount
-//! itself through the same hang-proof worker processes (never in this process).
+//! Asks the running agent. When no agent answers, that is CRITICAL — nothing recovers
+//! the mounts then, and a local probe that said OK would contradict the agent's absence —
+//! unless `--local` asks for a probe of every configured mount by this process, through
+//! the same hang-proof worker processes and with the agent's own rule for "not mounted"
+//! (direct mode: no NFS mount on the mountpoint; autofs mode: not even the autofs mount,
+//! i.e. a bare directory).
 
 use super::Global;
 use nfsha_agent::host::{Host, topmost};
@@ -20,6 +24,10 @@ pub struct Args {
     /// An unhealthy mount is WARNING for this long (the agent is recovering it), then CRITICAL.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub critical_after: Duration,
+    /// Probe the mounts from this process instead of asking the agent (for hosts without
+    /// an agent, or to look while it is stopped). Without it, a stopped agent is CRITICAL.
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// Nagios-style levels.
@@ -95,8 +103,26 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let now = nfsha_core::event::now_ms();
-    let (source, mut mounts) = match rt.block_on(super::ask_status_async(&config)) {
-        Ok(st) => (
+    let asked = if args.local {
+        None
+    } else {
+        Some(rt.block_on(super::ask_status_async(&config)))
+    };
+    let (source, mut mounts) = match asked {
+        Some(Err(e)) => {
+            let r = Report {
+                level: Level::Critical,
+                source: "agent",
+                mounts: vec![],
+                message: format!(
+                    "NFSHA CRITICAL - the nfsha agent does not answer ({}): nothing recovers the {} configured mounts; start it (systemctl start nfsha-agent) or run `nfsha check --local` to probe them from here",
+                    first_line(&format!("{e:#}")),
+                    config.mounts.len()
+                ),
+            };
+            return Ok(emit(&r, args.json));
+        }
+        Some(Ok(st)) => (
             "agent",
             st.mounts
                 .values()
@@ -112,7 +138,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
                 })
                 .collect::<Vec<_>>(),
         ),
-        Err(_) => ("local-probe", rt.block_on(local_probe(&config))),
+        None => ("local-probe", rt.block_on(local_probe(&config))),
     };
     if source == "local-probe" {
         // Without an agent nothing will repair a broken mount: no grace period.
@@ -182,9 +208,20 @@ async fn local_probe(config: &nfsha_config::Config) -> Vec<MountCheck> {
     let table = host.mount_table().unwrap_or_default();
     let mut out = Vec::new();
     for m in &config.mounts {
-        let mounted = topmost(&table, &m.mountpoint).is_some_and(|t| t.is_nfs());
-        let (state, detail) = if !mounted && m.mode == nfsha_config::MountMode::Direct {
-            (MountState::NotMounted, Some("nothing mounted".to_string()))
+        // The agent's rule (supervisor `observe`): direct mode needs an NFS mount on the
+        // mountpoint; autofs mode at least the autofs mount (a bare directory is not mounted,
+        // and probing it would list an empty directory and say healthy).
+        let top = topmost(&table, &m.mountpoint);
+        let not_mounted = match m.mode {
+            nfsha_config::MountMode::Direct => !top.is_some_and(|t| t.is_nfs()),
+            nfsha_config::MountMode::Autofs => top.is_none(),
+        };
+        let (state, detail) = if not_mounted {
+            let why = match m.mode {
+                nfsha_config::MountMode::Direct => "nothing mounted",
+                nfsha_config::MountMode::Autofs => "a bare directory: autofs is not mounted there",
+            };
+            (MountState::NotMounted, Some(why.to_string()))
         } else {
             let o = host.probe(&m.mountpoint, m.probe_deadline).await;
             (o.classify(), Some(nfsha_agent::recovery::describe(&o)))
