@@ -126,8 +126,11 @@ pub trait MountstatsSource: Send + Sync + fmt::Debug {
 pub struct ProcMountstats;
 
 impl MountstatsSource for ProcMountstats {
+    /// Not `read_to_string`: one mountpoint whose name is not UTF-8, anywhere on the host,
+    /// made that fail and every `mountstats_*` series vanish. Such a name cannot be a
+    /// configured mount (the config is UTF-8), so replacing its bytes loses nothing.
     fn read(&self) -> std::io::Result<String> {
-        std::fs::read_to_string("/proc/self/mountstats")
+        std::fs::read("/proc/self/mountstats").map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 }
 
@@ -718,7 +721,7 @@ impl MountCollector {
                 s.ops
                     .iter()
                     .filter_map(|o| o.errors)
-                    .reduce(|a, b| a + b)
+                    .reduce(u64::saturating_add)
                     .map(|e| e as f64)
             },
         )?;

@@ -57,12 +57,18 @@ pub struct NfsMountstats {
 impl NfsMountstats {
     /// Retransmissions over every operation (Σ `trans − ops`).
     pub fn retransmissions(&self) -> u64 {
-        self.ops.iter().map(OpStats::retransmissions).sum()
+        self.ops
+            .iter()
+            .map(OpStats::retransmissions)
+            .fold(0, u64::saturating_add)
     }
 
     /// Major timeouts over every operation.
     pub fn major_timeouts(&self) -> u64 {
-        self.ops.iter().map(|o| o.major_timeouts).sum()
+        self.ops
+            .iter()
+            .map(|o| o.major_timeouts)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -245,20 +251,22 @@ fn parse_xprt(words: &[&str], into: &mut Option<XprtStats>) -> bool {
         protocol: protocol.to_owned(),
         ..XprtStats::default()
     });
-    x.connections += 1;
-    x.bind_count += at(1);
-    x.connect_count += at(2);
-    x.connect_time += at(3);
-    x.sends += at(5);
-    x.receives += at(6);
-    x.bad_xids += at(7);
-    x.inflight_sum += at(8);
-    x.backlog_sum += at(9);
+    // Saturating: the counters of every transport (nconnect) are summed, and no input —
+    // however large — may overflow (a panic in debug builds, a wrap in release).
+    x.connections = x.connections.saturating_add(1);
+    x.bind_count = x.bind_count.saturating_add(at(1));
+    x.connect_count = x.connect_count.saturating_add(at(2));
+    x.connect_time = x.connect_time.saturating_add(at(3));
+    x.sends = x.sends.saturating_add(at(5));
+    x.receives = x.receives.saturating_add(at(6));
+    x.bad_xids = x.bad_xids.saturating_add(at(7));
+    x.inflight_sum = x.inflight_sum.saturating_add(at(8));
+    x.backlog_sum = x.backlog_sum.saturating_add(at(9));
     if tcp_like {
         // RDMA's later fields are RDMA-specific segment counters, not these.
         x.max_slots = x.max_slots.max(at(10));
-        x.sending_sum += at(11);
-        x.pending_sum += at(12);
+        x.sending_sum = x.sending_sum.saturating_add(at(11));
+        x.pending_sum = x.pending_sum.saturating_add(at(12));
     }
     true
 }
@@ -358,6 +366,29 @@ pub(crate) mod tests {
         assert_eq!(x.backlog_sum, 200);
         assert_eq!(x.max_slots, 12);
         assert_eq!(x.pending_sum, 20000);
+    }
+
+    /// Audit (issue 16, item 5): sums over transports and operations used to overflow (a
+    /// panic in debug builds) on huge counters; they saturate.
+    #[test]
+    fn huge_counters_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let text = format!(
+            "device h:/e mounted on /m with fstype nfs4 statvers=1.1\n\
+             \tRPC iostats version: 1.1  p/v: 100003/4 (nfs)\n\
+             \txprt:\ttcp 1 1 {max} {max} 1 {max} {max} 0 {max} {max} 1 {max} {max}\n\
+             \txprt:\ttcp 2 1 {max} {max} 1 {max} {max} 0 {max} {max} 1 {max} {max}\n\
+             \tper-op statistics\n\
+             \t        READ: 0 {max} {max} 0 0 0 0 0 {max}\n\
+             \t       WRITE: 0 {max} {max} 0 0 0 0 0 {max}\n"
+        );
+        let m = parse(&text);
+        let mount = m.find("/m").expect("parsed");
+        let x = mount.xprt.as_ref().expect("xprt");
+        assert_eq!(x.connections, 2);
+        assert_eq!((x.connect_count, x.sends, x.backlog_sum), (max, max, max));
+        assert_eq!(mount.retransmissions(), max);
+        assert_eq!(mount.major_timeouts(), max);
     }
 
     #[test]
