@@ -39,6 +39,13 @@
 //! restarted meanwhile is on the new record at once. An agent never mounts a replica
 //! that is not the key's active one.
 //!
+//! The promote command (e.g. the cloud CLI call that breaks the replication) and the
+//! failback's resync check run as argument vectors with `NFSHA_VOLUME`,
+//! `NFSHA_FROM_HOST`, `NFSHA_FROM_EXPORT`, `NFSHA_TO_HOST`, `NFSHA_TO_EXPORT` and
+//! `NFSHA_GENERATION` (the generation being written) in their environment. A promote
+//! may run more than once for one move (a winner whose lease expired mid-promote is
+//! superseded): it must be idempotent.
+//!
 //! # Why a quorum of live views
 //! The default [`Quorum::Majority`] needs more than half of the live views (those
 //! following the current generation) to say `unreachable_long_enough`. A failover

@@ -635,6 +635,13 @@ impl AgentSession {
         self.session.lock().await.as_ref().map(|s| s.id)
     }
 
+    /// The lease, renewed, or a new one if it had expired (a put on an expired lease
+    /// would fail).
+    async fn live_lease(&self) -> Result<i64, FleetError> {
+        self.keep_alive().await?;
+        self.ensure_lease().await
+    }
+
     async fn ensure_lease(&self) -> Result<i64, FleetError> {
         let mut slot = self.session.lock().await;
         if let Some(s) = slot.as_ref() {
@@ -698,7 +705,8 @@ impl AgentSession {
     }
 
     /// Write this agent's view of `volume` on its lease (its `agent` field is set to
-    /// this session's name).
+    /// this session's name). Renews the lease first, and takes a new one if it had
+    /// expired, so calling this every tick also keeps the view alive.
     pub async fn publish_view(&self, volume: &str, view: &AgentView) -> Result<(), FleetError> {
         let keys = Keys::new(volume)?;
         let key = keys.view(&self.agent)?;
@@ -706,7 +714,7 @@ impl AgentSession {
             agent: self.agent.clone(),
             ..view.clone()
         };
-        let lease = self.ensure_lease().await?;
+        let lease = self.live_lease().await?;
         self.fleet
             .client
             .clone()
@@ -731,7 +739,7 @@ impl AgentSession {
         promote: &CommandSpec,
     ) -> Result<FailoverOutcome, FleetError> {
         let keys = Keys::new(volume)?;
-        let lease = self.ensure_lease().await?;
+        let lease = self.live_lease().await?;
         let lock = LockRecord {
             holder: self.agent.clone(),
             from_generation,

@@ -689,3 +689,46 @@ async fn etcd_an_agent_cut_off_from_etcd_says_so_and_catches_up() {
     proxy.heal();
     assert_eq!(next_at_least(&mut w, 2).await, moved);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_lost_lease_is_replaced_and_a_dead_agents_view_goes() {
+    let etcd = Etcd::start().await;
+    let a = agent(&etcd.endpoint(), "a").await;
+    let b = agent(&etcd.endpoint(), "b").await;
+    a.fleet().seed_active(VOLUME, &src(), "a").await.unwrap();
+    a.publish_view(VOLUME, &view(1, false)).await.unwrap();
+    b.publish_view(VOLUME, &view(1, false)).await.unwrap();
+    let f = fleet(&etcd.endpoint()).await;
+    wait_views(&f, 2).await;
+    // a's lease expires behind its back (as for a process frozen longer than its TTL).
+    let old = a.lease().await.expect("lease");
+    let mut raw = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
+    raw.lease_revoke(old).await.unwrap();
+    let views = wait_views(&f, 1).await;
+    assert_eq!(views[0].agent, "b", "a's view went with its lease");
+    // Its next publish renews, finds the lease gone and takes a new one.
+    a.publish_view(VOLUME, &view(1, true)).await.unwrap();
+    assert_ne!(a.lease().await, Some(old));
+    let views = wait_views(&f, 2).await;
+    assert!(
+        views
+            .iter()
+            .any(|v| v.agent == "a" && v.unreachable_long_enough)
+    );
+    // b dies: only a remains, and its lone vote is a majority of the live views.
+    b.resign().await.unwrap();
+    let views = wait_views(&f, 1).await;
+    let active = f.active(VOLUME).await.unwrap().unwrap();
+    assert!(matches!(
+        decide_failover(
+            &active,
+            &members(),
+            &views,
+            &own("a", &view(1, true)),
+            Quorum::Majority
+        ),
+        Decision::Failover { .. }
+    ));
+}
