@@ -732,3 +732,67 @@ async fn etcd_a_lost_lease_is_replaced_and_a_dead_agents_view_goes() {
         Decision::Failover { .. }
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_status_shows_a_move_in_progress_and_failback_waits_for_it() {
+    let etcd = Etcd::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let go = dir.path().join("go");
+    let a = agent(&etcd.endpoint(), "a").await;
+    a.fleet().seed_active(VOLUME, &src(), "a").await.unwrap();
+    a.publish_view(VOLUME, &view(1, true)).await.unwrap();
+    let slow = CommandSpec::new(
+        [
+            "sh".into(),
+            "-c".into(),
+            r#": > "$1"; while [ ! -e "$2" ]; do sleep 0.05; done"#.into(),
+            "promote".into(),
+            started.as_os_str().to_owned(),
+            go.as_os_str().to_owned(),
+        ],
+        Duration::from_secs(30),
+    );
+    let task = {
+        let a = a.clone();
+        tokio::spawn(async move { a.try_failover(VOLUME, 1, &dst(), &slow).await.unwrap() })
+    };
+    wait_for(LIMIT, "the promote to start", || {
+        started.exists().then_some(())
+    })
+    .await;
+    let f = fleet(&etcd.endpoint()).await;
+    let st = f.status(VOLUME).await.unwrap();
+    let lock = st.lock.expect("a move in progress");
+    assert_eq!((lock.holder.as_str(), lock.from_generation), ("a", 1));
+    assert_eq!((lock.to, lock.reason), (dst(), Reason::Failover));
+    assert_eq!(st.views.len(), 1);
+    assert_eq!(st.views[0].agent, "a");
+    assert_eq!(st.active.as_ref().map(|r| r.generation), Some(1));
+    // An operator's failback does not race the failover in progress.
+    let e = f
+        .failback(
+            VOLUME,
+            &Failback {
+                to: dst(),
+                members: members(),
+                by: "operator".into(),
+                confirm_resync: true,
+                resync_check: None,
+                lock_ttl: TTL,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, FleetError::Busy { holder } if holder == "a"),
+        "{e}"
+    );
+    std::fs::write(&go, b"").unwrap();
+    let out = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(
+        matches!(&out, FailoverOutcome::Moved(r) if r.generation == 2),
+        "{out:?}"
+    );
+    assert!(f.status(VOLUME).await.unwrap().lock.is_none());
+}
