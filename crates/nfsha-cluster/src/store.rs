@@ -204,7 +204,7 @@ fn ttl_secs(ttl: Duration) -> i64 {
 }
 
 /// Everything `nfsha replica status` shows for one volume, read at one revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VolumeStatus {
     /// The volume.
     pub volume: String,
@@ -216,6 +216,70 @@ pub struct VolumeStatus {
     pub views: Vec<AgentView>,
     /// The etcd revision of the read.
     pub revision: i64,
+}
+
+impl VolumeStatus {
+    /// The text `nfsha replica status` prints: active replica, generation, who decided,
+    /// when (the decider's clock, UTC), why, a move in progress, each agent's view.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "volume {}", self.volume);
+        match &self.active {
+            None => {
+                let _ = writeln!(out, "  active: none (not seeded)");
+            }
+            Some(a) => {
+                let when = humantime::format_rfc3339_seconds(
+                    UNIX_EPOCH + Duration::from_millis(a.decided_at_ms),
+                );
+                let _ = writeln!(
+                    out,
+                    "  active: {} generation {} ({} by {} at {when})",
+                    a.replica,
+                    a.generation,
+                    a.reason.name(),
+                    a.decided_by
+                );
+                if let Some(p) = &a.previous {
+                    let _ = writeln!(out, "  previous: {p}");
+                }
+                if let Some(r) = &a.promote {
+                    let _ = writeln!(out, "  command: {r}");
+                }
+            }
+        }
+        if let Some(l) = &self.lock {
+            let _ = writeln!(
+                out,
+                "  in progress: {} by {} from generation {} to {}",
+                l.reason.name(),
+                l.holder,
+                l.from_generation,
+                l.to
+            );
+        }
+        if self.views.is_empty() {
+            let _ = writeln!(out, "  views: none live");
+        }
+        for v in &self.views {
+            let mounted = v
+                .mounted
+                .as_ref()
+                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            let reach = match (v.active_reachable, v.unreachable_long_enough) {
+                (true, _) => "active reachable",
+                (false, false) => "active unreachable",
+                (false, true) => "active unreachable for failover_after",
+            };
+            let _ = writeln!(
+                out,
+                "  view {}: on {mounted}, generation {}, {reach}",
+                v.agent, v.generation
+            );
+        }
+        out
+    }
 }
 
 /// An operator's failback.

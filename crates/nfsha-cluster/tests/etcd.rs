@@ -763,12 +763,21 @@ async fn etcd_status_shows_a_move_in_progress_and_failback_waits_for_it() {
     .await;
     let f = fleet(&etcd.endpoint()).await;
     let st = f.status(VOLUME).await.unwrap();
-    let lock = st.lock.expect("a move in progress");
+    let lock = st.lock.clone().expect("a move in progress");
     assert_eq!((lock.holder.as_str(), lock.from_generation), ("a", 1));
     assert_eq!((lock.to, lock.reason), (dst(), Reason::Failover));
     assert_eq!(st.views.len(), 1);
     assert_eq!(st.views[0].agent, "a");
     assert_eq!(st.active.as_ref().map(|r| r.generation), Some(1));
+    let text = st.render();
+    for want in [
+        "volume dags\n",
+        "  active: 10.1.13.5:/crr-site1 generation 1 (seed by a at ",
+        "  in progress: failover by a from generation 1 to 10.2.13.5:/crr-dest1\n",
+        "  view a: on 10.1.13.5:/crr-site1, generation 1, active unreachable for failover_after\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
     // An operator's failback does not race the failover in progress.
     let e = f
         .failback(
