@@ -47,8 +47,9 @@
 //! superseded): it must be idempotent.
 //!
 //! # Why a quorum of live views
-//! The default [`Quorum::Majority`] needs more than half of the live views (those
-//! following the current generation) to say `unreachable_long_enough`. A failover
+//! The default [`Quorum::Majority`] needs more than half of all live views to say
+//! `unreachable_long_enough`; only views that follow the current generation can vote
+//! (an agent still on an older one speaks about a replica the fleet has left). A failover
 //! breaks the replication: the replica becomes writable, up to two replication
 //! intervals of writes are missing on it (20 min with a 10-min schedule), and going
 //! back needs a reverse resync. One client whose own network is broken sees the
