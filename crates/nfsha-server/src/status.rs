@@ -54,6 +54,13 @@ pub struct NodeStatus {
     pub replication: BTreeMap<String, ShipStatus>,
     /// Milliseconds since the last completed loop.
     pub last_loop_age_ms: u64,
+    /// Poisoned leader keys (not written by nfsha) this node deleted to campaign.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poisoned_leader_keys: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug)]
@@ -92,6 +99,7 @@ impl StatusHandle {
                     max_lag_ms: None,
                     replication: BTreeMap::new(),
                     last_loop_age_ms: 0,
+                    poisoned_leader_keys: 0,
                 },
                 last_loop: Instant::now(),
                 proof: None,
