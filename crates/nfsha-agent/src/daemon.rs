@@ -336,8 +336,16 @@ fn spawn_follow(
     agent: &Agent<LinuxHost>,
 ) -> tokio::task::JoinHandle<()> {
     let handle = agent.handle();
-    let stream = nfsha_server::watch_leader(c.etcd_endpoints.clone(), c.cluster.clone());
-    tracing::info!(cluster = %c.cluster, "following the server cluster's leader in etcd");
+    let stream = nfsha_server::watch_leader_with(
+        nfsha_server::EtcdOptions::from_cluster(c),
+        c.cluster.clone(),
+    );
+    tracing::info!(
+        cluster = %c.cluster,
+        tls = c.etcd_tls.is_some(),
+        user = c.etcd_auth.as_ref().map(|a| a.user.as_str()),
+        "following the server cluster's leader in etcd"
+    );
     tokio::spawn(async move {
         use futures_util::StreamExt;
         let mut stream = std::pin::pin!(stream);

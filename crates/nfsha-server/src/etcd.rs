@@ -58,6 +58,15 @@ impl EtcdOptions {
         }
     }
 
+    /// From an `[agent.cluster]` section.
+    pub fn from_cluster(cfg: &nfsha_config::ClusterSource) -> Self {
+        EtcdOptions {
+            tls: cfg.etcd_tls.clone(),
+            auth: cfg.etcd_auth.clone(),
+            ..EtcdOptions::new(cfg.etcd_endpoints.clone())
+        }
+    }
+
     /// From a `[server]` section.
     pub fn from_server(cfg: &nfsha_config::ServerConfig) -> Self {
         EtcdOptions {

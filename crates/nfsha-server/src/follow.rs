@@ -102,12 +102,18 @@ pub fn watch_leader_with(
     tokio::spawn(async move {
         let keys = Keys::new(&cluster);
         let mut filter = EpochFilter::new();
+        let mut last_error: Option<String> = None;
         loop {
             if tx.is_closed() {
                 return;
             }
             if let Err(e) = watch_once(&opts, &keys, &mut filter, &tx).await {
-                tracing::debug!(error = %e, "leader watch interrupted; retrying");
+                // Said once per distinct error (a wrong certificate or password repeats).
+                let why = nfsha_core::error_chain(&e);
+                if last_error.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("leader watch interrupted, retrying every second: {why}");
+                    last_error = Some(why);
+                }
             }
             if tx.is_closed() {
                 return;
