@@ -3,7 +3,12 @@
 //!
 //! Failure modes: a stale socket file from a crashed agent is replaced; a client that
 //! sends garbage gets an error reply; a slow client cannot stall the agent (each
-//! connection is its own task with a read deadline).
+//! connection is its own task with a read deadline, a write deadline and an overall
+//! deadline); a request line longer than [`ControlLimits::max_request`] is answered with an
+//! error without being buffered; at most [`ControlLimits::max_connections`] connections are
+//! served at once and the rest are closed at accept, so clients cannot take the agent's
+//! descriptors (issue 16, hole 1); `accept` failing for lack of descriptors pauses instead
+//! of spinning.
 
 use crate::recovery::RecoveryReport;
 use crate::status::AgentStatus;
@@ -14,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 /// A request.
@@ -107,51 +112,135 @@ fn finish_bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(l)
 }
 
-/// Serve requests forever.
+/// Bounds of the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlLimits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// The request line must arrive within this.
+    pub read_deadline: Duration,
+    /// The reply must be taken within this.
+    pub write_deadline: Duration,
+    /// A `recover` request is answered within this (its steps have their own deadlines).
+    pub recover_deadline: Duration,
+    /// Longest request line, in bytes.
+    pub max_request: usize,
+}
+
+impl Default for ControlLimits {
+    fn default() -> Self {
+        ControlLimits {
+            max_connections: 16,
+            read_deadline: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(5),
+            recover_deadline: Duration::from_secs(600),
+            max_request: 64 * 1024,
+        }
+    }
+}
+
+/// Serve requests forever with [`ControlLimits::default`].
 pub async fn serve(listener: UnixListener, agent: AgentHandle, events: EventSource) {
+    serve_with(listener, agent, events, ControlLimits::default()).await
+}
+
+/// Serve requests forever within `limits`.
+pub async fn serve_with(
+    listener: UnixListener,
+    agent: AgentHandle,
+    events: EventSource,
+    limits: ControlLimits,
+) {
+    let gate = nfsha_metrics::ConnGate::new("control", limits.max_connections);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) if nfsha_metrics::bounded::accept_error_needs_pause(&e) => {
+                tracing::warn!(error = %e, "control socket: accept failed; pausing");
+                tokio::time::sleep(nfsha_metrics::bounded::ACCEPT_PAUSE).await;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let Some(permit) = gate.admit() else {
+            drop(stream);
             continue;
         };
         let agent = agent.clone();
         let events = events.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, agent, events).await;
+            let overall = limits.read_deadline + limits.recover_deadline + limits.write_deadline;
+            let _ = tokio::time::timeout(overall, handle(stream, agent, events, limits)).await;
+            drop(permit);
         });
     }
+}
+
+/// Read one line of at most `max` bytes (without the newline); `Ok(None)` if longer.
+async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: R,
+    max: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(limit).read_until(b'\n', &mut line).await?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok((line.len() <= max).then_some(line))
 }
 
 async fn handle(
     stream: UnixStream,
     agent: AgentHandle,
     events: EventSource,
+    limits: ControlLimits,
 ) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(r);
-    match tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line)).await {
-        Ok(Ok(_)) => {}
+    let reader = BufReader::new(r);
+    let line = match tokio::time::timeout(
+        limits.read_deadline,
+        read_request(reader, limits.max_request),
+    )
+    .await
+    {
+        Ok(Ok(line)) => line,
         _ => return Ok(()),
-    }
-    let reply = match serde_json::from_str::<Request>(line.trim()) {
-        Err(e) => Reply::Error {
-            message: format!("bad request: {e}"),
-        },
+    };
+    let request = match line {
+        None => Err(format!("request longer than {} bytes", limits.max_request)),
+        Some(l) => serde_json::from_slice::<Request>(l.trim_ascii())
+            .map_err(|e| format!("bad request: {e}")),
+    };
+    let reply = match request {
+        Err(message) => Reply::Error { message },
         Ok(Request::Status) => Reply::Status(agent.status().snapshot()),
         Ok(Request::Events { since_ms }) => Reply::Events {
             events: events(since_ms),
         },
-        Ok(Request::Recover { mountpoint }) => match agent.recover(&mountpoint).await {
-            Ok(r) => Reply::Recovered(r),
-            Err(e) => Reply::Error {
-                message: e.to_string(),
-            },
-        },
+        Ok(Request::Recover { mountpoint }) => {
+            match tokio::time::timeout(limits.recover_deadline, agent.recover(&mountpoint)).await {
+                Ok(Ok(r)) => Reply::Recovered(r),
+                Ok(Err(e)) => Reply::Error {
+                    message: e.to_string(),
+                },
+                Err(_) => Reply::Error {
+                    message: format!(
+                        "the recovery did not finish within {:?}",
+                        limits.recover_deadline
+                    ),
+                },
+            }
+        }
     };
     let mut out = serde_json::to_vec(&reply).unwrap_or_default();
     out.push(b'\n');
-    w.write_all(&out).await?;
-    w.shutdown().await
+    tokio::time::timeout(limits.write_deadline, async {
+        w.write_all(&out).await?;
+        w.shutdown().await
+    })
+    .await
+    .unwrap_or(Ok(()))
 }
 
 /// Send one request to the agent at `path` and wait up to `timeout` for the reply.
@@ -174,4 +263,113 @@ pub async fn request(path: &Path, req: &Request, timeout: Duration) -> Result<Re
     tokio::time::timeout(timeout, fut)
         .await
         .map_err(|_| ControlError::Timeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Emitter;
+    use crate::supervisor::Agent;
+    use crate::testing::FakeHost;
+    use tokio::io::AsyncReadExt;
+
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn agent() -> Agent<FakeHost> {
+        let (emit, _events) = Emitter::collector();
+        Agent::start(
+            Arc::new(FakeHost::new()),
+            nfsha_config::Config::empty(),
+            emit,
+        )
+    }
+
+    fn no_events() -> EventSource {
+        Arc::new(|_| Vec::new())
+    }
+
+    /// Read until EOF (the agent closed the connection), bounded.
+    async fn closed_by_agent(s: &mut UnixStream) -> bool {
+        let mut buf = Vec::new();
+        matches!(
+            tokio::time::timeout(BOUND, s.read_to_end(&mut buf)).await,
+            Ok(Ok(_)) | Ok(Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_and_status_answers_once_a_place_frees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let listener = bind(&path).expect("bind");
+        let agent = agent();
+        // No deadline could close anything during the test: only the cap can.
+        let limits = ControlLimits {
+            max_connections: 3,
+            read_deadline: Duration::from_secs(600),
+            ..ControlLimits::default()
+        };
+        let task = tokio::spawn(serve_with(listener, agent.handle(), no_events(), limits));
+        // Three idle clients hold every place.
+        let mut idle = Vec::new();
+        for _ in 0..3 {
+            idle.push(UnixStream::connect(&path).await.expect("connect"));
+        }
+        // The fourth is closed at once, without a reply.
+        let mut extra = UnixStream::connect(&path).await.expect("connect");
+        assert!(
+            closed_by_agent(&mut extra).await,
+            "4th connection not closed"
+        );
+        drop(idle.pop());
+        let reply = tokio::time::timeout(BOUND, async {
+            loop {
+                // The freed place may take a moment to be returned.
+                if let Ok(r) = request(&path, &Request::Status, BOUND).await {
+                    break r;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("status within the bound");
+        assert!(matches!(reply, Reply::Status(_)), "{reply:?}");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn an_overlong_request_line_is_refused_and_a_silent_client_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let listener = bind(&path).expect("bind");
+        let agent = agent();
+        let limits = ControlLimits {
+            max_request: 100,
+            read_deadline: Duration::from_millis(200),
+            ..ControlLimits::default()
+        };
+        let task = tokio::spawn(serve_with(listener, agent.handle(), no_events(), limits));
+
+        let s = UnixStream::connect(&path).await.expect("connect");
+        let (r, mut w) = s.into_split();
+        let mut long = vec![b' '; 10_000];
+        long.push(b'\n');
+        // The agent may close before taking all of it: a write error is fine.
+        let _ = w.write_all(&long).await;
+        let mut line = String::new();
+        tokio::time::timeout(BOUND, BufReader::new(r).read_line(&mut line))
+            .await
+            .expect("reply within the bound")
+            .expect("read reply");
+        let reply: Reply = serde_json::from_str(line.trim()).expect("JSON reply");
+        match reply {
+            Reply::Error { message } => assert!(message.contains("longer than 100"), "{message}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+
+        // Sends nothing: closed after the read deadline.
+        let mut silent = UnixStream::connect(&path).await.expect("connect");
+        assert!(closed_by_agent(&mut silent).await, "silent client kept");
+        task.abort();
+    }
 }

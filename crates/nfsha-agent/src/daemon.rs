@@ -7,6 +7,11 @@
 //! socket/port cannot be bound or event log opened, is refused as a whole, logged with
 //! every diagnostic, and the old one stays in effect. systemd: `READY=1` once every task runs, `WATCHDOG=1`
 //! only while [`Agent::alive`] says every task made progress recently, `STOPPING=1`.
+//!
+//! Descriptors (issue 16, hole 1): at start the soft `RLIMIT_NOFILE` is raised to the hard
+//! limit (logged), and the HTTP listener and the control socket get connection caps sized
+//! from it ([`nfsha_metrics::Limits::for_descriptor_limit`]: together at most 1/8 of the
+//! limit), so idle clients cannot starve probes, mount-table reads or worker spawns.
 
 use crate::control::{self, ControlError, EventSource};
 use crate::emit::Emitter;
@@ -42,6 +47,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     // Never keep a cwd on NFS.
     let _ = std::env::set_current_dir("/");
+    let limits = descriptor_limits();
     let sink = Arc::new(EventSink::open(config.agent.event_log.as_deref())?);
     let emit = {
         let sink = sink.clone();
@@ -67,7 +73,7 @@ pub async fn run(
             None => sink.recent(),
         })
     };
-    let mut services = Services::start(&config, &agent, &events).await?;
+    let mut services = Services::start(&config, &agent, &events, limits).await?;
     tracing::info!(
         mounts = config.mounts.len(),
         socket = %config.agent.control_socket.display(),
@@ -128,6 +134,7 @@ pub async fn run(
 /// by [`EventSink::set_path`].) A reload first binds whatever is new; if anything fails
 /// the whole reload is refused and nothing changes.
 struct Services {
+    limits: Limits,
     socket_path: std::path::PathBuf,
     control_task: tokio::task::JoinHandle<()>,
     listen: Option<std::net::SocketAddr>,
@@ -152,6 +159,7 @@ impl Services {
         config: &Config,
         agent: &Agent<LinuxHost>,
         events: &EventSource,
+        limits: Limits,
     ) -> Result<Services, DaemonError> {
         let listener = control::bind(&config.agent.control_socket)?;
         let http = match config.agent.listen {
@@ -159,10 +167,16 @@ impl Services {
             None => None,
         };
         Ok(Services {
+            limits,
             socket_path: config.agent.control_socket.clone(),
-            control_task: tokio::spawn(control::serve(listener, agent.handle(), events.clone())),
+            control_task: tokio::spawn(control::serve_with(
+                listener,
+                agent.handle(),
+                events.clone(),
+                limits.control,
+            )),
             listen: config.agent.listen,
-            http: http.map(|l| spawn_http(l, agent)),
+            http: http.map(|l| spawn_http(l, agent, limits.http)),
             cluster: config.agent.cluster.clone(),
             follow_task: config
                 .agent
@@ -219,8 +233,12 @@ impl Services {
             self.control_task.abort();
             let _ = std::fs::remove_file(&self.socket_path);
             self.socket_path = new.agent.control_socket.clone();
-            self.control_task =
-                tokio::spawn(control::serve(listener, agent.handle(), events.clone()));
+            self.control_task = tokio::spawn(control::serve_with(
+                listener,
+                agent.handle(),
+                events.clone(),
+                self.limits.control,
+            ));
             tracing::info!(socket = %self.socket_path.display(), "control socket moved");
         }
         if let Some(http) = p.http {
@@ -228,7 +246,7 @@ impl Services {
                 let _ = old.stop.send(());
                 old.task.abort();
             }
-            self.http = http.map(|l| spawn_http(l, agent));
+            self.http = http.map(|l| spawn_http(l, agent, self.limits.http));
             self.listen = new.agent.listen;
             tracing::info!(listen = ?self.listen, "metrics endpoint moved");
         }
@@ -254,13 +272,58 @@ impl Services {
     }
 }
 
-fn spawn_http(listener: tokio::net::TcpListener, agent: &Agent<LinuxHost>) -> HttpTask {
+/// The listeners' bounds, sized from the descriptor limit.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    http: nfsha_metrics::Limits,
+    control: control::ControlLimits,
+}
+
+/// Raise the soft descriptor limit to the hard one (logged) and size the listeners' caps
+/// from the result.
+fn descriptor_limits() -> Limits {
+    let nofile = match nfsha_sys::raise_nofile() {
+        Ok(l) => {
+            if l.now != l.before {
+                tracing::info!(from = ?l.before, to = ?l.now, "raised the descriptor limit (RLIMIT_NOFILE) to its hard limit");
+            } else {
+                tracing::info!(limit = ?l.now, "descriptor limit (RLIMIT_NOFILE)");
+            }
+            l.effective()
+        }
+        Err(e) => {
+            tracing::warn!("{}", nfsha_core::error_chain(&e));
+            nfsha_sys::limits::nofile().effective()
+        }
+    };
+    let http = nfsha_metrics::Limits::for_descriptor_limit(nofile);
+    let control = control::ControlLimits {
+        max_connections: control::ControlLimits::default()
+            .max_connections
+            .min(http.max_connections),
+        ..control::ControlLimits::default()
+    };
+    tracing::info!(
+        nofile,
+        http = http.max_connections,
+        control = control.max_connections,
+        "connection caps"
+    );
+    Limits { http, control }
+}
+
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    agent: &Agent<LinuxHost>,
+    limits: nfsha_metrics::Limits,
+) -> HttpTask {
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let metrics = agent.metrics();
-    let task = tokio::spawn(nfsha_metrics::serve(
+    let task = tokio::spawn(nfsha_metrics::serve_with(
         listener,
         metrics.clone(),
         metrics,
+        limits,
         async move {
             let _ = rx.await;
         },
@@ -273,8 +336,16 @@ fn spawn_follow(
     agent: &Agent<LinuxHost>,
 ) -> tokio::task::JoinHandle<()> {
     let handle = agent.handle();
-    let stream = nfsha_server::watch_leader(c.etcd_endpoints.clone(), c.cluster.clone());
-    tracing::info!(cluster = %c.cluster, "following the server cluster's leader in etcd");
+    let stream = nfsha_server::watch_leader_with(
+        nfsha_server::EtcdOptions::from_cluster(c),
+        c.cluster.clone(),
+    );
+    tracing::info!(
+        cluster = %c.cluster,
+        tls = c.etcd_tls.is_some(),
+        user = c.etcd_auth.as_ref().map(|a| a.user.as_str()),
+        "following the server cluster's leader in etcd"
+    );
     tokio::spawn(async move {
         use futures_util::StreamExt;
         let mut stream = std::pin::pin!(stream);

@@ -6,6 +6,13 @@
 //! own mount. Probes are bounded by their deadline inside the [`Host`], so a task is
 //! never stuck; each task touches a heartbeat after every step, and the watchdog is
 //! fed only while every heartbeat is fresh.
+//!
+//! Cluster leader records come from etcd, which a local user may be able to write
+//! (issue 16, hole 2): a mount task acts only on a leader whose address is one of that
+//! mount's configured `servers` (by name or by an address the name resolved to). Any
+//! other is refused with a `leader_refused` event and a warning, and the mount keeps the
+//! leader it accepted before; a refused record is looked at again when the servers'
+//! addresses are resolved anew.
 
 use crate::emit::Emitter;
 use crate::host::{Host, Mounted, ServerProbe, topmost};
@@ -303,6 +310,7 @@ impl<H: Host> Agent<H> {
             heartbeat: heartbeat.clone(),
             metrics: self.metrics.clone(),
             leader: self.handle.leader.subscribe(),
+            accepted: None,
         };
         self.handle
             .mounts
@@ -516,15 +524,15 @@ struct MountCtx<H: Host> {
     heartbeat: Heartbeat,
     metrics: Arc<AgentMetrics>,
     leader: watch::Receiver<Option<ClusterLeader>>,
+    /// The last leader this mount accepted (its address is one of the mount's servers).
+    accepted: Option<ClusterLeader>,
 }
 
 impl<H: Host> MountCtx<H> {
-    /// The address of the cluster leader, when the agent follows a cluster.
+    /// The address of the cluster leader this mount follows, when the agent follows a
+    /// cluster and accepted one.
     fn leader_address(&self) -> Option<String> {
-        self.leader
-            .borrow()
-            .as_ref()
-            .and_then(|l| l.address.clone())
+        self.accepted.as_ref().and_then(|l| l.address.clone())
     }
 
     fn mp(&self) -> String {
@@ -540,6 +548,37 @@ impl<H: Host> MountCtx<H> {
                 .servers
                 .get(host)
                 .is_some_and(|s| s.addresses.iter().any(|a| a == addr))
+    }
+
+    /// Whether `l`'s address is one of this mount's configured servers.
+    fn is_our_server(&self, l: &ClusterLeader) -> bool {
+        l.address
+            .as_deref()
+            .is_some_and(|a| self.server_for_addr(a).is_some())
+    }
+
+    /// Say that `l` is not acted on, and what the mount keeps.
+    fn refuse_leader(&self, l: &ClusterLeader) {
+        let addr = l.address.clone().unwrap_or_default();
+        let servers: Vec<&str> = self.cfg.servers.iter().map(|s| s.host.as_str()).collect();
+        let keeping = match &self.accepted {
+            Some(a) => format!("keeping leader {} at epoch {}", a.node, a.epoch),
+            None => "keeping the current mount".to_owned(),
+        };
+        let why = format!(
+            "cluster leader {} at epoch {} is at {addr}, which is none of this mount's servers ({}); refused, {keeping}",
+            l.node,
+            l.epoch,
+            servers.join(", ")
+        );
+        tracing::warn!(mount = %self.mp(), "{why}");
+        self.emit.emit(
+            Event::new(EventKind::LeaderRefused)
+                .mount(self.mp())
+                .server(addr)
+                .outcome("refused")
+                .reason(why),
+        );
     }
 
     /// Which configured server a mount-table `addr=` belongs to.
@@ -681,9 +720,15 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ctx.publish(&machine, &chosen, |_| {});
+    // The last leader record refused (its address is none of this mount's servers).
+    let mut refused: Option<ClusterLeader> = None;
     loop {
         let mut waiting: Option<oneshot::Sender<RecoveryReport>> = None;
         let mut leader_moved = false;
+        if refused.as_ref().is_some_and(|r| ctx.is_our_server(r)) {
+            // A name of ours now resolves to its address: look at the current record again.
+            ctx.leader.mark_changed();
+        }
         tokio::select! {
             _ = tick.tick() => {}
             cmd = rx.recv() => match cmd {
@@ -695,10 +740,22 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     return;
                 }
                 let leader = ctx.leader.borrow_and_update().clone();
-                if let Some(l) = leader.filter(|l| l.address.is_some()) {
+                let leader = match leader.filter(|l| l.address.is_some()) {
+                    Some(l) if !ctx.is_our_server(&l) => {
+                        if refused.as_ref() != Some(&l) {
+                            ctx.refuse_leader(&l);
+                            refused = Some(l);
+                        }
+                        None
+                    }
+                    other => other,
+                };
+                if let Some(l) = leader {
+                    refused = None;
                     let first = epoch_seen.is_none();
                     if epoch_seen.is_none_or(|e| l.epoch > e) {
                         epoch_seen = Some(l.epoch);
+                        ctx.accepted = Some(l.clone());
                         let on_leader = chosen.is_some() && chosen == l.address;
                         // A new epoch means a new primary: with replicated storage every
                         // file handle changes, so remount before applications hit ESTALE.

@@ -857,6 +857,86 @@ async fn follows_the_cluster_leader_and_never_goes_back_to_a_lower_epoch() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_leader_at_an_address_outside_the_mounts_servers_is_refused() {
+    // Issue 16, hole 2: a leader record put into etcd by anyone who can write it.
+    use nfsha_agent::ClusterLeader;
+    let host = FakeHost::new();
+    host.set_server("nfs-1", true);
+    host.set_server("nfs-2", true);
+    host.set_server("10.66.6.6", true); // the attacker's server answers NFS
+    host.add_nfs_mount("/m", "nfs-1");
+    let (emit, events) = Emitter::collector();
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(vec![mount("/m", &["nfs-1", "nfs-2"])]),
+        emit,
+    );
+    run_for(Duration::from_millis(1500)).await;
+    let leader = |node: &str, addr: &str, epoch| ClusterLeader {
+        node: node.into(),
+        address: Some(addr.into()),
+        epoch,
+    };
+    agent.handle().set_leader(leader("nfs-1", "nfs-1", 10));
+    run_for(Duration::from_secs(2)).await;
+    // A newer epoch, but at a foreign address: refused, the mount stays on nfs-1.
+    agent.handle().set_leader(leader("evil", "10.66.6.6", 11));
+    run_for(Duration::from_secs(4)).await;
+    assert!(
+        !host
+            .resolved_calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mount(s, _) if s == "10.66.6.6")),
+        "mounted from the foreign leader: {:?}",
+        host.resolved_calls()
+    );
+    assert!(host.umounted().is_empty(), "the healthy mount was touched");
+    assert_eq!(state_of(&agent, "/m"), MountState::Healthy);
+    assert_eq!(
+        agent.status().snapshot().mounts["/m"].server.as_deref(),
+        Some("nfs-1")
+    );
+    let refused: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::LeaderRefused)
+        .cloned()
+        .collect();
+    assert_eq!(refused.len(), 1, "one refusal event: {refused:?}");
+    let why = refused[0].reason.clone().unwrap_or_default();
+    assert!(
+        why.contains("10.66.6.6") && why.contains("none of this mount's servers"),
+        "{why}"
+    );
+    assert_eq!(refused[0].server.as_deref(), Some("10.66.6.6"));
+    // Even when the mount breaks, recovery goes to a configured server, never to it.
+    host.set_probe("/m", stale());
+    run_for(Duration::from_secs(6)).await;
+    assert!(
+        !host
+            .resolved_calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mount(s, _) if s == "10.66.6.6")),
+        "recovered onto the foreign leader"
+    );
+    // The real next leader is followed.
+    host.set_probe(
+        "/m",
+        ProbeScript::Answer(ProbeOutcome::Ok {
+            latency: Duration::from_millis(1),
+        }),
+    );
+    agent.handle().set_leader(leader("nfs-2", "nfs-2", 12));
+    run_for(Duration::from_secs(4)).await;
+    assert!(
+        host.resolved_calls()
+            .contains(&Call::Mount("nfs-2".into(), "/m".into())),
+        "the next real leader was not followed"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_new_epoch_behind_the_same_floating_address_forces_a_remount() {
     use nfsha_agent::ClusterLeader;
     let host = FakeHost::new();

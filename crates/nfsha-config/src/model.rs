@@ -52,6 +52,10 @@ pub struct ClusterSource {
     pub etcd_endpoints: Vec<String>,
     /// Cluster name (the key prefix `/nfsha/<cluster>/`).
     pub cluster: String,
+    /// TLS files, if etcd uses TLS (`[agent.cluster.etcd_tls]`, as `[server.etcd_tls]`).
+    pub etcd_tls: Option<EtcdTls>,
+    /// User and password file, if etcd uses auth (`[agent.cluster.etcd_auth]`).
+    pub etcd_auth: Option<EtcdAuth>,
 }
 
 /// How nfsha mounts a path.

@@ -67,6 +67,15 @@ pub fn to_toml(config: &Config) -> String {
         o.push_str("\n[agent.cluster]\n");
         let _ = writeln!(o, "etcd_endpoints = {}", list(&c.etcd_endpoints));
         let _ = writeln!(o, "cluster = {}", q(&c.cluster));
+        if let Some(t) = &c.etcd_tls {
+            o.push_str("\n[agent.cluster.etcd_tls]\n");
+            tls(&mut o, t);
+        }
+        if let Some(a) = &c.etcd_auth {
+            o.push_str("\n[agent.cluster.etcd_auth]\n");
+            let _ = writeln!(o, "user = {}", q(&a.user));
+            let _ = writeln!(o, "password_file = {}", qp(&a.password_file));
+        }
     }
     for m in &config.mounts {
         o.push_str("\n[[mount]]\n");
@@ -118,6 +127,17 @@ pub fn to_toml(config: &Config) -> String {
     o
 }
 
+/// The keys of an `etcd_tls` table.
+fn tls(o: &mut String, t: &EtcdTls) {
+    let _ = writeln!(o, "ca = {}", qp(&t.ca));
+    if let Some(c) = &t.cert {
+        let _ = writeln!(o, "cert = {}", qp(c));
+    }
+    if let Some(k) = &t.key {
+        let _ = writeln!(o, "key = {}", qp(k));
+    }
+}
+
 fn render_server(o: &mut String, s: &ServerConfig) {
     o.push_str("\n[server]\n");
     let _ = writeln!(o, "node = {}", q(&s.node));
@@ -145,13 +165,7 @@ fn render_server(o: &mut String, s: &ServerConfig) {
     }
     if let Some(t) = &s.etcd_tls {
         o.push_str("\n[server.etcd_tls]\n");
-        let _ = writeln!(o, "ca = {}", qp(&t.ca));
-        if let Some(c) = &t.cert {
-            let _ = writeln!(o, "cert = {}", qp(c));
-        }
-        if let Some(k) = &t.key {
-            let _ = writeln!(o, "key = {}", qp(k));
-        }
+        tls(o, t);
     }
     if let Some(a) = &s.etcd_auth {
         o.push_str("\n[server.etcd_auth]\n");

@@ -508,6 +508,76 @@ fn agent_rules() {
 }
 
 #[test]
+fn agent_cluster_takes_etcd_tls_and_auth_like_the_server() {
+    let c = parse_str(
+        r#"
+[agent.cluster]
+etcd_endpoints = ["https://127.0.0.1:2379"]
+cluster = "airflow-nfs"
+
+[agent.cluster.etcd_tls]
+ca = "/etc/nfsha/etcd-ca.pem"
+cert = "/etc/nfsha/agent.pem"
+key = "/etc/nfsha/agent-key.pem"
+
+[agent.cluster.etcd_auth]
+user = "nfsha-agent"
+password_file = "/etc/nfsha/etcd-password"
+"#,
+        None,
+    )
+    .unwrap();
+    let cl = c.agent.cluster.unwrap();
+    assert_eq!(
+        cl.etcd_tls,
+        Some(EtcdTls {
+            ca: "/etc/nfsha/etcd-ca.pem".into(),
+            cert: Some("/etc/nfsha/agent.pem".into()),
+            key: Some("/etc/nfsha/agent-key.pem".into()),
+        })
+    );
+    assert_eq!(
+        cl.etcd_auth,
+        Some(EtcdAuth {
+            user: "nfsha-agent".into(),
+            password_file: "/etc/nfsha/etcd-password".into(),
+        })
+    );
+    let base = "[agent.cluster]\netcd_endpoints = [\"e\"]\ncluster = \"c\"\n";
+    for (extra, needle, line) in [
+        (
+            "[agent.cluster.etcd_tls]\ncert = \"/c\"\nkey = \"/k\"\n",
+            "missing required key `ca`",
+            4,
+        ),
+        (
+            "[agent.cluster.etcd_tls]\nca = \"/ca\"\ncert = \"/c\"\n",
+            "[agent.cluster.etcd_tls] needs both `cert` and `key`",
+            4,
+        ),
+        (
+            "[agent.cluster.etcd_tls]\nca = \"ca.pem\"\n",
+            "absolute path",
+            5,
+        ),
+        (
+            "[agent.cluster.etcd_auth]\nuser = \"u\"\n",
+            "missing required key `password_file`",
+            4,
+        ),
+        (
+            "[agent.cluster.etcd_auth]\nuser = \"u\"\npassword_file = \"/p\"\npassword = \"x\"\n",
+            "password",
+            7,
+        ),
+    ] {
+        let d = one_error(&format!("{base}{extra}"));
+        assert!(d.message.contains(needle), "{extra}: {d}");
+        assert_eq!(d.line, line, "{extra}: {d}");
+    }
+}
+
+#[test]
 fn server_section() {
     let full = r#"
 [server]
@@ -731,6 +801,15 @@ fn to_toml_roundtrips() {
     c.agent.cluster = Some(ClusterSource {
         etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
         cluster: "we\"ird \\ name".into(),
+        etcd_tls: Some(EtcdTls {
+            ca: "/etc/nfsha/etcd-ca.pem".into(),
+            cert: Some("/etc/nfsha/agent.pem".into()),
+            key: Some("/etc/nfsha/agent-key.pem".into()),
+        }),
+        etcd_auth: Some(EtcdAuth {
+            user: "nfsha-agent".into(),
+            password_file: "/etc/nfsha/etcd-password".into(),
+        }),
     });
     c.mounts[0].servers.push(ServerRef {
         host: "nfs-2".into(),

@@ -50,7 +50,7 @@ const AGENT_KEYS: &[&str] = &[
     "backoff_max",
     "cluster",
 ];
-const CLUSTER_KEYS: &[&str] = &["etcd_endpoints", "cluster"];
+const CLUSTER_KEYS: &[&str] = &["etcd_endpoints", "cluster", "etcd_tls", "etcd_auth"];
 const DEFAULT_KEYS: &[&str] = &[
     "nfs_version",
     "options",
@@ -610,10 +610,20 @@ impl<'s> Checker<'s> {
             let cluster = self
                 .required(ct, "cluster", "[agent.cluster]", start(v))
                 .and_then(|v| self.nonempty_string("cluster", v));
+            let etcd_tls = ct.get("etcd_tls").and_then(|v| {
+                self.table("etcd_tls", v)
+                    .and_then(|tt| self.tls(tt, start(v), "[agent.cluster.etcd_tls]"))
+            });
+            let etcd_auth = ct.get("etcd_auth").and_then(|v| {
+                self.table("etcd_auth", v)
+                    .and_then(|tt| self.auth(tt, start(v), "[agent.cluster.etcd_auth]"))
+            });
             if let (Some(etcd_endpoints), Some(cluster)) = (endpoints, cluster) {
                 a.cluster = Some(ClusterSource {
                     etcd_endpoints,
                     cluster,
+                    etcd_tls,
+                    etcd_auth,
                 });
             }
         }
@@ -978,23 +988,13 @@ impl<'s> Checker<'s> {
         let etcd_tls = match t.get("etcd_tls") {
             Some(v) => self
                 .table("etcd_tls", v)
-                .and_then(|tt| self.tls(tt, start(v))),
+                .and_then(|tt| self.tls(tt, start(v), "[server.etcd_tls]")),
             None => None,
         };
         let etcd_auth = match t.get("etcd_auth") {
-            Some(v) => self.table("etcd_auth", v).and_then(|tt| {
-                self.check_keys(tt, AUTH_KEYS, "[server.etcd_auth]");
-                let user = self
-                    .required(tt, "user", "[server.etcd_auth]", start(v))
-                    .and_then(|u| self.nonempty_string("user", u));
-                let password_file = self
-                    .required(tt, "password_file", "[server.etcd_auth]", start(v))
-                    .and_then(|p| self.abs_path("password_file", p));
-                Some(EtcdAuth {
-                    user: user?,
-                    password_file: password_file?,
-                })
-            }),
+            Some(v) => self
+                .table("etcd_auth", v)
+                .and_then(|tt| self.auth(tt, start(v), "[server.etcd_auth]")),
             None => None,
         };
         let ttl = self.opt_duration(t, "ttl");
@@ -1152,18 +1152,33 @@ impl<'s> Checker<'s> {
         })
     }
 
-    fn tls(&mut self, t: &DeTable<'_>, at: usize) -> Option<EtcdTls> {
-        const S: &str = "[server.etcd_tls]";
-        self.check_keys(t, TLS_KEYS, S);
+    /// An `etcd_auth` table (`[server.etcd_auth]`, `[agent.cluster.etcd_auth]`).
+    fn auth(&mut self, t: &DeTable<'_>, at: usize, section: &str) -> Option<EtcdAuth> {
+        self.check_keys(t, AUTH_KEYS, section);
+        let user = self
+            .required(t, "user", section, at)
+            .and_then(|u| self.nonempty_string("user", u));
+        let password_file = self
+            .required(t, "password_file", section, at)
+            .and_then(|p| self.abs_path("password_file", p));
+        Some(EtcdAuth {
+            user: user?,
+            password_file: password_file?,
+        })
+    }
+
+    /// An `etcd_tls` table (`[server.etcd_tls]`, `[agent.cluster.etcd_tls]`).
+    fn tls(&mut self, t: &DeTable<'_>, at: usize, section: &str) -> Option<EtcdTls> {
+        self.check_keys(t, TLS_KEYS, section);
         let ca = self
-            .required(t, "ca", S, at)
+            .required(t, "ca", section, at)
             .and_then(|v| self.abs_path("ca", v));
         let cert = t.get("cert").and_then(|v| self.abs_path("cert", v));
         let key = t.get("key").and_then(|v| self.abs_path("key", v));
         if t.get("cert").is_some() != t.get("key").is_some() {
             self.sink.error_help(
                 at,
-                format!("{S} needs both `cert` and `key`, or neither"),
+                format!("{section} needs both `cert` and `key`, or neither"),
                 "a client certificate is useless without its key",
             );
             return None;

@@ -31,6 +31,9 @@ pub enum EventKind {
     Mark,
     /// Server controller: role or serving state changed.
     ServerRole,
+    /// A cluster leader record was not acted on (its address is none of the mount's
+    /// servers); the mount keeps what it has.
+    LeaderRefused,
 }
 
 /// One structured event.

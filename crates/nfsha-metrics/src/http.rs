@@ -11,10 +11,12 @@
 //! `?mount=PATH` answers for that mount alone (`200`/`503` with its object, `404` for a mount
 //! the agent does not manage). A mount not probed yet (`unknown`) is unhealthy.
 //!
-//! Failure modes: encoding runs on a blocking thread (it reads `/proc/self/mountstats`), so a
+//! Failure modes: connections are bounded by [`crate::bounded`] (a cap, a header-read
+//! timeout, a maximum age), so idle clients cannot take the agent's descriptors. Encoding runs on a blocking thread (it reads `/proc/self/mountstats`), so a
 //! slow scrape never stalls the runtime; a panic there answers `500`. `serve` returns when
 //! `shutdown` completes (in-flight requests finish first) or when accepting fails.
 
+use crate::bounded::{ConnGate, Limits};
 use crate::metrics::{AgentMetrics, CONTENT_TYPE};
 use axum::Router;
 use axum::extract::{Query, State};
@@ -81,7 +83,8 @@ struct AppState {
     health: Arc<dyn HealthSource>,
 }
 
-/// Serve `/metrics` and `/healthz` on `listener` until `shutdown` completes.
+/// Serve `/metrics` and `/healthz` on `listener` with [`Limits::default`] until
+/// `shutdown` completes.
 ///
 /// Spawn it from the agent: `tokio::spawn(nfsha_metrics::serve(listener, metrics, health,
 /// async move { let _ = stop_rx.await; }))`.
@@ -91,8 +94,19 @@ pub async fn serve(
     health: Arc<dyn HealthSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
-    axum::serve(listener, router(metrics, health))
-        .with_graceful_shutdown(shutdown)
+    serve_with(listener, metrics, health, Limits::default(), shutdown).await
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<AgentMetrics>,
+    health: Arc<dyn HealthSource>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
+    let gate = ConnGate::new("metrics", limits.max_connections);
+    crate::bounded::serve_bounded(listener, router(metrics, health), limits, gate, shutdown)
         .await
         .map_err(HttpError::Serve)
 }

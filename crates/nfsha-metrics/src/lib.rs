@@ -7,6 +7,8 @@
 //! - [`mountstats`]: a lenient parser of `/proc/self/mountstats` (read at scrape time).
 //! - [`serve`] ([`http`]): axum HTTP/1 server for `GET /metrics` and `GET /healthz`, with a
 //!   [`HealthSource`] seam (implemented by [`AgentMetrics`] itself).
+//! - [`serve_bounded`] ([`bounded`]): the accept loop with a connection cap, a header-read
+//!   timeout and a maximum connection age, under [`serve`] and the server's status API.
 //! - [`EventSink`] / [`read_events`] ([`eventlog`]): tracing + JSON-lines file + in-memory ring.
 //!
 //! Failure modes are per module; none of them panics or blocks on NFS.
@@ -29,13 +31,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bounded;
 pub mod eventlog;
 pub mod http;
 pub mod metrics;
 pub mod mountstats;
 
+pub use bounded::{ConnGate, ConnPermit, Limits, serve_bounded};
 pub use eventlog::{EventLogError, EventSink, read_events};
-pub use http::{DEFAULT_LISTEN, HealthSource, HttpError, MountHealth, bind, router, serve};
+pub use http::{
+    DEFAULT_LISTEN, HealthSource, HttpError, MountHealth, bind, router, serve, serve_with,
+};
 pub use metrics::{
     AgentMetrics, CONTENT_TYPE, DEFAULT_MOUNTSTATS_OPS, METRIC_NAMES, MountstatsSource,
     ProcMountstats,

@@ -226,3 +226,132 @@ async fn agent_metrics_is_itself_a_health_source() {
     assert_eq!(get(srv.addr, "/healthz?mount=/a").await.status, 200);
     srv.shutdown().await;
 }
+
+async fn start_with(limits: nfsha_metrics::Limits) -> Server {
+    let listener = nfsha_metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let m = metrics();
+    let task = tokio::spawn(nfsha_metrics::serve_with(
+        listener,
+        m.clone(),
+        m,
+        limits,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        addr,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Read until the server closes the connection (EOF or reset), bounded.
+async fn closed_by_server(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the server kept the connection open for 10 s");
+    buf
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_once() {
+    // No timeout could close anything during the test: only the cap can.
+    let limits = nfsha_metrics::Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_secs(600),
+        max_connection_age: Duration::from_secs(600),
+    };
+    let server = start_with(limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut extra = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let got = closed_by_server(&mut extra).await;
+    assert!(
+        got.is_empty(),
+        "a refused connection got an answer: {got:?}"
+    );
+    // A freed place serves again.
+    drop(idle.pop());
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
+            let _ = s.read_to_end(&mut buf).await;
+            if buf.starts_with(b"HTTP/1.1 200") {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no answer after a place was freed");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_and_slow_header_connections_are_closed_by_the_header_timeout() {
+    let limits = nfsha_metrics::Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(300),
+        max_connection_age: Duration::from_secs(600),
+    };
+    let server = start_with(limits).await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(closed_by_server(&mut idle).await.is_empty());
+    let got = closed_by_server(&mut slow).await;
+    assert!(
+        !String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "an unfinished header was answered"
+    );
+    assert_eq!(get(server.addr, "/healthz").await.status, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_when_idle_after_its_answer() {
+    let limits = nfsha_metrics::Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(300),
+        max_connection_age: Duration::from_secs(600),
+    };
+    let server = start_with(limits).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let got = closed_by_server(&mut s).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "first request answered: {text}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_at_its_maximum_age() {
+    let limits = nfsha_metrics::Limits {
+        max_connections: 4,
+        header_read_timeout: Duration::from_secs(600),
+        max_connection_age: Duration::from_millis(300),
+    };
+    let server = start_with(limits).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let got = closed_by_server(&mut s).await;
+    assert!(got.is_empty(), "{got:?}");
+    server.shutdown().await;
+}

@@ -570,7 +570,10 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         // Taken before the acquire: it keeps the session lease alive (or grants a new
         // one) before the key is created, so the lease cannot end before this + TTL.
         let proof_at = Instant::now();
-        match flatten(timeout(lp, self.coord.acquire(&record)).await, lp) {
+        let acquired = flatten(timeout(lp, self.coord.acquire(&record)).await, lp);
+        let poisoned = self.coord.poisoned_leader_keys();
+        self.status.update(|s| s.poisoned_leader_keys = poisoned);
+        match acquired {
             Ok(Acquire::Acquired { epoch }) => {
                 self.epoch_seen = self.epoch_seen.max(epoch);
                 self.lag_ms = None;

@@ -12,6 +12,8 @@
 //! - `leader`: JSON [`LeaderRecord`], bound to the holder's session lease, created only
 //!   by a transaction comparing `create_revision == 0`. Its create revision is the
 //!   **epoch** (fencing token): it only grows, and a new holder always has a larger one.
+//!   A leader key that does not parse or has no lease was not written by nfsha: it
+//!   counts as vacant and the next campaign deletes it (see [`crate::etcd`]).
 //! - `epoch`: the current epoch as a decimal string, written by the leader under the
 //!   guard `create_revision(leader) == epoch`, not leased (it survives the leader).
 //! - `members/<node>`: JSON [`MemberInfo`], bound to that node's session lease.
@@ -234,6 +236,15 @@ pub enum CoordError {
     /// The call did not finish in time.
     #[error("etcd did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The leader key holds something nfsha never writes (see [`crate::etcd`]); it was
+    /// written again right after being deleted.
+    #[error("Leader key {key} is poisoned: {why}")]
+    Poisoned {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A fake store was told to fail.
     #[error("Injected failure")]
     Injected,
@@ -310,6 +321,12 @@ pub trait Coordinator: Send + Sync {
     /// Remove the lag override if it names `node` (after `node` took the lead).
     fn clear_lag_override(&self, node: &str)
     -> impl Future<Output = Result<(), CoordError>> + Send;
+
+    /// Poisoned leader keys (not written by nfsha) this node deleted to campaign.
+    /// Default: none.
+    fn poisoned_leader_keys(&self) -> u64 {
+        0
+    }
 
     /// Resolve when the leader key created at `epoch` is gone (deleted or expired), so a
     /// standby can campaign at once instead of at its next tick. Never resolving is a

@@ -7,6 +7,17 @@
 //! [`CoordError`] or never return (callers bound them); a keepalive stream that saw an
 //! error or was abandoned is thrown away and reopened, so a late answer to an old
 //! keepalive can never be mistaken for a fresh renewal.
+//!
+//! **A poisoned leader key** (issue 16, hole 2) — one whose value is not a
+//! [`LeaderRecord`], or that is not bound to a lease (nfsha always binds it to the holder's
+//! session lease, so such a key was written by someone else, and it would never expire) —
+//! is treated as vacant: [`Coordinator::leader`] reports no leader, and
+//! [`Coordinator::acquire`] deletes it in a transaction guarded by the key's
+//! `mod_revision` (so a key rewritten meanwhile is left alone), logs it with what it
+//! held, counts it ([`EtcdCoordinator::poisoned_leader_keys`]), and then creates the key
+//! the normal way. Deleting and re-creating, rather than overwriting, gives the new leader
+//! a fresh create revision: an overwrite would keep the poisoned key's, which may be the
+//! epoch of a leader that was still serving when the key was overwritten.
 
 use crate::coordinator::{
     Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
@@ -44,6 +55,15 @@ impl EtcdOptions {
             auth: None,
             connect_timeout: Duration::from_secs(1),
             keepalive: Duration::from_secs(1),
+        }
+    }
+
+    /// From an `[agent.cluster]` section.
+    pub fn from_cluster(cfg: &nfsha_config::ClusterSource) -> Self {
+        EtcdOptions {
+            tls: cfg.etcd_tls.clone(),
+            auth: cfg.etcd_auth.clone(),
+            ..EtcdOptions::new(cfg.etcd_endpoints.clone())
         }
     }
 
@@ -101,6 +121,7 @@ pub struct EtcdCoordinator {
     node: String,
     ttl: Duration,
     session: Mutex<Option<Session>>,
+    poisoned_cleared: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for EtcdCoordinator {
@@ -127,6 +148,30 @@ fn revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, CoordEr
         .ok_or_else(|| CoordError::Protocol("response without header".into()))
 }
 
+/// Why a leader key was not written by nfsha (see the module header), or `None`.
+pub fn poisoned(kv: &KeyValue) -> Option<String> {
+    if let Err(e) = serde_json::from_slice::<LeaderRecord>(kv.value()) {
+        return Some(format!("its value is not a leader record ({e})"));
+    }
+    if kv.lease() == 0 {
+        return Some("it is not bound to a lease".to_owned());
+    }
+    None
+}
+
+/// The first bytes of a value, printable, for log lines.
+pub fn excerpt(value: &[u8]) -> String {
+    const MAX: usize = 80;
+    let mut s: String = String::from_utf8_lossy(&value[..value.len().min(MAX)])
+        .chars()
+        .flat_map(char::escape_default)
+        .collect();
+    if value.len() > MAX {
+        s.push('…');
+    }
+    s
+}
+
 /// Parse a leader key into [`LeaderInfo`].
 pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> {
     let rec: LeaderRecord =
@@ -139,6 +184,14 @@ pub fn parse_leader(key: &str, kv: &KeyValue) -> Result<LeaderInfo, CoordError> 
         address: rec.address,
         epoch: kv.create_revision() as u64,
         serving: rec.serving,
+    })
+}
+
+/// The key an `or_else` get of a failed transaction found.
+fn held(resp: &etcd_client::TxnResponse) -> Option<KeyValue> {
+    resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
     })
 }
 
@@ -158,7 +211,39 @@ impl EtcdCoordinator {
             node: node.to_owned(),
             ttl,
             session: Mutex::new(None),
+            poisoned_cleared: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Poisoned leader keys this coordinator deleted (see the module header).
+    pub fn poisoned_leader_keys(&self) -> u64 {
+        self.poisoned_cleared
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Delete the poisoned leader key `kv` unless it changed since it was read.
+    async fn clear_poisoned(&self, key: &str, kv: &KeyValue, why: &str) -> Result<(), CoordError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                key.to_owned(),
+                CompareOp::Equal,
+                kv.mod_revision(),
+            )])
+            .and_then([TxnOp::delete(key.to_owned(), None)]);
+        let deleted = self.client.clone().txn(txn).await?.succeeded();
+        if deleted {
+            self.poisoned_cleared
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                key,
+                create_revision = kv.create_revision(),
+                mod_revision = kv.mod_revision(),
+                lease = kv.lease(),
+                value = %excerpt(kv.value()),
+                "deleted a poisoned leader key ({why}): nfsha never writes one like it; campaigning"
+            );
+        }
+        Ok(())
     }
 
     /// Connect and build.
@@ -378,7 +463,15 @@ impl Coordinator for EtcdCoordinator {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let resp = self.client.clone().txn(txn).await?;
+        // A poisoned key is deleted once, then the create is tried again.
+        let mut resp = self.client.clone().txn(txn.clone()).await?;
+        if !resp.succeeded()
+            && let Some(kv) = held(&resp)
+            && let Some(why) = poisoned(&kv)
+        {
+            self.clear_poisoned(&key, &kv, &why).await?;
+            resp = self.client.clone().txn(txn).await?;
+        }
         if resp.succeeded() {
             let epoch = revision(resp.header())?;
             let publish = Txn::new()
@@ -392,12 +485,12 @@ impl Coordinator for EtcdCoordinator {
             tracing::info!(epoch, lease, "leader key acquired");
             return Ok(Acquire::Acquired { epoch });
         }
-        for op in resp.op_responses() {
-            if let TxnOpResponse::Get(g) = op
-                && let Some(kv) = g.kvs().first()
-            {
-                return Ok(Acquire::Held(parse_leader(&key, kv)?));
+        if let Some(kv) = held(&resp) {
+            if let Some(why) = poisoned(&kv) {
+                // Written again right after the delete: next tick.
+                return Err(CoordError::Poisoned { key, why });
             }
+            return Ok(Acquire::Held(parse_leader(&key, &kv)?));
         }
         // Deleted between the compare and the get cannot happen inside one txn;
         // an empty get here means etcd answered something unexpected.
@@ -464,9 +557,20 @@ impl Coordinator for EtcdCoordinator {
     async fn leader(&self) -> Result<Option<LeaderInfo>, CoordError> {
         let key = self.keys.leader();
         match self.get_one(&key).await? {
-            Some(kv) => Ok(Some(parse_leader(&key, &kv)?)),
+            Some(kv) => match poisoned(&kv) {
+                // Vacant: the next campaign deletes it.
+                Some(why) => {
+                    tracing::debug!(key, "leader key is poisoned ({why}): treated as vacant");
+                    Ok(None)
+                }
+                None => Ok(Some(parse_leader(&key, &kv)?)),
+            },
             None => Ok(None),
         }
+    }
+
+    fn poisoned_leader_keys(&self) -> u64 {
+        EtcdCoordinator::poisoned_leader_keys(self)
     }
 
     async fn heartbeat(&self, member: &MemberInfo, guard: Option<u64>) -> Result<bool, CoordError> {

@@ -5,12 +5,14 @@
 //! leader change as it happens (etcd watch, with a re-read after every reconnect).
 //! Both go through an [`EpochFilter`]: a leader whose epoch is lower than one already
 //! seen is never reported, so an agent cannot be sent back to a deposed server by a
-//! stale read. Failure modes: etcd unreachable → [`current_leader`] errors;
+//! stale read. A poisoned leader key (its value does not parse, or it has no lease:
+//! nfsha never writes one like it, see [`crate::etcd`]) is ignored with a warning, and the
+//! watch goes on. Failure modes: etcd unreachable → [`current_leader`] errors;
 //! [`watch_leader`] keeps retrying (with a 1 s pause) and simply yields nothing until
 //! etcd answers again.
 
 use crate::coordinator::{CoordError, Keys, LeaderInfo};
-use crate::etcd::{EtcdOptions, connect, parse_leader};
+use crate::etcd::{EtcdOptions, connect, excerpt, parse_leader, poisoned};
 use etcd_client::{Client, EventType, WatchOptions};
 use futures_util::Stream;
 use std::time::Duration;
@@ -53,10 +55,24 @@ async fn read_leader(
     let resp = client.get(key.clone(), None).await?;
     let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
     let leader = match resp.kvs().first() {
-        Some(kv) => Some(parse_leader(&key, kv)?),
+        Some(kv) => admissible(&key, kv)?,
         None => None,
     };
     Ok((leader, rev))
+}
+
+/// The leader `kv` names, or `None` (logged) when the key is poisoned.
+fn admissible(key: &str, kv: &etcd_client::KeyValue) -> Result<Option<LeaderInfo>, CoordError> {
+    if let Some(why) = poisoned(kv) {
+        tracing::warn!(
+            key,
+            mod_revision = kv.mod_revision(),
+            value = %excerpt(kv.value()),
+            "ignoring a leader key nfsha did not write: {why}"
+        );
+        return Ok(None);
+    }
+    parse_leader(key, kv).map(Some)
 }
 
 /// The current leader of `cluster`, read once.
@@ -86,12 +102,18 @@ pub fn watch_leader_with(
     tokio::spawn(async move {
         let keys = Keys::new(&cluster);
         let mut filter = EpochFilter::new();
+        let mut last_error: Option<String> = None;
         loop {
             if tx.is_closed() {
                 return;
             }
             if let Err(e) = watch_once(&opts, &keys, &mut filter, &tx).await {
-                tracing::debug!(error = %e, "leader watch interrupted; retrying");
+                // Said once per distinct error (a wrong certificate or password repeats).
+                let why = nfsha_core::error_chain(&e);
+                if last_error.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("leader watch interrupted, retrying every second: {why}");
+                    last_error = Some(why);
+                }
             }
             if tx.is_closed() {
                 return;
@@ -135,8 +157,9 @@ async fn watch_once(
             if ev.event_type() != EventType::Put {
                 continue;
             }
-            if let Some(kv) = ev.kv() {
-                let l = parse_leader(&key, kv)?;
+            if let Some(kv) = ev.kv()
+                && let Some(l) = admissible(&key, kv)?
+            {
                 // A leader still bringing up is announced again once it serves.
                 if l.serving && filter.admit(&l) && tx.send(l).await.is_err() {
                     return Ok(());

@@ -7,12 +7,16 @@
 //! `behind` standby is healthy),
 //! `/liveness` 503 when the last completed loop is older than the TTL; every endpoint
 //! answers with the node status as JSON. Failure modes: the listener cannot bind
-//! ([`std::io::Error`] from [`serve`]); handlers never block on etcd or the host.
+//! ([`std::io::Error`] from [`serve`]); handlers never block on etcd or the host; idle or
+//! slow clients are bounded by [`nfsha_metrics::bounded`] (a connection cap, closed at
+//! once beyond it; a header-read timeout; a maximum connection age), so they cannot take
+//! the controller's descriptors.
 
 use crate::coordinator::MemberState;
 use crate::replication::ShipStatus;
 use axum::http::StatusCode;
 use axum::{Json, Router, routing::get};
+use nfsha_metrics::{ConnGate, Limits};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +54,13 @@ pub struct NodeStatus {
     pub replication: BTreeMap<String, ShipStatus>,
     /// Milliseconds since the last completed loop.
     pub last_loop_age_ms: u64,
+    /// Poisoned leader keys (not written by nfsha) this node deleted to campaign.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub poisoned_leader_keys: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug)]
@@ -88,6 +99,7 @@ impl StatusHandle {
                     max_lag_ms: None,
                     replication: BTreeMap::new(),
                     last_loop_age_ms: 0,
+                    poisoned_leader_keys: 0,
                 },
                 last_loop: Instant::now(),
                 proof: None,
@@ -182,8 +194,8 @@ pub fn router(h: StatusHandle) -> Router {
         .route("/liveness", get(liveness))
 }
 
-/// Serve the routes on `addr` until the task is dropped. Returns the bound address
-/// (useful with port 0) and the server future.
+/// Serve the routes on `addr` with [`Limits::default`] until the task is dropped.
+/// Returns the bound address (useful with port 0) and the server future.
 pub async fn serve(
     addr: SocketAddr,
     h: StatusHandle,
@@ -191,9 +203,28 @@ pub async fn serve(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>> + Send,
 )> {
+    serve_with(addr, h, Limits::default()).await
+}
+
+/// [`serve`] within `limits`.
+pub async fn serve_with(
+    addr: SocketAddr,
+    h: StatusHandle,
+    limits: Limits,
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>> + Send,
+)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let fut = async move { axum::serve(listener, router(h)).await };
+    let gate = ConnGate::new("status", limits.max_connections);
+    let fut = nfsha_metrics::serve_bounded(
+        listener,
+        router(h),
+        limits,
+        gate,
+        std::future::pending::<()>(),
+    );
     Ok((bound, fut))
 }
 
@@ -214,6 +245,50 @@ mod tests {
         let code = buf[9..12].parse().expect("status code");
         let body = buf.split("\r\n\r\n").nth(1).expect("body");
         (code, serde_json::from_str(body).expect("json body"))
+    }
+
+    #[tokio::test]
+    async fn idle_connections_beyond_the_cap_are_closed_and_the_api_still_answers() {
+        let h = StatusHandle::new("a", "c", Duration::from_secs(60));
+        // Only the cap can close a connection during this test; the header-read timeout
+        // and the age are tested in nfsha-metrics (tests/http.rs).
+        let limits = Limits {
+            max_connections: 2,
+            header_read_timeout: Duration::from_secs(600),
+            max_connection_age: Duration::from_secs(600),
+        };
+        let (addr, fut) = serve_with("127.0.0.1:0".parse().expect("addr"), h, limits)
+            .await
+            .expect("bind");
+        let server = tokio::spawn(fut);
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut buf = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "3rd connection kept open beyond the cap");
+        assert!(buf.is_empty(), "refused connection answered");
+        drop(idle.pop());
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let _ = s
+                    .write_all(b"GET /liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await;
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf).await;
+                if buf.starts_with(b"HTTP/1.1 200") {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(answered.is_ok(), "no answer once a place was free");
+        server.abort();
     }
 
     #[tokio::test]

@@ -758,3 +758,88 @@ async fn etcd_a_returning_old_leader_does_not_take_over_while_behind() {
     assert_stays_leaderless(&cli, &a2, 2 * TTL).await;
     assert_no_overlap(&log);
 }
+
+/// Issue 16, hole 2: a leader key nfsha did not write — garbage, or a well-formed record
+/// without a lease (it would never expire) — used to stop every election until someone
+/// deleted it by hand. Now it counts as vacant: a controller deletes it (guarded by its
+/// mod_revision) and is elected; agents never follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_garbage_or_lease_less_leader_key_does_not_block_elections() {
+    let etcd = Etcd::start().await;
+    let mut raw = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("connect");
+    let forged = [
+        ("p1", b"not json at all".to_vec()),
+        (
+            "p2",
+            br#"{"node":"evil","address":"10.66.6.6","serving":true}"#.to_vec(),
+        ),
+    ];
+    for (cluster, value) in forged {
+        let key = format!("/nfsha/{cluster}/leader");
+        let put = raw.put(key.clone(), value, None).await.expect("forge");
+        let forged_rev = put.header().expect("header").revision() as u64;
+        // An agent following the cluster from before the election.
+        let mut follow = Box::pin(nfsha_server::watch_leader(
+            vec![etcd.endpoint()],
+            cluster.into(),
+        ));
+        let log = ServingLog::new();
+        let a = Node::start(&etcd.endpoint(), cluster, "a", &log).await;
+        wait_for(TTL * 3, &format!("{cluster}: a serving"), || {
+            a.serving().then_some(())
+        })
+        .await;
+        let st = a.status.get();
+        assert!(
+            st.epoch.expect("epoch") > forged_rev,
+            "{cluster}: the new epoch must be a fresh create revision"
+        );
+        assert_eq!(st.poisoned_leader_keys, 1, "{cluster}: counted");
+        let heard = tokio::time::timeout(Duration::from_secs(10), follow.next())
+            .await
+            .expect("the agent hears of the elected leader")
+            .expect("stream open");
+        assert_eq!(
+            (heard.node.as_str(), heard.address.as_deref()),
+            ("a", Some("addr-of-a")),
+            "{cluster}: the agent followed the forged key"
+        );
+        let kv = raw.get(key, None).await.expect("get").kvs()[0].clone();
+        assert_ne!(kv.lease(), 0, "{cluster}: the key is nfsha's, on a lease");
+    }
+}
+
+/// A poisoned key (here `{}`, not a leader record) is no leader for a standby's read nor
+/// for an agent's, and one acquire replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_poisoned_leader_key_reads_as_vacant() {
+    let etcd = Etcd::start().await;
+    let mut raw = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("connect");
+    raw.put("/nfsha/p3/leader", "{}", None)
+        .await
+        .expect("forge");
+    let cli = coordinator(&etcd.endpoint(), "p3", "cli").await;
+    assert_eq!(cli.leader().await.expect("read"), None);
+    assert!(
+        nfsha_server::current_leader(&[etcd.endpoint()], "p3")
+            .await
+            .expect("read")
+            .is_none(),
+        "agents see no leader"
+    );
+    let rec = LeaderRecord {
+        node: "cli".into(),
+        address: None,
+        api: None,
+        serving: false,
+    };
+    match cli.acquire(&rec).await.expect("acquire") {
+        Acquire::Acquired { .. } => {}
+        other => panic!("expected the poisoned key to be replaced, got {other:?}"),
+    }
+    assert_eq!(cli.poisoned_leader_keys(), 1);
+}

@@ -2,7 +2,9 @@
 //!
 //! Role: [`run_command`] spawns an argument vector (never a shell string) in its own
 //! process group, captures stdout/stderr, and on deadline SIGKILLs the whole group
-//! and reaps the child; [`mount_nfs_argv`] builds the `mount.nfs` vector.
+//! and reaps the child; [`mount_nfs_argv`] builds the `mount.nfs` vector. The child runs
+//! with the descriptor soft limit the agent started with
+//! ([`crate::limits::child_soft_limit`]), not the raised one.
 //!
 //! Failure modes: empty argv, spawn failure, deadline passed ([`CommandError::Timeout`]
 //! — the group was killed; a child stuck in the kernel is reaped in the background).
@@ -75,7 +77,26 @@ pub async fn run_command(
 ) -> Result<CommandOutput, CommandError> {
     let (program, args) = argv.split_first().ok_or(CommandError::Empty)?;
     let start = Instant::now();
-    let mut child = Command::new(program)
+    let mut cmd = Command::new(program);
+    if let Some(soft) = crate::limits::child_soft_limit() {
+        let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // setrlimit system call (async-signal-safe: no allocation, no locks); its values
+        // were computed before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let _ = rustix::process::setrlimit(
+                    rustix::process::Resource::Nofile,
+                    rustix::process::Rlimit {
+                        current: Some(soft),
+                        maximum: hard,
+                    },
+                );
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

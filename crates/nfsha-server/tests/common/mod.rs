@@ -27,11 +27,34 @@ pub struct Etcd {
     dir: tempfile::TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<ServerTls>,
+}
+
+/// etcd's own certificate and the CA it checks client certificates against
+/// (`--client-cert-auth`), plus the client options the readiness check connects with.
+pub struct ServerTls {
+    /// CA (PEM file).
+    pub ca: PathBuf,
+    /// Server certificate for 127.0.0.1 (PEM file).
+    pub cert: PathBuf,
+    /// Its key (PEM file).
+    pub key: PathBuf,
+    /// How the readiness check connects (a client certificate of the CA).
+    pub client: nfsha_server::EtcdOptions,
 }
 
 impl Etcd {
     /// Start one and wait (deadline 30 s) until it answers.
     pub async fn start() -> Etcd {
+        Etcd::start_with(None).await
+    }
+
+    /// [`Etcd::start`] serving clients over TLS and requiring client certificates.
+    pub async fn start_tls(tls: ServerTls) -> Etcd {
+        Etcd::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Etcd {
         assert!(
             Path::new(ETCD).exists(),
             "{ETCD} is missing: the etcd_ tests need a real etcd. Install it with `apt-get install etcd-server`."
@@ -41,6 +64,7 @@ impl Etcd {
             dir: tempfile::tempdir().expect("tempdir"),
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         e.spawn();
         e.wait_ready().await;
@@ -49,7 +73,8 @@ impl Etcd {
 
     /// The client endpoint.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The client address (for proxies).
@@ -85,6 +110,17 @@ impl Etcd {
                 &peer,
             ])
             .args(["--initial-cluster", &format!("default={peer}")])
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--cert-file".into(),
+                    t.cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    t.key.clone().into_os_string(),
+                    "--trusted-ca-file".into(),
+                    t.ca.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -98,9 +134,18 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = async {
-                let mut c = etcd_client::Client::connect([self.endpoint()], None)
-                    .await
-                    .ok()?;
+                let mut c = match &self.tls {
+                    None => etcd_client::Client::connect([self.endpoint()], None)
+                        .await
+                        .ok()?,
+                    Some(t) => {
+                        let opts = nfsha_server::EtcdOptions {
+                            endpoints: vec![self.endpoint()],
+                            ..t.client.clone()
+                        };
+                        nfsha_server::etcd::connect(&opts).await.ok()?
+                    }
+                };
                 tokio::time::timeout(Duration::from_secs(1), c.get("/probe", None))
                     .await
                     .ok()?

@@ -300,22 +300,27 @@ async fn fence_guard(global: &Global, a: HostArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// Endpoints and cluster from flags, else from the config ([server], then [agent.cluster]).
+/// Endpoints and cluster from flags, else from the config ([server], then [agent.cluster]);
+/// TLS and auth from the config section used.
 fn cluster_source(
     global: &Global,
     a: &ClusterArgs,
-) -> anyhow::Result<(Vec<String>, String, Duration)> {
+) -> anyhow::Result<(EtcdOptions, String, Duration)> {
     if !a.endpoints.is_empty()
         && let Some(c) = &a.cluster
     {
-        return Ok((a.endpoints.clone(), c.clone(), Duration::from_secs(10)));
+        return Ok((
+            EtcdOptions::new(a.endpoints.clone()),
+            c.clone(),
+            Duration::from_secs(10),
+        ));
     }
     let config = nfsha_config::load(&global.config_path())?;
-    let (mut endpoints, mut cluster, ttl) = if let Some(s) = &config.server {
-        (s.etcd_endpoints.clone(), s.cluster.clone(), s.ttl)
+    let (mut opts, mut cluster, ttl) = if let Some(s) = &config.server {
+        (EtcdOptions::from_server(s), s.cluster.clone(), s.ttl)
     } else if let Some(c) = &config.agent.cluster {
         (
-            c.etcd_endpoints.clone(),
+            EtcdOptions::from_cluster(c),
             c.cluster.clone(),
             Duration::from_secs(10),
         )
@@ -325,12 +330,12 @@ fn cluster_source(
         );
     };
     if !a.endpoints.is_empty() {
-        endpoints = a.endpoints.clone();
+        opts.endpoints = a.endpoints.clone();
     }
     if let Some(c) = &a.cluster {
         cluster = c.clone();
     }
-    Ok((endpoints, cluster, ttl))
+    Ok((opts, cluster, ttl))
 }
 
 async fn read_status(coord: &EtcdCoordinator, cluster: &str) -> anyhow::Result<ClusterStatus> {
@@ -341,8 +346,8 @@ async fn read_status(coord: &EtcdCoordinator, cluster: &str) -> anyhow::Result<C
 }
 
 async fn status(global: &Global, a: ClusterArgs) -> anyhow::Result<u8> {
-    let (endpoints, cluster, ttl) = cluster_source(global, &a)?;
-    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+    let (opts, cluster, ttl) = cluster_source(global, &a)?;
+    let coord = EtcdCoordinator::connect(&opts, &cluster, "nfsha-cli", ttl)
         .await
         .context("Cannot connect to etcd")?;
     let st = read_status(&coord, &cluster).await?;
@@ -417,8 +422,8 @@ fn render_status(st: &ClusterStatus) -> String {
 }
 
 async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
-    let (endpoints, cluster, ttl) = cluster_source(global, &a.cluster)?;
-    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+    let (opts, cluster, ttl) = cluster_source(global, &a.cluster)?;
+    let coord = EtcdCoordinator::connect(&opts, &cluster, "nfsha-cli", ttl)
         .await
         .context("Cannot connect to etcd")?;
     let st = read_status(&coord, &cluster).await?;
@@ -477,8 +482,8 @@ async fn promote(global: &Global, a: PromoteArgs) -> anyhow::Result<u8> {
             "Promoting a node that is behind loses the writes made after its last snapshot; pass --accept-lag to do it anyway"
         );
     }
-    let (endpoints, cluster, ttl) = cluster_source(global, &a.cluster)?;
-    let coord = EtcdCoordinator::connect(&EtcdOptions::new(endpoints), &cluster, "nfsha-cli", ttl)
+    let (opts, cluster, ttl) = cluster_source(global, &a.cluster)?;
+    let coord = EtcdCoordinator::connect(&opts, &cluster, "nfsha-cli", ttl)
         .await
         .context("Cannot connect to etcd")?;
     let st = read_status(&coord, &cluster).await?;

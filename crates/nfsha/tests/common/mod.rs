@@ -142,20 +142,30 @@ impl Agent {
     /// Write the config for `mounts` under `root` and start the agent; returns once it
     /// answers on its control socket and on HTTP.
     pub fn start(root: &Path, mounts: &[PathBuf]) -> Agent {
+        Agent::start_with(root, mounts, |_| {})
+    }
+
+    /// [`Agent::start`], with `prepare` adjusting the agent's command first (e.g. its
+    /// resource limits).
+    pub fn start_with(
+        root: &Path,
+        mounts: &[PathBuf],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Agent {
         let files = AgentFiles::new(root);
         files.write_config(&files.config_text(mounts));
         let log = std::fs::File::create(&files.log).expect("create agent log");
-        let child = Command::new(nfsha_bin())
-            .arg("agent")
+        let mut cmd = Command::new(nfsha_bin());
+        cmd.arg("agent")
             .arg("--config")
             .arg(&files.config)
             .env_remove("NFSHA_CONFIG")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn nfsha agent");
+            .stderr(log);
+        prepare(&mut cmd);
+        let child = cmd.spawn().expect("spawn nfsha agent");
         let mut agent = Agent { child, files };
         let up = wait_for(PATIENCE, || {
             if let Ok(Some(st)) = agent.child.try_wait() {
