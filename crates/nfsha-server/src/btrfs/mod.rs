@@ -130,6 +130,16 @@ impl<H: BtrfsHost> Engine<H> {
         }
     }
 
+    /// The engine of `me`, whose own commands run through `me.transport` (empty: this
+    /// machine; tests use a mount-namespace prefix).
+    pub fn with_node(host: H, settings: BtrfsSettings, me: Node) -> Self {
+        Engine {
+            host,
+            s: settings,
+            me,
+        }
+    }
+
     /// The host (for tests).
     pub fn host(&self) -> &H {
         &self.host
