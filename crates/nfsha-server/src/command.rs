@@ -669,6 +669,8 @@ mod tests {
             listen: None,
             watchdog_device: None,
             replication: Some(ReplicationConfig {
+                engine: nfsha_config::ReplicationEngine::Command,
+                btrfs: None,
                 interval: Duration::from_secs(300),
                 ship_command: vec!["ship".into()],
                 promote_command: vec!["promote".into(), "--newest".into()],
