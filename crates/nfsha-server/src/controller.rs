@@ -846,6 +846,8 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             shipped_at_ms: nfsha_core::event::now_ms(),
             epoch,
             by: node.clone(),
+            snapshot: None,
+            position_ms: None,
         };
         if let Err(e) = flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
@@ -1180,6 +1182,7 @@ mod tests {
                 record: s.replicas.get(node).cloned(),
                 epoch: s.published,
                 accept_lag: s.accept_lag.clone(),
+                position: None,
             })
         }
         async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
@@ -1290,6 +1293,8 @@ mod tests {
                 shipped_at_ms: at,
                 epoch,
                 by: by.into(),
+                snapshot: None,
+                position_ms: None,
             },
         );
     }

@@ -569,6 +569,9 @@ mod tests {
             switchover: None,
             replicas: Default::default(),
             accept_lag: None,
+            position: None,
+            diverged: Vec::new(),
+            promoted: Default::default(),
         };
         st.replicas.insert(
             "b".into(),
@@ -576,6 +579,8 @@ mod tests {
                 shipped_at_ms: nfsha_core::event::now_ms() - 42_000,
                 epoch: 7,
                 by: "a".into(),
+                snapshot: None,
+                position_ms: None,
             },
         );
         let out = render_status(&st);
