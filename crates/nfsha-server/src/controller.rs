@@ -860,6 +860,29 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
         let cfg = self.shipper_config(epoch)?;
         let span = tracing::info_span!("shipper", node = %node, epoch);
+        // btrfs engine: its own loop (heartbeat position, snapshots, records; see
+        // crate::btrfs::shipper) instead of the periodic ServerHost::ship.
+        if let Some((engine, promotion)) = self.seq.host().btrfs() {
+            let bcfg = crate::btrfs::shipper::BtrfsShipperConfig {
+                node: node.clone(),
+                epoch,
+                interval: cfg.interval,
+                step_timeout: self.settings.step_timeout + crate::btrfs::TRANSFER_TIMEOUT,
+                loop_period: lp,
+                tail: self.settings.ttl + lp,
+                since: Instant::now(),
+                promotion,
+            };
+            return Some(AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
+                crate::btrfs::shipper::btrfs_ship_loop(
+                    self.coord.clone(),
+                    engine,
+                    self.status.clone(),
+                    bcfg,
+                ),
+                span,
+            ))));
+        }
         Some(AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
             ship_loop(
                 self.coord.clone(),

@@ -216,6 +216,16 @@ pub struct ShipStatus {
     pub ok_total: u64,
     /// Failed ships during this process's life.
     pub failed_total: u64,
+    /// btrfs engine: the standby's newest snapshot (name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// btrfs engine: live RPO, ms of the leader's own clock since just before that
+    /// snapshot was taken (at the last successful check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_ms: Option<u64>,
+    /// btrfs engine: bytes of the last stream sent to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_bytes: Option<u64>,
 }
 
 /// What [`ship_loop`] needs.

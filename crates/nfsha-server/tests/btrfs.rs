@@ -7,12 +7,21 @@
 //!
 //! Needs root, btrfs in the kernel, btrfs-progs, util-linux (`losetup`, `unshare`,
 //! `nsenter`). Without them each test says why and passes without checking anything.
-//! Writes the send sizes to `$CARGO_TARGET_TMPDIR/btrfs_bytes.json`.
+//! Writes the send sizes to `$CARGO_TARGET_TMPDIR/btrfs_bytes.json`. The shipping-loop
+//! test also needs a real etcd on loopback (`etcd-server`, as the `etcd_` tier).
+
+#[allow(dead_code)]
+mod common;
 
 use nfsha_server::btrfs::{BtrfsHost, BtrfsSettings, Engine, Node, RealBtrfs};
+use nfsha_server::{
+    Acquire, Coordinator, EtcdCoordinator, EtcdOptions, LeaderRecord, MemberInfo, MemberState,
+    StatusHandle,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn sh(argv: &[&str]) -> (bool, String) {
@@ -499,4 +508,138 @@ async fn btrfs_divergent_writes_on_the_old_primary_are_kept_and_counted_then_res
     assert!(size.trim().parse::<u64>().unwrap() > 8 << 20, "{size}");
     a_engine.diverged_drop(&q.name).await.unwrap();
     assert!(a_engine.diverged().await.unwrap().is_empty());
+}
+
+/// The leader's shipping loop against real etcd and real btrfs: it publishes its
+/// promotion and heartbeat, snapshots, ships to the standby member, records the
+/// snapshot's identity and position, and the standby's gate computes its RPO from
+/// those values alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate() {
+    need_btrfs!();
+    let etcd = common::Etcd::start().await;
+    let c = cluster(false);
+    let ttl = Duration::from_secs(3);
+    let connect = |node: &'static str| {
+        let ep = etcd.endpoint();
+        async move {
+            Arc::new(
+                EtcdCoordinator::connect(&EtcdOptions::new(vec![ep]), "cb", node, ttl)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let ca = connect("a").await;
+    let cb = connect("b").await;
+    let Acquire::Acquired { epoch } = ca
+        .acquire(&LeaderRecord {
+            node: "a".into(),
+            address: None,
+            api: None,
+            serving: true,
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a must lead");
+    };
+    let member = MemberInfo {
+        node: "b".into(),
+        state: MemberState::Standby,
+        epoch_seen: epoch,
+        serving: false,
+        address: None,
+        api: None,
+        detail: None,
+        lag_ms: None,
+        updated_ms: 0,
+    };
+    assert!(cb.heartbeat(&member, None).await.unwrap());
+    c.a.write("data/f", "served by a");
+    let a = Arc::new(engine(&c, &c.a, &c.b, host()));
+    let promotion = a.promote(epoch, 0).await.unwrap();
+    assert_eq!(promotion.snapshot, None, "a's live subvolume is kept");
+    let status = StatusHandle::new("a", "cb", ttl);
+    let loop_period = Duration::from_millis(300);
+    let task = tokio::spawn(nfsha_server::btrfs::shipper::btrfs_ship_loop(
+        ca.clone(),
+        a.clone(),
+        status.clone(),
+        nfsha_server::btrfs::shipper::BtrfsShipperConfig {
+            node: "a".into(),
+            epoch,
+            interval: Duration::from_secs(1),
+            step_timeout: Duration::from_secs(60),
+            loop_period,
+            tail: ttl + loop_period,
+            since: tokio::time::Instant::now(),
+            promotion: Some(promotion),
+        },
+    ));
+    // Deadline-bounded wait for two recorded snapshots (the second one incremental).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut first = None;
+    let view = loop {
+        let view = cb.replica_view("b").await.unwrap();
+        if let Some(r) = &view.record
+            && let Some(s) = &r.snapshot
+        {
+            match &first {
+                None => first = Some(s.identity.clone()),
+                // The heartbeat is written at the start of a tick, so wait for the
+                // one after the record's snapshot.
+                Some(f)
+                    if *f != s.identity
+                        && view.position.as_ref().map(|p| p.position_ms) >= r.position_ms =>
+                {
+                    break view;
+                }
+                Some(_) => {}
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second record: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    task.abort();
+    let rec = view.record.clone().unwrap();
+    let snap = rec.snapshot.clone().unwrap();
+    assert_eq!(rec.epoch, epoch);
+    // b holds exactly that snapshot, complete.
+    let inv = host()
+        .list(&c.b.node(), &c.settings.snapshot_dir)
+        .await
+        .unwrap();
+    assert!(
+        inv.iter()
+            .any(|s| s.identity() == snap.identity && s.readonly),
+        "{inv:?}"
+    );
+    assert_eq!(
+        c.b.read(&format!(".snapshots/{}/f", snap.name)).as_deref(),
+        Some("served by a")
+    );
+    // The gate: from the leader's own positions only; fresh (well under 60 s).
+    let pos = view.position.clone().expect("heartbeat position");
+    assert_eq!(pos.epoch, epoch);
+    assert!(pos.position_ms >= rec.position_ms.unwrap());
+    let v = nfsha_server::judge("b", &view, 0, Duration::from_secs(60));
+    assert!(!v.behind, "{v:?}");
+    let rpo = v.lag_ms.unwrap();
+    assert!(rpo >= pos.tail_ms && rpo < 60_000, "{v:?}");
+    eprintln!("gate verdict: {}", v.reason);
+    // The leader's status shows the live RPO and the bytes per standby.
+    let st = status
+        .get()
+        .replication
+        .get("b")
+        .cloned()
+        .expect("status of b");
+    assert!(st.rpo_ms.is_some() && st.snapshot.is_some(), "{st:?}");
+    // The promotion record was published with the epoch.
+    let cs = cb.cluster_status("cb").await.unwrap();
+    assert_eq!(cs.promoted.get("a").map(|p| p.epoch), Some(epoch));
 }

@@ -43,6 +43,7 @@
 pub mod fake;
 pub mod host;
 pub mod plan;
+pub mod shipper;
 
 pub use fake::FakeBtrfs;
 pub use host::{BtrfsError, BtrfsHost, Node, RealBtrfs};
@@ -51,6 +52,10 @@ pub use plan::{SendPlan, Subvol};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// Bound of one transfer (a first full send of a large subvolume takes long; it runs
+/// beside the leader loop, never inside it).
+pub const TRANSFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The engine's settings (from `[server.replication]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
