@@ -10,7 +10,6 @@
 //! Writes the send sizes to `$CARGO_TARGET_TMPDIR/btrfs_bytes.json`. The shipping-loop
 //! test also needs a real etcd on loopback (`etcd-server`, as the `etcd_` tier).
 
-#[allow(dead_code)]
 mod common;
 
 use nfsha_server::btrfs::{BtrfsHost, BtrfsSettings, Engine, Node, RealBtrfs};
