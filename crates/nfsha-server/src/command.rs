@@ -142,26 +142,8 @@ impl<A: AddressOps> CommandHost<A> {
     pub fn with_address_ops(cfg: ServerConfig, opts: CommandOptions, addr: A) -> Self {
         // btrfs engine (see crate::btrfs): same paths on every node, the node's own
         // commands through the prefix, standbys through the configured transport.
-        let btrfs = cfg
-            .replication
-            .as_ref()
-            .and_then(|r| r.btrfs.as_ref())
-            .map(|b| {
-                let engine = crate::btrfs::Engine::with_node(
-                    crate::btrfs::RealBtrfs::new(cfg.step_timeout, crate::btrfs::TRANSFER_TIMEOUT),
-                    crate::btrfs::BtrfsSettings {
-                        live: b.subvolume.clone(),
-                        snapshot_dir: b.snapshot_dir.clone(),
-                        keep: b.keep as usize,
-                        transport: b.transport.clone(),
-                    },
-                    crate::btrfs::Node {
-                        name: cfg.node.clone(),
-                        transport: opts.prefix.clone(),
-                    },
-                );
-                (Arc::new(engine), Arc::default())
-            });
+        let btrfs = crate::btrfs::Engine::from_config(&cfg, opts.prefix.clone())
+            .map(|e| (Arc::new(e), Arc::default()));
         CommandHost {
             cfg,
             opts,

@@ -125,6 +125,28 @@ pub struct Engine<H> {
     me: Node,
 }
 
+impl Engine<RealBtrfs> {
+    /// The real engine of a `[server]` section with `engine = "btrfs"` (`None`
+    /// otherwise): this node's commands through `prefix` (empty: this machine),
+    /// standbys through the configured transport.
+    pub fn from_config(cfg: &nfsha_config::ServerConfig, prefix: Vec<String>) -> Option<Self> {
+        let b = cfg.replication.as_ref()?.btrfs.as_ref()?;
+        Some(Engine::with_node(
+            RealBtrfs::new(cfg.step_timeout, TRANSFER_TIMEOUT),
+            BtrfsSettings {
+                live: b.subvolume.clone(),
+                snapshot_dir: b.snapshot_dir.clone(),
+                keep: b.keep as usize,
+                transport: b.transport.clone(),
+            },
+            Node {
+                name: cfg.node.clone(),
+                transport: prefix,
+            },
+        ))
+    }
+}
+
 impl<H: BtrfsHost> Engine<H> {
     /// The engine of node `me` (local commands) on `host`.
     pub fn new(host: H, settings: BtrfsSettings, me: &str) -> Self {
