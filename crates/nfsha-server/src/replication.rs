@@ -226,6 +226,112 @@ pub struct ShipStatus {
     /// btrfs engine: bytes of the last stream sent to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_bytes: Option<u64>,
+    /// btrfs engine: quarantine snapshots found on it (name → files changed after the
+    /// fork point, `None` without a fork point).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub diverged: std::collections::BTreeMap<String, Option<u64>>,
+}
+
+/// Prometheus text exposition of the replication figures in `s` (`GET /metrics`).
+pub fn metrics_text(s: &crate::status::NodeStatus) -> String {
+    use std::fmt::Write;
+    fn esc(v: &str) -> String {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP nfsha_server_primary 1 while this node serves as leader."
+    );
+    let _ = writeln!(o, "# TYPE nfsha_server_primary gauge");
+    let _ = writeln!(
+        o,
+        "nfsha_server_primary {}",
+        u8::from(s.state == MemberState::Primary && s.serving)
+    );
+    if let Some(l) = s.lag_ms {
+        let _ = writeln!(
+            o,
+            "# HELP nfsha_server_lag_seconds This standby's RPO bound as its promotion gate judges it."
+        );
+        let _ = writeln!(o, "# TYPE nfsha_server_lag_seconds gauge");
+        let _ = writeln!(o, "nfsha_server_lag_seconds {}", l as f64 / 1000.0);
+    }
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ShipStatus) -> Option<f64>,
+    );
+    let families: [Family; 4] = [
+        (
+            "nfsha_server_replication_rpo_seconds",
+            "gauge",
+            "Leader: writes a promotion of this standby would lose, by the leader's own clock (btrfs engine).",
+            |t| t.rpo_ms.map(|v| v as f64 / 1000.0),
+        ),
+        (
+            "nfsha_server_replication_last_bytes",
+            "gauge",
+            "Leader: bytes of the last stream sent to this standby (btrfs engine).",
+            |t| t.last_bytes.map(|v| v as f64),
+        ),
+        (
+            "nfsha_server_replication_ok_total",
+            "counter",
+            "Leader: successful ships to this standby.",
+            |t| Some(t.ok_total as f64),
+        ),
+        (
+            "nfsha_server_replication_failed_total",
+            "counter",
+            "Leader: failed ships to this standby.",
+            |t| Some(t.failed_total as f64),
+        ),
+    ];
+    for (name, kind, help, f) in families {
+        let rows: Vec<(String, f64)> = s
+            .replication
+            .iter()
+            .filter_map(|(n, t)| f(t).map(|v| (n.clone(), v)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for (n, v) in rows {
+            let _ = writeln!(o, "{name}{{standby=\"{}\"}} {v}", esc(&n));
+        }
+    }
+    let rows: Vec<String> = s
+        .replication
+        .iter()
+        .flat_map(|(n, t)| {
+            t.diverged.iter().filter_map(move |(snap, c)| {
+                c.map(|c| {
+                    format!(
+                        "nfsha_server_diverged_changed_files{{node=\"{}\",snapshot=\"{}\"}} {c}",
+                        esc(n),
+                        esc(snap)
+                    )
+                })
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "# HELP nfsha_server_diverged_changed_files Files a returning node changed after the fork point, kept in a quarantine snapshot."
+        );
+        let _ = writeln!(o, "# TYPE nfsha_server_diverged_changed_files gauge");
+        for r in rows {
+            let _ = writeln!(o, "{r}");
+        }
+    }
+    o
 }
 
 /// What [`ship_loop`] needs.
@@ -462,6 +568,28 @@ mod tests {
                 position_ms: p,
                 tail_ms: 5_000,
             }),
+        }
+    }
+
+    #[test]
+    fn replication_figures_are_exposed_as_metrics() {
+        let h = crate::status::StatusHandle::new("a", "c", Duration::from_secs(3));
+        h.update(|s| {
+            let st = s.replication.entry("b".into()).or_default();
+            st.rpo_ms = Some(12_500);
+            st.last_bytes = Some(570);
+            st.ok_total = 3;
+            st.diverged.insert("data@diverged-9-x".into(), Some(6));
+        });
+        let m = metrics_text(&h.get());
+        for line in [
+            "nfsha_server_replication_rpo_seconds{standby=\"b\"} 12.5",
+            "nfsha_server_replication_last_bytes{standby=\"b\"} 570",
+            "nfsha_server_replication_ok_total{standby=\"b\"} 3",
+            "nfsha_server_diverged_changed_files{node=\"b\",snapshot=\"data@diverged-9-x\"} 6",
+            "nfsha_server_primary 0",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
         }
     }
 

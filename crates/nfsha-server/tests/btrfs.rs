@@ -638,6 +638,12 @@ async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate(
         .cloned()
         .expect("status of b");
     assert!(st.rpo_ms.is_some() && st.snapshot.is_some(), "{st:?}");
+    let m = nfsha_server::replication::metrics_text(&status.get());
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("nfsha_server_replication_rpo_seconds{standby=\"b\"} ")),
+        "{m}"
+    );
     // The promotion record was published with the epoch.
     let cs = cb.cluster_status("cb").await.unwrap();
     assert_eq!(cs.promoted.get("a").map(|p| p.epoch), Some(epoch));

@@ -245,6 +245,9 @@ pub async fn btrfs_ship_loop<C: Coordinator, H: BtrfsHost>(
                 if report.bytes.is_some() {
                     st.last_bytes = report.bytes;
                 }
+                if let Some(q) = report.quarantined.as_ref().filter(|q| q.kept) {
+                    st.diverged.insert(q.name.clone(), q.changed_files);
+                }
             });
         }
         match timeout(cfg.step_timeout, engine.prune_local(&protected)).await {
