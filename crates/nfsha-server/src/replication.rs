@@ -425,6 +425,19 @@ pub async fn ship_one<C: Coordinator, H: ServerHost>(
         });
         return true;
     }
+    if host.btrfs().is_some() {
+        // btrfs engine: the record (identity + the leader's position) is the shipping
+        // loop's; a wall-clock record here would replace it. The target keeps the
+        // periodic one, whose RPO bound is larger than the truth after this final
+        // increment (conservative), and promotes the final snapshot (the newest).
+        tracing::info!(
+            target,
+            epoch = cfg.epoch,
+            final_sync,
+            "btrfs increment sent"
+        );
+        return true;
+    }
     let rec = ReplicaRecord {
         shipped_at_ms: started_ms,
         epoch: cfg.epoch,
