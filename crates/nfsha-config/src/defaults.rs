@@ -62,6 +62,19 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 pub const REPLICATION_INTERVAL: Duration = Duration::from_secs(300);
 /// `[server.replication] max_lag`.
 pub const REPLICATION_MAX_LAG: Duration = Duration::from_secs(600);
+/// `[server.replication] interval` with `engine = "btrfs"` (RPO target ≤ 30 s).
+pub const BTRFS_INTERVAL: Duration = Duration::from_secs(15);
+/// `[server.replication] max_lag` with `engine = "btrfs"`.
+pub const BTRFS_MAX_LAG: Duration = Duration::from_secs(60);
+/// `[server.replication] keep`.
+pub const BTRFS_KEEP: u32 = 12;
+
+/// `[server.replication] transport`.
+pub fn btrfs_transport() -> Vec<String> {
+    ["ssh", "-o", "BatchMode=yes", "root@{target}"]
+        .map(String::from)
+        .to_vec()
+}
 
 /// Cap of the default `[server] safety_margin`.
 pub const SAFETY_MARGIN_CAP: Duration = Duration::from_secs(2);

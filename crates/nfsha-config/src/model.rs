@@ -251,15 +251,46 @@ pub enum StorageMode {
     Replicated,
 }
 
+/// Which replication engine ships snapshots (`[server.replication] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicationEngine {
+    /// `ship_command` / `promote_command` (any storage; the default).
+    Command,
+    /// Built-in btrfs send/receive ([`BtrfsReplication`]).
+    Btrfs,
+}
+
+/// `engine = "btrfs"`: the subvolume, its snapshots and how to reach a standby.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtrfsReplication {
+    /// The served (writable) subvolume; the same path on every node.
+    pub subvolume: PathBuf,
+    /// Directory of sent and received snapshots, on the same filesystem as
+    /// `subvolume`; the same path on every node.
+    pub snapshot_dir: PathBuf,
+    /// Complete snapshots retention keeps per node (the newest common snapshot of each
+    /// standby is kept besides). Default 12.
+    pub keep: u32,
+    /// Argument-vector prefix that runs a command on a standby; `{target}` is replaced
+    /// by its node name. Default `["ssh", "-o", "BatchMode=yes", "root@{target}"]`.
+    pub transport: Vec<String>,
+}
+
 /// Snapshot shipping to standbys (replicated mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicationConfig {
+    /// The engine. Default [`ReplicationEngine::Command`].
+    pub engine: ReplicationEngine,
+    /// Settings of the btrfs engine (`Some` exactly when `engine` is `Btrfs`).
+    pub btrfs: Option<BtrfsReplication>,
     /// How often the primary ships a snapshot to each standby.
     pub interval: Duration,
     /// Command (argument vector) that ships one snapshot to one standby; it gets
     /// `NFSHA_TARGET_NODE` (the standby's node name) and `NFSHA_EPOCH` in its environment.
+    /// Empty with the btrfs engine.
     pub ship_command: Vec<String>,
     /// Command (argument vector) run on a standby to promote its newest snapshot.
+    /// Empty with the btrfs engine.
     pub promote_command: Vec<String>,
     /// Largest acceptable lag for a standby to be promoted: a standby whose last shipped
     /// snapshot started more than this before the leader was lost does not campaign

@@ -187,9 +187,18 @@ fn render_server(o: &mut String, s: &ServerConfig) {
     }
     if let Some(r) = &s.replication {
         o.push_str("\n[server.replication]\n");
+        if let Some(b) = &r.btrfs {
+            let _ = writeln!(o, "engine = \"btrfs\"");
+            let _ = writeln!(o, "subvolume = {}", qp(&b.subvolume));
+            let _ = writeln!(o, "snapshot_dir = {}", qp(&b.snapshot_dir));
+            let _ = writeln!(o, "keep = {}", b.keep);
+            let _ = writeln!(o, "transport = {}", list(&b.transport));
+        }
         let _ = writeln!(o, "interval = {}", dur(r.interval));
-        let _ = writeln!(o, "ship_command = {}", list(&r.ship_command));
-        let _ = writeln!(o, "promote_command = {}", list(&r.promote_command));
+        if r.btrfs.is_none() {
+            let _ = writeln!(o, "ship_command = {}", list(&r.ship_command));
+            let _ = writeln!(o, "promote_command = {}", list(&r.promote_command));
+        }
         let _ = writeln!(o, "max_lag = {}", dur(r.max_lag));
     }
 }

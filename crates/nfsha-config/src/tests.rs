@@ -934,3 +934,126 @@ fn packaged_example_config_is_valid() {
     assert_eq!(c.mounts[1].options, ["hard", "timeo=50", "retrans=2"]);
     assert_eq!(c.mounts[0].servers[0].host, "10.101.20.220");
 }
+
+/// `[server]` in replicated mode with the btrfs engine; `repl` is the body of
+/// `[server.replication]` after `engine = "btrfs"`.
+fn btrfs_server(repl: &str) -> String {
+    format!(
+        "[server]\nnode = \"n1\"\ncluster = \"c\"\netcd_endpoints = [\"http://127.0.0.1:2379\"]\nstorage = \"replicated\"\n[[server.export]]\npath = \"/srv/nfs/data/airflow\"\nfsid = 1\n[server.replication]\nengine = \"btrfs\"\n{repl}\n"
+    )
+}
+
+#[test]
+fn btrfs_engine_keys_defaults_and_round_trip() {
+    let c = parse_str(
+        &btrfs_server(
+            "subvolume = \"/srv/nfs/data\"\nsnapshot_dir = \"/srv/nfs/.snapshots\"\ninterval = \"10s\"\nkeep = 5\ntransport = [\"ssh\", \"-i\", \"/etc/nfsha/id\", \"nfsha@{target}\"]",
+        ),
+        None,
+    )
+    .unwrap();
+    let r = c.server.as_ref().unwrap().replication.as_ref().unwrap();
+    assert_eq!(r.engine, ReplicationEngine::Btrfs);
+    let b = r.btrfs.as_ref().unwrap();
+    assert_eq!(b.subvolume, PathBuf::from("/srv/nfs/data"));
+    assert_eq!(b.keep, 5);
+    assert_eq!(b.transport[3], "nfsha@{target}");
+    assert_eq!(r.interval, Duration::from_secs(10));
+    assert!(r.ship_command.is_empty() && r.promote_command.is_empty());
+    assert_eq!(parse_str(&to_toml(&c), None).unwrap(), c);
+    // Defaults: seconds, not minutes.
+    let c = parse_str(
+        &btrfs_server("subvolume = \"/srv/nfs/data\"\nsnapshot_dir = \"/srv/nfs/.snapshots\""),
+        None,
+    )
+    .unwrap();
+    let r = c.server.unwrap().replication.unwrap();
+    assert_eq!(
+        (r.interval, r.max_lag),
+        (Duration::from_secs(15), Duration::from_secs(60))
+    );
+    let b = r.btrfs.unwrap();
+    assert_eq!(b.keep, 12);
+    assert_eq!(b.transport, ["ssh", "-o", "BatchMode=yes", "root@{target}"]);
+    // The command engine is still the default and has no btrfs settings.
+    let c = parse_str(
+        &server_with("[server.replication]\nship_command = [\"/s\"]\npromote_command = [\"/p\"]")
+            .replace("storage = \"shared\"", "storage = \"replicated\""),
+        None,
+    )
+    .unwrap();
+    let r = c.server.unwrap().replication.unwrap();
+    assert_eq!((r.engine, r.btrfs), (ReplicationEngine::Command, None));
+}
+
+#[test]
+fn btrfs_engine_errors_point_at_the_key_and_say_how_to_fix_it() {
+    let ok = "subvolume = \"/srv/nfs/data\"\nsnapshot_dir = \"/srv/nfs/.snapshots\"";
+    for (repl, needle, line) in [
+        (
+            "snapshot_dir = \"/srv/nfs/.snapshots\"",
+            "missing required key `subvolume`",
+            9,
+        ),
+        (
+            "subvolume = \"/srv/nfs/data\"\nsnapshot_dir = \"/srv/nfs/data/.snapshots\"",
+            "must not contain each other",
+            12,
+        ),
+        (
+            "subvolume = \"/srv/nfs/data\"\nsnapshot_dir = \"/srv/my snaps\"",
+            "which the transport would have to quote",
+            12,
+        ),
+        (
+            "subvolume = \"srv/nfs/data\"\nsnapshot_dir = \"/s\"",
+            "must be an absolute path",
+            11,
+        ),
+        (
+            &format!("{ok}\ntransport = [\"ssh\", \"nfs-2\"]"),
+            "does not name the standby",
+            13,
+        ),
+        (
+            &format!("{ok}\ntransport = \"ssh {{target}}\""),
+            "must be argument vectors",
+            13,
+        ),
+        (&format!("{ok}\nkeep = 0"), "between 1 and 10000", 13),
+        (
+            &format!("{ok}\nship_command = [\"/s\"]"),
+            "not used with engine = \"btrfs\"",
+            13,
+        ),
+        (&format!("{ok}\nengine2 = 1"), "unknown key", 13),
+    ] {
+        let d = one_error(&btrfs_server(repl));
+        assert!(d.message.contains(needle), "{repl}: {d}");
+        assert_eq!(d.line, line, "{repl}: {d}");
+        assert!(
+            d.help.is_some()
+                || needle.contains("missing")
+                || needle.contains("between")
+                || needle.contains("unknown"),
+            "{d}"
+        );
+    }
+    // An export outside the replicated subvolume would not be replicated.
+    let d = one_error(&btrfs_server(ok).replace("/srv/nfs/data/airflow", "/srv/other"));
+    assert!(
+        d.message.contains("not inside the replicated subvolume"),
+        "{d}"
+    );
+    // A btrfs key with the command engine.
+    let d = one_error(
+        &server_with(
+            "[server.replication]\nship_command = [\"/s\"]\npromote_command = [\"/p\"]\nkeep = 3",
+        )
+        .replace("storage = \"shared\"", "storage = \"replicated\""),
+    );
+    assert!(d.message.contains("key of the btrfs engine"), "{d}");
+    assert!(d.help.unwrap().contains("engine = \"btrfs\""));
+    let d = one_error(&btrfs_server(ok).replace("engine = \"btrfs\"", "engine = \"zfs\""));
+    assert!(d.message.contains("zfs"), "{d}");
+}

@@ -92,7 +92,18 @@ const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 const AUTH_KEYS: &[&str] = &["user", "password_file"];
 const EXPORT_KEYS: &[&str] = &["path", "fsid", "clients", "options"];
 const FLOATING_KEYS: &[&str] = &["address", "prefix", "interface"];
-const REPLICATION_KEYS: &[&str] = &["interval", "ship_command", "promote_command", "max_lag"];
+const REPLICATION_KEYS: &[&str] = &[
+    "engine",
+    "interval",
+    "ship_command",
+    "promote_command",
+    "max_lag",
+    "subvolume",
+    "snapshot_dir",
+    "keep",
+    "transport",
+];
+const BTRFS_ONLY_KEYS: &[&str] = &["subvolume", "snapshot_dir", "keep", "transport"];
 const UNIT_SUFFIXES: &[&str] = &[
     ".service",
     ".target",
@@ -1124,6 +1135,21 @@ impl<'s> Checker<'s> {
                         "a standby judges its lag when it sees the leader gone, up to one ttl after the leader stopped; with a smaller max_lag even an up-to-date standby would refuse to take over",
                     );
                 }
+                if let (Some(b), Some(exports)) =
+                    (r.as_ref().and_then(|rc| rc.btrfs.as_ref()), &exports)
+                {
+                    for e in exports.iter().filter(|e| !e.path.starts_with(&b.subvolume)) {
+                        self.sink.error_help(
+                            start(v),
+                            format!(
+                                "export {} is not inside the replicated subvolume {}",
+                                e.path.display(),
+                                b.subvolume.display()
+                            ),
+                            "the btrfs engine replicates only `subvolume`: export it or a directory inside it",
+                        );
+                    }
+                }
                 r
             }
             None => None,
@@ -1332,16 +1358,64 @@ impl<'s> Checker<'s> {
     fn replication(&mut self, t: &DeTable<'_>, at: usize) -> Option<ReplicationConfig> {
         const S: &str = "[server.replication]";
         self.check_keys(t, REPLICATION_KEYS, S);
+        let engine = match t.get("engine") {
+            Some(v) => self.enumeration(
+                "engine",
+                v,
+                &[
+                    ("command", ReplicationEngine::Command),
+                    ("btrfs", ReplicationEngine::Btrfs),
+                ],
+            )?,
+            None => ReplicationEngine::Command,
+        };
         let interval = self.opt_duration(t, "interval");
         let max_lag = self.opt_duration(t, "max_lag");
-        let ship = self
-            .required(t, "ship_command", S, at)
-            .and_then(|v| self.argv("ship_command", v));
-        let promote = self
-            .required(t, "promote_command", S, at)
-            .and_then(|v| self.argv("promote_command", v));
-        let interval_v = interval.map_or(defaults::REPLICATION_INTERVAL, |x| x.0);
-        let max_lag_v = max_lag.map_or(defaults::REPLICATION_MAX_LAG, |x| x.0);
+        let (ship, promote, btrfs) = match engine {
+            ReplicationEngine::Command => {
+                for key in BTRFS_ONLY_KEYS {
+                    if let Some(v) = t.get(*key) {
+                        self.sink.error_help(
+                            start(v),
+                            format!("`{key}` is a key of the btrfs engine"),
+                            "set engine = \"btrfs\" (then ship_command and promote_command go), or remove it",
+                        );
+                    }
+                }
+                let ship = self
+                    .required(t, "ship_command", S, at)
+                    .and_then(|v| self.argv("ship_command", v));
+                let promote = self
+                    .required(t, "promote_command", S, at)
+                    .and_then(|v| self.argv("promote_command", v));
+                (ship, promote, Some(None))
+            }
+            ReplicationEngine::Btrfs => {
+                for key in ["ship_command", "promote_command"] {
+                    if let Some(v) = t.get(key) {
+                        self.sink.error_help(
+                            start(v),
+                            format!("`{key}` is not used with engine = \"btrfs\""),
+                            "remove it: the btrfs engine sends and promotes snapshots itself",
+                        );
+                    }
+                }
+                (
+                    Some(Vec::new()),
+                    Some(Vec::new()),
+                    self.btrfs(t, at).map(Some),
+                )
+            }
+        };
+        let (default_interval, default_max_lag) = match engine {
+            ReplicationEngine::Command => (
+                defaults::REPLICATION_INTERVAL,
+                defaults::REPLICATION_MAX_LAG,
+            ),
+            ReplicationEngine::Btrfs => (defaults::BTRFS_INTERVAL, defaults::BTRFS_MAX_LAG),
+        };
+        let interval_v = interval.map_or(default_interval, |x| x.0);
+        let max_lag_v = max_lag.map_or(default_max_lag, |x| x.0);
         if max_lag_v <= interval_v {
             self.sink.error_help(
                 max_lag.or(interval).map_or(at, |x| x.1),
@@ -1354,10 +1428,85 @@ impl<'s> Checker<'s> {
             );
         }
         Some(ReplicationConfig {
+            engine,
+            btrfs: btrfs?,
             interval: interval_v,
             ship_command: ship?,
             promote_command: promote?,
             max_lag: max_lag_v,
+        })
+    }
+
+    /// The btrfs engine's keys. Paths travel through the transport (ssh joins its
+    /// arguments into one remote shell command), so they must need no quoting.
+    fn btrfs(&mut self, t: &DeTable<'_>, at: usize) -> Option<BtrfsReplication> {
+        const S: &str = "[server.replication] (engine = \"btrfs\")";
+        let path = |this: &mut Self, key: &str| -> Option<Sp<PathBuf>> {
+            let v = this.required(t, key, S, at)?;
+            let p = this.abs_path(key, v)?;
+            let text = p.to_string_lossy();
+            if let Some(c) = text
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "/._-+@:".contains(*c)))
+            {
+                this.sink.error_help(
+                    start(v),
+                    format!("`{key}` contains {c:?}, which the transport would have to quote"),
+                    "use letters, digits and / . _ - + @ : only (the path is passed to the standby through the transport, e.g. one ssh command line)",
+                );
+                return None;
+            }
+            if p.components().any(|c| matches!(c, Component::ParentDir))
+                || text.ends_with('/') && text.len() > 1
+            {
+                this.sink.error_help(
+                    start(v),
+                    format!("`{key}` must be a plain absolute path, found `{text}`"),
+                    "no `..` and no trailing `/`",
+                );
+                return None;
+            }
+            Some((p, start(v)))
+        };
+        let subvolume = path(self, "subvolume");
+        let snapshot_dir = path(self, "snapshot_dir");
+        if let (Some((sv, _)), Some((sd, at_sd))) = (&subvolume, &snapshot_dir)
+            && (sd.starts_with(sv) || sv.starts_with(sd))
+        {
+            self.sink.error_help(
+                *at_sd,
+                format!(
+                    "`snapshot_dir` ({}) and `subvolume` ({}) must not contain each other",
+                    sd.display(),
+                    sv.display()
+                ),
+                "put the snapshots beside the subvolume on the same filesystem, e.g. subvolume = \"/srv/nfs/data\", snapshot_dir = \"/srv/nfs/.snapshots\"",
+            );
+        }
+        let keep = match t.get("keep") {
+            Some(v) => self.integer("keep", v, 1, 10_000).map(|n| n as u32),
+            None => Some(defaults::BTRFS_KEEP),
+        };
+        let transport = match t.get("transport") {
+            Some(v) => self.argv("transport", v).and_then(|argv| {
+                if argv.iter().any(|a| a.contains("{target}")) {
+                    Some(argv)
+                } else {
+                    self.sink.error_help(
+                        start(v),
+                        "`transport` does not name the standby: no argument contains `{target}`",
+                        "write e.g. [\"ssh\", \"-o\", \"BatchMode=yes\", \"root@{target}\"]; `{target}` is replaced by the standby's node name",
+                    );
+                    None
+                }
+            }),
+            None => Some(defaults::btrfs_transport()),
+        };
+        Some(BtrfsReplication {
+            subvolume: subvolume?.0,
+            snapshot_dir: snapshot_dir?.0,
+            keep: keep?,
+            transport: transport?,
         })
     }
 }

@@ -17,6 +17,9 @@
 //!   as the address goes down. Netlink acts in the **controller's own** network
 //!   namespace: the command prefix does not apply to the floating address.
 //! - notify: `sm-notify -f -v ADDRESS -P STATEDIR/statd`.
+//! - btrfs engine (`engine = "btrfs"`): the storage step promotes the newest complete
+//!   snapshot ([`crate::btrfs::Engine::promote`]); shipping is the engine's loop, and
+//!   the final sync of a switchover is one more snapshot and increment.
 //! - shipping (replicated mode, not a step): `[server.replication] ship_command` once per
 //!   standby, with `NFSHA_TARGET_NODE`, `NFSHA_EPOCH` and `NFSHA_FINAL_SYNC` (`1` for the
 //!   final sync of a planned switchover) in its environment.
@@ -147,7 +150,16 @@ pub struct CommandHost<A = NetlinkAddress> {
     addr: Arc<A>,
     /// The background gratuitous-ARP task of the last bring-up, aborted on teardown.
     announcer: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
+    /// `engine = "btrfs"`: the engine (its commands go through the prefix too) and the
+    /// last promotion of the storage step.
+    btrfs: Option<BtrfsEngine>,
 }
+
+/// The btrfs engine of a [`CommandHost`] and its last promotion.
+type BtrfsEngine = (
+    Arc<crate::btrfs::Engine<crate::btrfs::RealBtrfs>>,
+    Arc<Mutex<Option<crate::btrfs::Promotion>>>,
+);
 
 fn s(v: impl ToString) -> String {
     v.to_string()
@@ -163,11 +175,16 @@ impl CommandHost<NetlinkAddress> {
 impl<A: AddressOps> CommandHost<A> {
     /// A host whose floating-address step uses `addr`.
     pub fn with_address_ops(cfg: ServerConfig, opts: CommandOptions, addr: A) -> Self {
+        // btrfs engine (see crate::btrfs): same paths on every node, the node's own
+        // commands through the prefix, standbys through the configured transport.
+        let btrfs = crate::btrfs::Engine::from_config(&cfg, opts.prefix.clone())
+            .map(|e| (Arc::new(e), Arc::default()));
         CommandHost {
             cfg,
             opts,
             addr: Arc::new(addr),
             announcer: Arc::default(),
+            btrfs,
         }
     }
 
@@ -318,8 +335,13 @@ impl<A: AddressOps> CommandHost<A> {
         v
     }
 
-    async fn storage_up(&self) -> Result<(), HostError> {
+    async fn storage_up(&self, epoch: u64) -> Result<(), HostError> {
         self.run_all(&self.opts.storage_up).await?;
+        if let Some((engine, last)) = &self.btrfs {
+            // btrfs engine: the newest complete snapshot becomes the live subvolume.
+            let p = engine.promote(epoch, nfsha_core::event::now_ms()).await?;
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+        }
         if self.cfg.storage == StorageMode::Replicated
             && let Some(r) = &self.cfg.replication
             && !r.promote_command.is_empty()
@@ -518,6 +540,21 @@ impl<A: AddressOps> CommandHost<A> {
 }
 
 impl<A: AddressOps> CommandHost<A> {
+    /// btrfs engine: one more snapshot and its increment to `target` (the final sync of
+    /// a planned switchover, after the service is down).
+    async fn btrfs_sync(&self, target: &str, epoch: u64) -> Result<(), HostError> {
+        let Some((engine, _)) = &self.btrfs else {
+            return Err(HostError::NoShipCommand);
+        };
+        let now = nfsha_core::event::now_ms();
+        engine.take_snapshot(epoch, now).await?;
+        let r = engine
+            .replicate(target, epoch, now, &std::collections::BTreeSet::new())
+            .await?;
+        tracing::info!(target, snapshot = %r.snapshot, bytes = ?r.bytes, "final btrfs sync");
+        Ok(())
+    }
+
     /// Run `[server.replication] ship_command` (through the prefix, like every host
     /// command) for one standby: `NFSHA_TARGET_NODE`, `NFSHA_EPOCH`, and
     /// `NFSHA_FINAL_SYNC=1` for the final sync of a planned switchover.
@@ -640,9 +677,9 @@ mod ship_tests {
 }
 
 impl<A: AddressOps> ServerHost for CommandHost<A> {
-    async fn up(&self, step: Step, _epoch: u64) -> Result<(), HostError> {
+    async fn up(&self, step: Step, epoch: u64) -> Result<(), HostError> {
         match step {
-            Step::Storage => self.storage_up().await,
+            Step::Storage => self.storage_up(epoch).await,
             Step::Nfsd => self.nfsd_up().await,
             Step::Exports => self.exports_up().await,
             Step::FloatingAddress => self.address_up().await,
@@ -661,11 +698,26 @@ impl<A: AddressOps> ServerHost for CommandHost<A> {
     }
 
     async fn ship(&self, target: &str, epoch: u64) -> Result<(), HostError> {
+        if self.btrfs.is_some() {
+            return self.btrfs_sync(target, epoch).await;
+        }
         self.ship_command(target, epoch, false).await
     }
 
     async fn final_sync(&self, target: &str, epoch: u64) -> Result<(), HostError> {
+        if self.btrfs.is_some() {
+            return self.btrfs_sync(target, epoch).await;
+        }
         self.ship_command(target, epoch, true).await
+    }
+
+    fn btrfs(&self) -> Option<crate::host::BtrfsSide> {
+        self.btrfs.as_ref().map(|(e, last)| {
+            (
+                e.clone(),
+                last.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            )
+        })
     }
 
     async fn role_changed(&self, role: Role) -> Result<(), HostError> {
@@ -758,6 +810,8 @@ mod tests {
             listen: None,
             watchdog_device: None,
             replication: Some(ReplicationConfig {
+                engine: nfsha_config::ReplicationEngine::Command,
+                btrfs: None,
                 interval: Duration::from_secs(300),
                 ship_command: vec!["ship".into()],
                 promote_command: vec!["promote".into(), "--newest".into()],

@@ -849,6 +849,8 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             shipped_at_ms: nfsha_core::event::now_ms(),
             epoch,
             by: node.clone(),
+            snapshot: None,
+            position_ms: None,
         };
         if let Err(e) = flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
@@ -861,6 +863,29 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
         let cfg = self.shipper_config(epoch)?;
         let span = tracing::info_span!("shipper", node = %node, epoch);
+        // btrfs engine: its own loop (heartbeat position, snapshots, records; see
+        // crate::btrfs::shipper) instead of the periodic ServerHost::ship.
+        if let Some((engine, promotion)) = self.seq.host().btrfs() {
+            let bcfg = crate::btrfs::shipper::BtrfsShipperConfig {
+                node: node.clone(),
+                epoch,
+                interval: cfg.interval,
+                step_timeout: self.settings.step_timeout + crate::btrfs::TRANSFER_TIMEOUT,
+                loop_period: lp,
+                tail: self.settings.ttl + lp,
+                since: Instant::now(),
+                promotion,
+            };
+            return Some(AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
+                crate::btrfs::shipper::btrfs_ship_loop(
+                    self.coord.clone(),
+                    engine,
+                    self.status.clone(),
+                    bcfg,
+                ),
+                span,
+            ))));
+        }
         Some(AbortOnDrop(tokio::spawn(tracing::Instrument::instrument(
             ship_loop(
                 self.coord.clone(),
@@ -1183,6 +1208,7 @@ mod tests {
                 record: s.replicas.get(node).cloned(),
                 epoch: s.published,
                 accept_lag: s.accept_lag.clone(),
+                position: None,
             })
         }
         async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
@@ -1293,6 +1319,8 @@ mod tests {
                 shipped_at_ms: at,
                 epoch,
                 by: by.into(),
+                snapshot: None,
+                position_ms: None,
             },
         );
     }

@@ -25,6 +25,12 @@
 //! - `accept-lag`: JSON [`LagOverride`], the operator's one-shot permission for a
 //!   standby that is behind to campaign anyway (`nfsha server promote --accept-lag`),
 //!   bound to a lease of its own so an abandoned permission expires.
+//! - `position` (btrfs engine): JSON [`LeaderPosition`], the leader's own monotonic
+//!   position, rewritten every loop period under the epoch guard; not leased.
+//! - `promoted/<node>` (btrfs engine): JSON [`PromotionRecord`], which snapshot a
+//!   promotion made writable, under the epoch guard.
+//! - `diverged/<node>/<name>` (btrfs engine): JSON [`DivergedRecord`], a quarantine
+//!   snapshot a leader found on a returning node; removed by `nfsha server diverged drop`.
 
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -150,6 +156,76 @@ pub struct ReplicaRecord {
     pub epoch: u64,
     /// The leader that shipped (or the node itself while it led).
     pub by: String,
+    /// btrfs engine: the newest snapshot `node` holds complete (identity = received
+    /// uuid, else uuid; see [`crate::btrfs::plan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
+    /// btrfs engine: the leader's own monotonic position (ms since it began leading
+    /// `epoch`) taken just before it took that snapshot. Compared only with
+    /// [`LeaderPosition::position_ms`] of the same epoch, i.e. with the same clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_ms: Option<u64>,
+}
+
+/// A snapshot as the btrfs engine names it across nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// Its name (for people).
+    pub name: String,
+    /// Its identity (what matches copies across nodes).
+    pub identity: String,
+}
+
+/// The leader's heartbeat position (`position`, btrfs engine): how far its own
+/// monotonic clock had run in `epoch` when it last wrote this. Written by the leader
+/// every loop period under the epoch guard; not leased (a standby reads it after the
+/// leader died).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderPosition {
+    /// The leader.
+    pub node: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// ms since it began leading `epoch`, by its monotonic clock.
+    pub position_ms: u64,
+    /// How long it may have kept writing after this write, at most (its ttl plus one
+    /// loop period: it writes every period and stops serving within ttl of its last
+    /// lease renewal). Added to a promotion's RPO bound.
+    pub tail_ms: u64,
+}
+
+/// The record of a btrfs promotion (`promoted/<node>`): which snapshot the live
+/// subvolume was made from when `node` began leading `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    /// The promoted node.
+    pub node: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The snapshot the live subvolume was made from (`None`: its live subvolume was
+    /// already the newest data and was kept).
+    pub snapshot: Option<SnapshotRef>,
+    /// A previous live subvolume quarantined on the way, if any.
+    #[serde(default)]
+    pub quarantined: Option<String>,
+}
+
+/// A quarantine snapshot on a node (`diverged/<node>/<name>`), reported by the leader
+/// that found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DivergedRecord {
+    /// The node holding it.
+    pub node: String,
+    /// Its name in the snapshot directory.
+    pub name: String,
+    /// The fork point it was compared with.
+    pub fork: Option<String>,
+    /// Files changed after the fork point (`None`: no fork point).
+    pub changed_files: Option<u64>,
+    /// The epoch of the leader that quarantined it.
+    pub epoch: u64,
+    /// Wall-clock ms (display only).
+    pub at_ms: u64,
 }
 
 /// The operator's permission for `node` to campaign although it is behind.
@@ -170,6 +246,8 @@ pub struct ReplicaView {
     pub epoch: Option<u64>,
     /// A pending lag override.
     pub accept_lag: Option<LagOverride>,
+    /// The last leader's heartbeat position (btrfs engine).
+    pub position: Option<LeaderPosition>,
 }
 
 /// Result of a leadership attempt.
@@ -204,6 +282,15 @@ pub struct ClusterStatus {
     /// A pending lag override.
     #[serde(default)]
     pub accept_lag: Option<LagOverride>,
+    /// The last leader's heartbeat position (btrfs engine).
+    #[serde(default)]
+    pub position: Option<LeaderPosition>,
+    /// Quarantine snapshots reported (btrfs engine).
+    #[serde(default)]
+    pub diverged: Vec<DivergedRecord>,
+    /// Promotions by node (btrfs engine).
+    #[serde(default)]
+    pub promoted: std::collections::BTreeMap<String, PromotionRecord>,
 }
 
 /// A failed store operation.
@@ -328,6 +415,39 @@ pub trait Coordinator: Send + Sync {
         0
     }
 
+    /// Write `position` only while the leader key's create revision is `epoch`;
+    /// returns whether it was written. A store that cannot keep it answers `false`
+    /// (default): the btrfs gate then finds no position and treats the RPO as unknown.
+    fn record_position(
+        &self,
+        position: &LeaderPosition,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send {
+        let _ = (position, epoch);
+        async { Ok(false) }
+    }
+
+    /// Every replica record (retention protects each one's snapshot). Default: none.
+    fn replicas(
+        &self,
+    ) -> impl Future<Output = Result<std::collections::BTreeMap<String, ReplicaRecord>, CoordError>> + Send
+    {
+        async { Ok(std::collections::BTreeMap::new()) }
+    }
+
+    /// Write `promoted/<node>` and `diverged/<node>/<name>` records under the epoch
+    /// guard (`value` is the JSON; `key` is relative to the cluster prefix). Default:
+    /// not kept.
+    fn record_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send {
+        let _ = (key, value, epoch);
+        async { Ok(false) }
+    }
+
     /// Resolve when the leader key created at `epoch` is gone (deleted or expired), so a
     /// standby can campaign at once instead of at its next tick. Never resolving is a
     /// correct (slower) implementation; callers always bound it. Default: never.
@@ -382,5 +502,17 @@ impl Keys {
     /// The lag override.
     pub fn accept_lag(&self) -> String {
         format!("{}accept-lag", self.prefix)
+    }
+    /// The leader's heartbeat position (btrfs engine).
+    pub fn position(&self) -> String {
+        format!("{}position", self.prefix)
+    }
+    /// A node's promotion record (btrfs engine), relative to the prefix.
+    pub fn promoted_rel(node: &str) -> String {
+        format!("promoted/{node}")
+    }
+    /// A quarantine snapshot's record (btrfs engine), relative to the prefix.
+    pub fn diverged_rel(node: &str, name: &str) -> String {
+        format!("diverged/{node}/{name}")
     }
 }

@@ -20,8 +20,9 @@
 //! epoch of a leader that was still serving when the key was overwritten.
 
 use crate::coordinator::{
-    Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
-    MemberInfo, ReplicaRecord, ReplicaView, SwitchoverRequest,
+    Acquire, ClusterStatus, CoordError, Coordinator, DivergedRecord, Keys, LagOverride, LeaderInfo,
+    LeaderPosition, LeaderRecord, MemberInfo, PromotionRecord, ReplicaRecord, ReplicaView,
+    SwitchoverRequest,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
@@ -390,6 +391,21 @@ impl EtcdCoordinator {
             Some(kv) => Some(parse(&self.keys.accept_lag(), &kv)?),
             None => None,
         };
+        let position = match self.get_one(&self.keys.position()).await? {
+            Some(kv) => Some(parse(&self.keys.position(), &kv)?),
+            None => None,
+        };
+        let diverged = self
+            .get_prefix::<DivergedRecord>(format!("{}diverged/", self.keys.prefix))
+            .await?
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        let promoted = self
+            .get_prefix::<PromotionRecord>(format!("{}promoted/", self.keys.prefix))
+            .await?
+            .into_iter()
+            .collect();
         Ok(ClusterStatus {
             cluster: cluster.to_owned(),
             leader,
@@ -398,7 +414,17 @@ impl EtcdCoordinator {
             switchover: self.switchover_request().await?,
             replicas,
             accept_lag,
+            position,
+            diverged,
+            promoted,
         })
+    }
+
+    /// Remove the record of quarantine snapshot `name` on `node` (after
+    /// `nfsha server diverged drop` deleted the snapshot). Returns whether it existed.
+    pub async fn forget_diverged(&self, node: &str, name: &str) -> Result<bool, CoordError> {
+        let key = format!("{}{}", self.keys.prefix, Keys::diverged_rel(node, name));
+        Ok(self.client.clone().delete(key, None).await?.deleted() > 0)
     }
 
     /// Ask for a planned switchover. The request lives on a lease of its own with
@@ -651,13 +677,58 @@ impl Coordinator for EtcdCoordinator {
         Ok(self.client.clone().txn(txn).await?.succeeded())
     }
 
+    async fn record_position(
+        &self,
+        position: &LeaderPosition,
+        epoch: u64,
+    ) -> Result<bool, CoordError> {
+        let key = self.keys.position();
+        let value = serde_json::to_vec(position).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        let rel = key[self.keys.prefix.len()..].to_owned();
+        self.record_guarded(&rel, &value, epoch).await
+    }
+
+    async fn replicas(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, ReplicaRecord>, CoordError> {
+        Ok(self
+            .get_prefix::<ReplicaRecord>(self.keys.replicas())
+            .await?
+            .into_iter()
+            .collect())
+    }
+
+    async fn record_guarded(
+        &self,
+        key: &str,
+        value: &[u8],
+        epoch: u64,
+    ) -> Result<bool, CoordError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.keys.leader(),
+                CompareOp::Equal,
+                epoch as i64,
+            )])
+            .and_then([TxnOp::put(
+                format!("{}{key}", self.keys.prefix),
+                value.to_vec(),
+                None,
+            )]);
+        Ok(self.client.clone().txn(txn).await?.succeeded())
+    }
+
     async fn replica_view(&self, node: &str) -> Result<ReplicaView, CoordError> {
         let keys = [
             self.keys.replica(node),
             self.keys.epoch(),
             self.keys.accept_lag(),
+            self.keys.position(),
         ];
-        // One read revision for all three.
+        // One read revision for all of them.
         let txn = Txn::new().and_then(keys.clone().map(|k| TxnOp::get(k, None)));
         let resp = self.client.clone().txn(txn).await?;
         let mut got: Vec<Option<KeyValue>> = Vec::new();
@@ -684,10 +755,15 @@ impl Coordinator for EtcdCoordinator {
             Some(kv) => Some(parse(&keys[2], kv)?),
             None => None,
         };
+        let position = match &got[3] {
+            Some(kv) => Some(parse(&keys[3], kv)?),
+            None => None,
+        };
         Ok(ReplicaView {
             record,
             epoch,
             accept_lag,
+            position,
         })
     }
 

@@ -9,7 +9,8 @@
 //! future must stop the work (the real host kills its child on drop).
 //!
 //! Shipping ([`ServerHost::ship`], replicated mode) is not a step: the leader runs it
-//! periodically per standby while serving; a failure is reported, never fatal.
+//! periodically per standby while serving; a failure is reported, never fatal. With
+//! the btrfs engine ([`ServerHost::btrfs`]) the leader runs the engine's own loop.
 //!
 //! Every `down` must be idempotent: tearing down a step that is not up succeeds. The
 //! controller relies on that to clean up after a crash and to fence without knowing
@@ -142,7 +143,17 @@ pub enum HostError {
     /// A failure injected by a test double.
     #[error("Injected failure at {0}")]
     Injected(String),
+    /// A btrfs engine action failed.
+    #[error("btrfs replication failed")]
+    Btrfs(#[from] crate::btrfs::BtrfsError),
 }
+
+/// The btrfs engine of a host (`engine = "btrfs"`) and the promotion its storage step
+/// did last, for the leader's shipping loop ([`crate::btrfs::shipper`]).
+pub type BtrfsSide = (
+    std::sync::Arc<crate::btrfs::Engine<crate::btrfs::RealBtrfs>>,
+    Option<crate::btrfs::Promotion>,
+);
 
 /// Everything the controller does to the machine. Implementations: [`crate::CommandHost`]
 /// (real, argument-vector shell-outs) and [`crate::FakeHost`] (recording, fails on demand).
@@ -172,6 +183,12 @@ pub trait ServerHost: Send + Sync {
         let _ = role;
         async { Ok(()) }
     }
+    /// The btrfs engine, when replication runs on it: the leader then runs
+    /// [`crate::btrfs::shipper::btrfs_ship_loop`] instead of calling [`ServerHost::ship`]
+    /// periodically. Default: none.
+    fn btrfs(&self) -> Option<BtrfsSide> {
+        None
+    }
 }
 
 impl<H: ServerHost> ServerHost for std::sync::Arc<H> {
@@ -193,5 +210,8 @@ impl<H: ServerHost> ServerHost for std::sync::Arc<H> {
     }
     fn role_changed(&self, role: Role) -> impl Future<Output = Result<(), HostError>> + Send {
         (**self).role_changed(role)
+    }
+    fn btrfs(&self) -> Option<BtrfsSide> {
+        (**self).btrfs()
     }
 }

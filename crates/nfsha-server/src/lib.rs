@@ -11,13 +11,14 @@
 //! [`coordinator`] (the store seam and key layout), [`etcd`] (etcd implementation),
 //! [`controller`] (the loop and self-fencing), [`guard`] (dead-man switch process),
 //! [`status`] (HTTP API), [`watchdog`], [`replication`] (snapshot shipping and the
-//! promotion gate on replication lag),
+//! promotion gate on replication lag), [`btrfs`] (the btrfs send/receive engine),
 //! [`follow`] (client-side leader following for the agent).
 //!
 //! Failure modes are documented per module; the global rule is that a node that cannot
 //! prove it is leader never serves, and every serving-state change is guarded by the
 //! leader key's create revision (the epoch).
 
+pub mod btrfs;
 pub mod command;
 pub mod controller;
 pub mod coordinator;

@@ -27,6 +27,18 @@
 //! default). A skew of S moves the verdict by S; the lease and fencing logic do not use
 //! wall clocks at all.
 //!
+//! **btrfs engine: no two clocks.** When the record carries `position_ms` (the
+//! leader's own monotonic position, ms since it began leading, taken just before the
+//! snapshot the standby now holds), the wall-clock rule above is not used. The leader
+//! also writes its heartbeat position (`position`, every loop period, epoch-guarded,
+//! not leased); the RPO a promotion accepts is `heartbeat − snapshot + tail` (tail =
+//! the leader's ttl + one loop period: how long it may have written after its last
+//! heartbeat), all from the same leader's clock, so clock skew between nodes cannot
+//! make a stale standby look fresh. A record of an older epoch than the newest
+//! heartbeat or published epoch cannot be compared: behind. Assumption: a leader that
+//! can renew its lease can also write its heartbeat (both go to the same etcd); a
+//! leader whose heartbeat writes fail while renewals succeed would be under-reported.
+//!
 //! **Who is never behind.** (1) Any node of a cluster that never had a leader (no epoch
 //! published): there is nothing to lose. (2) The node that led the last published epoch
 //! (its own record, written when it started serving, names it and that epoch): it has
@@ -105,6 +117,9 @@ pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duratio
             reason: format!("led the last epoch ({})", rec.epoch),
         };
     }
+    if let Some(v) = judge_positions(rec, view, published, max_lag) {
+        return v;
+    }
     let lag = reference_ms.saturating_sub(rec.shipped_at_ms);
     let behind = lag > max_ms;
     let reason = format!(
@@ -119,6 +134,71 @@ pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duratio
         behind,
         reason,
     }
+}
+
+/// The clock-free verdict (btrfs engine), when `rec` carries the leader's position at
+/// snapshot time: the RPO a promotion would accept is the leader's last heartbeat
+/// position minus that position, plus the heartbeat's tail — all three written by the
+/// same leader from its own monotonic clock, so no two clocks are compared and NTP skew
+/// cannot make a stale standby look fresh. A record from an older epoch than the last
+/// heartbeat cannot be compared with it: behind (the new leader has not shipped to
+/// this node yet). `None`: no position in the record (command engine): the wall-clock
+/// rule applies.
+fn judge_positions(
+    rec: &ReplicaRecord,
+    view: &ReplicaView,
+    published: u64,
+    max_lag: Duration,
+) -> Option<Verdict> {
+    let snap_pos = rec.position_ms?;
+    let max_ms = max_lag.as_millis() as u64;
+    let snap = rec
+        .snapshot
+        .as_ref()
+        .map_or_else(|| "a snapshot".to_owned(), |s| s.name.clone());
+    let Some(pos) = view.position.as_ref().filter(|p| p.epoch == rec.epoch) else {
+        let newer = view
+            .position
+            .as_ref()
+            .map_or(published, |p| p.epoch.max(published));
+        return Some(Verdict {
+            lag_ms: None,
+            behind: true,
+            reason: if newer > rec.epoch {
+                format!(
+                    "holds {snap} of epoch {}, the leader of epoch {newer} has not shipped to it",
+                    rec.epoch
+                )
+            } else {
+                format!(
+                    "no heartbeat position of epoch {} to compare {snap} with",
+                    rec.epoch
+                )
+            },
+        });
+    };
+    if published > rec.epoch {
+        return Some(Verdict {
+            lag_ms: None,
+            behind: true,
+            reason: format!(
+                "holds {snap} of epoch {}, epoch {published} has not shipped to it",
+                rec.epoch
+            ),
+        });
+    }
+    let rpo = pos.position_ms.saturating_sub(snap_pos) + pos.tail_ms;
+    Some(Verdict {
+        lag_ms: Some(rpo),
+        behind: rpo > max_ms,
+        reason: format!(
+            "holds {snap} from {} (epoch {}): at most {} of writes after it, max_lag {}",
+            rec.by,
+            rec.epoch,
+            humantime::format_duration(Duration::from_millis(rpo / 100 * 100)),
+            humantime::format_duration(max_lag)
+        ),
+    })
 }
 
 /// The leader's shipping record for one standby (in `/primary` etc. as `replication`).
@@ -136,6 +216,122 @@ pub struct ShipStatus {
     pub ok_total: u64,
     /// Failed ships during this process's life.
     pub failed_total: u64,
+    /// btrfs engine: the standby's newest snapshot (name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// btrfs engine: live RPO, ms of the leader's own clock since just before that
+    /// snapshot was taken (at the last successful check).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_ms: Option<u64>,
+    /// btrfs engine: bytes of the last stream sent to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_bytes: Option<u64>,
+    /// btrfs engine: quarantine snapshots found on it (name → files changed after the
+    /// fork point, `None` without a fork point).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub diverged: std::collections::BTreeMap<String, Option<u64>>,
+}
+
+/// Prometheus text exposition of the replication figures in `s` (`GET /metrics`).
+pub fn metrics_text(s: &crate::status::NodeStatus) -> String {
+    use std::fmt::Write;
+    fn esc(v: &str) -> String {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# HELP nfsha_server_primary 1 while this node serves as leader."
+    );
+    let _ = writeln!(o, "# TYPE nfsha_server_primary gauge");
+    let _ = writeln!(
+        o,
+        "nfsha_server_primary {}",
+        u8::from(s.state == MemberState::Primary && s.serving)
+    );
+    if let Some(l) = s.lag_ms {
+        let _ = writeln!(
+            o,
+            "# HELP nfsha_server_lag_seconds This standby's RPO bound as its promotion gate judges it."
+        );
+        let _ = writeln!(o, "# TYPE nfsha_server_lag_seconds gauge");
+        let _ = writeln!(o, "nfsha_server_lag_seconds {}", l as f64 / 1000.0);
+    }
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ShipStatus) -> Option<f64>,
+    );
+    let families: [Family; 4] = [
+        (
+            "nfsha_server_replication_rpo_seconds",
+            "gauge",
+            "Leader: writes a promotion of this standby would lose, by the leader's own clock (btrfs engine).",
+            |t| t.rpo_ms.map(|v| v as f64 / 1000.0),
+        ),
+        (
+            "nfsha_server_replication_last_bytes",
+            "gauge",
+            "Leader: bytes of the last stream sent to this standby (btrfs engine).",
+            |t| t.last_bytes.map(|v| v as f64),
+        ),
+        (
+            "nfsha_server_replication_ok_total",
+            "counter",
+            "Leader: successful ships to this standby.",
+            |t| Some(t.ok_total as f64),
+        ),
+        (
+            "nfsha_server_replication_failed_total",
+            "counter",
+            "Leader: failed ships to this standby.",
+            |t| Some(t.failed_total as f64),
+        ),
+    ];
+    for (name, kind, help, f) in families {
+        let rows: Vec<(String, f64)> = s
+            .replication
+            .iter()
+            .filter_map(|(n, t)| f(t).map(|v| (n.clone(), v)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "# HELP {name} {help}");
+        let _ = writeln!(o, "# TYPE {name} {kind}");
+        for (n, v) in rows {
+            let _ = writeln!(o, "{name}{{standby=\"{}\"}} {v}", esc(&n));
+        }
+    }
+    let rows: Vec<String> = s
+        .replication
+        .iter()
+        .flat_map(|(n, t)| {
+            t.diverged.iter().filter_map(move |(snap, c)| {
+                c.map(|c| {
+                    format!(
+                        "nfsha_server_diverged_changed_files{{node=\"{}\",snapshot=\"{}\"}} {c}",
+                        esc(n),
+                        esc(snap)
+                    )
+                })
+            })
+        })
+        .collect();
+    if !rows.is_empty() {
+        let _ = writeln!(
+            o,
+            "# HELP nfsha_server_diverged_changed_files Files a returning node changed after the fork point, kept in a quarantine snapshot."
+        );
+        let _ = writeln!(o, "# TYPE nfsha_server_diverged_changed_files gauge");
+        for r in rows {
+            let _ = writeln!(o, "{r}");
+        }
+    }
+    o
 }
 
 /// What [`ship_loop`] needs.
@@ -229,10 +425,25 @@ pub async fn ship_one<C: Coordinator, H: ServerHost>(
         });
         return true;
     }
+    if host.btrfs().is_some() {
+        // btrfs engine: the record (identity + the leader's position) is the shipping
+        // loop's; a wall-clock record here would replace it. The target keeps the
+        // periodic one, whose RPO bound is larger than the truth after this final
+        // increment (conservative), and promotes the final snapshot (the newest).
+        tracing::info!(
+            target,
+            epoch = cfg.epoch,
+            final_sync,
+            "btrfs increment sent"
+        );
+        return true;
+    }
     let rec = ReplicaRecord {
         shipped_at_ms: started_ms,
         epoch: cfg.epoch,
         by: cfg.node.clone(),
+        snapshot: None,
+        position_ms: None,
     };
     let written = match timeout(
         cfg.loop_period,
@@ -292,9 +503,12 @@ mod tests {
                 shipped_at_ms: at,
                 epoch: e,
                 by: by.into(),
+                snapshot: None,
+                position_ms: None,
             }),
             epoch,
             accept_lag: None,
+            position: None,
         }
     }
 
@@ -337,5 +551,94 @@ mod tests {
         // A superseded old leader is judged by its old record.
         let v = judge("a", &view(Some((1, 5, "a")), Some(7)), 9_000_000, max);
         assert!(v.behind, "{v:?}");
+    }
+
+    /// A btrfs record: snapshot taken at leader position `snap_pos` in `epoch`; the
+    /// leader's last heartbeat at `hb` (epoch `hb_epoch`), tail 5 s.
+    fn positioned(
+        epoch: u64,
+        snap_pos: u64,
+        hb: Option<(u64, u64)>,
+        published: u64,
+    ) -> ReplicaView {
+        ReplicaView {
+            record: Some(ReplicaRecord {
+                // Wall clock of the leader: deliberately absurd, it must not matter.
+                shipped_at_ms: 1,
+                epoch,
+                by: "a".into(),
+                snapshot: Some(crate::coordinator::SnapshotRef {
+                    name: "data@7-x".into(),
+                    identity: "u1".into(),
+                }),
+                position_ms: Some(snap_pos),
+            }),
+            epoch: Some(published),
+            accept_lag: None,
+            position: hb.map(|(e, p)| crate::coordinator::LeaderPosition {
+                node: "a".into(),
+                epoch: e,
+                position_ms: p,
+                tail_ms: 5_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn replication_figures_are_exposed_as_metrics() {
+        let h = crate::status::StatusHandle::new("a", "c", Duration::from_secs(3));
+        h.update(|s| {
+            let st = s.replication.entry("b".into()).or_default();
+            st.rpo_ms = Some(12_500);
+            st.last_bytes = Some(570);
+            st.ok_total = 3;
+            st.diverged.insert("data@diverged-9-x".into(), Some(6));
+        });
+        let m = metrics_text(&h.get());
+        for line in [
+            "nfsha_server_replication_rpo_seconds{standby=\"b\"} 12.5",
+            "nfsha_server_replication_last_bytes{standby=\"b\"} 570",
+            "nfsha_server_replication_ok_total{standby=\"b\"} 3",
+            "nfsha_server_diverged_changed_files{node=\"b\",snapshot=\"data@diverged-9-x\"} 6",
+            "nfsha_server_primary 0",
+        ] {
+            assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+        }
+    }
+
+    #[test]
+    fn the_btrfs_gate_compares_only_the_leaders_own_positions() {
+        let max = Duration::from_secs(60);
+        // Snapshot at 100 s, last heartbeat at 130 s, tail 5 s: RPO bound 35 s.
+        let v = judge("b", &positioned(7, 100_000, Some((7, 130_000)), 7), 0, max);
+        assert_eq!((v.behind, v.lag_ms), (false, Some(35_000)), "{v:?}");
+        // The standby's own wall clock (the reference) is ignored: skewed by a day
+        // either way, same verdict.
+        for skewed in [u64::MAX / 2, 0, 86_400_000] {
+            let w = judge(
+                "b",
+                &positioned(7, 100_000, Some((7, 130_000)), 7),
+                skewed,
+                max,
+            );
+            assert_eq!(w, v);
+        }
+        // Stale: the leader kept going 2 minutes past the snapshot.
+        let v = judge("b", &positioned(7, 100_000, Some((7, 220_000)), 7), 0, max);
+        assert_eq!((v.behind, v.lag_ms), (true, Some(125_000)), "{v:?}");
+        assert!(v.reason.contains("data@7-x"), "{}", v.reason);
+        // A snapshot of an older epoch cannot be compared with a newer heartbeat.
+        let v = judge("b", &positioned(7, 100_000, Some((9, 1_000)), 9), 0, max);
+        assert!(v.behind && v.lag_ms.is_none(), "{v:?}");
+        assert!(v.reason.contains("epoch 9 has not shipped"), "{}", v.reason);
+        // Published epoch moved on although no heartbeat of it was written yet.
+        let v = judge("b", &positioned(7, 100_000, Some((7, 101_000)), 8), 0, max);
+        assert!(v.behind, "{v:?}");
+        // No heartbeat position at all: unknown, behind.
+        let v = judge("b", &positioned(7, 100_000, None, 7), 0, max);
+        assert!(v.behind && v.reason.contains("no heartbeat"), "{v:?}");
+        // A heartbeat older than the snapshot (written before it): tail only.
+        let v = judge("b", &positioned(7, 100_000, Some((7, 99_000)), 7), 0, max);
+        assert_eq!(v.lag_ms, Some(5_000));
     }
 }

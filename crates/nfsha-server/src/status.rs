@@ -6,7 +6,8 @@
 //! than `max_lag`), `/health` 200 when the loop is alive and nothing is wedged (a
 //! `behind` standby is healthy),
 //! `/liveness` 503 when the last completed loop is older than the TTL; every endpoint
-//! answers with the node status as JSON. Failure modes: the listener cannot bind
+//! answers with the node status as JSON; `/metrics` has the replication figures in the
+//! Prometheus text format. Failure modes: the listener cannot bind
 //! ([`std::io::Error`] from [`serve`]); handlers never block on etcd or the host; idle or
 //! slow clients are bounded by [`nfsha_metrics::bounded`] (a connection cap, closed at
 //! once beyond it; a header-read timeout; a maximum connection age), so they cannot take
@@ -155,6 +156,11 @@ fn answer(ok: bool, s: NodeStatus) -> (StatusCode, Json<NodeStatus>) {
 
 /// The HTTP routes.
 pub fn router(h: StatusHandle) -> Router {
+    // Replication figures (per-standby RPO, bytes, quarantines) for Prometheus.
+    let metrics = {
+        let h = h.clone();
+        move || async move { crate::replication::metrics_text(&h.get()) }
+    };
     let primary = {
         let h = h.clone();
         move || async move {
@@ -188,6 +194,7 @@ pub fn router(h: StatusHandle) -> Router {
         answer(h.alive(), s)
     };
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/primary", get(primary))
         .route("/standby", get(standby))
         .route("/health", get(health))

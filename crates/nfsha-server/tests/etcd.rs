@@ -843,3 +843,83 @@ async fn etcd_a_poisoned_leader_key_reads_as_vacant() {
     }
     assert_eq!(cli.poisoned_leader_keys(), 1);
 }
+
+/// btrfs engine: the leader's heartbeat position, the replica record with the
+/// snapshot's identity and position, and the promotion/quarantine records are written
+/// only under the current epoch, and a standby reads position and record together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_btrfs_positions_and_records_are_guarded_by_the_epoch() {
+    use nfsha_server::coordinator::{LeaderPosition, SnapshotRef};
+    let etcd = Etcd::start().await;
+    let a = coordinator(&etcd.endpoint(), "cp", "a").await;
+    let b = coordinator(&etcd.endpoint(), "cp", "b").await;
+    let rec = LeaderRecord {
+        node: "a".into(),
+        address: None,
+        api: None,
+        serving: true,
+    };
+    let Acquire::Acquired { epoch } = a.acquire(&rec).await.unwrap() else {
+        panic!("a must acquire");
+    };
+    let pos = |p: u64| LeaderPosition {
+        node: "a".into(),
+        epoch,
+        position_ms: p,
+        tail_ms: 4_000,
+    };
+    assert!(a.record_position(&pos(1_000), epoch).await.unwrap());
+    let replica = ReplicaRecord {
+        shipped_at_ms: 5,
+        epoch,
+        by: "a".into(),
+        snapshot: Some(SnapshotRef {
+            name: "data@1-x".into(),
+            identity: "uuid-1".into(),
+        }),
+        position_ms: Some(900),
+    };
+    assert!(a.record_replica("b", &replica, epoch).await.unwrap());
+    assert!(a.record_position(&pos(31_000), epoch).await.unwrap());
+    // A wrong epoch writes nothing.
+    assert!(!a.record_position(&pos(99_000), epoch + 1).await.unwrap());
+    assert!(
+        !a.record_guarded("promoted/a", b"{}", epoch + 1)
+            .await
+            .unwrap()
+    );
+    let view = b.replica_view("b").await.unwrap();
+    assert_eq!(view.record.as_ref(), Some(&replica));
+    assert_eq!(view.position, Some(pos(31_000)));
+    // The verdict from these values alone: 31 s − 0.9 s + 4 s tail.
+    let v = nfsha_server::judge("b", &view, 0, Duration::from_secs(60));
+    assert_eq!((v.behind, v.lag_ms), (false, Some(34_100)), "{v:?}");
+    // Promotion and quarantine records show in the cluster status; drop forgets one.
+    let d = nfsha_server::coordinator::DivergedRecord {
+        node: "b".into(),
+        name: "data@diverged-9-x".into(),
+        fork: Some("data@1-x".into()),
+        changed_files: Some(6),
+        epoch,
+        at_ms: 1,
+    };
+    assert!(
+        a.record_guarded(
+            "diverged/b/data@diverged-9-x",
+            &serde_json::to_vec(&d).unwrap(),
+            epoch
+        )
+        .await
+        .unwrap()
+    );
+    let st = b.cluster_status("cp").await.unwrap();
+    assert_eq!(st.diverged, vec![d]);
+    assert_eq!(st.position, Some(pos(31_000)));
+    assert_eq!(a.replicas().await.unwrap().get("b"), Some(&replica));
+    assert!(b.forget_diverged("b", "data@diverged-9-x").await.unwrap());
+    assert!(b.cluster_status("cp").await.unwrap().diverged.is_empty());
+    // The position survives the leader (not leased).
+    a.resign_session().await.unwrap();
+    let view = b.replica_view("b").await.unwrap();
+    assert_eq!(view.position, Some(pos(31_000)));
+}

@@ -1,5 +1,6 @@
 //! `nfsha server`: run the NFS server controller, show the cluster, request a planned
-//! switchover, promote a standby that is behind.
+//! switchover, promote a standby that is behind, list / export / drop quarantined
+//! divergent snapshots (btrfs engine).
 //!
 //! Role: thin glue between the config file, etcd and `nfsha_server`. Failure modes:
 //! no `[server]` section (run), etcd unreachable (every subcommand; printed once as an
@@ -33,6 +34,10 @@ enum Sub {
     /// Let a standby that is `behind` (replicated mode: its copy is older than max_lag)
     /// take over a leaderless cluster, accepting the loss of what it never received.
     Promote(PromoteArgs),
+    /// btrfs engine: this node's quarantined divergent snapshots (`…@diverged-…`,
+    /// writes a returning old primary made after the fork point). Never deleted
+    /// automatically.
+    Diverged(DivergedArgs),
     /// Internal: the dead-man switch `run` keeps beside itself while leading.
     #[command(hide = true)]
     FenceGuard(HostArgs),
@@ -160,6 +165,42 @@ struct PromoteArgs {
     cluster: ClusterArgs,
 }
 
+#[derive(Debug, clap::Args)]
+struct DivergedArgs {
+    #[command(subcommand)]
+    op: DivergedOp,
+    /// Prefix every btrfs command with this (split on whitespace), e.g.
+    /// "nsenter -t 1234 -m" (as `run --host-prefix`).
+    #[arg(long)]
+    host_prefix: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DivergedOp {
+    /// List them, with the changed-file count the leader reported (etcd, if reachable).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a full `btrfs send` stream of one to FILE (`btrfs receive` it anywhere).
+    Export {
+        /// Its name (`<base>@diverged-<epoch>-<stamp>`).
+        name: String,
+        /// The stream file.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Delete one, on purpose: its writes are gone afterwards.
+    Drop {
+        /// Its name.
+        name: String,
+        /// Required: acknowledge that the writes in it are deleted.
+        #[arg(long)]
+        yes_delete_these_writes: bool,
+    },
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
@@ -176,6 +217,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         Sub::Status(a) => rt.block_on(status(global, a)),
         Sub::Switchover(a) => rt.block_on(switchover(global, a)),
         Sub::Promote(a) => rt.block_on(promote(global, a)),
+        Sub::Diverged(a) => rt.block_on(diverged(global, a)),
         Sub::FenceGuard(a) => rt.block_on(fence_guard(global, a)),
     }
 }
@@ -409,6 +451,25 @@ fn render_status(st: &ClusterStatus) -> String {
         out.push_str("replicas (last snapshot per node):\n");
         let now = nfsha_core::event::now_ms();
         for (node, r) in &st.replicas {
+            // btrfs engine: the RPO from the leader's own positions, no wall clocks.
+            if let (Some(snap), Some(at)) = (&r.snapshot, r.position_ms) {
+                let rpo = st
+                    .position
+                    .as_ref()
+                    .filter(|p| p.epoch == r.epoch)
+                    .map(|p| p.position_ms.saturating_sub(at));
+                out.push_str(&format!(
+                    "  {node:<14} {} by {} (epoch {}), RPO {}\n",
+                    snap.name,
+                    r.by,
+                    r.epoch,
+                    rpo.map_or("unknown (older epoch)".to_owned(), |ms| {
+                        humantime::format_duration(Duration::from_millis(ms / 100 * 100))
+                            .to_string()
+                    })
+                ));
+                continue;
+            }
             let age = Duration::from_millis(now.saturating_sub(r.shipped_at_ms) / 1000 * 1000);
             out.push_str(&format!(
                 "  {node:<14} {} ago by {} (epoch {})\n",
@@ -418,7 +479,140 @@ fn render_status(st: &ClusterStatus) -> String {
             ));
         }
     }
+    if !st.diverged.is_empty() {
+        out.push_str(
+            "diverged (quarantined writes, never deleted automatically; nfsha server diverged):\n",
+        );
+        for d in &st.diverged {
+            out.push_str(&format!(
+                "  {:<14} {} ({} files changed after {})\n",
+                d.node,
+                d.name,
+                d.changed_files.map_or("?".to_owned(), |n| n.to_string()),
+                d.fork.as_deref().unwrap_or("no common snapshot")
+            ));
+        }
+    }
     out
+}
+
+/// `nfsha server diverged`: on this node, through the btrfs engine of its `[server]`.
+async fn diverged(global: &Global, a: DivergedArgs) -> anyhow::Result<u8> {
+    let config = nfsha_config::load(&global.config_path())?;
+    let Some(server) = &config.server else {
+        bail!("No [server] section in the config: `nfsha server diverged` runs on a server node");
+    };
+    let prefix: Vec<String> = a
+        .host_prefix
+        .as_deref()
+        .map(|p| p.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let Some(engine) = nfsha_server::btrfs::Engine::from_config(server, prefix) else {
+        bail!(
+            "[server.replication] does not use engine = \"btrfs\": there are no quarantine snapshots"
+        );
+    };
+    // The leader's reports (changed files), best effort.
+    let records = async {
+        let coord = EtcdCoordinator::connect(
+            &EtcdOptions::from_server(server),
+            &server.cluster,
+            "nfsha-cli",
+            server.ttl,
+        )
+        .await
+        .ok()?;
+        Some(read_status(&coord, &server.cluster).await.ok()?.diverged)
+    };
+    match a.op {
+        DivergedOp::List { json } => {
+            let list = engine
+                .diverged()
+                .await
+                .context("Cannot list the snapshot directory")?;
+            let reports = tokio::time::timeout(Duration::from_secs(5), records)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let rows: Vec<serde_json::Value> = list
+                .iter()
+                .map(|d| {
+                    let r = reports
+                        .iter()
+                        .find(|r| r.node == server.node && r.name == d.name);
+                    serde_json::json!({
+                        "name": d.name,
+                        "uuid": d.uuid,
+                        "readonly": d.readonly,
+                        "fork": r.and_then(|r| r.fork.clone()),
+                        "changed_files": r.and_then(|r| r.changed_files),
+                        "epoch": r.map(|r| r.epoch),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("no quarantine snapshots on {}", server.node);
+            } else {
+                println!("{:<48} {:<14} FORK", "NAME", "CHANGED FILES");
+                for r in &rows {
+                    println!(
+                        "{:<48} {:<14} {}",
+                        r["name"].as_str().unwrap_or(""),
+                        r["changed_files"]
+                            .as_u64()
+                            .map_or("?".into(), |n| n.to_string()),
+                        r["fork"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(0)
+        }
+        DivergedOp::Export { name, to } => {
+            engine
+                .diverged_export(&name, &to)
+                .await
+                .with_context(|| format!("Cannot export {name}"))?;
+            println!(
+                "wrote {} (btrfs receive -f {} DIR to look at it)",
+                to.display(),
+                to.display()
+            );
+            Ok(0)
+        }
+        DivergedOp::Drop {
+            name,
+            yes_delete_these_writes,
+        } => {
+            if !yes_delete_these_writes {
+                bail!(
+                    "Dropping {name} deletes the writes in it for good: add --yes-delete-these-writes (export it first with `nfsha server diverged export {name} --to FILE`)"
+                );
+            }
+            engine
+                .diverged_drop(&name)
+                .await
+                .with_context(|| format!("Cannot drop {name}"))?;
+            if let Ok(coord) = EtcdCoordinator::connect(
+                &EtcdOptions::from_server(server),
+                &server.cluster,
+                "nfsha-cli",
+                server.ttl,
+            )
+            .await
+            {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    coord.forget_diverged(&server.node, &name),
+                )
+                .await;
+            }
+            println!("dropped {name}");
+            Ok(0)
+        }
+    }
 }
 
 async fn switchover(global: &Global, a: SwitchoverArgs) -> anyhow::Result<u8> {
@@ -574,6 +768,9 @@ mod tests {
             switchover: None,
             replicas: Default::default(),
             accept_lag: None,
+            position: None,
+            diverged: Vec::new(),
+            promoted: Default::default(),
         };
         st.replicas.insert(
             "b".into(),
@@ -581,9 +778,46 @@ mod tests {
                 shipped_at_ms: nfsha_core::event::now_ms() - 42_000,
                 epoch: 7,
                 by: "a".into(),
+                snapshot: None,
+                position_ms: None,
             },
         );
+        st.replicas.insert(
+            "d".into(),
+            ReplicaRecord {
+                shipped_at_ms: 1,
+                epoch: 7,
+                by: "a".into(),
+                snapshot: Some(nfsha_server::coordinator::SnapshotRef {
+                    name: "data@7-x".into(),
+                    identity: "u".into(),
+                }),
+                position_ms: Some(10_000),
+            },
+        );
+        st.position = Some(nfsha_server::coordinator::LeaderPosition {
+            node: "a".into(),
+            epoch: 7,
+            position_ms: 22_500,
+            tail_ms: 4_000,
+        });
+        st.diverged.push(nfsha_server::coordinator::DivergedRecord {
+            node: "c".into(),
+            name: "data@diverged-7-y".into(),
+            fork: Some("data@5-z".into()),
+            changed_files: Some(6),
+            epoch: 7,
+            at_ms: 0,
+        });
         let out = render_status(&st);
+        assert!(
+            out.contains("d              data@7-x by a (epoch 7), RPO 12s 500ms"),
+            "{out}"
+        );
+        assert!(
+            out.contains("data@diverged-7-y (6 files changed after data@5-z)"),
+            "{out}"
+        );
         let line = |n: &str| {
             out.lines()
                 .find(|l| l.starts_with(n))
