@@ -9,7 +9,8 @@
 # concatenated archives in order, so editing lablib only costs a re-pack of the overlay.
 # The nfsha binary is NOT baked in: run.sh puts it in the 9p share at each run.
 #
-# Env: NFSHA_LAB_CACHE (default /var/cache/nfsha-lab), NFSHA_LAB_EXTRA_PACKAGES (comma list).
+# Env: NFSHA_LAB_CACHE (default /var/cache/nfsha-lab), NFSHA_LAB_EXTRA_PACKAGES (comma list),
+# NFSHA_LAB_KERNEL (6.1 or 6.12, see below).
 # Prints the image directory on the last line of stdout. Exit status non-zero on any failure.
 set -euo pipefail
 
@@ -36,14 +37,28 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
-KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+# NFSHA_LAB_KERNEL: 6.1 (default: what linux-image-amd64 depends on, Debian 12's kernel) or
+# 6.12 (Debian 12's newer kernel package, linux-image-6.12.*+deb12-amd64-unsigned: the
+# MOVE_MOUNT_BENEATH / NFS sysfs generation that Debian 13, RHEL 10 and Ubuntu 24.04 run).
+KERNEL=${NFSHA_LAB_KERNEL:-6.1}
+resolve_kernel() {
+    case $KERNEL in
+        6.1) apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}' ;;
+        6.12) apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' 2>/dev/null \
+                | awk '{print $1}' | sort -V | tail -1 ;;
+        *) return 1 ;;
+    esac
+}
+case $KERNEL in 6.1 | 6.12) ;; *) log "NFSHA_LAB_KERNEL=$KERNEL: use 6.1 or 6.12"; exit 1 ;; esac
+KPKG=$(resolve_kernel)
 if [ -z "$KPKG" ]; then
     apt-get update -qq >&2
-    KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    KPKG=$(resolve_kernel)
 fi
-[ -n "$KPKG" ] || { log "cannot resolve linux-image-amd64"; exit 1; }
+[ -n "$KPKG" ] || { log "cannot resolve the $KERNEL kernel package"; exit 1; }
 KVER_PKG=$(apt-cache show "$KPKG" | awk '/^Version:/{print $2; exit}')
 KREL=${KPKG#linux-image-}
+KREL=${KREL%-unsigned}
 
 base_key=$(printf '%s\n' "$KPKG" "$KVER_PKG" "$PACKAGES" "$SUITE" "$BASE_RECIPE" | sha256sum | cut -c1-16)
 guest_hash=$(cd "$HERE/guest" && find . -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
@@ -88,10 +103,11 @@ if [ ! -f "$BASE/rootfs.cpio" ]; then
         [ -d "$M/kernel/$sub" ] && cp -a "$M/kernel/$sub" "$D/kernel/"
     done
     cp -a "$M/kernel/drivers/virtio" "$D/kernel/drivers/"
-    cp -a "$M/kernel/drivers/char/hw_random" "$D/kernel/drivers/char/"
-    cp "$M/kernel/drivers/char/virtio_console.ko" "$D/kernel/drivers/char/"
-    for f in block/virtio_blk.ko block/loop.ko net/veth.ko net/dummy.ko; do
-        [ -f "$M/kernel/drivers/$f" ] && cp "$M/kernel/drivers/$f" "$D/kernel/drivers/$f"
+    [ -d "$M/kernel/drivers/char/hw_random" ] && cp -a "$M/kernel/drivers/char/hw_random" "$D/kernel/drivers/char/"
+    # Modules are plain .ko on 6.1 and .ko.xz on 6.12, and 6.12 builds virtio_console in
+    # (modules.builtin): copy what is there.
+    for f in char/virtio_console block/virtio_blk block/loop net/veth net/dummy; do
+        for k in "$M/kernel/drivers/$f".ko*; do [ -f "$k" ] && cp "$k" "$D/kernel/drivers/${f%/*}/"; done
     done
     chroot "$R" /sbin/depmod -a "$KREL"
     # Quiet, fast services: nothing is started by dpkg in a chroot, and there is no systemd at run time.

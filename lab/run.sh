@@ -13,6 +13,7 @@
 #   --deb FILE                put FILE (a .deb) in the share; scenarios get LAB_DEB=<its guest path>
 #   --env K=V                 export K=V to every scenario (repeatable)
 #   --smp N / --mem MB        VM size (default 2 / 1280)
+#   --kernel 6.1|6.12         guest kernel: Debian 12's 6.1 (default) or its 6.12 package
 # Output: DIR/<scenario>/{result.json,timeline.txt,report/...}, DIR/summary.txt, DIR/console.log.
 # Exit status: 0 only when every scenario passed; 2 when the lab could not boot or timed out.
 # qemu is ended by its own PID (never by name).
@@ -31,7 +32,7 @@ SHELL_MODE=0
 ENVS=()
 SCEN=()
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case $1 in
         --out) OUT=$2; shift 2 ;;
@@ -42,6 +43,7 @@ while [ $# -gt 0 ]; do
         --env) ENVS+=("$2"); shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
         --mem) MEM=$2; shift 2 ;;
+        --kernel) export NFSHA_LAB_KERNEL=$2; shift 2 ;;
         --shell) SHELL_MODE=1; shift ;;
         --list)
             for f in "$HERE"/scenarios/*.sh; do
