@@ -15,6 +15,7 @@ pub mod emit;
 pub mod host;
 pub mod linux;
 pub mod recovery;
+pub mod replica;
 pub mod selection;
 pub mod status;
 pub mod supervisor;

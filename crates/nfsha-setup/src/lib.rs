@@ -515,28 +515,53 @@ fn import_config(
                 advise(problems, file, a.entry.lines.0, 1, None, &i);
                 let mut servers: Vec<ServerRef> = Vec::new();
                 for r in replicas {
-                    if servers.iter().any(|s| s.host == r.host) {
+                    let own = (r.export != *export).then(|| r.export.clone());
+                    if servers.iter().any(|s| s.host == r.host && s.export == own) {
                         problems.add(
                             Severity::Warning,
                             file,
                             a.entry.lines.0,
                             1,
-                            format!("server `{}` is listed twice: imported once", r.host),
+                            format!(
+                                "replica `{}:{}` is listed twice: imported once",
+                                r.host, r.export
+                            ),
                             None,
                         );
                         continue;
                     }
                     servers.push(ServerRef {
                         host: r.host.clone(),
+                        export: own,
                         weight: r.weight,
                     });
                 }
+                // Replica volumes (seed 001): autofs would mount the first replica
+                // that answers, and so the stale source again after it is back. nfsha
+                // mounts them itself and keeps the active replica.
+                let distinct = servers.iter().any(|s| s.export.is_some());
+                let mode = if distinct {
+                    problems.add(
+                        Severity::Warning,
+                        file,
+                        a.entry.lines.0,
+                        1,
+                        format!(
+                            "{}: replicas export different paths: imported with mode = \"direct\" (autofs would mount the stale source again once it is back)",
+                            a.mountpoint.display()
+                        ),
+                        Some("nfsha keeps the replica in use until an operator moves it back".to_string()),
+                    );
+                    MountMode::Direct
+                } else {
+                    MountMode::Autofs
+                };
                 let m = mount_from(
                     a.mountpoint.clone(),
                     export.clone(),
                     servers,
                     &i,
-                    MountMode::Autofs,
+                    mode,
                     &opts.services,
                 );
                 push(
