@@ -138,6 +138,29 @@ pub struct Replica {
     pub export: String,
 }
 
+impl std::str::FromStr for Replica {
+    type Err = String;
+
+    /// `host:/export` or `[v6]:/export`, as [`Replica`]'s `Display` writes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not HOST:/EXPORT (e.g. 10.2.13.5:/crr-dest1)");
+        let (host, export) = match s.strip_prefix('[') {
+            Some(rest) => {
+                let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+                (h, after.strip_prefix(':').ok_or_else(bad)?)
+            }
+            None => s.split_once(':').ok_or_else(bad)?,
+        };
+        if host.is_empty() || !export.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(Replica {
+            host: host.to_string(),
+            export: export.to_string(),
+        })
+    }
+}
+
 impl std::fmt::Display for Replica {
     /// `host:/export`, an IPv6 address in brackets (`[fd00::1]:/x`), as mount.nfs
     /// and mountinfo write it.

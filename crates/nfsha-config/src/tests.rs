@@ -967,6 +967,18 @@ fn replica_servers_have_their_own_export_paths() {
 }
 
 #[test]
+fn replicas_parse_as_they_print() {
+    for s in ["10.2.13.5:/crr-dest1", "[fd00::1]:/x", "nfs-2:/a/b"] {
+        assert_eq!(s.parse::<Replica>().unwrap().to_string(), s);
+    }
+    let r: Replica = "[fd00::1]:/x".parse().unwrap();
+    assert_eq!((r.host.as_str(), r.export.as_str()), ("fd00::1", "/x"));
+    for bad in ["host", "host:rel", ":/x", "[fd00::1/x"] {
+        assert!(bad.parse::<Replica>().is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn a_duplicate_replica_is_an_error_at_its_position() {
     // A plain string means the mount's export, so `s` and `{ host = "s", export = "/e" }`
     // are the same replica.

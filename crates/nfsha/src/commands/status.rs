@@ -47,15 +47,33 @@ pub fn render_table(st: &nfsha_agent::AgentStatus) -> String {
         "LAST ERROR".into(),
     ]];
     for m in st.mounts.values() {
-        let state = if m.recovering {
+        let mut state = if m.recovering {
             format!("{} (recovering)", m.state)
         } else {
             m.state.to_string()
         };
+        // The write probe's result, when it is not `writable` (a state, not an error).
+        if let Some(w) = m
+            .write
+            .as_ref()
+            .filter(|w| w.state != nfsha_core::WriteState::Writable)
+        {
+            state.push_str(&format!(", {}", w.state));
+        }
+        // Replica volumes: the server is the replica, `host:export`.
+        let server = match (&m.server, &m.export, &m.replica) {
+            (Some(h), Some(e), Some(_)) => nfsha_config::Replica {
+                host: h.clone(),
+                export: e.clone(),
+            }
+            .to_string(),
+            (Some(h), _, _) => h.clone(),
+            _ => "-".into(),
+        };
         rows.push([
             m.mountpoint.clone(),
             state,
-            m.server.clone().unwrap_or_else(|| "-".into()),
+            server,
             age(m.since_ms),
             m.probe_rtt_us
                 .map(|us| format!("{:.1}ms", us as f64 / 1000.0))
@@ -79,6 +97,30 @@ pub fn render_table(st: &nfsha_agent::AgentStatus) -> String {
             }
         }
         out.push('\n');
+    }
+    let replicas: Vec<_> = st
+        .mounts
+        .values()
+        .filter_map(|m| Some((m, m.replica.as_ref()?)))
+        .collect();
+    if !replicas.is_empty() {
+        out.push('\n');
+        for (m, r) in replicas {
+            match (&r.active, r.generation) {
+                (Some(a), Some(g)) => out.push_str(&format!(
+                    "replica {} active {a} generation {g} ({})\n",
+                    m.mountpoint,
+                    r.reason.as_deref().unwrap_or("-")
+                )),
+                _ => out.push_str(&format!(
+                    "replica {} NO ACTIVE REPLICA: name one with `nfsha recover {} --replica HOST:EXPORT`\n",
+                    m.mountpoint, m.mountpoint
+                )),
+            }
+            if let Some(p) = &r.problem {
+                out.push_str(&format!("replica {} state file: {p}\n", m.mountpoint));
+            }
+        }
     }
     if !st.servers.is_empty() {
         out.push('\n');
