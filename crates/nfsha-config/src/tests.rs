@@ -996,7 +996,7 @@ fn a_duplicate_replica_is_an_error_at_its_position() {
     );
     let d = one_error(&text);
     assert_eq!(d.message, "replica `t:/f` is listed twice");
-    assert_eq!((d.line, d.column), (4, 40), "{d:?}");
+    assert_eq!((d.line, d.column), (4, 43), "{d:?}");
     let d = one_error(&MOUNT.replace("[\"s\"]", "[{ host = \"t\", export = \"f\" }]"));
     assert!(d.message.contains("not an absolute path"), "{d:?}");
     let d = one_error(&MOUNT.replace("[\"s\"]", "[\"s\", \"t:/f\"]"));

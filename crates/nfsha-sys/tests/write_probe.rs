@@ -14,8 +14,9 @@ const DEADLINE: Duration = Duration::from_secs(2);
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
+        euid,
         0,
         "write probe tests need root (they mount tmpfs)"
     );
