@@ -2,7 +2,10 @@
 //!
 //! Preference is the config's: lower weight first, then the order written. Only
 //! servers that answered an RPC probe are candidates; RTT breaks exact ties only, so
-//! a fast standby never wins over a healthy primary.
+//! a fast standby never wins over a healthy primary. A candidate is a `host:export`
+//! pair ([`Replica`]). For replica volumes (different export paths) preference does
+//! not decide at all: [`choose_replica`] keeps the active replica, fails over only when
+//! it does not answer, and chooses nothing without one; such mounts never fail back.
 
 use crate::host::ServerProbe;
 use nfsha_config::{FailbackPolicy, MountConfig, Replica};

@@ -13,6 +13,13 @@
 //! other is refused with a `leader_refused` event and a warning, and the mount keeps the
 //! leader it accepted before; a refused record is looked at again when the servers'
 //! addresses are resolved anew.
+//!
+//! A mount with replica volumes also holds its [`ReplicaBook`] (the active replica,
+//! from the state file): a healthy mount of another replica is `wrong-server`, a mount
+//! found without a record is adopted, and problems with the file are `replica` events.
+//! With `write_probe`, a healthy mount is also write-probed (at most every
+//! [`WRITE_PROBE_EVERY`]); the result is a state of its own (status, metrics,
+//! `write_probe` events) and never feeds the recovery machine.
 
 use crate::emit::Emitter;
 use crate::host::{Host, Mounted, ServerProbe, topmost};

@@ -1035,4 +1035,14 @@ fn packaged_example_config_is_valid() {
     assert_eq!(c.mounts.len(), 2);
     assert_eq!(c.mounts[1].options, ["hard", "timeo=50", "retrans=2"]);
     assert_eq!(c.mounts[0].servers[0].host, "10.101.20.220");
+    // The commented replica-volume example is valid once uncommented.
+    let (head, tail) = text.split_at(text.find("# [[mount]]").unwrap());
+    let uncommented: String = tail
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = parse_str(&format!("{head}{uncommented}"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.mounts.len(), 3);
+    assert!(c.mounts[2].has_replicas() && c.mounts[2].write_probe);
 }

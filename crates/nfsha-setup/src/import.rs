@@ -4,7 +4,8 @@
 //! Role: the option policy of `nfsha setup`. Version options move to `nfs_version`;
 //! options that only mean something to fstab or automount are dropped (and said so);
 //! risky options are kept but warned about (nothing is silently changed); unknown
-//! options are errors. No I/O.
+//! options are errors. No I/O: [`negotiate`] is given the servers' RPC answers for
+//! `fstype=nfs` entries without a version.
 
 use nfsha_config::{NfsVersion, Severity, option_advice, option_name};
 

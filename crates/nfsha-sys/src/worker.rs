@@ -14,7 +14,9 @@
 //!
 //! A probe is `statfs` + `open(O_DIRECTORY)` + one `getdents64` of the mountpoint,
 //! never `stat` alone (a stat was answered from cached attributes after a real
-//! failover while statfs and readdir failed with ESTALE).
+//! failover while statfs and readdir failed with ESTALE). The optional write probe
+//! (create, write, fsync, unlink a dot-file in the mount root) has a lane of its own,
+//! so a write that hangs marks only the write probe stuck, never the read probes.
 //!
 //! Failure modes: spawn failure, a worker that dies or writes garbage
 //! ([`WorkerError::Protocol`]), a missed deadline ([`WorkerError::Timeout`]), a

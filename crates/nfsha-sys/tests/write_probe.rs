@@ -15,11 +15,7 @@ const DEADLINE: Duration = Duration::from_secs(2);
 fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid,
-        0,
-        "write probe tests need root (they mount tmpfs)"
-    );
+    assert_eq!(euid, 0, "write probe tests need root (they mount tmpfs)");
 }
 
 /// Nothing named like the probe file is left in `dir`.
