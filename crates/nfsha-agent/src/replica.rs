@@ -31,7 +31,7 @@ use nfsha_config::Replica;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Format version of the state file.
@@ -177,7 +177,11 @@ impl ReplicaStore {
     /// rename over the record, fsync of the directory. Either the old or the new
     /// record survives a crash at any point.
     pub fn save(&self, rec: &ActiveRecord) -> Result<(), StateError> {
-        fs::create_dir_all(&self.dir).map_err(|e| StateError::CreateDir(self.dir.clone(), e))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| StateError::CreateDir(self.dir.clone(), e))?;
         let path = self.path_for(Path::new(&rec.mountpoint));
         let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
         let werr = |e| StateError::Write(path.clone(), e);
@@ -343,6 +347,7 @@ mod tests {
             .unwrap()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(fs::metadata(store.dir()).unwrap().mode() & 0o777, 0o700);
         // No temp file is left behind.
         let names: Vec<_> = fs::read_dir(store.dir()).unwrap().flatten().collect();
         assert_eq!(names.len(), 1, "{names:?}");

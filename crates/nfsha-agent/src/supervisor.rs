@@ -553,8 +553,12 @@ struct MountCtx<H: Host> {
 
 impl<H: Host> MountCtx<H> {
     /// The address of the cluster leader this mount follows, when the agent follows a
-    /// cluster and accepted one.
+    /// cluster and accepted one. Never for replica volumes: their servers are not the
+    /// cluster's nodes, and the active replica decides (see [`crate::replica`]).
     fn leader_address(&self) -> Option<String> {
+        if self.cfg.has_replicas() {
+            return None;
+        }
         self.accepted.as_ref().and_then(|l| l.address.clone())
     }
 
@@ -921,7 +925,7 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                             && chosen.as_ref().map(|r| &r.host) == l.address.as_ref();
                         // A new epoch means a new primary: with replicated storage every
                         // file handle changes, so remount before applications hit ESTALE.
-                        leader_moved = !first || !on_leader;
+                        leader_moved = (!first || !on_leader) && !ctx.cfg.has_replicas();
                         if leader_moved {
                             ctx.emit.emit(
                                 Event::new(EventKind::MountStateChanged)

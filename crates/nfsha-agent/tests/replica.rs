@@ -605,3 +605,30 @@ async fn a_read_only_replica_is_a_state_and_never_remounted() {
     assert_eq!(st.recoveries, 0);
     assert!(host.umounted().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_leader_does_not_move_a_mount_with_replica_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_record(dir.path(), &dst(), 2);
+    let host = seed_host();
+    host.set_server("vip", true);
+    host.add_nfs_mount_of(MP, DST, "/crr-dest1");
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(dir.path(), vec![crr()]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_secs(2)).await;
+    agent.handle().set_leader(nfsha_agent::ClusterLeader {
+        node: "n2".into(),
+        address: Some("vip".into()),
+        epoch: 7,
+    });
+    run_for(Duration::from_secs(10)).await;
+    assert!(mounted_from(&host).is_empty(), "{:?}", host.calls());
+    assert_eq!(mounted(&host, MP), Some(dst()));
+    assert_eq!(
+        agent.status().snapshot().mounts[MP].state,
+        MountState::Healthy
+    );
+}
