@@ -153,3 +153,75 @@ pub(super) async fn request(
 ) -> anyhow::Result<Reply> {
     Ok(control::request(&config.agent.control_socket, &req, timeout).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nfsha_agent::status::{ReplicaStatus, WriteStatus};
+    use nfsha_agent::{AgentStatus, MountStatus};
+    use nfsha_core::{MountState, WriteState};
+
+    fn mount(replica: Option<ReplicaStatus>, write: Option<WriteState>) -> MountStatus {
+        MountStatus {
+            mountpoint: "/misc/crr".into(),
+            state: MountState::Healthy,
+            since_ms: 0,
+            server: Some("10.2.13.5".into()),
+            last_error: None,
+            probe_rtt_us: Some(1500),
+            recovering: false,
+            recovery_error: None,
+            recoveries: 1,
+            failed_attempts: 0,
+            mode: "direct".into(),
+            export: Some("/crr-dest1".into()),
+            replica,
+            write: write.map(|state| WriteStatus {
+                state,
+                since_ms: 0,
+                detail: None,
+            }),
+        }
+    }
+
+    fn table(m: MountStatus) -> String {
+        let mut st = AgentStatus::default();
+        st.mounts.insert(m.mountpoint.clone(), m);
+        render_table(&st)
+    }
+
+    #[test]
+    fn replica_volumes_show_the_replica_its_generation_and_the_write_state() {
+        let t = table(mount(
+            Some(ReplicaStatus {
+                active: Some("10.2.13.5:/crr-dest1".into()),
+                generation: Some(2),
+                reason: Some("failover: 10.1.13.5:/crr-site1 does not answer".into()),
+                problem: None,
+            }),
+            Some(WriteState::ReadOnly),
+        ));
+        assert!(t.contains("healthy, read-only"), "{t}");
+        assert!(t.contains("10.2.13.5:/crr-dest1  "), "{t}");
+        assert!(
+            t.contains("replica /misc/crr active 10.2.13.5:/crr-dest1 generation 2 (failover:"),
+            "{t}"
+        );
+        let t = table(mount(
+            Some(ReplicaStatus {
+                active: None,
+                generation: None,
+                reason: None,
+                problem: Some("state file corrupt: x".into()),
+            }),
+            Some(WriteState::Writable),
+        ));
+        assert!(t.contains("NO ACTIVE REPLICA"), "{t}");
+        assert!(t.contains("state file: state file corrupt: x"), "{t}");
+        assert!(!t.contains("writable"), "writable is not news: {t}");
+        // One export path: the host only, as before.
+        let t = table(mount(None, None));
+        assert!(!t.contains("/crr-dest1"), "{t}");
+        assert!(!t.contains("replica"), "{t}");
+    }
+}
