@@ -321,6 +321,17 @@ impl<'a, H: Host> Recovery<'a, H> {
     ) -> Result<Replica, RecoveryError> {
         // 1. select-server
         let t = clock_now();
+        // One export path: a requested candidate is a preference, like a failback's.
+        let requested_host = match (&self.requested, self.replica.is_some()) {
+            (Some(r), false) if self.mount.server_for(r).is_none() => {
+                let e = RecoveryError::UnknownReplica(r.to_string());
+                self.step_done("select-server", t, Err(e.to_string()));
+                return Err(e);
+            }
+            (Some(r), false) if !strict => Some(r.host.clone()),
+            _ => None,
+        };
+        let target = requested_host.as_deref().or(target);
         let chosen = match (target, strict) {
             (Some(target), true) => {
                 let p = self

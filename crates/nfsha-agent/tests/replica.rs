@@ -632,3 +632,50 @@ async fn a_cluster_leader_does_not_move_a_mount_with_replica_volumes() {
         MountState::Healthy
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn recover_to_a_named_server_of_a_one_export_mount_prefers_it_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = FakeHost::new();
+    host.set_server("a", true);
+    host.set_server("b", true);
+    host.add_nfs_mount("/m", "a");
+    let m = MountConfig::new(
+        "/m",
+        "/export",
+        vec![ServerRef::new("a"), ServerRef::new("b")],
+    );
+    let agent = Agent::start(
+        Arc::new(host.clone()),
+        config(dir.path(), vec![m]),
+        Emitter::collector().0,
+    );
+    run_for(Duration::from_secs(2)).await;
+    let b = Replica {
+        host: "b".into(),
+        export: "/export".into(),
+    };
+    let report = agent
+        .handle()
+        .recover_to(Path::new("/m"), Some(b.clone()))
+        .await
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(mounted(&host, "/m"), Some(b));
+    let wrong = Replica {
+        host: "b".into(),
+        export: "/other".into(),
+    };
+    let report = agent
+        .handle()
+        .recover_to(Path::new("/m"), Some(wrong))
+        .await
+        .unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .error
+            .unwrap()
+            .contains("not a replica of this mount")
+    );
+}
