@@ -32,6 +32,9 @@ pub enum Request {
     Recover {
         /// Mountpoint.
         mountpoint: PathBuf,
+        /// Replica volumes: make this replica (`host:/export`) the active one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replica: Option<String>,
     },
     /// Recent events (from the in-memory ring).
     Events {
@@ -218,20 +221,27 @@ async fn handle(
         Ok(Request::Events { since_ms }) => Reply::Events {
             events: events(since_ms),
         },
-        Ok(Request::Recover { mountpoint }) => {
-            match tokio::time::timeout(limits.recover_deadline, agent.recover(&mountpoint)).await {
-                Ok(Ok(r)) => Reply::Recovered(r),
-                Ok(Err(e)) => Reply::Error {
-                    message: e.to_string(),
-                },
-                Err(_) => Reply::Error {
-                    message: format!(
-                        "the recovery did not finish within {:?}",
-                        limits.recover_deadline
-                    ),
-                },
+        Ok(Request::Recover {
+            mountpoint,
+            replica,
+        }) => match replica.as_deref().map(str::parse::<nfsha_config::Replica>) {
+            Some(Err(e)) => Reply::Error { message: e },
+            parsed => {
+                let recover = agent.recover_to(&mountpoint, parsed.and_then(Result::ok));
+                match tokio::time::timeout(limits.recover_deadline, recover).await {
+                    Ok(Ok(r)) => Reply::Recovered(r),
+                    Ok(Err(e)) => Reply::Error {
+                        message: e.to_string(),
+                    },
+                    Err(_) => Reply::Error {
+                        message: format!(
+                            "the recovery did not finish within {:?}",
+                            limits.recover_deadline
+                        ),
+                    },
+                }
             }
-        }
+        },
     };
     let mut out = serde_json::to_vec(&reply).unwrap_or_default();
     out.push(b'\n');

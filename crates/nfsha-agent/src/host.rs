@@ -240,6 +240,14 @@ pub trait Host: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = Result<(), HostError>> + Send;
 
+    /// The write probe of the mount at `mountpoint` in a worker (create, write, fsync,
+    /// unlink a dot-file in its root), bounded by `deadline` (`Hung` past it).
+    fn write_probe(
+        &self,
+        mountpoint: &Path,
+        deadline: Duration,
+    ) -> impl Future<Output = ProbeOutcome> + Send;
+
     /// Access the mountpoint from a worker so autofs mounts it again.
     fn trigger_automount(
         &self,

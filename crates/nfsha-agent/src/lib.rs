@@ -7,7 +7,8 @@
 //!
 //! Failure modes: a hung probe marks its mount `hung` and delays nothing else; a
 //! failed recovery backs off exponentially; an invalid reloaded config is refused and
-//! the old one stays in effect.
+//! the old one stays in effect; with replica volumes, a lost or corrupt state file is
+//! reported and never resolved by mounting the preferred replica ([`replica`]).
 
 pub mod control;
 pub mod daemon;
@@ -15,6 +16,7 @@ pub mod emit;
 pub mod host;
 pub mod linux;
 pub mod recovery;
+pub mod replica;
 pub mod selection;
 pub mod status;
 pub mod supervisor;

@@ -247,6 +247,10 @@ impl Host for LinuxHost {
         self.pool.probe(mountpoint, deadline).await
     }
 
+    async fn write_probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        self.pool.write_probe(mountpoint, deadline).await
+    }
+
     async fn umount(
         &self,
         mountpoint: &Path,

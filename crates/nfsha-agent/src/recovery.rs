@@ -57,6 +57,15 @@
 //! mode autofs owns the mountpoint, so the bare-directory window between detach and
 //! the new mount remains.
 //!
+//! Replica volumes (servers exporting different paths, [`crate::replica`]):
+//! `select-server` takes the *active* replica when it answers, never another one
+//! because it is preferred; when the active one does not answer it fails over to the
+//! best answering one, and without an active replica it stops (`no-active-replica`)
+//! and touches nothing. A change of the active replica (failover, or the operator's
+//! `nfsha recover --replica`) is written to the state file in its own step,
+//! `record-replica`, after `verify` and before the new mount is moved in; if it cannot
+//! be written, the staged mount is thrown away and the old mount stays.
+//!
 //! Every step is bounded by a deadline from the config, and every step emits a
 //! `recovery_step` event with its outcome and duration.
 
@@ -64,9 +73,10 @@ use crate::emit::Emitter;
 use crate::host::{
     Host, HostError, MountRequest, Mounted, ReplaceError, ServerProbe, Umounted, topmost,
 };
-use crate::selection;
-use crate::supervisor::{Heartbeat, clock_now};
-use nfsha_config::{AgentSettings, MountConfig, MountMode};
+use crate::replica::{ActiveRecord, ReplicaBook};
+use crate::selection::{self, ReplicaChoice};
+use crate::supervisor::{Heartbeat, clock_ms, clock_now};
+use nfsha_config::{AgentSettings, MountConfig, MountMode, Replica};
 use nfsha_core::{Event, EventKind, MountState, ProbeOutcome};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
@@ -80,6 +90,18 @@ pub enum RecoveryError {
     /// No candidate server answered an RPC probe.
     #[error("No server of this mount answers RPC probes")]
     NoServerReachable,
+    /// Replica volumes without a known active replica: the agent does not guess.
+    #[error(
+        "no-active-replica: the active replica is not known; name it with `nfsha recover MOUNTPOINT --replica HOST:EXPORT`"
+    )]
+    NoActiveReplica,
+    /// The replica asked for is not one of this mount's.
+    #[error("{0} is not a replica of this mount")]
+    UnknownReplica(String),
+    /// The new active replica could not be recorded (the cause chain); nothing was
+    /// moved.
+    #[error("Could not record the active replica: {0}")]
+    State(String),
     /// The old mount could not be removed from the mountpoint.
     #[error("Could not detach the old mount")]
     Detach(#[source] HostError),
@@ -138,6 +160,12 @@ pub(crate) struct Recovery<'a, H: Host> {
     pub heartbeat: &'a Heartbeat,
     pub steps: Vec<StepReport>,
     pub probes: Vec<ServerProbe>,
+    /// Replica volumes: the mount's active replica (`None` for one export path).
+    pub replica: Option<&'a mut ReplicaBook>,
+    /// The replica an operator asked for (`nfsha recover --replica`).
+    pub requested: Option<Replica>,
+    /// A change of the active replica to write before the move.
+    pub pending: Option<ActiveRecord>,
 }
 
 /// Longest wait for a detached superblock to be freed before mounting anyway.
@@ -209,16 +237,101 @@ impl<'a, H: Host> Recovery<'a, H> {
         out
     }
 
+    /// The export path of `host` for this mount (a leader address that is not
+    /// configured serves the mount's `export`).
+    fn replica_at(&self, host: &str) -> Replica {
+        let export = self
+            .mount
+            .servers
+            .iter()
+            .find(|s| s.host == host)
+            .map_or(self.mount.export.as_str(), |s| self.mount.export_of(s));
+        Replica {
+            host: host.to_string(),
+            export: export.to_string(),
+        }
+    }
+
+    /// Replica volumes: the active replica if it answers, a failover (recorded later,
+    /// before the move) if it does not, the operator's choice if there is one.
+    fn select_replica(&mut self, ranked: &[Replica]) -> Result<Option<Replica>, RecoveryError> {
+        let Some(book) = self.replica.as_deref() else {
+            return Ok(ranked.first().cloned());
+        };
+        if let Some(r) = self.requested.clone() {
+            if self.mount.server_for(&r).is_none() {
+                return Err(RecoveryError::UnknownReplica(r.to_string()));
+            }
+            if !ranked.contains(&r) {
+                return Ok(None);
+            }
+            if book.active().as_ref() != Some(&r) {
+                let why = match book.active() {
+                    Some(old) => format!("operator: nfsha recover --replica (was {old})"),
+                    None => "operator: nfsha recover --replica".to_string(),
+                };
+                self.pending = Some(book.next(&r, why, clock_ms()));
+            }
+            return Ok(Some(r));
+        }
+        match selection::choose_replica(ranked, book.active().as_ref()) {
+            ReplicaChoice::Active(r) => Ok(Some(r)),
+            ReplicaChoice::Failover { from, to } => {
+                let why = format!("failover: {from} does not answer");
+                self.pending = Some(book.next(&to, why, clock_ms()));
+                Ok(Some(to))
+            }
+            ReplicaChoice::NoActive => Err(RecoveryError::NoActiveReplica),
+            ReplicaChoice::NoneReachable => Ok(None),
+        }
+    }
+
+    /// Write the pending change of the active replica (step `record-replica`).
+    fn record_pending(&mut self) -> Result<(), RecoveryError> {
+        let (Some(rec), Some(book)) = (self.pending.take(), self.replica.as_deref_mut()) else {
+            return Ok(());
+        };
+        let t = clock_now();
+        let detail = format!(
+            "generation {}: {} ({})",
+            rec.generation,
+            rec.replica(),
+            rec.reason
+        );
+        match book.commit(rec) {
+            Ok(()) => {
+                self.step_done("record-replica", t, Ok(Some(detail)));
+                Ok(())
+            }
+            Err(e) => {
+                let chain = nfsha_core::error_chain(&e);
+                self.step_done("record-replica", t, Err(chain.clone()));
+                Err(RecoveryError::State(chain))
+            }
+        }
+    }
+
     /// Run the whole recovery. `target` prefers a server (failback, cluster leader);
     /// with `strict` no other server may be used (the cluster's leader is the only
-    /// safe source: any other node may be behind).
+    /// safe source: any other node may be behind). Returns the replica mounted.
     pub async fn run(
         &mut self,
         target: Option<&str>,
         strict: bool,
-    ) -> Result<String, RecoveryError> {
+    ) -> Result<Replica, RecoveryError> {
         // 1. select-server
         let t = clock_now();
+        // One export path: a requested candidate is a preference, like a failback's.
+        let requested_host = match (&self.requested, self.replica.is_some()) {
+            (Some(r), false) if self.mount.server_for(r).is_none() => {
+                let e = RecoveryError::UnknownReplica(r.to_string());
+                self.step_done("select-server", t, Err(e.to_string()));
+                return Err(e);
+            }
+            (Some(r), false) if !strict => Some(r.host.clone()),
+            _ => None,
+        };
+        let target = requested_host.as_deref().or(target);
         let chosen = match (target, strict) {
             (Some(target), true) => {
                 let p = self
@@ -231,14 +344,26 @@ impl<'a, H: Host> Recovery<'a, H> {
                     .await;
                 let ok = p.reachable;
                 self.probes = vec![p];
-                ok.then(|| target.to_string())
+                ok.then(|| self.replica_at(target))
             }
             _ => {
                 self.probes = self.probe_candidates().await;
                 let ranked = selection::rank(self.mount, &self.probes);
-                match target {
-                    Some(t) if ranked.iter().any(|r| r == t) => Some(t.to_string()),
-                    _ => ranked.first().cloned(),
+                if self.replica.is_some() {
+                    match self.select_replica(&ranked) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.step_done("select-server", t, Err(e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    match target {
+                        Some(t) if ranked.iter().any(|r| r.host == t) => {
+                            ranked.iter().find(|r| r.host == t).cloned()
+                        }
+                        _ => ranked.first().cloned(),
+                    }
                 }
             }
         };
@@ -258,13 +383,19 @@ impl<'a, H: Host> Recovery<'a, H> {
             self.step_done("select-server", t, Err(why));
             return Err(RecoveryError::NoServerReachable);
         };
-        self.step_done("select-server", t, Ok(Some(server.clone())));
+        let detail = if self.replica.is_some() {
+            server.to_string()
+        } else {
+            server.host.clone()
+        };
+        self.step_done("select-server", t, Ok(Some(detail)));
 
         match self.mount.mode {
             // 2-6. stage, verify, replace (see the module header).
             MountMode::Direct => self.mount_staged(&server).await?,
             // 2-5. detach, release, trigger, verify.
             MountMode::Autofs => {
+                self.record_pending()?;
                 self.detach().await.map_err(RecoveryError::Detach)?;
                 let t = clock_now();
                 let result = self
@@ -272,10 +403,13 @@ impl<'a, H: Host> Recovery<'a, H> {
                     .trigger_automount(&self.mount.mountpoint, self.settings.mount_timeout)
                     .await;
                 match result {
-                    Ok(()) => self.step_done("trigger", t, Ok(Some(server.clone()))),
+                    Ok(()) => self.step_done("trigger", t, Ok(Some(server.host.clone()))),
                     Err(e) => {
                         self.step_done("trigger", t, Err(e.to_string()));
-                        return Err(RecoveryError::Mount { server, source: e });
+                        return Err(RecoveryError::Mount {
+                            server: server.host.clone(),
+                            source: e,
+                        });
                     }
                 }
                 let mp = self.mount.mountpoint.clone();
@@ -288,7 +422,7 @@ impl<'a, H: Host> Recovery<'a, H> {
             let t = clock_now();
             let env = vec![
                 ("NFSHA_MOUNTPOINT".to_string(), self.mp()),
-                ("NFSHA_SERVER".to_string(), server.clone()),
+                ("NFSHA_SERVER".to_string(), server.host.clone()),
             ];
             let r = self
                 .host
@@ -368,7 +502,9 @@ impl<'a, H: Host> Recovery<'a, H> {
     /// Direct mode: mount at a private staging point (from an address form with no
     /// kernel client yet), verify it there, then in one worker request take the old
     /// mount(s) off and move the new one in.
-    async fn mount_staged(&mut self, server: &str) -> Result<(), RecoveryError> {
+    async fn mount_staged(&mut self, replica: &Replica) -> Result<(), RecoveryError> {
+        let server = replica.host.as_str();
+        let export = replica.export.as_str();
         let mp = self.mount.mountpoint.clone();
         let mount_err = |source: HostError| RecoveryError::Mount {
             server: server.to_string(),
@@ -423,7 +559,7 @@ impl<'a, H: Host> Recovery<'a, H> {
         let mut used = None;
         for form in &forms {
             let t = clock_now();
-            let req = self.request(form, &stage);
+            let req = self.request(form, export, &stage);
             match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
                 Ok(()) => {
                     let detail = format!("{form} at {}", stage.display());
@@ -444,6 +580,12 @@ impl<'a, H: Host> Recovery<'a, H> {
             return Err(mount_err(e));
         }
         if let Err(e) = self.verify(&stage).await {
+            self.discard_stage(&stage).await;
+            self.drop_hold(hold).await;
+            return Err(e);
+        }
+        // A new active replica is durable before it is moved in.
+        if let Err(e) = self.record_pending() {
             self.discard_stage(&stage).await;
             self.drop_hold(hold).await;
             return Err(e);
@@ -472,7 +614,10 @@ impl<'a, H: Host> Recovery<'a, H> {
                     && let Some(old_form) = old_form
                     && used.as_ref() != Some(&old_form)
                 {
-                    self.nudge_old_client(old_form);
+                    let old_export = old_top
+                        .and_then(|m| m.export.clone())
+                        .unwrap_or_else(|| export.to_string());
+                    self.nudge_old_client(old_form, old_export);
                 }
                 Ok(())
             }
@@ -492,7 +637,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
-                let req = self.request(server, &mp);
+                let req = self.request(server, export, &mp);
                 let mounted = self.host.mount_nfs(&req, self.settings.mount_timeout).await;
                 // Only now (blocked calls retry on whatever is on the mountpoint).
                 if let Some(h) = handle {
@@ -602,11 +747,11 @@ impl<'a, H: Host> Recovery<'a, H> {
         });
     }
 
-    /// A mount.nfs request for this mount from `server` at `at`.
-    fn request(&self, server: &str, at: &Path) -> MountRequest {
+    /// A mount.nfs request for this mount from `server`'s `export` at `at`.
+    fn request(&self, server: &str, export: &str, at: &Path) -> MountRequest {
         MountRequest {
             server: server.to_string(),
-            export: self.mount.export.clone(),
+            export: export.to_string(),
             mountpoint: at.to_path_buf(),
             version: self.mount.nfs_version.mount_option().to_string(),
             options: self.mount.options.clone(),
@@ -641,11 +786,11 @@ impl<'a, H: Host> Recovery<'a, H> {
     /// client to reconnect and recover, and with no new work on it the kernel takes its
     /// time (12 s in the lab, against 3 s when a new mount drives it). The new mount is
     /// already in place; this only releases those threads sooner.
-    fn nudge_old_client(&self, form: String) {
+    fn nudge_old_client(&self, form: String, export: String) {
         let host = self.host.clone();
         let emit = self.emit.clone();
         let mp = self.mp();
-        let mut req = self.request(&form, Path::new(""));
+        let mut req = self.request(&form, &export, Path::new(""));
         let (mount_timeout, umount_timeout) =
             (self.settings.mount_timeout, self.settings.umount_timeout);
         tokio::spawn(async move {

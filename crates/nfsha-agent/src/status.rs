@@ -4,7 +4,7 @@
 //! Written only by the mount and server tasks; readers take snapshots under a short
 //! lock and never block a task for longer than a copy.
 
-use nfsha_core::MountState;
+use nfsha_core::{MountState, WriteState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +34,40 @@ pub struct MountStatus {
     pub failed_attempts: u32,
     /// Mode (`direct` or `autofs`).
     pub mode: String,
+    /// The export path mounted (with `server`, the replica `host:export`).
+    #[serde(default)]
+    pub export: Option<String>,
+    /// Replica volumes only: the active replica as recorded on disk.
+    #[serde(default)]
+    pub replica: Option<ReplicaStatus>,
+    /// With `write_probe`: whether the mount takes writes.
+    #[serde(default)]
+    pub write: Option<WriteStatus>,
+}
+
+/// The active replica of a mount with replica volumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// The active replica, `host:export`; `None` while it is not known
+    /// (`no-active-replica`).
+    pub active: Option<String>,
+    /// Its generation (bumped by each change of the active replica).
+    pub generation: Option<u64>,
+    /// Why it became active.
+    pub reason: Option<String>,
+    /// A problem with the state file (missing, corrupt, not writable), while unresolved.
+    pub problem: Option<String>,
+}
+
+/// The write probe's last result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteStatus {
+    /// The classified result.
+    pub state: WriteState,
+    /// When this result began (ms since the epoch).
+    pub since_ms: u64,
+    /// The failing operation and errno, when not writable.
+    pub detail: Option<String>,
 }
 
 /// One server as the agent sees it.

@@ -13,15 +13,25 @@
 //! other is refused with a `leader_refused` event and a warning, and the mount keeps the
 //! leader it accepted before; a refused record is looked at again when the servers'
 //! addresses are resolved anew.
+//!
+//! A mount with replica volumes also holds its [`ReplicaBook`] (the active replica,
+//! from the state file): a healthy mount of another replica is `wrong-server`, a mount
+//! found without a record is adopted, and problems with the file are `replica` events.
+//! With `write_probe`, a healthy mount is also write-probed (at most every
+//! [`WRITE_PROBE_EVERY`]); the result is a state of its own (status, metrics,
+//! `write_probe` events) and never feeds the recovery machine.
 
 use crate::emit::Emitter;
 use crate::host::{Host, Mounted, ServerProbe, topmost};
 use crate::recovery::{Recovery, RecoveryReport, describe};
+use crate::replica::{ReplicaBook, ReplicaStore};
 use crate::selection;
-use crate::status::{MountStatus, ServerStatus, SharedStatus};
-use nfsha_config::{AgentSettings, Config, MountConfig, MountMode};
+use crate::status::{MountStatus, ReplicaStatus, ServerStatus, SharedStatus, WriteStatus};
+use nfsha_config::{AgentSettings, Config, MountConfig, MountMode, Replica};
 use nfsha_core::event::now_ms;
-use nfsha_core::{Action, Event, EventKind, MachineConfig, MountMachine, MountState, ProbeOutcome};
+use nfsha_core::{
+    Action, Event, EventKind, MachineConfig, MountMachine, MountState, ProbeOutcome, WriteState,
+};
 use nfsha_metrics::AgentMetrics;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -81,8 +91,9 @@ pub struct ClusterLeader {
 /// Commands sent to one mount task.
 #[derive(Debug)]
 pub enum MountCmd {
-    /// Recover now, skipping hysteresis; the report is sent back.
-    Recover(oneshot::Sender<RecoveryReport>),
+    /// Recover now, skipping hysteresis; the report is sent back. With a replica, make
+    /// it the active one (replica volumes; recorded before it is moved in).
+    Recover(oneshot::Sender<RecoveryReport>, Option<Replica>),
 }
 
 /// Why `recover` could not be done.
@@ -131,6 +142,16 @@ impl AgentHandle {
 
     /// Force a recovery of `mountpoint` and wait for its report.
     pub async fn recover(&self, mountpoint: &Path) -> Result<RecoveryReport, AgentError> {
+        self.recover_to(mountpoint, None).await
+    }
+
+    /// Force a recovery of `mountpoint` onto `replica` (when given: it becomes the
+    /// active replica, recorded before the move) and wait for its report.
+    pub async fn recover_to(
+        &self,
+        mountpoint: &Path,
+        replica: Option<Replica>,
+    ) -> Result<RecoveryReport, AgentError> {
         let tx = self
             .mounts
             .lock()
@@ -139,7 +160,7 @@ impl AgentHandle {
             .cloned()
             .ok_or_else(|| AgentError::UnknownMount(mountpoint.display().to_string()))?;
         let (rtx, rrx) = oneshot::channel();
-        tx.send(MountCmd::Recover(rtx))
+        tx.send(MountCmd::Recover(rtx, replica))
             .await
             .map_err(|_| AgentError::ShuttingDown)?;
         rrx.await.map_err(|_| AgentError::ShuttingDown)
@@ -311,6 +332,7 @@ impl<H: Host> Agent<H> {
             metrics: self.metrics.clone(),
             leader: self.handle.leader.subscribe(),
             accepted: None,
+            store: ReplicaStore::new(&self.config.agent.state_dir),
         };
         self.handle
             .mounts
@@ -526,12 +548,17 @@ struct MountCtx<H: Host> {
     leader: watch::Receiver<Option<ClusterLeader>>,
     /// The last leader this mount accepted (its address is one of the mount's servers).
     accepted: Option<ClusterLeader>,
+    store: ReplicaStore,
 }
 
 impl<H: Host> MountCtx<H> {
     /// The address of the cluster leader this mount follows, when the agent follows a
-    /// cluster and accepted one.
+    /// cluster and accepted one. Never for replica volumes: their servers are not the
+    /// cluster's nodes, and the active replica decides (see [`crate::replica`]).
     fn leader_address(&self) -> Option<String> {
+        if self.cfg.has_replicas() {
+            return None;
+        }
         self.accepted.as_ref().and_then(|l| l.address.clone())
     }
 
@@ -554,7 +581,7 @@ impl<H: Host> MountCtx<H> {
     fn is_our_server(&self, l: &ClusterLeader) -> bool {
         l.address
             .as_deref()
-            .is_some_and(|a| self.server_for_addr(a).is_some())
+            .is_some_and(|a| self.replica_for(a, None).is_some())
     }
 
     /// Say that `l` is not acted on, and what the mount keeps.
@@ -581,24 +608,42 @@ impl<H: Host> MountCtx<H> {
         );
     }
 
-    /// Which configured server a mount-table `addr=` belongs to.
-    fn server_for_addr(&self, addr: &str) -> Option<String> {
+    /// Which configured candidate a mount-table source belongs to: its `addr=` is
+    /// (an address of) the host, and its export path is that candidate's.
+    fn replica_for(&self, addr: &str, export: Option<&str>) -> Option<Replica> {
         let st = self.status.lock();
         self.cfg
             .servers
             .iter()
             .find(|s| {
-                s.host == addr
+                let host = s.host == addr
                     || st
                         .servers
                         .get(&s.host)
-                        .is_some_and(|ss| ss.addresses.iter().any(|a| a == addr))
+                        .is_some_and(|ss| ss.addresses.iter().any(|a| a == addr));
+                host && export.is_none_or(|e| same_export(e, self.cfg.export_of(s)))
             })
-            .map(|s| s.host.clone())
+            .map(|s| self.cfg.replica_of(s))
+    }
+
+    /// Replica volumes: report a problem with the state file (event, log, status).
+    fn report_replica(&self, outcome: &str, why: &str) {
+        tracing::warn!(mount = %self.mp(), outcome, "{why}");
+        self.emit.emit(
+            Event::new(EventKind::Replica)
+                .mount(self.mp())
+                .outcome(outcome)
+                .reason(why.to_string()),
+        );
     }
 
     /// Look at the mount table, then probe. Returns the outcome (if probed) and the state.
-    async fn observe(&self, chosen: &mut Option<String>) -> (Option<ProbeOutcome>, MountState) {
+    /// Replica volumes without a record adopt the replica mounted there, if any.
+    async fn observe(
+        &self,
+        chosen: &mut Option<Replica>,
+        book: Option<&mut ReplicaBook>,
+    ) -> (Option<ProbeOutcome>, MountState) {
         let table = self.table.borrow().clone();
         let top = topmost(&table, &self.cfg.mountpoint).cloned();
         let mounted_nfs = top.as_ref().filter(|m| m.is_nfs());
@@ -612,18 +657,52 @@ impl<H: Host> MountCtx<H> {
             .probe(&self.cfg.mountpoint, self.cfg.probe_deadline)
             .await;
         let mut state = outcome.classify();
+        let source = mounted_nfs.and_then(|m| {
+            m.server
+                .as_deref()
+                .and_then(|a| self.replica_for(a, m.export.as_deref()))
+        });
+        if let (Some(book), Some(r)) = (book, &source) {
+            // Replica volumes: what is mounted must be the active replica.
+            let active = match book.active() {
+                Some(a) => a,
+                None => {
+                    let why = format!(
+                        "adopted {r}, mounted at {}, as the active replica ({})",
+                        self.mp(),
+                        book.problem.as_deref().unwrap_or("no record")
+                    );
+                    let rec = book.next(r, why.clone(), clock_ms());
+                    match book.commit(rec) {
+                        Ok(()) => self.report_replica("adopted", &why),
+                        Err(e) => {
+                            self.report_replica("state-write-failed", &nfsha_core::error_chain(&e))
+                        }
+                    }
+                    r.clone()
+                }
+            };
+            if state == MountState::Healthy && *r != active {
+                *chosen = Some(r.clone());
+                return (Some(outcome), MountState::WrongServer);
+            }
+        }
         if state == MountState::Healthy
-            && let Some(addr) = mounted_nfs.and_then(|m| m.server.clone())
+            && let Some(m) = mounted_nfs
+            && let Some(addr) = m.server.clone()
         {
             // Following a cluster: the leader is the only right server.
             if let Some(leader) = self.leader_address() {
                 if !self.is_address_of(&addr, &leader) {
                     return (Some(outcome), MountState::WrongServer);
                 }
-                *chosen = Some(leader);
+                *chosen = Some(Replica {
+                    host: leader,
+                    export: m.export.clone().unwrap_or_else(|| self.cfg.export.clone()),
+                });
                 return (Some(outcome), state);
             }
-            match (self.server_for_addr(&addr), chosen.as_ref()) {
+            match (source, chosen.as_ref()) {
                 (None, _) => state = MountState::WrongServer,
                 (Some(s), None) => *chosen = Some(s),
                 (Some(s), Some(c)) if &s != c => {
@@ -643,7 +722,8 @@ impl<H: Host> MountCtx<H> {
     fn publish(
         &self,
         machine: &MountMachine,
-        chosen: &Option<String>,
+        chosen: &Option<Replica>,
+        book: Option<&ReplicaBook>,
         f: impl FnOnce(&mut MountStatus),
     ) {
         let since_ms = clock_ms().saturating_sub(
@@ -670,20 +750,77 @@ impl<H: Host> MountCtx<H> {
                 MountMode::Direct => "direct".into(),
                 MountMode::Autofs => "autofs".into(),
             },
+            export: None,
+            replica: None,
+            write: None,
         });
         entry.state = machine.state();
         entry.since_ms = since_ms;
-        entry.server = chosen.clone();
+        entry.server = chosen.as_ref().map(|r| r.host.clone());
+        entry.export = chosen.as_ref().map(|r| r.export.clone());
+        entry.replica = book.map(|b| ReplicaStatus {
+            active: b.active().map(|r| r.to_string()),
+            generation: b.record().map(|r| r.generation),
+            reason: b.record().map(|r| r.reason.clone()),
+            problem: b.problem.clone(),
+        });
         entry.recovering = machine.recovering();
         entry.failed_attempts = machine.failed_attempts();
         f(entry);
         let since = std::time::UNIX_EPOCH + Duration::from_millis(since_ms);
-        self.metrics.set_mount_state(
-            &entry.mountpoint,
-            entry.state,
-            since,
-            entry.server.as_deref(),
-        );
+        // Replica volumes: the series name the replica, `host:export`.
+        let server = match (book, chosen) {
+            (Some(_), Some(r)) => Some(r.to_string()),
+            _ => entry.server.clone(),
+        };
+        self.metrics
+            .set_mount_state(&entry.mountpoint, entry.state, since, server.as_deref());
+        if let Some(b) = book {
+            self.metrics.set_mount_replica(
+                &entry.mountpoint,
+                b.record().map(|r| r.generation),
+                b.problem.is_some() && b.active().is_none(),
+            );
+        }
+    }
+
+    /// Fold a write probe's outcome into the status, metrics and events (on change).
+    fn record_write(&self, o: &ProbeOutcome) {
+        let state = o.classify_write();
+        let detail = (state != WriteState::Writable).then(|| describe(o));
+        let prev = {
+            let mut st = self.status.lock();
+            let Some(entry) = st.mounts.get_mut(&self.mp()) else {
+                return;
+            };
+            let prev = entry.write.as_ref().map(|w| w.state);
+            if prev != Some(state) {
+                entry.write = Some(WriteStatus {
+                    state,
+                    since_ms: clock_ms(),
+                    detail: detail.clone(),
+                });
+            } else if let Some(w) = entry.write.as_mut() {
+                w.detail = detail.clone();
+            }
+            prev
+        };
+        self.metrics.set_write_state(&self.mp(), Some(state));
+        if prev != Some(state) {
+            let from = prev.map_or("unknown", WriteState::as_str);
+            let mut e = Event::new(EventKind::WriteProbe)
+                .mount(self.mp())
+                .transition(from, state.as_str())
+                .errno(o.errno())
+                .duration(o.elapsed());
+            if let Some(d) = &detail {
+                e = e.reason(d.clone());
+            }
+            if state != WriteState::Writable {
+                tracing::warn!(mount = %self.mp(), state = %state, "write probe: {}", detail.as_deref().unwrap_or(""));
+            }
+            self.emit.emit(e);
+        }
     }
 
     fn reachable_for(&self, host: &str) -> Option<Duration> {
@@ -692,6 +829,21 @@ impl<H: Host> MountCtx<H> {
         Some(Duration::from_millis(clock_ms().saturating_sub(since)))
     }
 }
+
+/// Whether two export paths name the same directory (`/a/` and `/a//` are `/a`).
+fn same_export(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.split('/')
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    norm(a) == norm(b)
+}
+
+/// Shortest time between two write probes of one mount (each creates, fsyncs and
+/// unlinks a file on the server); the first healthy probe after a recovery writes too.
+pub const WRITE_PROBE_EVERY: Duration = Duration::from_secs(10);
 
 /// A stable offset within `interval` derived from the mountpoint (FNV-1a).
 fn phase(mountpoint: &Path, interval: Duration) -> Duration {
@@ -711,7 +863,15 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
     // A leader already known when this task starts counts as news.
     ctx.leader.mark_changed();
     let mut machine = MountMachine::new(machine_config(&ctx.cfg, &ctx.settings), clock_now());
-    let mut chosen: Option<String> = None;
+    let mut chosen: Option<Replica> = None;
+    // Replica volumes: the active replica, from the state file.
+    let mut book = ctx.cfg.has_replicas().then(|| {
+        let (book, problem) = ReplicaBook::open(ctx.store.clone(), &ctx.cfg.mountpoint);
+        if let Some(p) = problem {
+            ctx.report_replica("state-missing-or-corrupt", &p);
+        }
+        book
+    });
     // Spread mounts over their interval so 1,000 mounts do not all probe at once
     // (a burst would need as many worker processes as mounts).
     let mut tick = tokio::time::interval_at(
@@ -719,11 +879,13 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
         ctx.cfg.probe_interval,
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ctx.publish(&machine, &chosen, |_| {});
+    ctx.publish(&machine, &chosen, book.as_ref(), |_| {});
     // The last leader record refused (its address is none of this mount's servers).
     let mut refused: Option<ClusterLeader> = None;
+    let mut last_write: Option<Instant> = None;
     loop {
         let mut waiting: Option<oneshot::Sender<RecoveryReport>> = None;
+        let mut requested: Option<Replica> = None;
         let mut leader_moved = false;
         if refused.as_ref().is_some_and(|r| ctx.is_our_server(r)) {
             // A name of ours now resolves to its address: look at the current record again.
@@ -733,7 +895,10 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
             _ = tick.tick() => {}
             cmd = rx.recv() => match cmd {
                 None => return,
-                Some(MountCmd::Recover(reply)) => waiting = Some(reply),
+                Some(MountCmd::Recover(reply, replica)) => {
+                    waiting = Some(reply);
+                    requested = replica;
+                }
             },
             changed = ctx.leader.changed() => {
                 if changed.is_err() {
@@ -756,10 +921,11 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     if epoch_seen.is_none_or(|e| l.epoch > e) {
                         epoch_seen = Some(l.epoch);
                         ctx.accepted = Some(l.clone());
-                        let on_leader = chosen.is_some() && chosen == l.address;
+                        let on_leader = chosen.is_some()
+                            && chosen.as_ref().map(|r| &r.host) == l.address.as_ref();
                         // A new epoch means a new primary: with replicated storage every
                         // file handle changes, so remount before applications hit ESTALE.
-                        leader_moved = !first || !on_leader;
+                        leader_moved = (!first || !on_leader) && !ctx.cfg.has_replicas();
                         if leader_moved {
                             ctx.emit.emit(
                                 Event::new(EventKind::MountStateChanged)
@@ -778,7 +944,7 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
         let action = if waiting.is_some() || leader_moved {
             machine.force_recovery(now)
         } else {
-            let (outcome, observed) = ctx.observe(&mut chosen).await;
+            let (outcome, observed) = ctx.observe(&mut chosen, book.as_mut()).await;
             ctx.heartbeat.touch();
             if let Some(o) = &outcome {
                 ctx.metrics.observe_probe(&ctx.mp(), o);
@@ -796,7 +962,7 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     e = e.reason(describe(o)).duration(o.elapsed());
                 }
                 if let Some(s) = &chosen {
-                    e = e.server(s.clone());
+                    e = e.server(s.host.clone());
                 }
                 ctx.emit.emit(e);
             }
@@ -805,13 +971,13 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     && let Some(best) =
                         selection::should_fail_back(&ctx.cfg, &cur, |h| ctx.reachable_for(h))
                 {
-                    target = Some(best);
+                    target = Some(best.host);
                     action = machine.force_recovery(now);
                 }
             } else if action == Action::None {
                 action = machine.on_tick(now);
             }
-            ctx.publish(&machine, &chosen, |m| {
+            ctx.publish(&machine, &chosen, book.as_ref(), |m| {
                 if let Some(o) = &outcome {
                     match o {
                         ProbeOutcome::Ok { latency } => {
@@ -826,6 +992,20 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                     m.last_error = Some("nothing mounted".into());
                 }
             });
+            // The write probe: a state of its own, never a cause of recovery.
+            if ctx.cfg.write_probe
+                && observed == MountState::Healthy
+                && action == Action::None
+                && last_write.is_none_or(|t| now.saturating_duration_since(t) >= WRITE_PROBE_EVERY)
+            {
+                let o = ctx
+                    .host
+                    .write_probe(&ctx.cfg.mountpoint, ctx.cfg.probe_deadline)
+                    .await;
+                ctx.heartbeat.touch();
+                last_write = Some(now);
+                ctx.record_write(&o);
+            }
             action
         };
         let Action::Recover { cause } = action else {
@@ -834,7 +1014,7 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
                 let _ = reply.send(RecoveryReport {
                     mountpoint: ctx.mp(),
                     ok: false,
-                    server: chosen.clone(),
+                    server: chosen.as_ref().map(|r| r.host.clone()),
                     steps: vec![],
                     error: Some("a recovery is already running or backing off".into()),
                     duration_ms: 0,
@@ -854,6 +1034,8 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
             &ctx,
             &mut machine,
             &mut chosen,
+            book.as_mut(),
+            requested,
             cause,
             target.as_deref(),
             strict,
@@ -862,20 +1044,31 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
         if let Some(reply) = waiting {
             let _ = reply.send(report);
         }
+        // The next healthy probe also checks writes (a new replica may be read-only).
+        last_write = None;
         tick.reset();
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_recovery<H: Host>(
     ctx: &MountCtx<H>,
     machine: &mut MountMachine,
-    chosen: &mut Option<String>,
+    chosen: &mut Option<Replica>,
+    mut book: Option<&mut ReplicaBook>,
+    requested: Option<Replica>,
     cause: MountState,
     target: Option<&str>,
     strict: bool,
 ) -> RecoveryReport {
     let started = clock_now();
-    ctx.publish(machine, chosen, |_| {});
+    // Replica volumes: the record on disk is the truth at every (re)mount.
+    if let Some(b) = book.as_deref_mut()
+        && let Some(what) = b.refresh()
+    {
+        ctx.report_replica("state-rewritten", &what);
+    }
+    ctx.publish(machine, chosen, book.as_deref(), |_| {});
     ctx.emit.emit(
         Event::new(EventKind::RecoveryStarted)
             .mount(ctx.mp())
@@ -890,8 +1083,12 @@ async fn run_recovery<H: Host>(
         heartbeat: &ctx.heartbeat,
         steps: Vec::new(),
         probes: Vec::new(),
+        replica: book,
+        requested,
+        pending: None,
     };
     let result = rec.run(target, strict).await;
+    let book = rec.replica.take();
     if !rec.probes.is_empty() {
         record_server_probes(&ctx.status, &ctx.emit, &rec.probes);
     }
@@ -911,9 +1108,22 @@ async fn run_recovery<H: Host>(
     }
     let now = clock_now();
     machine.on_recovery_finished(now, ok);
+    let repeated = ctx
+        .status
+        .lock()
+        .mounts
+        .get(&ctx.mp())
+        .is_some_and(|m| m.recovery_error.is_some() && m.recovery_error == error);
+    if matches!(result, Err(crate::recovery::RecoveryError::NoActiveReplica)) && !repeated {
+        ctx.report_replica(
+            "no-active-replica",
+            "no active replica is known: nothing is mounted until an operator names one (nfsha recover MOUNTPOINT --replica HOST:EXPORT)",
+        );
+    }
     if matches!(
         result,
-        Err(crate::recovery::RecoveryError::NoServerReachable)
+        Err(crate::recovery::RecoveryError::NoServerReachable
+            | crate::recovery::RecoveryError::NoActiveReplica)
     ) {
         // Nothing was touched, only RPC probes were sent: trying again at the probe
         // cadence costs little, and a server coming back (or the cluster's new leader,
@@ -928,7 +1138,7 @@ async fn run_recovery<H: Host>(
                 Event::new(EventKind::MountStateChanged)
                     .mount(ctx.mp())
                     .transition(tr.from.as_str(), tr.to.as_str())
-                    .server(chosen.clone().unwrap_or_default())
+                    .server(chosen.as_ref().map(|r| r.host.clone()).unwrap_or_default())
                     .reason("recovered"),
             );
         }
@@ -941,13 +1151,13 @@ async fn run_recovery<H: Host>(
         .duration(duration)
         .reason(format!("cause: {cause}"));
     if let Some(s) = chosen.as_ref() {
-        e = e.server(s.clone());
+        e = e.server(s.host.clone());
     }
     if let Some(err) = &error {
         e = e.reason(format!("cause: {cause}; {err}"));
     }
     ctx.emit.emit(e);
-    ctx.publish(machine, chosen, |m| {
+    ctx.publish(machine, chosen, book.as_deref(), |m| {
         if ok {
             m.recoveries += 1;
             m.last_error = None;
@@ -957,7 +1167,7 @@ async fn run_recovery<H: Host>(
     RecoveryReport {
         mountpoint: ctx.mp(),
         ok,
-        server: chosen.clone(),
+        server: chosen.as_ref().map(|r| r.host.clone()),
         steps: rec.steps,
         error,
         duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),

@@ -32,6 +32,8 @@ pub enum Call {
     Mount(String, PathBuf),
     /// `trigger_automount(mountpoint)`.
     Trigger(PathBuf),
+    /// `write_probe(mountpoint)`.
+    WriteProbe(PathBuf),
     /// `probe_server(host)`.
     ProbeServer(String),
     /// `run_hook(argv)`.
@@ -54,6 +56,11 @@ pub enum ProbeScript {
 struct Inner {
     table: Vec<Mounted>,
     probes: HashMap<PathBuf, ProbeScript>,
+    write_probes: HashMap<PathBuf, ProbeScript>,
+    /// Mount exports per server (`mount_fails` aside, what mount.nfs accepts).
+    exports: HashMap<String, Vec<String>>,
+    /// After this many more calls, every call hangs forever (a crash at that step).
+    crash_after: Option<usize>,
     busy: HashMap<PathBuf, bool>,
     servers: HashMap<String, bool>,
     mount_fails: HashMap<String, i32>,
@@ -99,18 +106,91 @@ impl FakeHost {
 
     /// Put an NFS mount from `server` at `mountpoint` into the table, healthy.
     pub fn add_nfs_mount(&self, mountpoint: &str, server: &str) {
+        self.add_nfs_mount_of(mountpoint, server, "/export");
+    }
+
+    /// Put an NFS mount of `server:export` at `mountpoint` into the table, healthy.
+    pub fn add_nfs_mount_of(&self, mountpoint: &str, server: &str, export: &str) {
         let mut i = self.inner();
         let dev = i.new_dev();
         i.table.push(Mounted {
             mountpoint: mountpoint.into(),
             fstype: "nfs4".into(),
             server: Some(server.into()),
-            export: Some("/export".into()),
+            export: Some(export.into()),
             dev,
             addr_mapped: false,
         });
         i.probes
             .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
+    }
+
+    /// Script the write probe's answer for a mountpoint (default: writable).
+    pub fn set_write_probe(&self, mountpoint: &str, script: ProbeScript) {
+        self.inner().write_probes.insert(mountpoint.into(), script);
+    }
+
+    /// Make `server` export only `exports` (mount.nfs of another path fails
+    /// `ENOENT`); without this every path is exported.
+    pub fn set_exports(&self, server: &str, exports: &[&str]) {
+        self.inner().exports.insert(
+            server.into(),
+            exports.iter().map(|e| e.to_string()).collect(),
+        );
+    }
+
+    /// Simulate a crash of the agent after `calls` more host calls: from then on every
+    /// call is recorded and never returns (the kernel state stays as it was).
+    pub fn crash_after(&self, calls: usize) {
+        self.inner().crash_after = Some(calls);
+    }
+
+    /// Whether the simulated crash has happened.
+    pub fn crashed(&self) -> bool {
+        self.inner().crash_after == Some(0)
+    }
+
+    /// A new host with this one's kernel state (mount table, servers, exports) and no
+    /// recorded calls: what a fresh agent finds after a crash. With `reboot`, nothing
+    /// is mounted any more.
+    pub fn restarted(&self, reboot: bool) -> FakeHost {
+        let i = self.inner();
+        let next = FakeHost::new();
+        {
+            let mut n = next.inner();
+            if !reboot {
+                n.table = i
+                    .table
+                    .iter()
+                    .filter(|m| !m.mountpoint.starts_with(STAGE_ROOT))
+                    .cloned()
+                    .collect();
+                n.probes = i.probes.clone();
+            }
+            n.servers = i.servers.clone();
+            n.exports = i.exports.clone();
+            n.next_dev = i.next_dev;
+        }
+        next
+    }
+
+    /// Count one call towards the simulated crash; once it has happened, never return
+    /// (the agent "died" at this call: it has no effect and nothing after it runs).
+    async fn crash_gate(&self) {
+        let crashed = {
+            let mut i = self.inner();
+            match i.crash_after {
+                Some(0) => true,
+                Some(n) => {
+                    i.crash_after = Some(n - 1);
+                    false
+                }
+                None => false,
+            }
+        };
+        if crashed {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Script the probe answer for a mountpoint.
@@ -222,6 +302,7 @@ impl Host for FakeHost {
     }
 
     async fn probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        self.crash_gate().await;
         let script = {
             let mut i = self.inner();
             i.calls.push(Call::Probe(mountpoint.into()));
@@ -248,6 +329,7 @@ impl Host for FakeHost {
         detach: bool,
         _deadline: Duration,
     ) -> Result<Umounted, HostError> {
+        self.crash_gate().await;
         let mut i = self.inner();
         i.calls.push(Call::Umount(mountpoint.into(), force, !force));
         let Some(top) = topmost(&i.table, mountpoint).cloned() else {
@@ -329,6 +411,7 @@ impl Host for FakeHost {
         force: bool,
         deadline: Duration,
     ) -> Result<Replaced, ReplaceError> {
+        self.crash_gate().await;
         let mut out = Vec::new();
         for _ in 0..old {
             if force {
@@ -380,6 +463,7 @@ impl Host for FakeHost {
         layers: u32,
         _deadline: Duration,
     ) -> Result<u32, HostError> {
+        self.crash_gate().await;
         let mut i = self.inner();
         i.calls.push(Call::Hold(mountpoint.into(), at.into()));
         let Some(mut m) = topmost(&i.table, mountpoint)
@@ -399,17 +483,31 @@ impl Host for FakeHost {
     }
 
     async fn mount_nfs(&self, req: &MountRequest, _deadline: Duration) -> Result<(), HostError> {
+        self.crash_gate().await;
         let mut i = self.inner();
         i.calls
             .push(Call::Mount(req.server.clone(), req.mountpoint.clone()));
         if let Some(&errno) = i.mount_fails.get(&req.server).filter(|e| **e != 0) {
             return Err(HostError::Errno { op: "mount", errno });
         }
-        let dev = i.new_dev();
         let (server, addr_mapped) = match req.server.strip_prefix("::ffff:") {
             Some(v4) => (v4.to_string(), true),
             None => (req.server.clone(), false),
         };
+        if i.exports
+            .get(&server)
+            .is_some_and(|e| !e.contains(&req.export))
+        {
+            return Err(HostError::Command {
+                op: "mount.nfs",
+                status: 32,
+                stderr: format!(
+                    "mounting {server}:{} failed, reason given by server: No such file or directory",
+                    req.export
+                ),
+            });
+        }
+        let dev = i.new_dev();
         i.table.push(Mounted {
             mountpoint: req.mountpoint.clone(),
             fstype: "nfs4".into(),
@@ -423,11 +521,29 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    async fn write_probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        self.crash_gate().await;
+        let script = {
+            let mut i = self.inner();
+            i.calls.push(Call::WriteProbe(mountpoint.into()));
+            i.write_probes.get(mountpoint).cloned()
+        };
+        match script {
+            Some(ProbeScript::Answer(o)) => o,
+            Some(ProbeScript::Hang) => {
+                tokio::time::sleep(deadline).await;
+                ProbeOutcome::Hung { deadline }
+            }
+            None => healthy(),
+        }
+    }
+
     async fn trigger_automount(
         &self,
         mountpoint: &Path,
         _deadline: Duration,
     ) -> Result<(), HostError> {
+        self.crash_gate().await;
         let mut i = self.inner();
         i.calls.push(Call::Trigger(mountpoint.into()));
         i.probes
@@ -436,6 +552,7 @@ impl Host for FakeHost {
     }
 
     async fn probe_server(&self, host: &str, _rpc_version: u32, _timeout: Duration) -> ServerProbe {
+        self.crash_gate().await;
         let mut i = self.inner();
         i.calls.push(Call::ProbeServer(host.into()));
         let reachable = i.servers.get(host).copied().unwrap_or(false);

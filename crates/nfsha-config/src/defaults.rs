@@ -15,6 +15,8 @@ pub const CONFIG_PATH: &str = "/etc/nfsha/nfsha.toml";
 pub const CONTROL_SOCKET: &str = "/run/nfsha/agent.sock";
 /// `[agent] listen`.
 pub const AGENT_LISTEN: &str = "127.0.0.1:9848";
+/// `[agent] state_dir`: the agent's durable state (active replicas).
+pub const AGENT_STATE_DIR: &str = "/var/lib/nfsha";
 /// `[agent] rpc_timeout`.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(1);
 /// `[agent] server_probe_interval`.

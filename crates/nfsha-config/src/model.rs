@@ -43,6 +43,9 @@ pub struct AgentSettings {
     pub backoff_max: Duration,
     /// Follow the leader of an nfsha server cluster in etcd, if set.
     pub cluster: Option<ClusterSource>,
+    /// Root-owned directory of the agent's durable state: the active replica of each
+    /// mount whose servers export different paths. Default `/var/lib/nfsha`.
+    pub state_dir: PathBuf,
 }
 
 /// Where an agent learns the current primary (issue: clients follow the leader).
@@ -114,8 +117,60 @@ impl NfsVersion {
 pub struct ServerRef {
     /// Host name or address (as written; resolved at probe time).
     pub host: String,
+    /// This server's export path, when it differs from the mount's `export` (a
+    /// replica volume such as Azure NetApp Files' cross-zone destination); `None`
+    /// means the mount's `export`.
+    pub export: Option<String>,
     /// Preference weight: lower is preferred first, as in autofs (`host(weight)`); default 0.
     pub weight: u32,
+}
+
+/// One replica of a mount: a server and the path it exports, `host:export`.
+///
+/// The identity of a candidate everywhere in the agent (probes, selection, the
+/// mounted source, status, the state file): with replica volumes the same data is
+/// not behind every server, so the host alone does not say what is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Replica {
+    /// Host name or address, as configured.
+    pub host: String,
+    /// Export path on that host.
+    pub export: String,
+}
+
+impl std::str::FromStr for Replica {
+    type Err = String;
+
+    /// `host:/export` or `[v6]:/export`, as [`Replica`]'s `Display` writes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not HOST:/EXPORT (e.g. 10.2.13.5:/crr-dest1)");
+        let (host, export) = match s.strip_prefix('[') {
+            Some(rest) => {
+                let (h, after) = rest.split_once(']').ok_or_else(bad)?;
+                (h, after.strip_prefix(':').ok_or_else(bad)?)
+            }
+            None => s.split_once(':').ok_or_else(bad)?,
+        };
+        if host.is_empty() || !export.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(Replica {
+            host: host.to_string(),
+            export: export.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Replica {
+    /// `host:/export`, an IPv6 address in brackets (`[fd00::1]:/x`), as mount.nfs
+    /// and mountinfo write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.export)
+        } else {
+            write!(f, "{}:{}", self.host, self.export)
+        }
+    }
 }
 
 /// One `[[mount]]`.
@@ -149,6 +204,10 @@ pub struct MountConfig {
     pub hook_timeout: Duration,
     /// systemd units that depend on this mount (setup orders them after the agent).
     pub services: Vec<String>,
+    /// Also probe whether the mount takes writes (create, fsync, unlink a dot-file in
+    /// its root, bounded by `probe_deadline`): a read-only replica, a full volume or
+    /// hanging writes are reported, never remounted. Default off.
+    pub write_probe: bool,
 }
 
 /// `[server]` section (NFS server nodes).
@@ -313,6 +372,7 @@ impl Default for AgentSettings {
             backoff_initial: d::BACKOFF_INITIAL,
             backoff_max: d::BACKOFF_MAX,
             cluster: None,
+            state_dir: PathBuf::from(d::AGENT_STATE_DIR),
         }
     }
 }
@@ -352,7 +412,44 @@ impl MountConfig {
             hooks: Vec::new(),
             hook_timeout: d::HOOK_TIMEOUT,
             services: Vec::new(),
+            write_probe: false,
         }
+    }
+
+    /// The export path of candidate `s`: its own, else the mount's.
+    pub fn export_of<'a>(&'a self, s: &'a ServerRef) -> &'a str {
+        s.export.as_deref().unwrap_or(&self.export)
+    }
+
+    /// Candidate `s` as a [`Replica`] (`host:export`).
+    pub fn replica_of(&self, s: &ServerRef) -> Replica {
+        Replica {
+            host: s.host.clone(),
+            export: self.export_of(s).to_string(),
+        }
+    }
+
+    /// Every candidate as a [`Replica`], in the order written.
+    pub fn replicas(&self) -> Vec<Replica> {
+        self.servers.iter().map(|s| self.replica_of(s)).collect()
+    }
+
+    /// True when the candidates do not all export the same path: replica volumes,
+    /// each with its own data. Then the agent keeps one *active* replica on disk and
+    /// never mounts another one just because it is preferred (see the agent's
+    /// `replica` module); with one export path for all (a floating address, shared
+    /// storage) any answering server serves the same data.
+    pub fn has_replicas(&self) -> bool {
+        let mut exports = self.servers.iter().map(|s| self.export_of(s));
+        let first = exports.next();
+        exports.any(|e| Some(e) != first)
+    }
+
+    /// The candidate that is `replica`, if it is one of this mount's.
+    pub fn server_for(&self, replica: &Replica) -> Option<&ServerRef> {
+        self.servers
+            .iter()
+            .find(|s| s.host == replica.host && self.export_of(s) == replica.export)
     }
 
     /// The `mount.nfs -o` string: `vers=<v>` followed by `options`.
@@ -369,6 +466,16 @@ impl ServerRef {
     pub fn new(host: impl Into<String>) -> Self {
         ServerRef {
             host: host.into(),
+            export: None,
+            weight: 0,
+        }
+    }
+
+    /// A server with its own export path and the default weight 0.
+    pub fn with_export(host: impl Into<String>, export: impl Into<String>) -> Self {
+        ServerRef {
+            host: host.into(),
+            export: Some(export.into()),
             weight: 0,
         }
     }

@@ -63,6 +63,7 @@ pub fn to_toml(config: &Config) -> String {
     let _ = writeln!(o, "umount_timeout = {}", dur(a.umount_timeout));
     let _ = writeln!(o, "backoff_initial = {}", dur(a.backoff_initial));
     let _ = writeln!(o, "backoff_max = {}", dur(a.backoff_max));
+    let _ = writeln!(o, "state_dir = {}", qp(&a.state_dir));
     if let Some(c) = &a.cluster {
         o.push_str("\n[agent.cluster]\n");
         let _ = writeln!(o, "etcd_endpoints = {}", list(&c.etcd_endpoints));
@@ -84,12 +85,15 @@ pub fn to_toml(config: &Config) -> String {
         let servers: Vec<String> = m
             .servers
             .iter()
-            .map(|s| {
-                if s.weight == 0 {
-                    q(&s.host)
-                } else {
-                    format!("{{ host = {}, weight = {} }}", q(&s.host), s.weight)
-                }
+            .map(|s| match (&s.export, s.weight) {
+                (None, 0) => q(&s.host),
+                (None, w) => format!("{{ host = {}, weight = {w} }}", q(&s.host)),
+                (Some(e), 0) => format!("{{ host = {}, export = {} }}", q(&s.host), q(e)),
+                (Some(e), w) => format!(
+                    "{{ host = {}, export = {}, weight = {w} }}",
+                    q(&s.host),
+                    q(e)
+                ),
             })
             .collect();
         let _ = writeln!(o, "servers = [{}]", servers.join(", "));
@@ -119,6 +123,9 @@ pub fn to_toml(config: &Config) -> String {
         let _ = writeln!(o, "hook_timeout = {}", dur(m.hook_timeout));
         if !m.services.is_empty() {
             let _ = writeln!(o, "services = {}", list(&m.services));
+        }
+        if m.write_probe {
+            o.push_str("write_probe = true\n");
         }
     }
     if let Some(s) = &config.server {

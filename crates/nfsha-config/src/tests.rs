@@ -147,6 +147,7 @@ fn defaults_section_applies_and_mount_overrides() {
         vec![
             ServerRef {
                 host: "b".into(),
+                export: None,
                 weight: 5
             },
             ServerRef::new("c")
@@ -813,6 +814,7 @@ fn to_toml_roundtrips() {
     });
     c.mounts[0].servers.push(ServerRef {
         host: "nfs-2".into(),
+        export: None,
         weight: 7,
     });
     c.mounts[0].probe_interval = Duration::from_millis(1500);
@@ -858,6 +860,7 @@ mod roundtrip_prop {
                             .enumerate()
                             .map(|(j, h)| ServerRef {
                                 host: h,
+                                export: None,
                                 weight: if j == 0 { weight } else { 0 },
                             })
                             .collect(),
@@ -926,6 +929,105 @@ mod roundtrip_prop {
 }
 
 #[test]
+fn replica_servers_have_their_own_export_paths() {
+    // Seed 001: a source volume and its cross-zone replica, each with its own path.
+    let text = "[[mount]]\nmountpoint = \"/misc/crr\"\nexport = \"/crr-site1\"\nservers = [\"10.1.13.5\", { host = \"10.2.13.5\", export = \"/crr-dest1\", weight = 1 }]\nnfs_version = \"3\"\nwrite_probe = true\n";
+    let c = parse_str(text, None).unwrap();
+    let m = &c.mounts[0];
+    assert!(m.has_replicas());
+    assert!(m.write_probe);
+    let r = m.replicas();
+    assert_eq!(r[0].to_string(), "10.1.13.5:/crr-site1");
+    assert_eq!(r[1].to_string(), "10.2.13.5:/crr-dest1");
+    assert_eq!(m.servers[1].weight, 1);
+    assert_eq!(c.agent.state_dir, Path::new("/var/lib/nfsha"));
+    roundtrip(&c);
+    // One export for all (a floating address, shared storage): not replicas.
+    let c = parse_str(
+        &MOUNT.replace("[\"s\"]", "[\"s\", { host = \"t\", export = \"/e\" }]"),
+        None,
+    )
+    .unwrap();
+    assert!(!c.mounts[0].has_replicas());
+    // The same host with two exports is two replicas.
+    let c = parse_str(
+        &MOUNT.replace("[\"s\"]", "[\"s\", { host = \"s\", export = \"/f\" }]"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.mounts[0].replicas().len(), 2);
+    let c = parse_str("[agent]\nstate_dir = \"/tmp/x\"\n", None).unwrap();
+    assert_eq!(c.agent.state_dir, Path::new("/tmp/x"));
+    roundtrip(&c);
+    assert!(
+        one_error("[agent]\nstate_dir = \"rel\"\n")
+            .message
+            .contains("absolute")
+    );
+}
+
+#[test]
+fn replicas_parse_as_they_print() {
+    for s in ["10.2.13.5:/crr-dest1", "[fd00::1]:/x", "nfs-2:/a/b"] {
+        assert_eq!(s.parse::<Replica>().unwrap().to_string(), s);
+    }
+    let r: Replica = "[fd00::1]:/x".parse().unwrap();
+    assert_eq!((r.host.as_str(), r.export.as_str()), ("fd00::1", "/x"));
+    for bad in ["host", "host:rel", ":/x", "[fd00::1/x"] {
+        assert!(bad.parse::<Replica>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_duplicate_replica_is_an_error_at_its_position() {
+    // A plain string means the mount's export, so `s` and `{ host = "s", export = "/e" }`
+    // are the same replica.
+    let text = MOUNT.replace(
+        "[\"s\"]",
+        "[\n  \"s\",\n  { host = \"t\", export = \"/f\" },\n  { host = \"s\", export = \"/e\" },\n]",
+    );
+    let d = one_error(&text);
+    assert_eq!(d.message, "replica `s:/e` is listed twice");
+    assert_eq!((d.line, d.column), (7, 3), "{d:?}");
+    assert!(d.help.as_ref().unwrap().contains("line 5"), "{d:?}");
+    let text = MOUNT.replace(
+        "[\"s\"]",
+        "[{ host = \"t\", export = \"/f\" }, { host = \"t\", export = \"/f\", weight = 2 }]",
+    );
+    let d = one_error(&text);
+    assert_eq!(d.message, "replica `t:/f` is listed twice");
+    assert_eq!((d.line, d.column), (4, 43), "{d:?}");
+    let d = one_error(&MOUNT.replace("[\"s\"]", "[{ host = \"t\", export = \"f\" }]"));
+    assert!(d.message.contains("not an absolute path"), "{d:?}");
+    let d = one_error(&MOUNT.replace("[\"s\"]", "[\"s\", \"t:/f\"]"));
+    assert!(
+        d.help
+            .unwrap()
+            .contains("{ host = \"t\", export = \"/f\" }")
+    );
+}
+
+#[test]
+fn replicas_with_different_paths_refuse_autofs_mode_and_failback() {
+    let replicas = MOUNT.replace("[\"s\"]", "[\"s\", { host = \"t\", export = \"/f\" }]");
+    let d = one_error(&format!("{replicas}mode = \"autofs\"\n"));
+    assert!(d.message.contains("cannot use mode = \"autofs\""), "{d:?}");
+    assert_eq!(d.line, 5);
+    let d = one_error(&format!(
+        "{replicas}failback = \"when-preferred-healthy\"\n"
+    ));
+    assert!(d.message.contains("failback"), "{d:?}");
+    // The same settings are fine for one export path.
+    parse_str(
+        &format!("{MOUNT}mode = \"autofs\"\nfailback = \"when-preferred-healthy\"\n"),
+        None,
+    )
+    .unwrap();
+    let d = one_error(&format!("{MOUNT}write_probe = \"yes\"\n"));
+    assert!(d.message.contains("write_probe"), "{d:?}");
+}
+
+#[test]
 fn packaged_example_config_is_valid() {
     let text = include_str!("../../../packaging/nfsha.toml.example");
     let (c, warnings) = parse_str_with_warnings(text, None).unwrap_or_else(|e| panic!("{e}"));
@@ -933,6 +1035,16 @@ fn packaged_example_config_is_valid() {
     assert_eq!(c.mounts.len(), 2);
     assert_eq!(c.mounts[1].options, ["hard", "timeo=50", "retrans=2"]);
     assert_eq!(c.mounts[0].servers[0].host, "10.101.20.220");
+    // The commented replica-volume example is valid once uncommented.
+    let (head, tail) = text.split_at(text.find("# [[mount]]").unwrap());
+    let uncommented: String = tail
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let c = parse_str(&format!("{head}{uncommented}"), None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.mounts.len(), 3);
+    assert!(c.mounts[2].has_replicas() && c.mounts[2].write_probe);
 }
 
 /// `[server]` in replicated mode with the btrfs engine; `repl` is the body of

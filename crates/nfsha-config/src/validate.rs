@@ -49,6 +49,7 @@ const AGENT_KEYS: &[&str] = &[
     "backoff_initial",
     "backoff_max",
     "cluster",
+    "state_dir",
 ];
 const CLUSTER_KEYS: &[&str] = &["etcd_endpoints", "cluster", "etcd_tls", "etcd_auth"];
 const DEFAULT_KEYS: &[&str] = &[
@@ -63,9 +64,10 @@ const DEFAULT_KEYS: &[&str] = &[
     "hooks",
     "hook_timeout",
     "services",
+    "write_probe",
 ];
 const MOUNT_ONLY_KEYS: &[&str] = &["mountpoint", "export", "servers"];
-const SERVER_REF_KEYS: &[&str] = &["host", "weight"];
+const SERVER_REF_KEYS: &[&str] = &["host", "export", "weight"];
 const SERVER_KEYS: &[&str] = &[
     "node",
     "cluster",
@@ -132,6 +134,7 @@ struct Common {
     hooks: Option<Sp<Vec<Vec<String>>>>,
     hook_timeout: Option<Sp<Duration>>,
     services: Option<Sp<Vec<String>>>,
+    write_probe: Option<Sp<bool>>,
 }
 
 impl Common {
@@ -149,6 +152,7 @@ impl Common {
             hooks: self.hooks.or_else(|| d.hooks.clone()),
             hook_timeout: self.hook_timeout.or(d.hook_timeout),
             services: self.services.or_else(|| d.services.clone()),
+            write_probe: self.write_probe.or(d.write_probe),
         }
     }
 }
@@ -590,6 +594,11 @@ impl<'s> Checker<'s> {
         if let Some(v) = t.get("event_log") {
             a.event_log = self.abs_path("event_log", v);
         }
+        if let Some(v) = t.get("state_dir")
+            && let Some(p) = self.abs_path("state_dir", v)
+        {
+            a.state_dir = p;
+        }
         let set = |c: &mut Self, key: &str, slot: &mut Duration| -> Option<usize> {
             let (d, at) = c.opt_duration(t, key)?;
             *slot = d;
@@ -744,6 +753,12 @@ impl<'s> Checker<'s> {
             c.hooks = self.argv_list("hooks", v).map(|h| (h, start(v)));
         }
         c.hook_timeout = self.opt_duration(t, "hook_timeout");
+        if let Some(v) = t.get("write_probe") {
+            match v.get_ref() {
+                DeValue::Boolean(b) => c.write_probe = Some((*b, start(v))),
+                _ => self.type_error("write_probe", v, "true or false"),
+            }
+        }
         if let Some(v) = t.get("services")
             && let Some(list) = self.string_list("services", v)
         {
@@ -790,8 +805,11 @@ impl<'s> Checker<'s> {
             .and_then(|v| self.export_path(v));
         let servers = self
             .required(t, "servers", "[[mount]]", at)
-            .and_then(|v| self.servers(v));
+            .and_then(|v| self.servers(v, export.as_deref()));
         let c = self.common(t).or(defaults);
+        if let (Some(servers), Some(export)) = (&servers, &export) {
+            self.replica_rules(t, servers, export, &c);
+        }
         let m = MountConfig {
             mountpoint: mountpoint?,
             export: export?,
@@ -809,6 +827,7 @@ impl<'s> Checker<'s> {
             hooks: c.hooks.map_or_else(Vec::new, |x| x.0),
             hook_timeout: c.hook_timeout.map_or(defaults::HOOK_TIMEOUT, |x| x.0),
             services: c.services.map_or_else(Vec::new, |x| x.0),
+            write_probe: c.write_probe.is_some_and(|x| x.0),
         };
         Some(m)
     }
@@ -905,7 +924,10 @@ impl<'s> Checker<'s> {
         Some(s)
     }
 
-    fn servers(&mut self, v: &Val<'_>) -> Option<Vec<ServerRef>> {
+    /// `servers`: strings (`"host"`, the mount's export) or `{ host, export, weight }`
+    /// tables. `export` is the mount's (when it parsed), for telling duplicates: the
+    /// same `host:export` twice is an error, the same host with two exports is not.
+    fn servers(&mut self, v: &Val<'_>, export: Option<&str>) -> Option<Vec<ServerRef>> {
         let DeValue::Array(a) = v.get_ref() else {
             if let DeValue::String(s) = v.get_ref() {
                 self.sink.error_help(
@@ -926,43 +948,105 @@ impl<'s> Checker<'s> {
             );
             return None;
         }
-        let mut out: Vec<ServerRef> = Vec::new();
+        let mut out: Vec<Sp<ServerRef>> = Vec::new();
         let mut ok = true;
         for item in a.iter() {
             let r = match item.get_ref() {
-                DeValue::String(_) => self
-                    .host("servers", item)
-                    .map(|host| ServerRef { host, weight: 0 }),
+                DeValue::String(_) => self.host("servers", item).map(ServerRef::new),
                 DeValue::Table(t) => {
                     self.check_keys(t, SERVER_REF_KEYS, "a `servers` entry");
                     let host = self
                         .required(t, "host", "a `servers` entry", start(item))
                         .and_then(|h| self.host("host", h));
+                    let own_export = match t.get("export") {
+                        Some(e) => self.export_path(e).map(Some),
+                        None => Some(None),
+                    };
                     let weight = match t.get("weight") {
                         Some(w) => self
                             .integer("weight", w, 0, u64::from(u32::MAX))
                             .map(|n| n as u32),
                         None => Some(0),
                     };
-                    host.zip(weight)
-                        .map(|(host, weight)| ServerRef { host, weight })
+                    match (host, own_export, weight) {
+                        (Some(host), Some(export), Some(weight)) => Some(ServerRef {
+                            host,
+                            export,
+                            weight,
+                        }),
+                        _ => None,
+                    }
                 }
                 _ => {
-                    self.type_error("servers", item, "a host string or { host, weight }");
+                    self.type_error("servers", item, "a host string or { host, export, weight }");
                     None
                 }
             };
+            let effective = |s: &ServerRef| s.export.clone().or(export.map(String::from));
             match r {
-                Some(r) if out.iter().any(|o| o.host == r.host) => {
-                    self.sink
-                        .error(start(item), format!("server `{}` is listed twice", r.host));
-                    ok = false;
+                Some(r) => {
+                    if let Some((_, first)) = out
+                        .iter()
+                        .find(|(o, _)| o.host == r.host && effective(o) == effective(&r))
+                    {
+                        let first_line = self.sink_line(*first);
+                        let what = match effective(&r) {
+                            Some(e) => format!(
+                                "replica `{}`",
+                                Replica {
+                                    host: r.host.clone(),
+                                    export: e,
+                                }
+                            ),
+                            None => format!("server `{}`", r.host),
+                        };
+                        self.sink.error_help(
+                            start(item),
+                            format!("{what} is listed twice"),
+                            format!(
+                                "it is already listed at line {first_line}: remove one, or give this one its own `export`"
+                            ),
+                        );
+                        ok = false;
+                    } else {
+                        out.push((r, start(item)));
+                    }
                 }
-                Some(r) => out.push(r),
                 None => ok = false,
             }
         }
-        ok.then_some(out)
+        ok.then(|| out.into_iter().map(|(s, _)| s).collect())
+    }
+
+    /// Rules for replica volumes (servers exporting different paths): autofs would pick
+    /// the replica itself (the first one answering) and fail back to a stale source
+    /// after its return, and a failback policy would do the same on purpose.
+    fn replica_rules(&mut self, t: &DeTable<'_>, servers: &[ServerRef], export: &str, c: &Common) {
+        let mut exports = servers
+            .iter()
+            .map(|s| s.export.as_deref().unwrap_or(export));
+        let first = exports.next();
+        if !exports.any(|e| Some(e) != first) {
+            return;
+        }
+        let at = t.get("servers").map_or(0, start);
+        if let Some((MountMode::Autofs, mode_at)) = c.mode {
+            self.sink.error_help(
+                mode_at,
+                "replicas with different export paths cannot use mode = \"autofs\"",
+                format!(
+                    "autofs mounts the first replica that answers, so once the source is back it mounts the stale source again (writes made on the replica vanish); use mode = \"direct\": the agent keeps the active replica (servers at line {})",
+                    self.sink_line(at)
+                ),
+            );
+        }
+        if let Some((FailbackPolicy::WhenPreferredHealthy, fb_at)) = c.failback {
+            self.sink.error_help(
+                fb_at,
+                "failback = \"when-preferred-healthy\" cannot be used with replicas that export different paths",
+                "moving back to the preferred replica would show its older data: keep failback = \"never\" and move back by hand once the replication is reversed",
+            );
+        }
     }
 
     fn host(&mut self, key: &str, v: &Val<'_>) -> Option<String> {
@@ -971,7 +1055,9 @@ impl<'s> Checker<'s> {
             self.sink.error_help(
                 start(v),
                 format!("server `{s}` includes an export path"),
-                format!("write the host `{h}` here and `export = \"/{p}\"`"),
+                format!(
+                    "write the host `{h}` here and `export = \"/{p}\"` in the [[mount]], or, for a replica with its own path, {{ host = \"{h}\", export = \"/{p}\" }}"
+                ),
             );
             return None;
         }

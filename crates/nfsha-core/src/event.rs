@@ -34,6 +34,12 @@ pub enum EventKind {
     /// A cluster leader record was not acted on (its address is none of the mount's
     /// servers); the mount keeps what it has.
     LeaderRefused,
+    /// Replica volumes: the active replica was recorded, adopted or changed, or its
+    /// state file was missing, corrupt or could not be written (`outcome` says which).
+    Replica,
+    /// The write probe's result changed (`to`: `writable`, `read-only`, `no-space`,
+    /// `write-hung`, `write-error`).
+    WriteProbe,
 }
 
 /// One structured event.

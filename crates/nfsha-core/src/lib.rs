@@ -12,7 +12,7 @@ pub mod state;
 
 pub use event::{Event, EventKind};
 pub use machine::{Action, MachineConfig, MountMachine};
-pub use state::{MountState, ProbeOp, ProbeOutcome};
+pub use state::{MountState, ProbeOp, ProbeOutcome, WriteState};
 
 /// An error and its whole `source` chain on one line (`outer: inner: innermost`), for
 /// the places that carry errors as text (member records, reload diagnostics, logs).

@@ -95,6 +95,60 @@ pub enum ProbeOp {
     Readdir,
     /// A plain `stat` (used only to trigger automounts, never to judge health).
     Stat,
+    /// Write probe: `open(O_CREAT)` of the probe file in the mount root.
+    Create,
+    /// Write probe: `write` of a few bytes.
+    Write,
+    /// Write probe: `fsync` (NFS: the data reaches the server, COMMIT).
+    Fsync,
+    /// Write probe: `unlink` of the probe file.
+    Unlink,
+}
+
+/// Whether a mount takes writes, as the optional write probe found (never a reason to
+/// remount: a replica is read-only until its replication is broken, a full volume
+/// stays full after a remount).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WriteState {
+    /// Create, write, fsync and unlink succeeded.
+    Writable,
+    /// `EROFS`: a read-only export (a replica before its replication is broken).
+    ReadOnly,
+    /// `ENOSPC` or `EDQUOT`: the volume or the quota is full.
+    NoSpace,
+    /// The write probe did not finish within the probe deadline.
+    WriteHung,
+    /// Another errno (permissions, …).
+    WriteError,
+}
+
+impl WriteState {
+    /// Every write state, in a fixed order (metrics export one series each).
+    pub const ALL: [WriteState; 5] = [
+        WriteState::Writable,
+        WriteState::ReadOnly,
+        WriteState::NoSpace,
+        WriteState::WriteHung,
+        WriteState::WriteError,
+    ];
+
+    /// The kebab-case name (`read-only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteState::Writable => "writable",
+            WriteState::ReadOnly => "read-only",
+            WriteState::NoSpace => "no-space",
+            WriteState::WriteHung => "write-hung",
+            WriteState::WriteError => "write-error",
+        }
+    }
+}
+
+impl fmt::Display for WriteState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The result of one probe of one mountpoint, as reported by a probe worker.
@@ -144,6 +198,19 @@ impl ProbeOutcome {
         }
     }
 
+    /// Classify the outcome of a *write* probe.
+    pub fn classify_write(&self) -> WriteState {
+        match self {
+            ProbeOutcome::Ok { .. } => WriteState::Writable,
+            ProbeOutcome::Hung { .. } => WriteState::WriteHung,
+            ProbeOutcome::Failed { errno, .. } => match *errno {
+                libc::EROFS => WriteState::ReadOnly,
+                libc::ENOSPC | libc::EDQUOT => WriteState::NoSpace,
+                _ => WriteState::WriteError,
+            },
+        }
+    }
+
     /// The errno, if the probe failed with one.
     pub fn errno(&self) -> Option<i32> {
         match self {
@@ -184,6 +251,10 @@ pub fn errno_name(errno: i32) -> &'static str {
         libc::EBUSY => "EBUSY",
         libc::EINVAL => "EINVAL",
         libc::EAGAIN => "EAGAIN",
+        libc::EROFS => "EROFS",
+        libc::ENOSPC => "ENOSPC",
+        libc::EDQUOT => "EDQUOT",
+        libc::ENOSYS => "ENOSYS",
         _ => "E?",
     }
 }
@@ -207,6 +278,33 @@ pub mod duration_micros {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_probe_outcomes_are_states_not_errors() {
+        let failed = |errno| ProbeOutcome::Failed {
+            op: ProbeOp::Create,
+            errno,
+            latency: Duration::ZERO,
+        };
+        assert_eq!(failed(libc::EROFS).classify_write(), WriteState::ReadOnly);
+        assert_eq!(failed(libc::ENOSPC).classify_write(), WriteState::NoSpace);
+        assert_eq!(failed(libc::EDQUOT).classify_write(), WriteState::NoSpace);
+        assert_eq!(
+            failed(libc::EACCES).classify_write(),
+            WriteState::WriteError
+        );
+        let hung = ProbeOutcome::Hung {
+            deadline: Duration::from_secs(1),
+        };
+        assert_eq!(hung.classify_write(), WriteState::WriteHung);
+        let ok = ProbeOutcome::Ok {
+            latency: Duration::ZERO,
+        };
+        assert_eq!(ok.classify_write(), WriteState::Writable);
+        assert_eq!(WriteState::ReadOnly.to_string(), "read-only");
+        let json = serde_json::to_string(&WriteState::NoSpace).unwrap();
+        assert_eq!(json, "\"no-space\"");
+    }
 
     #[test]
     fn errnos_map_to_the_documented_states() {

@@ -11,8 +11,11 @@
 //! |---|---|---|---|
 //! | `mount_state` | gauge | mountpoint, state | 1 for the current state, 0 for the other eight |
 //! | `mount_state_seconds` | gauge | mountpoint | seconds since `since` of the current state, computed at scrape |
-//! | `mount_server_info` | gauge | mountpoint, server | 1 for the server the mount currently uses |
+//! | `mount_server_info` | gauge | mountpoint, server | 1 for the server the mount currently uses (`host:export` for replica volumes) |
 //! | `mount_healthy` | gauge | mountpoint | 1 when the state is `healthy` |
+//! | `mount_writable` | gauge | mountpoint, state | with `write_probe`: 1 for the write probe's current result (`writable`, `read-only`, `no-space`, `write-hung`, `write-error`), 0 for the others |
+//! | `mount_replica_generation` | gauge | mountpoint | replica volumes: generation of the active replica (absent while none is known) |
+//! | `mount_replica_unknown` | gauge | mountpoint | replica volumes: 1 while no active replica is known (`no-active-replica`) |
 //! | `probe_duration_seconds` | histogram | mountpoint | latency of probes that returned (ok or errno) |
 //! | `probes_total` | counter | mountpoint, result (`ok`/`failed`/`hung`) | probes by result |
 //! | `probe_timeouts_total` | counter | mountpoint | probes that passed their deadline |
@@ -45,7 +48,7 @@
 
 use crate::http::{HealthSource, MountHealth};
 use crate::mountstats::{self, Mountstats, NfsMountstats};
-use nfsha_core::{MountState, ProbeOutcome};
+use nfsha_core::{MountState, ProbeOutcome, WriteState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -71,6 +74,9 @@ pub const METRIC_NAMES: &[&str] = &[
     "nfsha_mount_state_seconds",
     "nfsha_mount_server_info",
     "nfsha_mount_healthy",
+    "nfsha_mount_writable",
+    "nfsha_mount_replica_generation",
+    "nfsha_mount_replica_unknown",
     "nfsha_probe_duration_seconds",
     "nfsha_probes",
     "nfsha_probe_timeouts",
@@ -186,6 +192,9 @@ struct MountView {
     since: SystemTime,
     server: Option<String>,
     last_error: Option<String>,
+    write: Option<WriteState>,
+    /// Replica volumes: (generation of the active replica, none known).
+    replica: Option<(Option<u64>, bool)>,
 }
 
 /// State shared between [`AgentMetrics`] and its scrape-time collector.
@@ -363,12 +372,29 @@ impl AgentMetrics {
             since,
             server: None,
             last_error: None,
+            write: None,
+            replica: None,
         });
         view.state = state;
         view.since = since;
         view.server = server.map(str::to_owned);
         if state == MountState::Healthy {
             view.last_error = None;
+        }
+    }
+
+    /// Record the write probe's result of a known mount (`None`: no write probe).
+    pub fn set_write_state(&self, mount: &str, state: Option<WriteState>) {
+        if let Some(v) = self.shared.lock().get_mut(mount) {
+            v.write = state;
+        }
+    }
+
+    /// Record a known mount's active replica generation, and whether none is known
+    /// (replica volumes only).
+    pub fn set_mount_replica(&self, mount: &str, generation: Option<u64>, unknown: bool) {
+        if let Some(v) = self.shared.lock().get_mut(mount) {
+            v.replica = Some((generation, unknown));
         }
     }
 
@@ -638,6 +664,49 @@ impl MountCollector {
                 if let Some(server) = &v.server {
                     let labels = [("mountpoint", m.as_str()), ("server", server.as_str())];
                     e.encode_family(&labels)?.encode_gauge(&1i64)?;
+                }
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_writable",
+                "1 for the write probe's current result, 0 for the others",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                let Some(w) = v.write else { continue };
+                for s in WriteState::ALL {
+                    let labels = [("mountpoint", m.as_str()), ("state", s.as_str())];
+                    e.encode_family(&labels)?.encode_gauge(&i64::from(w == s))?;
+                }
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_replica_generation",
+                "Generation of the mount's active replica (replica volumes)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                if let Some((Some(g), _)) = v.replica {
+                    e.encode_family(&[("mountpoint", m.as_str())])?
+                        .encode_gauge(&i64::try_from(g).unwrap_or(i64::MAX))?;
+                }
+            }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "mount_replica_unknown",
+                "1 while no active replica of the mount is known (no-active-replica)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (m, v) in mounts {
+                if let Some((_, unknown)) = v.replica {
+                    e.encode_family(&[("mountpoint", m.as_str())])?
+                        .encode_gauge(&i64::from(unknown))?;
                 }
             }
         }
@@ -1136,6 +1205,63 @@ mod tests {
     }
 
     #[test]
+    fn write_probe_and_replica_series() {
+        let m = metrics_with(Ok(""));
+        m.set_mount_state(
+            "/misc/crr",
+            MountState::Healthy,
+            at(T0),
+            Some("10.2.13.5:/crr-dest1"),
+        );
+        let s = m.encode();
+        assert!(
+            !s.contains("nfsha_mount_writable{"),
+            "no write probe yet: {s}"
+        );
+        assert!(!s.contains("nfsha_mount_replica_unknown{"));
+        m.set_write_state("/misc/crr", Some(WriteState::ReadOnly));
+        m.set_mount_replica("/misc/crr", Some(2), false);
+        let s = m.encode();
+        let mp = r#"mountpoint="/misc/crr""#;
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mount_writable{{{mp},state="read-only"}}"#)
+            ),
+            1.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mount_writable{{{mp},state="writable"}}"#)
+            ),
+            0.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mount_replica_generation{{{mp}}}")),
+            2.0
+        );
+        assert_eq!(
+            must(&s, &format!("nfsha_mount_replica_unknown{{{mp}}}")),
+            0.0
+        );
+        assert_eq!(
+            must(
+                &s,
+                &format!(r#"nfsha_mount_server_info{{{mp},server="10.2.13.5:/crr-dest1"}}"#)
+            ),
+            1.0
+        );
+        m.set_mount_replica("/misc/crr", None, true);
+        let s = m.encode();
+        assert_eq!(
+            must(&s, &format!("nfsha_mount_replica_unknown{{{mp}}}")),
+            1.0
+        );
+        assert!(!s.contains("nfsha_mount_replica_generation{"));
+    }
+
+    #[test]
     fn real_proc_mountstats_is_read() {
         // This machine has no NFS mounts; the file must still be readable and parse cleanly.
         let m = AgentMetrics::new();
@@ -1184,6 +1310,8 @@ mod tests {
         );
         m.record_recovery("/airflow/dags", MountState::Hung, true, Duration::ZERO);
         m.set_server_rpc("s", true, Some(Duration::from_millis(1)));
+        m.set_write_state("/airflow/dags", Some(WriteState::Writable));
+        m.set_mount_replica("/airflow/dags", Some(1), false);
         let s = m.encode();
         let typed: std::collections::BTreeSet<&str> = s
             .lines()

@@ -2,10 +2,11 @@
 //!
 //! Role: find the NFS entries that autofs serves (indirect maps like seed 000's
 //! `/airflow /etc/auto.airflow --timeout=30 --ghost`, and direct `/-` maps), with their
-//! replicas (`h1,h2:/p`, `h1(5):/p`, `h1:/a h2:/a`). Everything is read relative to a
-//! root directory. Failure modes: entries nfsha cannot represent (wildcards, multi-mounts,
-//! replicas with different paths, program or NIS maps) are reported as notes and left
-//! alone; unreadable files are errors.
+//! replicas (`h1,h2:/p`, `h1(5):/p`, `h1:/a h2:/a`, and replica volumes with their own
+//! paths, `h1:/a h2:/b` as in seed 001). Everything is read relative to a root
+//! directory. Failure modes: entries nfsha cannot represent (wildcards, multi-mounts,
+//! program or NIS maps) are reported as notes and left alone; unreadable files are
+//! errors.
 
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,8 @@ pub struct Replica {
     pub host: String,
     /// autofs weight (`host(5)`), 0 when absent.
     pub weight: u32,
+    /// The path this server exports (the location's `:/path`).
+    pub export: String,
 }
 
 /// Parse a master map text (auto.master or an `.autofs` drop-in).
@@ -169,10 +172,11 @@ pub fn fstype(options: &[String]) -> &str {
         .unwrap_or("nfs")
 }
 
-/// Parse an entry's locations into replicas and one export path.
+/// Parse an entry's locations into replicas and the export path of the first one.
 ///
-/// Accepts `h:/p`, `h1,h2:/p`, `h1(5),h2:/p`, `[v6]:/p` and several such words with the
-/// same path. Errors say why nfsha cannot represent the entry.
+/// Accepts `h:/p`, `h1,h2:/p`, `h1(5),h2:/p`, `[v6]:/p` and several such words, with
+/// the same path or each with its own (replica volumes). Errors say why nfsha cannot
+/// represent the entry.
 pub fn replicas(locations: &[String]) -> Result<(Vec<Replica>, String), String> {
     if locations.is_empty() {
         return Err("no location".to_string());
@@ -181,18 +185,9 @@ pub fn replicas(locations: &[String]) -> Result<(Vec<Replica>, String), String> 
         return Err("multi-mount entries (with offsets) are not supported".to_string());
     }
     let mut hosts = Vec::new();
-    let mut path: Option<String> = None;
     for loc in locations {
         let (hostlist, p) =
             split_location(loc).ok_or_else(|| format!("`{loc}` is not a `host:/path` location"))?;
-        match &path {
-            Some(existing) if *existing != p => {
-                return Err(format!(
-                    "replicas export different paths (`{existing}` and `{p}`); nfsha needs one export path"
-                ));
-            }
-            _ => path = Some(p),
-        }
         for h in hostlist.split(',').filter(|h| !h.is_empty()) {
             let (host, weight) = match h.strip_suffix(')').and_then(|h| h.split_once('(')) {
                 Some((host, w)) => (
@@ -206,13 +201,14 @@ pub fn replicas(locations: &[String]) -> Result<(Vec<Replica>, String), String> 
             hosts.push(Replica {
                 host: host.to_string(),
                 weight,
+                export: p.clone(),
             });
         }
     }
-    let path = path.ok_or_else(|| "no location".to_string())?;
-    if hosts.is_empty() {
+    let Some(first) = hosts.first() else {
         return Err("no server host".to_string());
-    }
+    };
+    let path = first.export.clone();
     Ok((hosts, path))
 }
 
@@ -272,17 +268,26 @@ mod tests {
             [
                 Replica {
                     host: "h1".into(),
-                    weight: 0
+                    weight: 0,
+                    export: "/srv/logs".into(),
                 },
                 Replica {
                     host: "h2".into(),
-                    weight: 5
+                    weight: 5,
+                    export: "/srv/logs".into(),
                 }
             ]
         );
         let (r, p) = replicas(&m[2].locations).unwrap();
         assert_eq!((r.len(), p.as_str()), (2, "/p"));
-        assert!(replicas(&["h1:/a".into(), "h2:/b".into()]).is_err());
+        // Replica volumes, each with its own path (seed 001).
+        let (r, p) = replicas(&["h1:/a".into(), "h2(3):/b".into()]).unwrap();
+        assert_eq!(p, "/a");
+        let got: Vec<(&str, u32, &str)> = r
+            .iter()
+            .map(|r| (r.host.as_str(), r.weight, r.export.as_str()))
+            .collect();
+        assert_eq!(got, [("h1", 0, "/a"), ("h2", 3, "/b")]);
         assert!(replicas(&["/off".into(), "h:/a".into()]).is_err());
         assert!(replicas(&["nohost".into()]).is_err());
         let (r, _) = replicas(&["[fd00::1]:/x".into()]).unwrap();

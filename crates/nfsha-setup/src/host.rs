@@ -15,7 +15,16 @@ pub trait Host {
     fn has_tool(&self, name: &str) -> bool;
     /// Processes using files at or under `mountpoint` (descriptions such as `pid 42 (airflow)`).
     fn users_of(&self, mountpoint: &Path) -> Vec<String>;
+    /// The NFS version `server` answers at the RPC level, for `fstype=nfs` entries
+    /// without a version: `Some(4)` when NFSv4 answers, `Some(3)` when only NFSv3 does
+    /// (portmapper, NFS and MOUNT), `None` when it cannot be asked.
+    fn nfs_version(&self, _server: &str) -> Option<u32> {
+        None
+    }
 }
+
+/// Deadline of each RPC probe of [`RealHost::nfs_version`].
+const VERSION_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a command given as an argument vector (never a shell string).
 pub trait CommandRunner {
@@ -39,6 +48,29 @@ impl Host for RealHost {
             std::fs::metadata(self.root.join(d).join(name))
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
+        })
+    }
+
+    /// Only for the live system (`root` is `/`): an image's servers are not asked.
+    fn nfs_version(&self, server: &str) -> Option<u32> {
+        if self.root != Path::new("/") {
+            return None;
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            for version in [4, 3] {
+                let target = nfsha_rpc::ProbeTarget::new(server, version);
+                if nfsha_rpc::probe_server(&target, VERSION_PROBE_TIMEOUT)
+                    .await
+                    .reachable
+                {
+                    return Some(version);
+                }
+            }
+            None
         })
     }
 

@@ -4,7 +4,8 @@
 //! Role: the option policy of `nfsha setup`. Version options move to `nfs_version`;
 //! options that only mean something to fstab or automount are dropped (and said so);
 //! risky options are kept but warned about (nothing is silently changed); unknown
-//! options are errors. No I/O.
+//! options are errors. No I/O: [`negotiate`] is given the servers' RPC answers for
+//! `fstype=nfs` entries without a version.
 
 use nfsha_config::{NfsVersion, Severity, option_advice, option_name};
 
@@ -140,6 +141,8 @@ pub struct Imported {
     pub options: Vec<String>,
     /// Advice: (severity, option, message, help).
     pub advice: Vec<(Severity, String, String, String)>,
+    /// A version was given (`vers=`, `nfsvers=`, `minorversion=`).
+    pub version_given: bool,
 }
 
 fn version(v: &str) -> Option<NfsVersion> {
@@ -158,6 +161,7 @@ pub fn import_options(fstype: &str, options: &[String]) -> Imported {
         nfs_version: nfsha_config::defaults::NFS_VERSION,
         options: Vec::new(),
         advice: Vec::new(),
+        version_given: false,
     };
     let mut explicit_version = false;
     let mut minor: Option<String> = None;
@@ -226,6 +230,7 @@ pub fn import_options(fstype: &str, options: &[String]) -> Imported {
         }
         explicit_version = true;
     }
+    out.version_given = explicit_version;
     if !explicit_version {
         out.advice.push((
             Severity::Warning,
@@ -238,6 +243,53 @@ pub fn import_options(fstype: &str, options: &[String]) -> Imported {
         ));
     }
     out
+}
+
+/// `fstype=nfs` without a version: mount.nfs negotiates (NFSv4 first, then NFSv3),
+/// but nfsha probes and mounts with one fixed version. `answers` is what each server
+/// answers at the RPC level (`Some(4)`: NFSv4; `Some(3)`: NFSv3 only; `None`: no
+/// answer). When the servers that answer speak NFSv3 only — an Azure NetApp Files
+/// NFSv3 volume (seed 001) — the version mount.nfs would negotiate is 3, and that is
+/// what is written; otherwise the default stays and the advice says why.
+pub fn negotiate(imported: &mut Imported, fstype: &str, answers: &[(String, Option<u32>)]) {
+    if fstype != "nfs" || imported.version_given {
+        return;
+    }
+    let v4 = answers.iter().any(|(_, a)| *a == Some(4));
+    let v3: Vec<&str> = answers
+        .iter()
+        .filter(|(_, a)| *a == Some(3))
+        .map(|(h, _)| h.as_str())
+        .collect();
+    // No server answered: the generic "no NFS version given" advice stays.
+    if v3.is_empty() && !v4 {
+        return;
+    }
+    // Otherwise it is replaced with what was found.
+    imported
+        .advice
+        .retain(|a| !(a.1 == fstype && a.2.starts_with("no NFS version given")));
+    let (sev, msg, help) = if !v4 {
+        imported.nfs_version = NfsVersion::V3;
+        (
+            Severity::Warning,
+            format!(
+                "no NFS version given (fstype nfs): {} answer NFSv3 and not NFSv4, so mount.nfs negotiates NFSv3: nfs_version = \"3\"",
+                v3.join(", ")
+            ),
+            "nfsha probes and mounts with this one version".to_string(),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "no NFS version given (fstype nfs): the servers answer NFSv4: nfs_version = \"{}\"",
+                imported.nfs_version.config_str()
+            ),
+            "mount.nfs would negotiate the highest minor version; change nfs_version if the server needs another".to_string(),
+        )
+    };
+    imported.advice.push((sev, fstype.to_string(), msg, help));
 }
 
 #[cfg(test)]
@@ -276,6 +328,35 @@ mod tests {
             ]
         );
         assert!(i.advice.iter().all(|a| a.0 == Severity::Warning));
+    }
+
+    #[test]
+    fn fstype_nfs_negotiates_nfsv3_with_nfsv3_only_servers() {
+        let ans = |a: &[Option<u32>]| -> Vec<(String, Option<u32>)> {
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| (format!("h{i}"), *v))
+                .collect()
+        };
+        let mut i = import_options("nfs", &opts("rw,hard"));
+        negotiate(&mut i, "nfs", &ans(&[Some(3), None]));
+        assert_eq!(i.nfs_version, NfsVersion::V3);
+        assert_eq!(i.advice.len(), 1, "{:?}", i.advice);
+        assert!(i.advice[0].2.contains("h0 answer NFSv3"), "{:?}", i.advice);
+        let mut i = import_options("nfs", &opts("rw"));
+        negotiate(&mut i, "nfs", &ans(&[Some(3), Some(4)]));
+        assert_eq!(i.nfs_version, NfsVersion::V4_1);
+        let mut i = import_options("nfs", &opts("rw"));
+        negotiate(&mut i, "nfs", &ans(&[None]));
+        assert_eq!(i.nfs_version, NfsVersion::V4_1);
+        assert!(i.advice[0].2.contains("no NFS version given"), "unchanged");
+        // A version given, or nfs4: nothing is negotiated.
+        let mut i = import_options("nfs", &opts("vers=4.2"));
+        negotiate(&mut i, "nfs", &ans(&[Some(3)]));
+        assert_eq!(i.nfs_version, NfsVersion::V4_2);
+        let mut i = import_options("nfs4", &opts("rw"));
+        negotiate(&mut i, "nfs4", &ans(&[Some(3)]));
+        assert_eq!(i.nfs_version, NfsVersion::V4_1);
     }
 
     #[test]

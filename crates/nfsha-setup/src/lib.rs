@@ -423,6 +423,7 @@ fn advise(
 /// Import the NFS entries into a config.
 fn import_config(
     opts: &SetupOptions,
+    host: &dyn Host,
     fstab_nfs: &[fstab::NfsEntry],
     fstab_bad: &[fstab::LineError],
     autofs_nfs: &[AutofsNfs],
@@ -474,7 +475,14 @@ fn import_config(
             );
             continue;
         }
-        let i = import::import_options(&e.fstype, &e.options);
+        let mut i = import::import_options(&e.fstype, &e.options);
+        if e.fstype == "nfs" && !i.version_given {
+            import::negotiate(
+                &mut i,
+                &e.fstype,
+                &[(e.host.clone(), host.nfs_version(&e.host))],
+            );
+        }
         advise(
             problems,
             fstab_path,
@@ -511,32 +519,65 @@ fn import_config(
                 None,
             ),
             Ok((replicas, export)) => {
-                let i = import::import_options(autofs::fstype(&a.options), &a.options);
+                let fstype = autofs::fstype(&a.options);
+                let mut i = import::import_options(fstype, &a.options);
+                if fstype == "nfs" && !i.version_given {
+                    let answers: Vec<(String, Option<u32>)> = replicas
+                        .iter()
+                        .map(|r| (r.host.clone(), host.nfs_version(&r.host)))
+                        .collect();
+                    import::negotiate(&mut i, fstype, &answers);
+                }
                 advise(problems, file, a.entry.lines.0, 1, None, &i);
                 let mut servers: Vec<ServerRef> = Vec::new();
                 for r in replicas {
-                    if servers.iter().any(|s| s.host == r.host) {
+                    let own = (r.export != *export).then(|| r.export.clone());
+                    if servers.iter().any(|s| s.host == r.host && s.export == own) {
                         problems.add(
                             Severity::Warning,
                             file,
                             a.entry.lines.0,
                             1,
-                            format!("server `{}` is listed twice: imported once", r.host),
+                            format!(
+                                "replica `{}:{}` is listed twice: imported once",
+                                r.host, r.export
+                            ),
                             None,
                         );
                         continue;
                     }
                     servers.push(ServerRef {
                         host: r.host.clone(),
+                        export: own,
                         weight: r.weight,
                     });
                 }
+                // Replica volumes (seed 001): autofs would mount the first replica
+                // that answers, and so the stale source again after it is back. nfsha
+                // mounts them itself and keeps the active replica.
+                let distinct = servers.iter().any(|s| s.export.is_some());
+                let mode = if distinct {
+                    problems.add(
+                        Severity::Warning,
+                        file,
+                        a.entry.lines.0,
+                        1,
+                        format!(
+                            "{}: replicas export different paths: imported with mode = \"direct\" (autofs would mount the stale source again once it is back)",
+                            a.mountpoint.display()
+                        ),
+                        Some("nfsha keeps the replica in use until an operator moves it back".to_string()),
+                    );
+                    MountMode::Direct
+                } else {
+                    MountMode::Autofs
+                };
                 let m = mount_from(
                     a.mountpoint.clone(),
                     export.clone(),
                     servers,
                     &i,
-                    MountMode::Autofs,
+                    mode,
                     &opts.services,
                 );
                 push(
@@ -622,7 +663,14 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
             (c, false, Vec::new())
         }
         None => {
-            let (c, s) = import_config(opts, &fstab_nfs, &fstab_bad, &autofs_nfs, &mut problems)?;
+            let (c, s) = import_config(
+                opts,
+                host,
+                &fstab_nfs,
+                &fstab_bad,
+                &autofs_nfs,
+                &mut problems,
+            )?;
             (c, true, s)
         }
     };

@@ -346,7 +346,7 @@ fn replica_lists_are_imported() {
     std::fs::create_dir_all(root.join("etc/auto.master.d")).unwrap();
     let p = plan(&opts(root), &FakeHost::with_all_tools()).unwrap();
     let m = &p.config.mounts;
-    assert_eq!(m.len(), 2);
+    assert_eq!(m.len(), 3);
     assert_eq!(
         m[0].servers
             .iter()
@@ -357,9 +357,18 @@ fn replica_lists_are_imported() {
     assert_eq!(m[0].nfs_version, nfsha_config::NfsVersion::V3);
     assert_eq!(m[1].servers[0].weight, 2);
     let text = render_problems(&p.diagnostics);
+    // Replicas with their own paths are imported too, in direct mode.
     assert!(
-        text.contains("/srv/c: replicas export different paths"),
+        text.contains("/srv/c: replicas export different paths: imported with mode = \"direct\""),
         "{text}"
+    );
+    assert_eq!(m[2].mode, nfsha_config::MountMode::Direct);
+    assert_eq!(
+        m[2].replicas()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["h1:/x", "h2:/y"]
     );
     assert!(
         text.contains("wildcard entries are not supported"),
@@ -379,7 +388,7 @@ fn replica_lists_are_imported() {
             .lines()
             .filter(|l| l.starts_with("#nfsha-setup# "))
             .count(),
-        2
+        3
     );
     assert!(
         !p.changes
@@ -397,6 +406,97 @@ fn replica_lists_are_imported() {
             .unwrap()
             .contains("/srv/b -fstype=nfs,vers=4.2 h1(2),h2:/export/b")
     );
+}
+
+/// Seed 001: Azure NetApp Files cross-zone replication, the autofs map line verbatim.
+const SEED_001_LINE: &str =
+    "crr -fstype=nfs,rw,nosuid,hard,tcp,timeo=60 10.1.13.5:/crr-site1 10.2.13.5:/crr-dest1";
+
+#[test]
+fn seed_001_replica_line_is_imported_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    put(
+        root,
+        "/etc/auto.master",
+        "+dir:/etc/auto.master.d\n/misc /etc/auto.misc\n",
+        0o644,
+    );
+    put(
+        root,
+        "/etc/auto.misc",
+        &format!("# Azure NetApp Files cross-zone replica\n{SEED_001_LINE}\n"),
+        0o644,
+    );
+    std::fs::create_dir_all(root.join("etc/auto.master.d")).unwrap();
+    // Azure NetApp Files NFSv3 volumes answer NFSv3 only.
+    let mut host = FakeHost::with_all_tools();
+    host.versions.insert("10.1.13.5".into(), 3);
+    host.versions.insert("10.2.13.5".into(), 3);
+    let p = plan(&opts(root), &host).unwrap();
+    assert!(p.imported);
+    let [m] = &p.config.mounts[..] else {
+        panic!("{:?}", p.config.mounts)
+    };
+    assert_eq!(m.mountpoint, Path::new("/misc/crr"));
+    assert_eq!(m.export, "/crr-site1");
+    assert_eq!(
+        m.replicas()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["10.1.13.5:/crr-site1", "10.2.13.5:/crr-dest1"]
+    );
+    assert!(m.has_replicas());
+    assert_eq!(
+        m.mode,
+        nfsha_config::MountMode::Direct,
+        "autofs would fail back to the stale source"
+    );
+    assert_eq!(
+        m.nfs_version,
+        nfsha_config::NfsVersion::V3,
+        "what -fstype=nfs negotiates here"
+    );
+    assert_eq!(m.options, ["rw", "nosuid", "hard", "tcp", "timeo=60"]);
+    let text = render_problems(&p.diagnostics);
+    assert!(text.contains("negotiates NFSv3"), "{text}");
+    assert!(text.contains("replicas export different paths"), "{text}");
+    // The map line and the /misc master line are commented out; no autofs map of ours.
+    let changed = |path: &str| {
+        p.changes
+            .iter()
+            .find(|c| c.path == Path::new(path))
+            .and_then(|c| c.new.clone())
+    };
+    let misc = changed("/etc/auto.misc").unwrap();
+    assert!(
+        misc.contains(&format!("#nfsha-setup# {SEED_001_LINE}")),
+        "{misc}"
+    );
+    assert!(
+        changed("/etc/auto.master")
+            .unwrap()
+            .contains("#nfsha-setup# /misc /etc/auto.misc")
+    );
+    assert!(changed("/etc/auto.nfsha").is_none());
+    // nfsha.toml names the replica with its own path, and parses back to the same mount.
+    let toml = changed("/etc/nfsha/nfsha.toml").unwrap();
+    assert!(
+        toml.contains(r#"servers = ["10.1.13.5", { host = "10.2.13.5", export = "/crr-dest1" }]"#),
+        "{toml}"
+    );
+    let back = nfsha_config::parse_str(&toml, None).unwrap();
+    assert_eq!(back.mounts[0].replicas(), m.replicas());
+
+    // Without an answer from the servers the version cannot be told: the default stays
+    // and the advice says so.
+    let p = plan(&opts(root), &FakeHost::with_all_tools()).unwrap();
+    assert_eq!(
+        p.config.mounts[0].nfs_version,
+        nfsha_config::NfsVersion::V4_1
+    );
+    assert!(render_problems(&p.diagnostics).contains("no NFS version given"));
 }
 
 #[test]

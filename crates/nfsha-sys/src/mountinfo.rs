@@ -265,6 +265,16 @@ mod tests {
     }
 
     #[test]
+    fn seed_001_replica_source_is_host_and_export() {
+        // The seed's `mount` line after the failover, as mountinfo shows it.
+        let line = "61 25 0:53 / /misc/crr rw,nosuid,relatime shared:40 - nfs 10.2.13.5:/crr-dest1 rw,vers=3,rsize=262144,wsize=262144,namlen=255,hard,proto=tcp,timeo=60,retrans=2,sec=sys,mountaddr=10.2.13.5,mountvers=3,mountport=635,mountproto=tcp,local_lock=none,addr=10.2.13.5\n";
+        let e = parse_mountinfo(line).unwrap();
+        assert!(e[0].is_nfs());
+        assert_eq!(e[0].nfs_server().as_deref(), Some("10.2.13.5"));
+        assert_eq!(e[0].nfs_export().as_deref(), Some("/crr-dest1"));
+    }
+
+    #[test]
     fn find_mount_returns_the_topmost() {
         let e = parse_mountinfo(SAMPLE).unwrap();
         let m = find_mount(&e, Path::new("/airflow/my logs/")).unwrap();

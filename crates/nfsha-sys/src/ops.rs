@@ -32,6 +32,14 @@ pub enum SysOp {
     Move,
     /// `mount(MS_BIND)`.
     Bind,
+    /// `open(O_CREAT)` of the write probe's file.
+    Create,
+    /// `write` to it.
+    Write,
+    /// `fsync` of it.
+    Fsync,
+    /// `unlink` of it.
+    Unlink,
 }
 
 impl fmt::Display for SysOp {
@@ -44,6 +52,10 @@ impl fmt::Display for SysOp {
             SysOp::Readdir => "getdents64",
             SysOp::Move => "mount(MS_MOVE)",
             SysOp::Bind => "mount(MS_BIND)",
+            SysOp::Create => "open(O_CREAT)",
+            SysOp::Write => "write",
+            SysOp::Fsync => "fsync",
+            SysOp::Unlink => "unlink",
         })
     }
 }
@@ -131,7 +143,15 @@ pub trait MountOps: Send + Sync {
     /// `from` (not its submounts) on `to`. The path walk to `from` may revalidate the
     /// mount's root on the server, so on a dead NFS mount this can block.
     fn bind_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError>;
+    /// The write probe: create (or truncate) `dir/<WRITE_PROBE_FILE>.<host name>`,
+    /// write a few bytes, `fsync`, close and unlink it. One name per client host, so
+    /// agents sharing an export do not race on one file; a file left by a killed
+    /// worker is reused by the next probe.
+    fn write_probe(&self, dir: &Path) -> Result<(), OpsError>;
 }
+
+/// Prefix of the write probe's dot-file in the mount root.
+pub const WRITE_PROBE_FILE: &str = ".nfsha-write-probe";
 
 /// The real implementation, through rustix.
 #[derive(Debug, Clone, Copy, Default)]
@@ -189,6 +209,29 @@ impl MountOps for RustixMountOps {
     fn bind_mount(&self, from: &Path, to: &Path) -> Result<(), OpsError> {
         rustix::mount::mount_bind(from, to).map_err(|e| OpsError::from_io(SysOp::Bind, e))
     }
+
+    fn write_probe(&self, dir: &Path) -> Result<(), OpsError> {
+        use rustix::fs::{Mode, OFlags};
+        let uname = rustix::system::uname();
+        let node = uname.nodename().to_string_lossy().replace('/', "_");
+        let file = dir.join(format!("{WRITE_PROBE_FILE}.{node}"));
+        let fd = rustix::fs::open(
+            &file,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| OpsError::from_io(SysOp::Create, e))?;
+        let written = rustix::io::write(&fd, b"nfsha write probe\n")
+            .map_err(|e| OpsError::from_io(SysOp::Write, e))
+            .and_then(|_| rustix::fs::fsync(&fd).map_err(|e| OpsError::from_io(SysOp::Fsync, e)));
+        drop(fd);
+        // Unlink even after a failed write (a full volume): leave nothing behind.
+        let unlinked = match rustix::fs::unlink(&file) {
+            Err(rustix::io::Errno::NOENT) => Ok(()),
+            other => other.map_err(|e| OpsError::from_io(SysOp::Unlink, e)),
+        };
+        written.and(unlinked)
+    }
 }
 
 /// One recorded call of [`RecordingMountOps`].
@@ -229,6 +272,11 @@ pub enum RecordedCall {
         from: PathBuf,
         /// Destination.
         to: PathBuf,
+    },
+    /// The write probe (create, write, fsync, unlink).
+    WriteProbe {
+        /// The mount root.
+        dir: PathBuf,
     },
 }
 
@@ -335,6 +383,16 @@ impl MountOps for RecordingMountOps {
                 to: to.to_path_buf(),
             },
             SysOp::Bind,
+        )
+    }
+
+    fn write_probe(&self, dir: &Path) -> Result<(), OpsError> {
+        // The fake cannot tell the steps apart; it reports Create.
+        self.record(
+            RecordedCall::WriteProbe {
+                dir: dir.to_path_buf(),
+            },
+            SysOp::Create,
         )
     }
 }

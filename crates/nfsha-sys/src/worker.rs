@@ -14,7 +14,9 @@
 //!
 //! A probe is `statfs` + `open(O_DIRECTORY)` + one `getdents64` of the mountpoint,
 //! never `stat` alone (a stat was answered from cached attributes after a real
-//! failover while statfs and readdir failed with ESTALE).
+//! failover while statfs and readdir failed with ESTALE). The optional write probe
+//! (create, write, fsync, unlink a dot-file in the mount root) has a lane of its own,
+//! so a write that hangs marks only the write probe stuck, never the read probes.
 //!
 //! Failure modes: spawn failure, a worker that dies or writes garbage
 //! ([`WorkerError::Protocol`]), a missed deadline ([`WorkerError::Timeout`]), a
@@ -118,6 +120,12 @@ pub enum WorkerRequest {
         /// Mountpoint.
         path: PathBuf,
     },
+    /// The write probe: create, write, fsync and unlink a dot-file in the root of the
+    /// mount at `path` ([`MountOps::write_probe`]).
+    WriteProbe {
+        /// Mountpoint.
+        path: PathBuf,
+    },
     /// Liveness check; answers with the worker's pid.
     Ping,
 }
@@ -128,7 +136,8 @@ impl WorkerRequest {
         match self {
             WorkerRequest::Probe { path }
             | WorkerRequest::Umount { path, .. }
-            | WorkerRequest::Trigger { path } => Some(path),
+            | WorkerRequest::Trigger { path }
+            | WorkerRequest::WriteProbe { path } => Some(path),
             WorkerRequest::Replace { target, .. } => Some(target),
             WorkerRequest::Hold { path, .. } => Some(path),
             WorkerRequest::Ping => None,
@@ -147,9 +156,18 @@ impl WorkerRequest {
             // Its own lane (the handle is new each time): a hold stuck on a dead
             // mount must not hold up the replace that follows it.
             WorkerRequest::Hold { at, .. } => Some((at.clone(), false)),
+            // An access lane of its own (keyed by the probe file's path): a write that
+            // hangs marks only the write probe stuck, so read probes — which decide
+            // whether the mount is remounted — go on as before.
+            WorkerRequest::WriteProbe { path } => Some((write_lane(path), true)),
             WorkerRequest::Ping => None,
         }
     }
+}
+
+/// The lane (and stuck-worker key) of the write probe of the mount at `path`.
+fn write_lane(path: &Path) -> PathBuf {
+    path.join(crate::ops::WRITE_PROBE_FILE)
 }
 
 /// One `umount2` call made for an [`WorkerRequest::Umount`].
@@ -195,6 +213,11 @@ pub enum WorkerResponse {
         #[serde(default)]
         layers: u32,
     },
+    /// Answer to [`WorkerRequest::WriteProbe`].
+    WriteProbe {
+        /// The outcome (classified with [`ProbeOutcome::classify_write`]).
+        outcome: ProbeOutcome,
+    },
     /// Answer to [`WorkerRequest::Trigger`].
     Trigger {
         /// The operation that failed, if any.
@@ -226,6 +249,10 @@ fn probe_op(op: SysOp) -> ProbeOp {
         SysOp::Statfs => ProbeOp::Statfs,
         SysOp::Stat => ProbeOp::Stat,
         SysOp::Readdir => ProbeOp::Readdir,
+        SysOp::Create => ProbeOp::Create,
+        SysOp::Write => ProbeOp::Write,
+        SysOp::Fsync => ProbeOp::Fsync,
+        SysOp::Unlink => ProbeOp::Unlink,
         SysOp::Open | SysOp::Umount | SysOp::Move | SysOp::Bind => ProbeOp::Open,
     }
 }
@@ -363,6 +390,20 @@ pub fn handle_request(ops: &dyn MountOps, req: &WorkerRequest) -> WorkerResponse
                     errno: Some(e.errno),
                 },
             }
+        }
+        WorkerRequest::WriteProbe { path } => {
+            let start = Instant::now();
+            let outcome = match ops.write_probe(path) {
+                Ok(()) => ProbeOutcome::Ok {
+                    latency: start.elapsed(),
+                },
+                Err(OpsError { op, errno }) => ProbeOutcome::Failed {
+                    op: probe_op(op),
+                    errno,
+                    latency: start.elapsed(),
+                },
+            };
+            WorkerResponse::WriteProbe { outcome }
         }
         WorkerRequest::Ping => WorkerResponse::Pong {
             pid: std::process::id(),
@@ -557,6 +598,33 @@ impl WorkerPool {
                 "unexpected answer {other:?}"
             ))),
         }
+    }
+
+    /// The write probe of the mount at `mountpoint` (create, write, fsync, unlink a
+    /// dot-file in its root), bounded by `deadline`; a missed deadline, a stuck earlier
+    /// write probe or a worker failure is `Hung` (classified `write-hung`).
+    pub async fn write_probe(&self, mountpoint: &Path, deadline: Duration) -> ProbeOutcome {
+        let req = WorkerRequest::WriteProbe {
+            path: mountpoint.to_path_buf(),
+        };
+        match self.request(req, deadline).await {
+            Ok(WorkerResponse::WriteProbe { outcome }) => outcome,
+            Ok(other) => {
+                tracing::warn!(mountpoint = %mountpoint.display(), answer = ?other, "write probe: unexpected answer");
+                ProbeOutcome::Hung { deadline }
+            }
+            Err(e) => {
+                if !matches!(e, WorkerError::Timeout { .. } | WorkerError::Stuck) {
+                    tracing::warn!(mountpoint = %mountpoint.display(), error = %e, "write probe worker failed");
+                }
+                ProbeOutcome::Hung { deadline }
+            }
+        }
+    }
+
+    /// True while a write probe of `mountpoint` is stuck.
+    pub fn is_write_stuck(&self, mountpoint: &Path) -> bool {
+        self.is_stuck(&write_lane(mountpoint))
     }
 
     /// Classify a mountpoint: `NotMounted` without probing when the topmost mount

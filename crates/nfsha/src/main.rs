@@ -33,6 +33,8 @@ enum Command {
     Status(commands::status::Args),
     /// Force the recovery of one mount by the running agent.
     Recover(commands::recover::Args),
+    /// Replica volumes: the active replica of each mount, and moving it back.
+    Replica(commands::replica::Args),
     /// Configuration tools.
     Config(commands::config::Args),
     /// Move a host from fstab/autofs + a bash health check to a managed deployment.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
                 Command::Check(a) => commands::check::run(&global, a),
                 Command::Status(a) => commands::status::run(&global, a),
                 Command::Recover(a) => commands::recover::run(&global, a),
+                Command::Replica(a) => commands::replica::run(&global, a),
                 Command::Config(a) => commands::config::run(&global, a),
                 Command::Setup(a) => commands::setup::run(&global, a),
                 Command::Server(a) => commands::server::run(&global, a),

@@ -80,3 +80,83 @@ fn missing_file_exits_one() {
             "/nonexistent/nfsha.toml: error: Cannot read /nonexistent/nfsha.toml",
         ));
 }
+
+/// Seed 001's mount, with its state directory and control socket in `dir`.
+fn replica_config(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    let state = dir.path().join("state");
+    let sock = dir.path().join("agent.sock");
+    write(
+        dir,
+        &format!(
+            "[agent]\ncontrol_socket = \"{}\"\nstate_dir = \"{}\"\n\n[[mount]]\nmountpoint = \"/misc/crr\"\nexport = \"/crr-site1\"\nservers = [\"10.1.13.5\", {{ host = \"10.2.13.5\", export = \"/crr-dest1\" }}]\nnfs_version = \"3\"\n",
+            sock.display(),
+            state.display()
+        ),
+    )
+}
+
+#[test]
+fn replica_status_reads_the_state_files_without_an_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = replica_config(&dir);
+    // No record yet: no active replica, exit 1.
+    nfsha()
+        .args(["replica", "status", "--config"])
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("NO ACTIVE REPLICA"))
+        .stdout(predicate::str::contains("state files only"));
+    let store = nfsha_agent::replica::ReplicaStore::new(dir.path().join("state"));
+    store
+        .save(&nfsha_agent::replica::ActiveRecord {
+            version: nfsha_agent::replica::STATE_VERSION,
+            mountpoint: "/misc/crr".into(),
+            host: "10.2.13.5".into(),
+            export: "/crr-dest1".into(),
+            generation: 3,
+            reason: "failover: 10.1.13.5:/crr-site1 does not answer".into(),
+            updated_ms: 0,
+        })
+        .unwrap();
+    nfsha()
+        .args(["replica", "status", "--config"])
+        .arg(&p)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "active 10.2.13.5:/crr-dest1 (generation 3: failover",
+        ));
+}
+
+#[test]
+fn replica_failback_needs_a_replica_of_the_mount_and_the_resync_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = replica_config(&dir);
+    nfsha()
+        .args([
+            "replica",
+            "failback",
+            "/misc/crr",
+            "--to",
+            "10.1.13.5:/other",
+            "--config",
+        ])
+        .arg(&p)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is not a replica of /misc/crr"));
+    nfsha()
+        .args([
+            "replica",
+            "failback",
+            "/misc/crr",
+            "--to",
+            "10.1.13.5:/crr-site1",
+            "--config",
+        ])
+        .arg(&p)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--resynced"));
+}

@@ -12,6 +12,8 @@ use nfsha_setup::{Host, SetupOptions};
 pub struct FakeHost {
     pub tools: BTreeSet<String>,
     pub users: BTreeMap<PathBuf, Vec<String>>,
+    /// The NFS version each server answers (absent: no answer).
+    pub versions: BTreeMap<String, u32>,
 }
 
 impl FakeHost {
@@ -19,6 +21,7 @@ impl FakeHost {
         FakeHost {
             tools: ["mount.nfs", "automount"].map(String::from).into(),
             users: BTreeMap::new(),
+            versions: BTreeMap::new(),
         }
     }
 }
@@ -29,6 +32,9 @@ impl Host for FakeHost {
     }
     fn users_of(&self, mountpoint: &Path) -> Vec<String> {
         self.users.get(mountpoint).cloned().unwrap_or_default()
+    }
+    fn nfs_version(&self, server: &str) -> Option<u32> {
+        self.versions.get(server).copied()
     }
 }
 

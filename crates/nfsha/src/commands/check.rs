@@ -70,6 +70,34 @@ fn level_of(state: MountState, age: Duration, critical_after: Duration) -> Level
     }
 }
 
+/// One mount of the agent's status. A healthy mount whose write probe does not say
+/// `writable` (a read-only replica, a full volume, hanging writes) is WARNING: it
+/// serves reads, and nfsha never remounts it for that.
+fn mount_check(m: &nfsha_agent::MountStatus, now_ms: u64, critical_after: Duration) -> MountCheck {
+    let age = Duration::from_millis(now_ms.saturating_sub(m.since_ms));
+    let mut level = level_of(m.state, age, critical_after);
+    let mut detail = m.recovery_error.clone().or(m.last_error.clone());
+    if let Some(w) = m
+        .write
+        .as_ref()
+        .filter(|w| w.state != nfsha_core::WriteState::Writable)
+        && level == Level::Ok
+    {
+        level = Level::Warning;
+        detail = Some(match &w.detail {
+            Some(d) => format!("writes: {}: {d}", w.state),
+            None => format!("writes: {}", w.state),
+        });
+    }
+    MountCheck {
+        mountpoint: m.mountpoint.clone(),
+        state: m.state,
+        seconds_in_state: age.as_secs(),
+        level,
+        detail,
+    }
+}
+
 fn emit(report: &Report, json: bool) -> u8 {
     if json {
         println!(
@@ -126,16 +154,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             "agent",
             st.mounts
                 .values()
-                .map(|m| {
-                    let age = Duration::from_millis(now.saturating_sub(m.since_ms));
-                    MountCheck {
-                        mountpoint: m.mountpoint.clone(),
-                        state: m.state,
-                        seconds_in_state: age.as_secs(),
-                        level: level_of(m.state, age, args.critical_after),
-                        detail: m.recovery_error.clone().or(m.last_error.clone()),
-                    }
-                })
+                .map(|m| mount_check(m, now, args.critical_after))
                 .collect::<Vec<_>>(),
         ),
         None => ("local-probe", rt.block_on(local_probe(&config))),
@@ -235,4 +254,58 @@ async fn local_probe(config: &nfsha_config::Config) -> Vec<MountCheck> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nfsha_agent::MountStatus;
+    use nfsha_agent::status::WriteStatus;
+    use nfsha_core::WriteState;
+
+    fn healthy(write: Option<WriteState>) -> MountStatus {
+        MountStatus {
+            mountpoint: "/misc/crr".into(),
+            state: MountState::Healthy,
+            since_ms: 1_000,
+            server: Some("10.2.13.5".into()),
+            last_error: None,
+            probe_rtt_us: Some(300),
+            recovering: false,
+            recovery_error: None,
+            recoveries: 1,
+            failed_attempts: 0,
+            mode: "direct".into(),
+            export: Some("/crr-dest1".into()),
+            replica: None,
+            write: write.map(|state| WriteStatus {
+                state,
+                since_ms: 1_000,
+                detail: Some("Create failed: EROFS".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_healthy_mount_that_takes_no_writes_is_a_warning() {
+        let c = mount_check(&healthy(None), 2_000, Duration::from_secs(30));
+        assert_eq!((c.level, c.detail), (Level::Ok, None));
+        let c = mount_check(
+            &healthy(Some(WriteState::Writable)),
+            2_000,
+            Duration::from_secs(30),
+        );
+        assert_eq!(c.level, Level::Ok);
+        // Read-only stays a warning however long it lasts (never CRITICAL, never a remount).
+        let c = mount_check(
+            &healthy(Some(WriteState::ReadOnly)),
+            10_000_000,
+            Duration::from_secs(30),
+        );
+        assert_eq!(c.level, Level::Warning);
+        assert_eq!(
+            c.detail.as_deref(),
+            Some("writes: read-only: Create failed: EROFS")
+        );
+    }
 }

@@ -8,6 +8,7 @@ pub mod drill;
 pub mod events;
 pub mod generate_docs;
 pub mod recover;
+pub mod replica;
 pub mod server;
 pub mod setup;
 pub mod status;

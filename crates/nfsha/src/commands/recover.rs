@@ -1,4 +1,6 @@
-//! `nfsha recover MOUNTPOINT`: force the running agent to recover one mount now.
+//! `nfsha recover MOUNTPOINT [--replica HOST:/EXPORT]`: force the running agent to
+//! recover one mount now; for replica volumes, optionally onto a named replica, which
+//! becomes the active one (recorded before it is moved in).
 
 use super::Global;
 use nfsha_agent::control::{Reply, Request};
@@ -10,6 +12,11 @@ use std::time::Duration;
 pub struct Args {
     /// The configured mountpoint to recover.
     pub mountpoint: PathBuf,
+    /// Replica volumes: make this replica (`host:/export`, as configured) the active
+    /// one and mount it — after a lost state file (`no-active-replica`), or to move
+    /// back to the source once replication has been reversed.
+    #[arg(long, value_name = "HOST:/EXPORT")]
+    pub replica: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -18,6 +25,10 @@ pub struct Args {
 /// Ask the agent, wait for the report, print it; exit 0 only if the mount recovered.
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
     let config = nfsha_config::load(&global.config_path())?;
+    if let Some(r) = &args.replica {
+        r.parse::<nfsha_config::Replica>()
+            .map_err(|e| anyhow::anyhow!("--replica: {e}"))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -29,6 +40,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         &config,
         Request::Recover {
             mountpoint: args.mountpoint.clone(),
+            replica: args.replica.clone(),
         },
         bound,
     ))?;
