@@ -65,7 +65,26 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
 
-    let mut agent = Agent::start(host, config.clone(), emit);
+    let mut agent = Agent::start(host, config.clone(), emit.clone());
+    // [mount.fleet]: one task per fleet volume (restarted when its settings change).
+    let fleet_key = |c: &Config| {
+        (
+            c.agent.cluster.clone(),
+            c.mounts
+                .iter()
+                .filter(|m| m.fleet.is_some())
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut fleet_cfg = fleet_key(&config);
+    let mut fleet_tasks = crate::fleet::spawn(
+        config.agent.cluster.as_ref(),
+        &config.mounts,
+        &crate::fleet::agent_name(),
+        agent.handle(),
+        emit.clone(),
+    );
     let events: EventSource = {
         let sink = sink.clone();
         Arc::new(move |since: Option<u64>| match since {
@@ -100,6 +119,17 @@ pub async fn run(
                             tracing::info!(mounts = new.mounts.len(), "config reloaded");
                             agent.apply_config(new.clone());
                             services.commit(prepared, &new, &agent, &events);
+                            if fleet_key(&new) != fleet_cfg {
+                                fleet_tasks.iter().for_each(|t| t.abort());
+                                fleet_cfg = fleet_key(&new);
+                                fleet_tasks = crate::fleet::spawn(
+                                    new.agent.cluster.as_ref(),
+                                    &new.mounts,
+                                    &crate::fleet::agent_name(),
+                                    agent.handle(),
+                                    emit.clone(),
+                                );
+                            }
                         }
                         Err(why) => {
                             tracing::error!("config reload refused, keeping the old config:\n{why}");
@@ -124,6 +154,7 @@ pub async fn run(
     }
     tracing::info!("agent stopping");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    fleet_tasks.iter().for_each(|t| t.abort());
     agent.shutdown();
     services.stop().await;
     Ok(())

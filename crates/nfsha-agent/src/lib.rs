@@ -13,6 +13,7 @@
 pub mod control;
 pub mod daemon;
 pub mod emit;
+pub mod fleet;
 pub mod host;
 pub mod linux;
 pub mod recovery;

@@ -276,6 +276,16 @@ impl<'a, H: Host> Recovery<'a, H> {
         }
         match selection::choose_replica(ranked, book.active().as_ref()) {
             ReplicaChoice::Active(r) => Ok(Some(r)),
+            // A fleet volume fails over once for the whole fleet (crate::fleet), never
+            // here: the mount waits for the fleet's record to name another replica.
+            ReplicaChoice::Failover { from, .. } if self.mount.fleet.is_some() => {
+                tracing::info!(
+                    mount = %self.mount.mountpoint.display(),
+                    active = %from,
+                    "the active replica does not answer; the fleet decides the failover"
+                );
+                Ok(None)
+            }
             ReplicaChoice::Failover { from, to } => {
                 let why = format!("failover: {from} does not answer");
                 self.pending = Some(book.next(&to, why, clock_ms()));

@@ -123,3 +123,13 @@ pub fn export_options() -> Vec<String> {
 pub fn control_socket() -> PathBuf {
     PathBuf::from(CONTROL_SOCKET)
 }
+
+/// `[mount.fleet] failover_after`: 5 minutes. A failover to a replica volume breaks the
+/// replication, may lose the writes of the last replication interval, and needs a reverse
+/// resync by hand before any failback (seed 001); with `hard` mounts applications just
+/// wait out a shorter outage. Seed 001's own warning: "Do you really want/need failover to
+/// occur if the availability zone is back up after a few minutes?"
+pub const FLEET_FAILOVER_AFTER: Duration = Duration::from_secs(300);
+
+/// `[mount.fleet] promote_timeout`: 2 minutes (a cloud CLI call that breaks a replication).
+pub const FLEET_PROMOTE_TIMEOUT: Duration = Duration::from_secs(120);

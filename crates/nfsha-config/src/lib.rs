@@ -61,6 +61,7 @@ pub fn parse<'i>(text: &'i str, source: Option<&'i Path>) -> Result<RawConfig<'i
 pub fn validate(raw: &RawConfig<'_>) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
     let mut checker = validate::Checker {
         sink: diag::Sink::new(raw.text, raw.source),
+        fleet_mounts: Vec::new(),
     };
     let config = checker.document(raw.doc.get_ref(), raw.source);
     let failed = checker.sink.has_errors();

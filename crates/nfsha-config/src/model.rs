@@ -208,6 +208,36 @@ pub struct MountConfig {
     /// its root, bounded by `probe_deadline`): a read-only replica, a full volume or
     /// hanging writes are reported, never remounted. Default off.
     pub write_probe: bool,
+    /// `[mount.fleet]`: one active replica for the whole fleet, agreed in etcd (needs
+    /// `[agent.cluster]` and replicas with their own export paths). `None`: each agent
+    /// keeps its own active replica (state file) and fails over by itself.
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[mount.fleet]`: how the fleet fails a replica volume over (see `nfsha-cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// The volume's name in etcd (`/nfsha/volumes/<volume>/`), the same on every client.
+    pub volume: String,
+    /// How long this agent must see the active replica unreachable, without a break,
+    /// before it votes for a failover. Default 5 min (seed 001's brief-outage warning).
+    pub failover_after: Duration,
+    /// `majority` (default): most live agents must vote; `any`: one agent is enough.
+    pub quorum: FleetQuorum,
+    /// Run once for the fleet by the elected agent before the move (e.g. the cloud CLI
+    /// call that breaks the replication). Empty: no command.
+    pub promote_command: Vec<String>,
+    /// Deadline of the promote command (its process group is killed). Default 2 min.
+    pub promote_timeout: Duration,
+}
+
+/// Who must agree before the fleet fails over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetQuorum {
+    /// A majority of the live agents' views.
+    Majority,
+    /// Any one agent.
+    Any,
 }
 
 /// `[server]` section (NFS server nodes).
@@ -413,6 +443,7 @@ impl MountConfig {
             hook_timeout: d::HOOK_TIMEOUT,
             services: Vec::new(),
             write_probe: false,
+            fleet: None,
         }
     }
 

@@ -127,6 +127,20 @@ pub fn to_toml(config: &Config) -> String {
         if m.write_probe {
             o.push_str("write_probe = true\n");
         }
+        if let Some(f) = &m.fleet {
+            o.push_str("\n[mount.fleet]\n");
+            let _ = writeln!(o, "volume = {}", q(&f.volume));
+            let _ = writeln!(o, "failover_after = {}", dur(f.failover_after));
+            let quorum = match f.quorum {
+                FleetQuorum::Majority => "majority",
+                FleetQuorum::Any => "any",
+            };
+            let _ = writeln!(o, "quorum = {}", q(quorum));
+            if !f.promote_command.is_empty() {
+                let _ = writeln!(o, "promote_command = {}", list(&f.promote_command));
+            }
+            let _ = writeln!(o, "promote_timeout = {}", dur(f.promote_timeout));
+        }
     }
     if let Some(s) = &config.server {
         render_server(&mut o, s);

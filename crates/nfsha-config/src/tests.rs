@@ -1169,3 +1169,59 @@ fn btrfs_engine_errors_point_at_the_key_and_say_how_to_fix_it() {
     let d = one_error(&btrfs_server(ok).replace("engine = \"btrfs\"", "engine = \"zfs\""));
     assert!(d.message.contains("zfs"), "{d}");
 }
+
+const FLEET: &str = "[agent.cluster]\netcd_endpoints = [\"http://127.0.0.1:2379\"]\ncluster = \"lab\"\n\n[[mount]]\nmountpoint = \"/misc/crr\"\nexport = \"/crr-site1\"\nservers = [\"10.1.13.5\", { host = \"10.2.13.5\", export = \"/crr-dest1\" }]\n\n[mount.fleet]\nvolume = \"crr\"\n";
+
+/// Issue 11 item 3: `[mount.fleet]` with its defaults, every key, and the round trip.
+#[test]
+fn fleet_volume_keys_defaults_and_round_trip() {
+    let cfg = parse_str(FLEET, None).expect("fleet config");
+    let f = cfg.mounts[0].fleet.clone().expect("[mount.fleet]");
+    assert_eq!(f.volume, "crr");
+    assert_eq!(f.failover_after, Duration::from_secs(300));
+    assert_eq!(f.quorum, FleetQuorum::Majority);
+    assert!(f.promote_command.is_empty());
+    assert_eq!(f.promote_timeout, Duration::from_secs(120));
+    let full = format!(
+        "{FLEET}failover_after = \"20s\"\nquorum = \"any\"\npromote_command = [\"/usr/local/bin/break-replication\", \"--volume\", \"crr dest\"]\npromote_timeout = \"30s\"\n"
+    );
+    let cfg = parse_str(&full, None).expect("full fleet config");
+    let f = cfg.mounts[0].fleet.clone().unwrap();
+    assert_eq!(f.quorum, FleetQuorum::Any);
+    assert_eq!(
+        f.promote_command[2], "crr dest",
+        "an argument with a space stays one"
+    );
+    let again = parse_str(&to_toml(&cfg), None).expect("rendered config parses");
+    assert_eq!(again.mounts, cfg.mounts);
+}
+
+#[test]
+fn fleet_volume_errors_point_at_the_key_and_say_how_to_fix_it() {
+    // No [agent.cluster].
+    let no_cluster = FLEET.split_once("\n\n").unwrap().1;
+    let d = one_error(no_cluster);
+    assert!(d.message.contains("needs [agent.cluster]"), "{d}");
+    assert_eq!(d.line, 6, "at [mount.fleet]");
+    // One replica only.
+    let d = one_error(&FLEET.replace(", { host = \"10.2.13.5\", export = \"/crr-dest1\" }", ""));
+    assert!(d.message.contains("at least two replicas"), "{d}");
+    // Bad values, each at its position.
+    let d = one_error(&format!("{FLEET}quorum = \"all\"\n"));
+    assert!(d.message.contains("invalid `quorum`"), "{d}");
+    assert_eq!(d.line, 12);
+    let d = one_error(&FLEET.replace("volume = \"crr\"", "volume = \"a/b\""));
+    assert!(d.message.contains("not a valid name"), "{d}");
+    let d = one_error(&format!("{FLEET}promote_command = []\n"));
+    assert!(d.message.contains("empty command"), "{d}");
+    let d = one_error(&format!("{FLEET}failover_afer = \"1m\"\n"));
+    assert!(d.message.contains("failover_afer"), "{d}");
+    // Two mounts, one volume.
+    let second = "\n[[mount]]\nmountpoint = \"/misc/b\"\nexport = \"/b1\"\nservers = [\"10.1.13.5\", { host = \"10.2.13.5\", export = \"/b2\" }]\n\n[mount.fleet]\nvolume = \"crr\"\n";
+    let d = one_error(&format!("{FLEET}{second}"));
+    assert!(
+        d.message.contains("volume `crr` is used by two mounts"),
+        "{d}"
+    );
+    assert!(d.help.unwrap().contains("line 10"));
+}

@@ -66,7 +66,14 @@ const DEFAULT_KEYS: &[&str] = &[
     "services",
     "write_probe",
 ];
-const MOUNT_ONLY_KEYS: &[&str] = &["mountpoint", "export", "servers"];
+const MOUNT_ONLY_KEYS: &[&str] = &["mountpoint", "export", "servers", "fleet"];
+const FLEET_KEYS: &[&str] = &[
+    "volume",
+    "failover_after",
+    "quorum",
+    "promote_command",
+    "promote_timeout",
+];
 const SERVER_REF_KEYS: &[&str] = &["host", "export", "weight"];
 const SERVER_KEYS: &[&str] = &[
     "node",
@@ -160,6 +167,8 @@ impl Common {
 /// Walks the document, filling the sink.
 pub(crate) struct Checker<'s> {
     pub(crate) sink: Sink<'s>,
+    /// `(volume, offset)` of every `[mount.fleet]`, checked against `[agent.cluster]`.
+    pub(crate) fleet_mounts: Vec<(String, usize)>,
 }
 
 /// The mountpoints validated so far, ordered by path components: a path's descendants
@@ -570,12 +579,77 @@ impl<'s> Checker<'s> {
                 .and_then(|t| self.server(t, start(v))),
             None => None,
         };
+        if agent.cluster.is_none()
+            && let Some((_, at)) = self.fleet_mounts.first()
+        {
+            self.sink.error_help(
+                *at,
+                "[mount.fleet] needs [agent.cluster]",
+                "the fleet agrees on the active replica in etcd: add [agent.cluster] with etcd_endpoints and cluster, or remove [mount.fleet] to let each agent keep its own active replica",
+            );
+        }
+        let mut volumes: std::collections::BTreeMap<&str, usize> =
+            std::collections::BTreeMap::new();
+        for (volume, at) in &self.fleet_mounts {
+            if let Some(first) = volumes.insert(volume.as_str(), *at) {
+                self.sink.error_help(
+                    *at,
+                    format!("volume `{volume}` is used by two mounts"),
+                    format!(
+                        "it is already the volume of the mount at line {}; give each [mount.fleet] its own volume name",
+                        self.sink.line_of(first)
+                    ),
+                );
+            }
+        }
         Config {
             source: source.map(Path::to_path_buf),
             agent,
             mounts,
             server,
         }
+    }
+
+    fn fleet(&mut self, t: &DeTable<'_>, at: usize) -> Option<FleetConfig> {
+        self.check_keys(t, FLEET_KEYS, "[mount.fleet]");
+        let volume = self
+            .required(t, "volume", "[mount.fleet]", at)
+            .and_then(|v| {
+                let s = self.nonempty_string("volume", v)?;
+                if s.contains('/') || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                    self.sink.error_help(
+                        start(v),
+                        format!("volume `{s}` is not a valid name"),
+                        "use letters, digits, `-`, `_` or `.` (it is an etcd key segment)",
+                    );
+                    return None;
+                }
+                Some(s)
+            });
+        let failover_after = self.opt_duration(t, "failover_after");
+        let promote_timeout = self.opt_duration(t, "promote_timeout");
+        let quorum = match t.get("quorum") {
+            Some(v) => self.enumeration(
+                "quorum",
+                v,
+                &[
+                    ("majority", FleetQuorum::Majority),
+                    ("any", FleetQuorum::Any),
+                ],
+            ),
+            None => Some(FleetQuorum::Majority),
+        };
+        let promote_command = match t.get("promote_command") {
+            Some(v) => self.argv("promote_command", v),
+            None => Some(Vec::new()),
+        };
+        Some(FleetConfig {
+            volume: volume?,
+            failover_after: failover_after.map_or(defaults::FLEET_FAILOVER_AFTER, |x| x.0),
+            quorum: quorum?,
+            promote_command: promote_command?,
+            promote_timeout: promote_timeout.map_or(defaults::FLEET_PROMOTE_TIMEOUT, |x| x.0),
+        })
     }
 
     fn agent(&mut self, t: &DeTable<'_>) -> AgentSettings {
@@ -810,6 +884,32 @@ impl<'s> Checker<'s> {
         if let (Some(servers), Some(export)) = (&servers, &export) {
             self.replica_rules(t, servers, export, &c);
         }
+        let fleet = match t.get("fleet") {
+            Some(v) => match self.table("fleet", v) {
+                Some(ft) => {
+                    let f = self.fleet(ft, start(v));
+                    if let (Some(servers), Some(export)) = (&servers, &export) {
+                        let distinct: std::collections::BTreeSet<(&str, &str)> = servers
+                            .iter()
+                            .map(|s| (s.host.as_str(), s.export.as_deref().unwrap_or(export)))
+                            .collect();
+                        if distinct.len() < 2 {
+                            self.sink.error_help(
+                                start(v),
+                                "[mount.fleet] needs at least two replicas",
+                                "list the source and its replica in `servers`, each with its own export path, e.g. servers = [\"10.1.13.5\", { host = \"10.2.13.5\", export = \"/crr-dest1\" }]",
+                            );
+                        }
+                    }
+                    if let Some(f) = &f {
+                        self.fleet_mounts.push((f.volume.clone(), start(v)));
+                    }
+                    Some(f?)
+                }
+                None => None,
+            },
+            None => None,
+        };
         let m = MountConfig {
             mountpoint: mountpoint?,
             export: export?,
@@ -828,6 +928,7 @@ impl<'s> Checker<'s> {
             hook_timeout: c.hook_timeout.map_or(defaults::HOOK_TIMEOUT, |x| x.0),
             services: c.services.map_or_else(Vec::new, |x| x.0),
             write_probe: c.write_probe.is_some_and(|x| x.0),
+            fleet,
         };
         Some(m)
     }

@@ -1,0 +1,340 @@
+//! One active replica for the whole fleet: the agent's side of `nfsha-cluster` for the
+//! mounts with `[mount.fleet]` (issue 11 item 3).
+//!
+//! Role, per fleet mount, one task ([`spawn`]):
+//! - seed the volume's `active` key in etcd once (generation 1) with what this agent
+//!   already has — its state file's active replica, else the first configured replica —
+//!   and then follow the key ([`nfsha_cluster::watch_active`]): a record naming another
+//!   replica than the mount's active one is applied through
+//!   [`AgentHandle::recover_to`], i.e. recorded in the state file before the move, as any
+//!   operator-chosen replica;
+//! - every second: judge the active replica's reachability from the agent's own RPC
+//!   probes (the published server status, no NFS access), feed it to an
+//!   [`UnreachableClock`] (this agent's monotonic clock only), publish this agent's view
+//!   on its lease, and when its own clock says "down for `failover_after`" read every
+//!   live view and let [`decide_failover`] say whether the fleet fails over (default: a
+//!   majority of live agents must agree, so one client with a broken network cannot move
+//!   the fleet); then run for it with [`AgentSession::try_failover`] — the promote command
+//!   runs once for the fleet, bounded, and its outcome is an event.
+//!
+//! The mount itself never fails over on its own (see `Recovery::select_replica`): only a
+//! new record moves it. Failure modes: etcd unreachable → an event once, the mount keeps
+//! what it has (its state file), the task reconnects every few seconds; a promote command
+//! that fails or hangs → an event with its exit status and output, the fleet stays.
+
+use crate::emit::Emitter;
+use crate::supervisor::AgentHandle;
+use futures_util::StreamExt;
+use nfsha_cluster::{
+    ActiveRecord, AgentSession, AgentView, AuthFile, CommandSpec, Decision, FailoverOutcome, Fleet,
+    FleetOptions, Quorum, ReplicaId, TlsFiles, UnreachableClock, WatchEvent, decide_failover,
+    watch_active,
+};
+use nfsha_config::{ClusterSource, FleetQuorum, MountConfig, Replica};
+use nfsha_core::{Event, EventKind};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// Lease of this agent's view and election lock.
+const SESSION_TTL: Duration = Duration::from_secs(10);
+/// How often the view is published and the decision taken.
+const TICK: Duration = Duration::from_secs(1);
+/// Pause before reconnecting after etcd failed.
+const RECONNECT: Duration = Duration::from_secs(3);
+
+/// The etcd connection options of `[agent.cluster]`.
+pub fn options(c: &ClusterSource) -> FleetOptions {
+    let mut o = FleetOptions::new(c.etcd_endpoints.clone());
+    o.tls = c.etcd_tls.as_ref().map(|t| TlsFiles {
+        ca: t.ca.clone(),
+        cert: t.cert.clone(),
+        key: t.key.clone(),
+    });
+    o.auth = c.etcd_auth.as_ref().map(|a| AuthFile {
+        user: a.user.clone(),
+        password_file: a.password_file.clone(),
+    });
+    o
+}
+
+/// The replicas of `mount` as the fleet names them, in configured order.
+pub fn members(mount: &MountConfig) -> Vec<ReplicaId> {
+    mount
+        .servers
+        .iter()
+        .map(|s| ReplicaId::new(s.host.clone(), mount.export_of(s)))
+        .collect()
+}
+
+fn to_replica(r: &ReplicaId) -> Replica {
+    Replica {
+        host: r.host.clone(),
+        export: r.export.clone(),
+    }
+}
+
+/// This agent's name in the fleet: the host name.
+pub fn agent_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Start one task per mount with `[mount.fleet]` (nothing without `[agent.cluster]`);
+/// `agent` is this agent's name in the fleet ([`agent_name`]; tests run several).
+pub fn spawn(
+    cluster: Option<&ClusterSource>,
+    mounts: &[MountConfig],
+    agent: &str,
+    handle: AgentHandle,
+    emit: Emitter,
+) -> Vec<JoinHandle<()>> {
+    let Some(c) = cluster else {
+        return Vec::new();
+    };
+    mounts
+        .iter()
+        .filter(|m| m.fleet.is_some())
+        .map(|m| {
+            let task = VolumeTask {
+                opts: options(c),
+                mount: m.clone(),
+                agent: agent.to_string(),
+                handle: handle.clone(),
+                emit: emit.clone(),
+                moving: Default::default(),
+            };
+            tokio::spawn(task.run())
+        })
+        .collect()
+}
+
+struct VolumeTask {
+    opts: FleetOptions,
+    mount: MountConfig,
+    agent: String,
+    handle: AgentHandle,
+    emit: Emitter,
+    /// A recovery onto the active replica is running.
+    moving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl VolumeTask {
+    fn event(&self, step: &str, outcome: &str, reason: String) {
+        self.emit.emit(
+            Event::new(EventKind::Replica)
+                .mount(self.mount.mountpoint.display().to_string())
+                .step(step)
+                .outcome(outcome)
+                .reason(reason),
+        );
+    }
+
+    fn volume(&self) -> &str {
+        self.mount.fleet.as_ref().map_or("", |f| f.volume.as_str())
+    }
+
+    /// The mount's active replica and generation as the agent publishes them.
+    fn local(&self) -> (Option<Replica>, u64) {
+        let st = self.handle.status().lock();
+        let r = st
+            .mounts
+            .get(&self.mount.mountpoint.display().to_string())
+            .and_then(|m| m.replica.as_ref());
+        (
+            r.and_then(|r| r.active.as_deref()?.parse().ok()),
+            r.and_then(|r| r.generation).unwrap_or(0),
+        )
+    }
+
+    /// Whether the agent's RPC probes reach `host` now (no NFS access).
+    fn reachable(&self, host: &str) -> bool {
+        self.handle
+            .status()
+            .lock()
+            .servers
+            .get(host)
+            .is_some_and(|s| s.reachable)
+    }
+
+    async fn run(self) {
+        let mut said_unreachable = false;
+        loop {
+            match self.follow().await {
+                Ok(()) => return,
+                Err(why) => {
+                    if !said_unreachable {
+                        self.event(
+                            "fleet-etcd",
+                            "failed",
+                            format!(
+                                "cannot reach the fleet's record in etcd ({why}); keeping the active replica this agent has"
+                            ),
+                        );
+                        said_unreachable = true;
+                    }
+                }
+            }
+            tokio::time::sleep(RECONNECT).await;
+        }
+    }
+
+    /// Seed, watch and vote until etcd fails (the error says why).
+    async fn follow(&self) -> Result<(), String> {
+        let Some(fc) = self.mount.fleet.clone() else {
+            return Ok(());
+        };
+        let members = members(&self.mount);
+        let fleet = Fleet::connect(&self.opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let seed = match self.local().0 {
+            Some(r) => ReplicaId::new(r.host, r.export),
+            None => members.first().cloned().ok_or("no replica")?,
+        };
+        let mut active: ActiveRecord = fleet
+            .seed_active(&fc.volume, &seed, &self.agent)
+            .await
+            .map_err(|e| e.to_string())?;
+        let session = AgentSession::new(fleet.clone(), &self.agent, SESSION_TTL)
+            .map_err(|e| e.to_string())?;
+        let mut watch = watch_active(self.opts.clone(), &fc.volume).map_err(|e| e.to_string())?;
+        let mut clock = UnreachableClock::new(fc.failover_after);
+        let quorum = match fc.quorum {
+            FleetQuorum::Majority => Quorum::Majority,
+            FleetQuorum::Any => Quorum::Any,
+        };
+        let promote = (!fc.promote_command.is_empty())
+            .then(|| CommandSpec::new(fc.promote_command.iter(), fc.promote_timeout));
+        let mut applied: Option<u64> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            self.apply(&active, &mut applied).await;
+            tokio::select! {
+                ev = watch.next() => match ev {
+                    Some(WatchEvent::Active(rec)) => {
+                        if rec.generation > active.generation {
+                            self.event(
+                                "fleet-active",
+                                "ok",
+                                format!(
+                                    "volume {}: generation {} on {} ({} by {})",
+                                    fc.volume, rec.generation, rec.replica, rec.reason.name(), rec.decided_by
+                                ),
+                            );
+                            clock.reset();
+                            active = rec;
+                        }
+                    }
+                    Some(WatchEvent::Unreachable(why)) => return Err(why),
+                    None => return Err("the watch ended".into()),
+                },
+                _ = tick.tick() => {
+                    let reachable = self.reachable(&active.replica.host);
+                    let long = clock.observe(reachable, Instant::now());
+                    let (mounted, _) = self.local();
+                    let view = AgentView {
+                        agent: self.agent.clone(),
+                        mounted: mounted.map(|r| ReplicaId::new(r.host, r.export)),
+                        generation: applied.unwrap_or(0),
+                        active_reachable: reachable,
+                        unreachable_long_enough: long,
+                    };
+                    session.publish_view(&fc.volume, &view).await.map_err(|e| e.to_string())?;
+                    if !long {
+                        continue;
+                    }
+                    let views = fleet.views(&fc.volume).await.map_err(|e| e.to_string())?;
+                    let Decision::Failover { from_generation, to } =
+                        decide_failover(&active, &members, &views, &view, quorum)
+                    else {
+                        continue;
+                    };
+                    let spec = promote.clone().unwrap_or_else(|| CommandSpec::new(["true"], fc.promote_timeout));
+                    self.event(
+                        "fleet-failover",
+                        "started",
+                        format!("volume {}: {} unreachable for {}; running for the move to {to}", fc.volume, active.replica, humantime::format_duration(fc.failover_after)),
+                    );
+                    match session.try_failover(&fc.volume, from_generation, &to, &spec).await {
+                        Ok(FailoverOutcome::Moved(rec)) => {
+                            let promote = rec.promote.as_ref().map_or("no promote command".to_string(), |p| format!("promote exit {:?}", p.exit_code));
+                            self.event("fleet-failover", "ok", format!("volume {}: moved the fleet to {} (generation {}, {promote})", fc.volume, rec.replica, rec.generation));
+                            clock.reset();
+                            active = rec;
+                        }
+                        Ok(FailoverOutcome::PromoteFailed { report, .. }) => self.event(
+                            "fleet-failover",
+                            "failed",
+                            format!(
+                                "volume {}: the promote command failed (exit {:?}, timed out {}): {}; the fleet stays on {}",
+                                fc.volume, report.exit_code, report.timed_out, report.output_tail.trim(), active.replica
+                            ),
+                        ),
+                        Ok(FailoverOutcome::Lost { holder }) => self.event(
+                            "fleet-failover",
+                            "skipped",
+                            format!("volume {}: {holder} runs the failover; following the record", fc.volume),
+                        ),
+                        Ok(FailoverOutcome::AlreadyMoved(rec)) => {
+                            clock.reset();
+                            active = rec;
+                        }
+                        Ok(FailoverOutcome::LockLost { .. }) => self.event(
+                            "fleet-failover",
+                            "failed",
+                            format!("volume {}: this agent's lease expired during the promote; nothing was moved", fc.volume),
+                        ),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bring the mount onto `active.replica`: `applied` becomes its generation once the
+    /// mount's active replica is that one; until then one recovery at a time is started
+    /// (in the background: it can take a mount timeout, and the loop keeps publishing).
+    async fn apply(&self, active: &ActiveRecord, applied: &mut Option<u64>) {
+        let want = to_replica(&active.replica);
+        if self.local().0.as_ref() == Some(&want) {
+            *applied = Some(active.generation);
+            return;
+        }
+        if self.moving.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let handle = self.handle.clone();
+        let mp = self.mount.mountpoint.clone();
+        let emit = self.emit.clone();
+        let volume = self.volume().to_string();
+        let moving = self.moving.clone();
+        let generation = active.generation;
+        tokio::spawn(async move {
+            let outcome = handle.recover_to(&mp, Some(want.clone())).await;
+            let (o, why) = match outcome {
+                Ok(r) if r.ok => (
+                    "ok",
+                    format!("volume {volume}: on {want} (generation {generation})"),
+                ),
+                Ok(r) => (
+                    "failed",
+                    format!(
+                        "volume {volume}: move to {want} failed: {}; retried",
+                        r.error.unwrap_or_default()
+                    ),
+                ),
+                Err(e) => ("failed", format!("volume {volume}: {e}")),
+            };
+            emit.emit(
+                Event::new(EventKind::Replica)
+                    .mount(mp.display().to_string())
+                    .step("fleet-apply")
+                    .outcome(o)
+                    .reason(why),
+            );
+            moving.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
+}
