@@ -1350,7 +1350,11 @@ impl<'s> Checker<'s> {
 /// Every section of the format with its keys, as the checker knows them. `nfsha.toml(5)`
 /// is generated from this list, so a key added to the lists above is documented too.
 pub fn known_sections() -> Vec<(&'static str, Vec<&'static str>)> {
-    let mount = MOUNT_ONLY_KEYS.iter().chain(DEFAULT_KEYS).copied().collect();
+    let mount = MOUNT_ONLY_KEYS
+        .iter()
+        .chain(DEFAULT_KEYS)
+        .copied()
+        .collect();
     vec![
         ("top level", ROOT_KEYS.to_vec()),
         ("[agent]", AGENT_KEYS.to_vec()),
