@@ -63,8 +63,8 @@ const AGENT_FILES: &[(&str, &str)] = &[
         "The structured event log (JSON lines), if configured, e.g. /var/log/nfsha/events.jsonl.",
     ),
     (
-        "/lib/systemd/system/nfsha-agent.service",
-        "The packaged unit (/usr/lib/systemd/system on RPM systems); local changes go into drop-ins under /etc/systemd/system/nfsha-agent.service.d/.",
+        "/usr/lib/systemd/system/nfsha-agent.service",
+        "The packaged unit; local changes go into drop-ins under /etc/systemd/system/nfsha-agent.service.d/ (systemctl edit nfsha-agent), which upgrades keep.",
     ),
 ];
 
