@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test-install.sh [DEB]: install the built .deb into fresh Debian root filesystems and check
 # that it works there. For each suite (NFSHA_PKG_SUITES, default "bookworm bullseye"):
-#   - a fresh root: debootstrap --variant=minbase (+ systemd, nfs-common), cached as a
+#   - a fresh root: debootstrap --variant=minbase (+ systemd, nfs-common, procps: what every
+#     non-minimal Debian has and the package depends on), cached as a
 #     tarball under $NFSHA_PKG_CACHE (default /var/cache/nfsha-pkg), unpacked anew per run;
 #   - dpkg -i the package (its maintainer scripts run; the agent must stay disabled);
 #   - nfsha --version, nfsha config check on the shipped example and on the conffile;
@@ -21,7 +22,7 @@ set -euo pipefail
 CACHE="${NFSHA_PKG_CACHE:-/var/cache/nfsha-pkg}"
 MIRROR="${NFSHA_PKG_MIRROR:-http://deb.debian.org/debian}"
 SUITES="${NFSHA_PKG_SUITES:-bookworm bullseye}"
-INCLUDE=systemd,nfs-common
+INCLUDE=systemd,nfs-common,procps
 RECIPE=1
 TARGET="${CARGO_TARGET_DIR:-/var/cache/nfsha-pkg/target}"
 deb="${1:-$(ls -t "$TARGET"/debian/nfsha_*.deb 2>/dev/null | head -1 || true)}"
