@@ -9,7 +9,7 @@
 #   …/release/nfsha-generated/{man,completions,systemd}                     __generate-docs
 #   …/release/nfsha-rpm/nfsha{,.debug}                                      stripped + debug info (rpm)
 #   $CARGO_TARGET_DIR/debian/nfsha_<v>_amd64.deb, nfsha-dbgsym_<v>_amd64.ddeb
-#   $CARGO_TARGET_DIR/generate-rpm/nfsha-<v>.x86_64.rpm                     (NFSHA_PKG_RPM=1)
+#   $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/generate-rpm/nfsha-<v>-1.x86_64.rpm (NFSHA_PKG_RPM=1)
 # CARGO_TARGET_DIR defaults to /var/cache/nfsha-pkg/target. Tools missing on first use are
 # installed: cargo-zigbuild and cargo-deb (cargo install --locked), ziglang (pip, into a
 # venv under $NFSHA_PKG_CACHE, default /var/cache/nfsha-pkg), cargo-generate-rpm only for
@@ -69,9 +69,9 @@ if [[ "${NFSHA_PKG_RPM:-0}" == 1 ]]; then
   objcopy --only-keep-debug --compress-debug-sections=zlib "$rel/nfsha" "$rel/nfsha-rpm/nfsha.debug"
   objcopy --strip-debug --strip-unneeded --add-gnu-debuglink="$rel/nfsha-rpm/nfsha.debug" \
     "$rel/nfsha" "$rel/nfsha-rpm/nfsha"
-  rm -f "$CARGO_TARGET_DIR"/generate-rpm/nfsha-*.rpm
+  rm -f "$CARGO_TARGET_DIR/$TRIPLE"/generate-rpm/nfsha-*.rpm
   cargo generate-rpm -p crates/nfsha --target "$TRIPLE" >&2
-  out+=("$CARGO_TARGET_DIR"/generate-rpm/nfsha-*.rpm "$rel/nfsha-rpm/nfsha.debug")
+  out+=("$CARGO_TARGET_DIR/$TRIPLE"/generate-rpm/nfsha-*.rpm "$rel/nfsha-rpm/nfsha.debug")
 fi
 log "done ($((SECONDS - t0)) s)"
 ls -1 "${out[@]}"
