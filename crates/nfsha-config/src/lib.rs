@@ -30,6 +30,7 @@ pub use diag::{ConfigError, Diagnostic, LineIndex, Severity, did_you_mean, rende
 pub use model::*;
 pub use options::{OptionAdvice, is_version_option, option_advice, option_name};
 pub use render::to_toml;
+pub use validate::known_sections;
 pub use validate::{MAX_FAILURES_BEFORE_RECOVERY, MAX_PROBE_DEADLINE};
 
 /// A syntactically valid TOML document, with the span of every key and value.

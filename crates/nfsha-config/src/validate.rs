@@ -1697,3 +1697,27 @@ impl<'s> Checker<'s> {
         })
     }
 }
+
+/// Every section of the format with its keys, as the checker knows them. `nfsha.toml(5)`
+/// is generated from this list, so a key added to the lists above is documented too.
+pub fn known_sections() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mount = MOUNT_ONLY_KEYS
+        .iter()
+        .chain(DEFAULT_KEYS)
+        .copied()
+        .collect();
+    vec![
+        ("top level", ROOT_KEYS.to_vec()),
+        ("[agent]", AGENT_KEYS.to_vec()),
+        ("[agent.cluster]", CLUSTER_KEYS.to_vec()),
+        ("[defaults]", DEFAULT_KEYS.to_vec()),
+        ("[[mount]]", mount),
+        ("[[mount]] servers entry", SERVER_REF_KEYS.to_vec()),
+        ("[server]", SERVER_KEYS.to_vec()),
+        ("[server.etcd_tls]", TLS_KEYS.to_vec()),
+        ("[server.etcd_auth]", AUTH_KEYS.to_vec()),
+        ("[[server.export]]", EXPORT_KEYS.to_vec()),
+        ("[server.floating_address]", FLOATING_KEYS.to_vec()),
+        ("[server.replication]", REPLICATION_KEYS.to_vec()),
+    ]
+}

@@ -821,11 +821,21 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
             false,
         ));
     }
-    desired.push((
-        PathBuf::from(render::AGENT_UNIT),
-        render::agent_unit(&opts.binary, &opts.config_path),
-        false,
-    ));
+    // A packaged unit is never shadowed by a copy in /etc: what setup must change goes
+    // into a drop-in (and a copy an earlier run wrote before the package was installed is
+    // removed below, through the manifest).
+    let packaged_unit = render::PACKAGED_UNITS
+        .iter()
+        .any(|u| fsio::in_root(root, Path::new(u)).exists());
+    if !packaged_unit {
+        desired.push((
+            PathBuf::from(render::AGENT_UNIT),
+            render::agent_unit(&opts.binary, &opts.config_path),
+            false,
+        ));
+    } else if let Some(d) = render::agent_dropin(&opts.binary, &opts.config_path) {
+        desired.push((PathBuf::from(render::AGENT_DROPIN), d, false));
+    }
     let mut services: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
     for m in &config.mounts {
         for s in &m.services {
@@ -868,6 +878,7 @@ pub fn plan(opts: &SetupOptions, host: &dyn Host) -> Result<Plan, SetupError> {
     if let Some(manifest) = Manifest::load(root).map_err(SetupError::Manifest)? {
         for r in manifest.files.iter().filter(|r| r.backup.is_none()) {
             let generated = r.path.to_string_lossy().ends_with(".d/50-nfsha.conf")
+                || r.path == Path::new(render::AGENT_UNIT)
                 || r.path == Path::new(render::AUTOFS_DROPIN)
                 || r.path == Path::new(render::AUTOFS_MAP);
             if generated

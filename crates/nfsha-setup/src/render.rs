@@ -9,8 +9,19 @@ use std::path::{Path, PathBuf};
 
 use nfsha_config::{Config, MountMode};
 
-/// The agent's unit file.
+/// The agent's unit file, written by setup only where no package installed one.
 pub const AGENT_UNIT: &str = "/etc/systemd/system/nfsha-agent.service";
+/// Where the nfsha packages install the agent's unit (.deb: /lib, .rpm: /usr/lib). When
+/// one exists, setup never writes [`AGENT_UNIT`] (it would mask the packaged unit and its
+/// upgrades) but a drop-in with only what differs, [`AGENT_DROPIN`].
+pub const PACKAGED_UNITS: &[&str] = &[
+    "/lib/systemd/system/nfsha-agent.service",
+    "/usr/lib/systemd/system/nfsha-agent.service",
+];
+/// setup's drop-in for a packaged agent unit.
+pub const AGENT_DROPIN: &str = "/etc/systemd/system/nfsha-agent.service.d/50-nfsha.conf";
+/// The binary path of the packaged unit's `ExecStart`.
+pub const PACKAGED_BINARY: &str = "/usr/bin/nfsha";
 /// The agent's unit name.
 pub const AGENT_UNIT_NAME: &str = "nfsha-agent.service";
 /// The autofs master drop-in.
@@ -44,11 +55,18 @@ fn sd_word(w: &str) -> String {
     }
 }
 
-/// `nfsha-agent.service`.
-pub fn agent_unit(binary: &Path, config_path: &Path) -> String {
+fn exec_start(binary: &Path, config_path: &Path) -> String {
+    format!(
+        "ExecStart={} agent --config {}",
+        sd_word(&binary.to_string_lossy()),
+        sd_word(&config_path.to_string_lossy())
+    )
+}
+
+fn agent_unit_text(header: &str, binary: &Path, config_path: &Path) -> String {
     format!(
         "\
-# Written by `nfsha setup`; `nfsha setup --undo` removes it.
+{header}
 [Unit]
 Description=nfsha agent: keeps NFS mounts working through server failover
 Documentation=man:nfsha-agent(1)
@@ -59,7 +77,7 @@ Before=remote-fs.target
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart={} agent --config {}
+{}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=1s
@@ -69,9 +87,43 @@ TimeoutStopSec=30s
 [Install]
 WantedBy=multi-user.target remote-fs.target
 ",
-        sd_word(&binary.to_string_lossy()),
-        sd_word(&config_path.to_string_lossy())
+        exec_start(binary, config_path)
     )
+}
+
+/// `nfsha-agent.service` as setup writes it where no package installed one.
+pub fn agent_unit(binary: &Path, config_path: &Path) -> String {
+    agent_unit_text(
+        "# Written by `nfsha setup`; `nfsha setup --undo` removes it.",
+        binary,
+        config_path,
+    )
+}
+
+/// `nfsha-agent.service` as the packages install it (`nfsha __generate-docs`).
+pub fn packaged_agent_unit() -> String {
+    agent_unit_text(
+        "# Installed by the nfsha package. Change it with a drop-in (systemctl edit \
+nfsha-agent.service),\n# not here: an upgrade replaces this file.",
+        Path::new(PACKAGED_BINARY),
+        Path::new(nfsha_config::defaults::CONFIG_PATH),
+    )
+}
+
+/// setup's drop-in for the packaged unit: `None` when the packaged unit already runs
+/// `binary` with `config_path`, else an `ExecStart` override.
+pub fn agent_dropin(binary: &Path, config_path: &Path) -> Option<String> {
+    if binary == Path::new(PACKAGED_BINARY)
+        && config_path == Path::new(nfsha_config::defaults::CONFIG_PATH)
+    {
+        return None;
+    }
+    Some(format!(
+        "# Written by `nfsha setup`; `nfsha setup --undo` removes it.\n\
+# The packaged nfsha-agent.service, run with this binary and config.\n\
+[Service]\nExecStart=\n{}\n",
+        exec_start(binary, config_path)
+    ))
 }
 
 /// Where the ordering drop-in of `service` goes.

@@ -606,3 +606,66 @@ fn symlinked_fstab_keeps_its_link() {
     after.retain(|p, _| !p.starts_with("var"));
     assert_eq!(after, before);
 }
+
+/// With a packaged unit (/lib or /usr/lib), setup never writes
+/// /etc/systemd/system/nfsha-agent.service, which would mask the package's unit and its
+/// upgrades: a drop-in carries what differs, and a copy an earlier run wrote before the
+/// package came is removed.
+#[test]
+fn packaged_unit_is_never_shadowed() {
+    let unit_in_etc = Path::new(nfsha_setup::render::AGENT_UNIT);
+    let dropin = Path::new(nfsha_setup::render::AGENT_DROPIN);
+    let host = FakeHost::with_all_tools();
+    for packaged in nfsha_setup::render::PACKAGED_UNITS {
+        // Same binary and config as the package: nothing to write for the agent's unit.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        seed_fstab_root(root);
+        put(
+            root,
+            packaged,
+            &nfsha_setup::render::packaged_agent_unit(),
+            0o644,
+        );
+        let p = plan(&opts(root), &host).unwrap();
+        let paths: Vec<&Path> = p.changes.iter().map(|c| c.path.as_path()).collect();
+        assert!(!paths.contains(&unit_in_etc), "{paths:?}");
+        assert!(!paths.contains(&dropin), "{paths:?}");
+
+        // Another binary: a drop-in that resets ExecStart, nothing else.
+        let mut o = opts(root);
+        o.binary = PathBuf::from("/opt/nfsha/bin/nfsha");
+        let p = plan(&o, &host).unwrap();
+        let paths: Vec<&Path> = p.changes.iter().map(|c| c.path.as_path()).collect();
+        assert!(!paths.contains(&unit_in_etc), "{paths:?}");
+        let d = p.changes.iter().find(|c| c.path == dropin).unwrap();
+        let text = d.new.as_deref().unwrap();
+        assert!(
+            text.contains("[Service]\nExecStart=\nExecStart=/opt/nfsha/bin/nfsha agent --config /etc/nfsha/nfsha.toml\n"),
+            "{text}"
+        );
+        assert!(!text.contains("[Unit]"), "{text}");
+    }
+
+    // Installed without a package first (unit in /etc), then the package arrives: the
+    // next run removes the copy in /etc, and the run after that changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    let o = opts(root);
+    let p = plan(&o, &host).unwrap();
+    apply(&o, &p, now()).unwrap();
+    assert!(root.join("etc/systemd/system/nfsha-agent.service").exists());
+    put(
+        root,
+        "/lib/systemd/system/nfsha-agent.service",
+        &nfsha_setup::render::packaged_agent_unit(),
+        0o644,
+    );
+    let p = plan(&o, &host).unwrap();
+    let c = p.changes.iter().find(|c| c.path == unit_in_etc).unwrap();
+    assert!(c.new.is_none(), "the copy in /etc is not removed");
+    apply(&o, &p, now()).unwrap();
+    assert!(!root.join("etc/systemd/system/nfsha-agent.service").exists());
+    assert!(plan(&o, &host).unwrap().is_empty());
+}

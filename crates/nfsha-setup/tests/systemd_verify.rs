@@ -115,3 +115,51 @@ fn rendered_units_pass_systemd_analyze_verify() {
     let (ok, text) = verify(root, &["nfsha-agent.service"]);
     assert!(!ok, "verify accepted a non-executable ExecStart:\n{text}");
 }
+
+/// With the packaged unit in /usr/lib/systemd/system, what setup writes for the agent (the
+/// ExecStart drop-in, no unit in /etc) passes verify, and verify checks the drop-in's
+/// ExecStart, not the packaged one.
+#[test]
+fn dropin_over_the_packaged_unit_passes_verify() {
+    assert!(
+        Path::new(SYSTEMD_ANALYZE).exists(),
+        "{SYSTEMD_ANALYZE} is missing: install it with `apt-get install systemd` (Debian) — it is needed to verify rendered units"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    copy_system_units(root);
+    put(
+        root,
+        "/usr/lib/systemd/system/nfsha-agent.service",
+        &nfsha_setup::render::packaged_agent_unit(),
+        0o644,
+    );
+    put(root, "/usr/bin/nfsha", "#!/bin/sh\nexit 0\n", 0o755);
+    put(root, "/opt/nfsha/bin/nfsha", "#!/bin/sh\nexit 0\n", 0o755);
+    put(root, "/bin/kill", "#!/bin/sh\nexit 0\n", 0o755);
+    let mut o = opts(root);
+    o.services.clear();
+    o.binary = "/opt/nfsha/bin/nfsha".into();
+    let p = nfsha_setup::plan(&o, &FakeHost::with_all_tools()).unwrap();
+    nfsha_setup::apply(&o, &p, now()).unwrap();
+    assert!(!root.join("etc/systemd/system/nfsha-agent.service").exists());
+    assert!(
+        root.join("etc/systemd/system/nfsha-agent.service.d/50-nfsha.conf")
+            .exists()
+    );
+    let (ok, text) = verify(root, &["nfsha-agent.service"]);
+    assert!(ok, "systemd-analyze verify failed:\n{text}");
+    assert!(
+        !text.contains("50-nfsha.conf"),
+        "verify complained about the drop-in:\n{text}"
+    );
+    // The drop-in's ExecStart is the one verified: a non-executable /opt binary fails.
+    std::fs::set_permissions(
+        root.join("opt/nfsha/bin/nfsha"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let (ok, text) = verify(root, &["nfsha-agent.service"]);
+    assert!(!ok, "verify did not use the drop-in's ExecStart:\n{text}");
+}

@@ -163,13 +163,7 @@ fn generate_docs_writes_man_pages_completions_and_unit() {
     assert!(!out.join("man/nfsha-help.1").exists());
     assert!(!out.join("man/nfsha-__worker.1").exists());
     let unit = std::fs::read_to_string(out.join("systemd/nfsha-agent.service")).unwrap();
-    assert_eq!(
-        unit,
-        nfsha_setup::render::agent_unit(
-            Path::new("/usr/bin/nfsha"),
-            Path::new("/etc/nfsha/nfsha.toml")
-        )
-    );
+    assert_eq!(unit, nfsha_setup::render::packaged_agent_unit());
     let man = std::fs::read_to_string(out.join("man/nfsha-setup.1")).unwrap();
     assert!(man.contains("dry\\-run"), "{man}");
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod drill;
 pub mod events;
 pub mod generate_docs;
+mod man_extra;
 pub mod recover;
 pub mod replica;
 pub mod server;
