@@ -1,5 +1,5 @@
-# lab-summary: seed 001: two different volumes (source /srv/site1, replica /srv/dest1, read-only until the break), source cut off on its NFS ports; the autofs replica list fails back to the stale source
-# lab-timeout: 420
+# lab-summary: seed 001: two different volumes (source /srv/site1, replica /srv/dest1, read-only until the break), source cut off on its NFS ports; the autofs replica list fails back to the stale source; three nfsha agents following one active replica in etcd do not
+# lab-timeout: 720
 #
 # replica-volumes.sh: issue 11, "How it must be shown", the lab bullet — built like the seed.
 #
@@ -180,4 +180,160 @@ lab_check autofs-fails-back-to-the-stale-source "$([ "$t" != null ] && [ $seen =
 rv_reverse_resync
 lab_wait 70 rv_sees "$RV_BASE" peer-broken
 lab_check reverse-resync-brings-the-file-back "$(rv_sees "$RV_BASE" peer-broken && echo 1 || echo 0)"
-lab_note "baseline: autofs (seed 001 map line) on $RV_BASE; the nfsha clients are in the part below once per-server export paths and the fleet-wide active replica exist"
+lab_note "baseline: autofs (seed 001 map line) on $RV_BASE"
+
+# ---------------------------------------------------------------- nfsha: one active replica for the fleet
+# Three clients with the agent in direct mode, [mount.fleet] in etcd (etcd in the guest's
+# root namespace on br0, as in server-failover). The promote command is the lab's "break
+# the replication": it re-exports /srv/dest1 read-write on nfs-2 (through nsenter into the
+# server's namespaces) and logs that it ran. Needs etcd in the image:
+# NFSHA_LAB_EXTRA_PACKAGES=etcd-server (else the check etcd-in-image fails).
+RV_ETCD_IP=10.99.0.250
+RV_ETCD=http://$RV_ETCD_IP:2379
+RV_AFTER=${RV_FAILOVER_AFTER:-15s}
+RV_N=3
+
+rv_etcd_start() {
+    command -v etcd >/dev/null || {
+        lab_check etcd-in-image 0 "no etcd binary in the guest: build the image with NFSHA_LAB_EXTRA_PACKAGES=etcd-server"
+        return 1
+    }
+    ip addr replace "$RV_ETCD_IP/24" dev br0
+    rm -rf /var/lab/rv-etcd
+    setsid etcd --name lab --data-dir /var/lab/rv-etcd \
+        --listen-client-urls "$RV_ETCD" --advertise-client-urls "$RV_ETCD" \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster lab=http://127.0.0.1:2380 </dev/null >"$LAB_OUT/etcd.log" 2>&1 &
+    echo $! >>"$LAB_STATE/pids"
+    lab_wait 40 bash -c "exec 3<>/dev/tcp/$RV_ETCD_IP/2379" || {
+        lab_check etcd-started 0 "etcd did not listen on $RV_ETCD within 40 s (etcd.log)"
+        return 1
+    }
+}
+
+rv_agent_config() {
+    local c=$1 f=/var/lab/$1/nfsha.toml
+    mkdir -p "/var/lab/$c/state"
+    cat >"$f" <<CONF
+[agent]
+control_socket = "/run/nfsha/agent.sock"
+listen = "off"
+event_log = "$LAB_OUT/events-$c.jsonl"
+state_dir = "/var/lab/$c/state"
+rpc_timeout = "1s"
+server_probe_interval = "1s"
+mount_timeout = "10s"
+umount_timeout = "3s"
+backoff_initial = "500ms"
+backoff_max = "5s"
+
+[agent.cluster]
+etcd_endpoints = ["$RV_ETCD"]
+cluster = "lab"
+
+[[mount]]
+mountpoint = "$RV_MNT"
+export = "/srv/site1"
+servers = ["$RV_SRC", { host = "$RV_DST", export = "/srv/dest1", weight = 1 }]
+nfs_version = "3"
+options = ["rw", "nosuid", "hard", "tcp", "timeo=60", "nolock"]
+probe_interval = "500ms"
+probe_deadline = "1s"
+failures_before_recovery = 1
+write_probe = true
+
+[mount.fleet]
+volume = "crr"
+failover_after = "$RV_AFTER"
+promote_command = ["/var/lab/rv-break-replication.sh"]
+promote_timeout = "20s"
+CONF
+    lab_on "$c" mkdir -p "$RV_MNT"
+    echo "$f"
+}
+
+rv_promote_script() {
+    local a; a=$(lab_anchor nfs-2)
+    cat >/var/lab/rv-break-replication.sh <<SCRIPT
+#!/bin/sh
+# The lab's "Break Peering": the replica becomes writable. Idempotent.
+printf '%s *(rw,sync,no_subtree_check,no_root_squash,insecure,fsid=21)\n' /srv/dest1 >/var/lab/nfs-2/exports
+nsenter -t $a -m -n -u -- exportfs -ra || exit 1
+echo "\$(date +%s%3N) \$NFSHA_VOLUME \$NFSHA_TO_HOST:\$NFSHA_TO_EXPORT generation \$NFSHA_GENERATION" >>/var/lab/rv-promote.log
+SCRIPT
+    chmod +x /var/lab/rv-break-replication.sh
+    : >/var/lab/rv-promote.log
+}
+
+rv_on_all() { local pat=$1 i; for i in $(seq 1 $RV_N); do case $(rv_source "client-$i") in $pat) ;; *) return 1 ;; esac; done; }
+rv_all_see() { local f=$1 i; for i in $(seq 1 $RV_N); do rv_sees "client-$i" "$f" || return 1; done; }
+rv_sources() { local i; for i in $(seq 1 $RV_N); do printf '%s ' "$(rv_source "client-$i")"; done; }
+rv_agent_gone() { ! kill -0 "$(cat "$LAB_STATE/agent-$1")" 2>/dev/null; }
+rv_mounted() { [ -n "$(rv_source "$1")" ]; }
+
+RV_NCLIENTS=$RV_N
+rv_setup
+if rv_etcd_start; then
+    rv_promote_script
+    for i in $(seq 1 $RV_N); do lab_agent_start "client-$i" "$(rv_agent_config "client-$i")" >/dev/null; done
+    t0=$(lab_now_ms)
+    if lab_wait 60 rv_on_all "$RV_SRC:/srv/site1"; then ok=1; else ok=0; fi
+    lab_figure nfsha_all_on_source_s "$(lab_ms_to_s $(($(lab_now_ms) - t0)))" s
+    lab_check nfsha-fleet-mounts-the-source "$ok" "$(rv_sources)"
+    apids=()
+    for i in $(seq 1 $RV_N); do
+        apids+=("$(lab_access "client-$i" "nfsha-$i" --path "$RV_MNT" --interval 200ms --duration 150s --op ls)")
+    done
+    sleep 5
+    rv_cut_source
+    tcut=$(lab_now_ms)
+    after_s=${RV_AFTER%s}
+    if lab_wait $((after_s + 60)) rv_on_all "$RV_DST:/srv/dest1"; then ok=1; else ok=0; fi
+    moved=$(lab_ms_to_s $(($(lab_now_ms) - tcut)))
+    lab_figure nfsha_all_on_replica_after_cut_s "$moved" s
+    lab_figure nfsha_failover_after_s "$after_s" s
+    lab_check nfsha-every-client-on-the-replica-within-failover-after-plus-5s \
+        "$([ $ok = 1 ] && lab_cmp "$moved" "<=" "$((after_s + 5))" && echo 1 || echo 0)" \
+        "all on the replica after $moved s (failover_after $after_s s): $(rv_sources)"
+    n=$(grep -c . /var/lab/rv-promote.log 2>/dev/null)
+    lab_figure nfsha_promote_runs "${n:-0}"
+    lab_check nfsha-promote-ran-once-for-the-fleet "$([ "${n:-0}" = 1 ] && echo 1 || echo 0)" "$(tr '\n' ';' </var/lab/rv-promote.log 2>/dev/null)"
+    # A new name: the baseline part left peer-broken on both copies.
+    w=$(rv_write client-1 written-on-replica)
+    lab_check nfsha-replica-writable-after-the-promote "$([ "$w" = ok ] && echo 1 || echo 0)" "write: $w"
+    lab_wait 10 rv_all_see written-on-replica
+    lab_check nfsha-every-client-sees-the-file-written-on-the-replica "$(rv_all_see written-on-replica && echo 1 || echo 0)"
+
+    rv_restore_source
+    sleep 20
+    lab_check nfsha-stays-on-the-replica-when-the-source-returns \
+        "$(rv_on_all "$RV_DST:/srv/dest1" && rv_all_see written-on-replica && echo 1 || echo 0)" "$(rv_sources)"
+
+    # Agent restart on client-2 (the mount stays in place).
+    lab_agent_stop client-2
+    lab_wait 10 rv_agent_gone client-2
+    lab_agent_start client-2 /var/lab/client-2/nfsha.toml >/dev/null
+    sleep 8
+    lab_check nfsha-after-an-agent-restart-still-on-the-replica \
+        "$([ "$(rv_source client-2)" = "$RV_DST:/srv/dest1" ] && rv_sees client-2 written-on-replica && echo 1 || echo 0)" "$(rv_source client-2)"
+
+    # Simulated reboot of client-3: agent stopped, mount detached, agent started.
+    lab_agent_stop client-3
+    lab_wait 10 rv_agent_gone client-3
+    lab_on client-3 umount -l "$RV_MNT"
+    if rv_mounted client-3; then det=0; else det=1; fi
+    lab_agent_start client-3 /var/lab/client-3/nfsha.toml >/dev/null
+    t0=$(lab_now_ms)
+    lab_wait 40 rv_mounted client-3
+    lab_figure nfsha_remount_after_reboot_s "$(lab_ms_to_s $(($(lab_now_ms) - t0)))" s
+    lab_check nfsha-after-a-simulated-reboot-mounts-the-replica-not-the-stale-source \
+        "$([ $det = 1 ] && [ "$(rv_source client-3)" = "$RV_DST:/srv/dest1" ] && rv_sees client-3 written-on-replica && echo 1 || echo 0)" \
+        "mounted $(rv_source client-3) after the reboot"
+    lab_access_wait "${apids[@]}"
+    lab_report
+    for i in $(seq 1 $RV_N); do
+        lab_figure "nfsha_${i}_success_ratio" "$(lab_q "nfsha-$i" "$RV_MNT" .success_ratio)"
+        lab_figure "nfsha_${i}_failed_accesses" "$(grep -c '"ok":false' "$LAB_OUT/accesses-nfsha-$i.jsonl" 2>/dev/null)"
+    done
+    for i in $(seq 1 $RV_N); do lab_nfsha "client-$i" replica status >"$LAB_OUT/replica-status-client-$i.txt" 2>&1; done
+fi

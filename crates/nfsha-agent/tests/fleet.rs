@@ -10,12 +10,12 @@ mod common;
 
 use common::Etcd;
 use nfsha_agent::testing::{FakeHost, ProbeScript};
-use nfsha_core::{ProbeOp, ProbeOutcome};
 use nfsha_agent::{Agent, Emitter};
 use nfsha_cluster::{Fleet, FleetOptions};
 use nfsha_config::{
     AgentSettings, ClusterSource, Config, FleetConfig, FleetQuorum, MountConfig, Replica, ServerRef,
 };
+use nfsha_core::{ProbeOp, ProbeOutcome};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

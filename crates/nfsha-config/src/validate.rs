@@ -1713,6 +1713,7 @@ pub fn known_sections() -> Vec<(&'static str, Vec<&'static str>)> {
         ("[defaults]", DEFAULT_KEYS.to_vec()),
         ("[[mount]]", mount),
         ("[[mount]] servers entry", SERVER_REF_KEYS.to_vec()),
+        ("[mount.fleet]", FLEET_KEYS.to_vec()),
         ("[server]", SERVER_KEYS.to_vec()),
         ("[server.etcd_tls]", TLS_KEYS.to_vec()),
         ("[server.etcd_auth]", AUTH_KEYS.to_vec()),

@@ -478,6 +478,41 @@ pub const KEY_DOCS: &[(&str, &str, &str)] = &[
         "Server host name or address.",
     ),
     ("[[mount]] servers entry", "weight", "Preference weight."),
+    (
+        "[[mount]] servers entry",
+        "export",
+        "This replica's own export path (replica volumes).",
+    ),
+    (
+        "[[mount]]",
+        "fleet",
+        "Table [mount.fleet]: one active replica for the whole fleet, agreed in etcd.",
+    ),
+    (
+        "[mount.fleet]",
+        "volume",
+        "The volume's name in etcd, the same on every client (required).",
+    ),
+    (
+        "[mount.fleet]",
+        "failover_after",
+        "Unbroken outage of the active replica, by this agent's clock, before it votes for a failover.",
+    ),
+    (
+        "[mount.fleet]",
+        "quorum",
+        "majority or any: how many live agents must vote.",
+    ),
+    (
+        "[mount.fleet]",
+        "promote_command",
+        "Argument vector run once for the fleet before the move (e.g. break the replication).",
+    ),
+    (
+        "[mount.fleet]",
+        "promote_timeout",
+        "Deadline of the promote command; its process group is killed after.",
+    ),
     ("[server]", "node", "This node's name (required)."),
     ("[server]", "cluster", "The cluster's name (required)."),
     ("[server]", "etcd_endpoints", "etcd endpoints (required)."),
