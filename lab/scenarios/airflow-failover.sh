@@ -82,7 +82,7 @@ af_first_success_after() {
 }
 af_running_write() {
     [ -n "$(af_sql "$1" "SELECT 1 FROM task_instance WHERE dag_id='af_minutely' AND state='running'
-        AND task_id LIKE 'write_%' AND $(af_ms start_date) < $(($(lab_now_ms) - 4000)) LIMIT 1")" ]
+        AND $(af_ms start_date) < $(($(lab_now_ms) - 4000)) LIMIT 1")" ]
 }
 af_edit_seen() { [ "$(af_sql "$1" "SELECT description FROM dag WHERE dag_id='af_edited'")" = "af-edited v2" ]; }
 af_mark_ms() { jq -r --arg n "$1" 'select(.name == $n) | .ts_ms' "$LAB_OUT/marks.jsonl" | tail -1; }
@@ -97,6 +97,9 @@ af_wait_phase() {
     while :; do
         done_all=1
         for c in $AF_CLIENTS; do
+            # A client whose scheduler died gets no more successes: do not wait for it (its
+            # figures stay null; af_<method>_scheduler_alive says why).
+            af_sched_alive "$c" || continue
             if [ -z "${got[$c]:-}" ]; then
                 got[$c]=$(af_first_success_after "$c" "$since")
                 [ -n "${got[$c]}" ] && lab_log "af $c ${AF_METHOD[$c]}: first success after $name"
@@ -122,7 +125,8 @@ af_wait_phase() {
     done
 }
 
-# af_wait_running_task DEADLINE: until client-1 (the gated client) runs a write task for >4 s.
+# af_wait_running_task DEADLINE: until client-1 (the gated client) runs a task (each writes AFLINE
+# lines for 20 s once its callable starts) for >4 s.
 af_wait_running_task() { lab_wait "$1" af_running_write client-1; }
 
 # af_log_completeness CLIENT: over every af_minutely task instance of CLIENT that ran, count the
@@ -227,7 +231,7 @@ if [ "$(af_first_success_after client-1 "$t_start")" = "" ]; then
 fi
 
 # ---------------------------------------------------------------- replica failover
-af_wait_running_task 240 || lab_note "no write task running on client-1 within 240 s: failing over anyway"
+af_wait_running_task 240 || lab_note "no task running on client-1 within 240 s: failing over anyway"
 lab_failover
 t_fo=$(af_mark_ms failover-start)
 sleep 10   # not a synchronisation: the edit is a deploy that lands 10 s after the failover
@@ -240,7 +244,7 @@ AF_WANT_EDIT=1 af_wait_phase failover "$t_fo" "$AF_PHASE_DEADLINE"
 # ---------------------------------------------------------------- crash failover back to nfs-1
 lab_server_start nfs-1
 lab_wait_grace nfs-1
-af_wait_running_task 240 || lab_note "no write task running on client-1 within 240 s: crashing anyway"
+af_wait_running_task 240 || lab_note "no task running on client-1 within 240 s: crashing anyway"
 lab_crash nfs-2 nfs-1
 t_cr=$(af_mark_ms server-a-crashed)
 af_wait_phase crash "$t_cr" "$AF_PHASE_DEADLINE"
@@ -251,6 +255,7 @@ t_end=$(lab_now_ms)
 af_inflight() {
     local c n=0
     for c in $AF_CLIENTS; do
+        af_sched_alive "$c" || continue   # nothing will finish its task instances: counted as stuck below
         n=$((n + $(af_sql "$c" "SELECT count(*) FROM task_instance WHERE dag_id='af_minutely'
             AND state IN ('running','queued') AND $(af_ms 'coalesce(start_date, queued_dttm)') < $t_end")))
     done
@@ -258,6 +263,11 @@ af_inflight() {
 }
 lab_wait "$AF_SETTLE_DEADLINE" af_inflight || lab_note "task instances still running/queued ${AF_SETTLE_DEADLINE}s after the last phase"
 lab_mark settled
+# What every process is doing now (a task stuck in the kernel shows as D with its NFS wait).
+ps -eo pid,stat,wchan:32,etime,args >"$LAB_OUT/af-ps.txt" 2>&1
+for p in $(ps -eo pid=,stat= | awk '$2 ~ /^D/ {print $1}'); do
+    echo "== $p $(tr '\0' ' ' </proc/$p/cmdline | cut -c1-200)"; cat "/proc/$p/stack" 2>/dev/null
+done >"$LAB_OUT/af-d-state.txt"
 
 for c in $AF_CLIENTS; do
     m=${AF_METHOD[$c]}
