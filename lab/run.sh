@@ -29,6 +29,7 @@ DEB=""
 SMP=${LAB_SMP:-2}
 MEM=${LAB_MEM:-1280}
 SHELL_MODE=0
+MEM_SET=0
 ENVS=()
 SCEN=()
 
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
         --deb) DEB=$2; shift 2 ;;
         --env) ENVS+=("$2"); shift 2 ;;
         --smp) SMP=$2; shift 2 ;;
-        --mem) MEM=$2; shift 2 ;;
+        --mem) MEM=$2; MEM_SET=1; shift 2 ;;
         --kernel) export NFSHA_LAB_KERNEL=$2; shift 2 ;;
         --shell) SHELL_MODE=1; shift ;;
         --list)
@@ -60,7 +61,29 @@ done
 say() { echo "lab: $*" >&2; }
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; } >&2
 
+# Scenario files first: their headers can add packages, memory and host-side preparation.
+SCEN_FILES=()
+for s in "${SCEN[@]}"; do
+    if [ -f "$s" ]; then f=$s; elif [ -f "$HERE/scenarios/$s.sh" ]; then f=$HERE/scenarios/$s.sh; else
+        say "no scenario $s (not a file, not built in; see --list)"; exit 64
+    fi
+    SCEN_FILES+=("$f")
+done
+hdr() { sed -n "s/^# $1: *//p" "${SCEN_FILES[@]}" /dev/null; }
+extra=$(hdr lab-packages | tr -s ', \n' ',' | sed 's/^,//; s/,$//')
+if [ -n "$extra" ]; then
+    export NFSHA_LAB_EXTRA_PACKAGES=${NFSHA_LAB_EXTRA_PACKAGES:+$NFSHA_LAB_EXTRA_PACKAGES,}$extra
+fi
+if [ $MEM_SET = 0 ]; then
+    for m in $(hdr lab-mem | tr -cd '0-9\n'); do [ "$m" -gt "$MEM" ] && MEM=$m; done
+fi
 IMAGE=$("$HERE/build-image.sh" | tail -1) || { say "image build failed"; exit 2; }
+PREP=()
+for p in $(hdr lab-prepare | sort -u); do
+    say "host preparation: $p"
+    d=$("$HERE/$p" | tail -1) && [ -d "$d" ] || { say "host preparation $p failed"; exit 2; }
+    PREP+=("$d")
+done
 TDIR=${CARGO_TARGET_DIR:-$REPO/target}/release
 DRILL_BIN=${NFSHA_DRILL_BIN:-}
 if [ -z "$DRILL_BIN" ]; then
@@ -87,7 +110,14 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-mkdir -p "$SHARE/bin" "$SHARE/scenarios" "$SHARE/job" "$SHARE/out"
+mkdir -p "$SHARE/bin" "$SHARE/scenarios" "$SHARE/job" "$SHARE/out" "$SHARE/prep"
+for d in "${PREP[@]}"; do
+    cp -al "$d" "$SHARE/prep/" 2>/dev/null || { rm -rf "${SHARE:?}/prep/$(basename "$d")"; cp -a "$d" "$SHARE/prep/"; }
+done
+mkdir -p "$SHARE/files"
+for d in $(hdr lab-files | sort -u); do
+    [ -d "$HERE/$d" ] && cp -a "$HERE/$d" "$SHARE/files/" || { say "lab-files $d: no directory lab/$d"; exit 2; }
+done
 [ -n "$NFSHA_BIN" ] && cp "$NFSHA_BIN" "$SHARE/bin/nfsha"
 cp "$DRILL_BIN" "$SHARE/bin/nfsha-drill"
 if [ -n "$DEB" ]; then
@@ -96,10 +126,7 @@ if [ -n "$DEB" ]; then
 fi
 : >"$SHARE/job/scenarios.tsv"
 total_tmo=0
-for s in "${SCEN[@]}"; do
-    if [ -f "$s" ]; then f=$s; elif [ -f "$HERE/scenarios/$s.sh" ]; then f=$HERE/scenarios/$s.sh; else
-        say "no scenario $s (not a file, not built in; see --list)"; exit 64
-    fi
+for f in "${SCEN_FILES[@]}"; do
     name=$(basename "$f" .sh)
     tmo=${SC_TIMEOUT:-$(sed -n 's/^# lab-timeout: *\([0-9]*\).*/\1/p' "$f" | head -1)}
     tmo=${tmo:-300}

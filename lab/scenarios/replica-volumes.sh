@@ -1,5 +1,6 @@
 # lab-summary: seed 001: two different volumes (source /srv/site1, replica /srv/dest1, read-only until the break), source cut off on its NFS ports; the autofs replica list fails back to the stale source; three nfsha agents following one active replica in etcd do not
 # lab-timeout: 720
+# lab-packages: etcd-server
 #
 # replica-volumes.sh: issue 11, "How it must be shown", the lab bullet — built like the seed.
 #
@@ -186,8 +187,8 @@ lab_note "baseline: autofs (seed 001 map line) on $RV_BASE"
 # Three clients with the agent in direct mode, [mount.fleet] in etcd (etcd in the guest's
 # root namespace on br0, as in server-failover). The promote command is the lab's "break
 # the replication": it re-exports /srv/dest1 read-write on nfs-2 (through nsenter into the
-# server's namespaces) and logs that it ran. Needs etcd in the image:
-# NFSHA_LAB_EXTRA_PACKAGES=etcd-server (else the check etcd-in-image fails).
+# server's namespaces) and logs that it ran. etcd comes into the image through the
+# `# lab-packages:` header (without it the check etcd-in-image fails).
 RV_ETCD_IP=10.99.0.250
 RV_ETCD=http://$RV_ETCD_IP:2379
 RV_AFTER=${RV_FAILOVER_AFTER:-15s}
