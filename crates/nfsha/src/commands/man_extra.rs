@@ -164,11 +164,11 @@ pub fn extra(name: &str) -> Extra {
                     "1",
                     "WARNING: a mount is unhealthy for less than the critical delay (the agent is recovering it).",
                 ),
-                ("2", "CRITICAL: a mount stayed unhealthy."),
                 (
-                    "3",
-                    "UNKNOWN: the agent cannot be asked (not running, socket missing).",
+                    "2",
+                    "CRITICAL: a mount stayed unhealthy, or the agent does not answer (nothing recovers the mounts; --local probes them from the check).",
                 ),
+                ("3", "UNKNOWN: the config cannot be read."),
             ],
             examples: &[
                 ("As a Nagios/Icinga check:", "nfsha check"),
@@ -288,6 +288,58 @@ pub fn extra(name: &str) -> Extra {
                 ("2", "An error (etcd unreachable, no [server] section)."),
             ],
             examples: &[("The cluster:", "nfsha server status")],
+            ..Extra::default()
+        },
+        "nfsha-replica" | "nfsha-replica-status" | "nfsha-replica-failback" => Extra {
+            files: &[
+                CONFIG_FILE,
+                (
+                    "/var/lib/nfsha/replica-*.json",
+                    "The active replica and its generation per mount ([agent] state_dir), written before every move.",
+                ),
+            ],
+            exit: &[
+                (
+                    "0",
+                    "Done (status: every replica-volume mount has an active replica).",
+                ),
+                (
+                    "1",
+                    "status: a mount has no active replica; failback: the agent's move failed.",
+                ),
+                (
+                    "2",
+                    "An error or a refusal: not a configured mount, not one of its replicas, the resync not confirmed with --resynced, the agent cannot be asked.",
+                ),
+            ],
+            examples: &[
+                ("The active replica of every mount:", "nfsha replica status"),
+                (
+                    "Move back to the source once the replication has been reversed:",
+                    "nfsha replica failback /misc/crr --to 10.1.13.5:/crr-site1 --resynced",
+                ),
+            ],
+            ..Extra::default()
+        },
+        n if n.starts_with("nfsha-server-diverged") => Extra {
+            files: &[CONFIG_FILE],
+            exit: &[
+                ("0", "Done."),
+                (
+                    "2",
+                    "An error or a refusal: drop without --yes-delete-these-writes, a name that is not a quarantine, etcd or btrfs failing.",
+                ),
+            ],
+            examples: &[
+                (
+                    "The quarantined writes of this node:",
+                    "nfsha server diverged list",
+                ),
+                (
+                    "Keep them elsewhere as a btrfs stream:",
+                    "nfsha server diverged export NAME > /backup/NAME.btrfs",
+                ),
+            ],
             ..Extra::default()
         },
         n if n.starts_with("nfsha-drill") => Extra {
