@@ -42,9 +42,13 @@ const TICK: Duration = Duration::from_secs(1);
 /// Pause before reconnecting after etcd failed.
 const RECONNECT: Duration = Duration::from_secs(3);
 
-/// The etcd connection options of `[agent.cluster]`.
+/// The etcd connection options of `[agent.cluster]`. The HTTP/2 keepalive is 5 s, not
+/// the library's 1 s: on a loaded machine (the lab's emulated VM) a 1 s ping deadline
+/// broke the connection ("broken pipe") before the first vote could be published.
 pub fn options(c: &ClusterSource) -> FleetOptions {
     let mut o = FleetOptions::new(c.etcd_endpoints.clone());
+    o.connect_timeout = Duration::from_secs(3);
+    o.keepalive = Duration::from_secs(5);
     o.tls = c.etcd_tls.as_ref().map(|t| TlsFiles {
         ca: t.ca.clone(),
         cert: t.cert.clone(),
@@ -161,9 +165,10 @@ impl VolumeTask {
     async fn run(self) {
         let mut said_unreachable = false;
         loop {
-            match self.follow().await {
+            match self.follow(&mut said_unreachable).await {
                 Ok(()) => return,
                 Err(why) => {
+                    tracing::debug!(volume = self.volume(), error = %why, "fleet: etcd failed; reconnecting");
                     if !said_unreachable {
                         self.event(
                             "fleet-etcd",
@@ -180,8 +185,9 @@ impl VolumeTask {
         }
     }
 
-    /// Seed, watch and vote until etcd fails (the error says why).
-    async fn follow(&self) -> Result<(), String> {
+    /// Seed, watch and vote until etcd fails (the error says why). `said_unreachable`:
+    /// an outage was reported; its end is reported once the record is read again.
+    async fn follow(&self, said_unreachable: &mut bool) -> Result<(), String> {
         let Some(fc) = self.mount.fleet.clone() else {
             return Ok(());
         };
@@ -197,6 +203,16 @@ impl VolumeTask {
             .seed_active(&fc.volume, &seed, &self.agent)
             .await
             .map_err(|e| e.to_string())?;
+        if std::mem::take(said_unreachable) {
+            self.event(
+                "fleet-etcd",
+                "ok",
+                format!(
+                    "the fleet's record is readable again: generation {} on {}",
+                    active.generation, active.replica
+                ),
+            );
+        }
         let session = AgentSession::new(fleet.clone(), &self.agent, SESSION_TTL)
             .map_err(|e| e.to_string())?;
         let mut watch = watch_active(self.opts.clone(), &fc.volume).map_err(|e| e.to_string())?;
