@@ -77,7 +77,12 @@ rv_break_replication() { rv_exports nfs-2 /srv/dest1 21 rw; lab_mark replication
 rv_reverse_resync() { rsync -a --delete /srv/nfs-2/ /srv/nfs-1/; lab_mark reverse-resync-done; }
 
 # rv_source CLIENT: the server:export mounted at RV_MNT in CLIENT (empty when nothing is).
-rv_source() { lab_on "$1" awk -v m="$RV_MNT" '$2 == m && $3 ~ /^nfs/ {s = $1} END {print s}' /proc/self/mounts; }
+# The agent's staged mounts use the IPv4-mapped form ([::ffff:a.b.c.d]:/x, see README
+# "Recovery"): it is shown as the plain address.
+rv_source() {
+    lab_on "$1" awk -v m="$RV_MNT" '$2 == m && $3 ~ /^nfs/ {s = $1} END {print s}' /proc/self/mounts |
+        sed 's/^\[::ffff:\([0-9.]*\)\]:/\1:/'
+}
 # rv_unmounted CLIENT: nothing is mounted at RV_MNT (read from the mount table: no access).
 rv_unmounted() { [ -z "$(rv_source "$1")" ]; }
 # rv_sees CLIENT FILE: FILE exists under RV_MNT in CLIENT (bounded: a hung mount is "no").
