@@ -28,6 +28,15 @@
 #   4. the source comes back (mark source-back); autofs mounts it again at its next expiry and
 #      `peer-broken` vanishes from the client's view — the seed's own warning, reproduced;
 #   5. reverse resync (dest1 → site1), then the file is visible through the source again.
+# Then the same with three nfsha agents following one record in etcd ([mount.fleet]): one
+# promote, every client on the replica, never back on its own (source returns, agent
+# restart, simulated reboot); a failback before the reverse resync is refused by the
+# resync check; after it `nfsha replica failback crr --to SOURCE --resynced` brings every
+# client back with nothing lost.
+#
+# RV_NFS_VERSION (default 3, the seed's negotiated version; or 4.1) sets the version of the
+# agents' mounts and of the autofs map (`-fstype=nfs` alone for 3, `vers=4.1` added for 4.1):
+#   lab/run.sh --env RV_NFS_VERSION=4.1 replica-volumes
 #
 # Helpers are inlined (run.sh copies only this file into the share); prefixed rv_.
 
@@ -35,6 +44,13 @@ RV_SRC=$(lab_ip nfs-1)
 RV_DST=$(lab_ip nfs-2)
 RV_MNT=/misc/crr
 RV_NCLIENTS=${RV_NCLIENTS:-1}
+RV_VERS=${RV_NFS_VERSION:-3}
+case $RV_VERS in
+3) RV_AUTOFS_VERS= ;;
+4.1 | 4.2) RV_AUTOFS_VERS=,vers=$RV_VERS ;;
+*) lab_die "RV_NFS_VERSION=$RV_VERS: expected 3 or 4.1" ;;
+esac
+lab_figure nfs_version "$RV_VERS"
 RV_BASE=client-$RV_NCLIENTS
 
 # rv_exports NODE PATH FSID rw|ro: write NODE's exports file and re-export.
@@ -109,7 +125,7 @@ rv_autofs_start() {
 /misc   /var/lab/$c/auto.misc --timeout 10
 EOF
     cat >"/var/lab/$c/auto.misc" <<EOF
-crr -fstype=nfs,rw,nosuid,hard,tcp,timeo=60,nolock $RV_SRC:/srv/site1 $RV_DST:/srv/dest1
+crr -fstype=nfs$RV_AUTOFS_VERS,rw,nosuid,hard,tcp,timeo=60,nolock $RV_SRC:/srv/site1 $RV_DST:/srv/dest1
 EOF
     lab_on "$c" mkdir -p /misc
     lab_bg "$c" "$LAB_OUT/automount-$c.log" setsid automount -f -v "/var/lab/$c/auto.master" >"$LAB_STATE/automount-$c"
@@ -241,7 +257,7 @@ cluster = "lab"
 mountpoint = "$RV_MNT"
 export = "/srv/site1"
 servers = ["$RV_SRC", { host = "$RV_DST", export = "/srv/dest1", weight = 1 }]
-nfs_version = "3"
+nfs_version = "$RV_VERS"
 options = ["rw", "nosuid", "hard", "tcp", "timeo=60", "nolock"]
 probe_interval = "500ms"
 probe_deadline = "1s"
@@ -253,6 +269,8 @@ volume = "crr"
 failover_after = "$RV_AFTER"
 promote_command = ["/var/lab/rv-break-replication.sh"]
 promote_timeout = "20s"
+resync_check_command = ["test", "-e", "/var/lab/rv-resynced"]
+resync_check_timeout = "5s"
 CONF
     lab_on "$c" mkdir -p "$RV_MNT"
     echo "$f"
@@ -269,6 +287,7 @@ echo "\$(date +%s%3N) \$NFSHA_VOLUME \$NFSHA_TO_HOST:\$NFSHA_TO_EXPORT generatio
 SCRIPT
     chmod +x /var/lab/rv-break-replication.sh
     : >/var/lab/rv-promote.log
+    rm -f /var/lab/rv-resynced
 }
 
 rv_on_all() { local pat=$1 i; for i in $(seq 1 $RV_N); do case $(rv_source "client-$i") in $pat) ;; *) return 1 ;; esac; done; }
@@ -336,6 +355,48 @@ if rv_etcd_start; then
         "$([ $det = 1 ] && [ "$(rv_source client-3)" = "$RV_DST:/srv/dest1" ] && rv_sees client-3 written-on-replica && echo 1 || echo 0)" \
         "mounted $(rv_source client-3) after the reboot"
     lab_access_wait "${apids[@]}"
+
+    # Failback on purpose. Before the reverse resync the configured check refuses it and
+    # nothing moves; after it (the source becomes a copy of the replica, the marker says so)
+    # one command moves the whole fleet back, with nothing lost.
+    fpids=()
+    for i in $(seq 1 $RV_N); do
+        fpids+=("$(lab_access "client-$i" "failback-$i" --path "$RV_MNT" --interval 200ms --duration 60s --op ls)")
+    done
+    sleep 3
+    if lab_nfsha client-1 replica failback crr --to "$RV_SRC" --resynced --wait 0 >"$LAB_OUT/failback-refused.txt" 2>&1; then
+        refused=0
+    else
+        refused=1
+    fi
+    sleep 3
+    lab_check nfsha-failback-before-the-reverse-resync-is-refused \
+        "$([ $refused = 1 ] && rv_on_all "$RV_DST:/srv/dest1" && echo 1 || echo 0)" \
+        "$(tr '\n' ' ' <"$LAB_OUT/failback-refused.txt" | cut -c1-200); on $(rv_sources)"
+    w=$(rv_write client-2 written-before-failback)
+    rsync -a --delete /srv/nfs-2/ /srv/nfs-1/
+    touch /var/lab/rv-resynced
+    lab_mark reverse-resync-done
+    tfb=$(lab_now_ms)
+    lab_mark failback
+    lab_nfsha client-1 replica failback crr --to "$RV_SRC" --resynced --wait 60s >"$LAB_OUT/failback.txt" 2>&1
+    rc=$?
+    lab_wait 60 rv_on_all "$RV_SRC:/srv/site1"
+    back=$(lab_ms_to_s $(($(lab_now_ms) - tfb)))
+    lab_figure nfsha_failback_all_on_source_s "$back" s
+    lab_figure nfsha_failback_command_exit "$rc"
+    lab_check nfsha-failback-brings-every-client-back \
+        "$([ "$rc" = 0 ] && rv_on_all "$RV_SRC:/srv/site1" && echo 1 || echo 0)" \
+        "exit $rc after $back s: $(rv_sources); $(tail -n 2 "$LAB_OUT/failback.txt" | tr '\n' ' ')"
+    lab_check nfsha-failback-loses-nothing \
+        "$([ "$w" = ok ] && rv_all_see written-on-replica && rv_all_see written-before-failback && echo 1 || echo 0)" \
+        "write before failback: $w"
+    w=$(rv_write client-3 written-after-failback)
+    lab_check nfsha-source-writable-after-failback "$([ "$w" = ok ] && echo 1 || echo 0)" "write: $w"
+    lab_access_wait "${fpids[@]}"
+    for i in $(seq 1 $RV_N); do
+        lab_figure "failback_${i}_failed_accesses" "$(grep -c '"ok":false' "$LAB_OUT/accesses-failback-$i.jsonl" 2>/dev/null)"
+    done
     lab_report
     for i in $(seq 1 $RV_N); do
         lab_figure "nfsha_${i}_success_ratio" "$(lab_q "nfsha-$i" "$RV_MNT" .success_ratio)"

@@ -15,7 +15,8 @@ lab_autofs_start client-2
 t=$(lab_now_ms)
 lab_check autofs-read $(lab_on client-2 cat /airflow/dags/hello.txt | grep -q hello && echo 1 || echo 0)
 lab_figure autofs_first_access_ms $(( $(lab_now_ms) - t )) ms
-p=$(lab_access client-1 probe --path /mnt/v4 --path /mnt/v3 --interval 100ms --duration 6s --op ls)
+# The loop must outlast the failover (10 s from its start on a loaded host, 4 s on a quiet one).
+p=$(lab_access client-1 probe --path /mnt/v4 --path /mnt/v3 --interval 100ms --duration 20s --op ls)
 sleep 2
 lab_failover
 lab_access_wait "$p"

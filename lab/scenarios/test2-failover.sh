@@ -1,5 +1,5 @@
 # lab-summary: seed Test 2: failover with an access every 100 ms; nfsha vs seed vs autofs alone vs the floor
-# lab-timeout: 240
+# lab-timeout: 360
 # Clients: client-1 nfsha agent (direct mode, NFSv4.1), client-2 the seed's setup (autofs map +
 # health check every 30 s), client-3 autofs alone, client-4 the floor (autofs map, and on the
 # first failed access `umount -l` + re-access at once). Each accesses /airflow/dags and

@@ -94,7 +94,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     if UnixStream::from_std(match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
         Err(_) => {
-            let _ = std::fs::remove_file(path);
+            remove_stale_socket(path)?;
             return finish_bind(path);
         }
     })
@@ -106,6 +106,40 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
         ));
     }
     finish_bind(path)
+}
+
+/// Remove what a dead agent left at `path`, but only a socket: anything else there (a
+/// regular file, a directory, a symlink) is somebody's data or a mistake in
+/// `control_socket`, and is refused, never deleted.
+fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::Bind(path.into(), e)),
+        Ok(m) if m.file_type().is_socket() => {
+            std::fs::remove_file(path).map_err(|e| ControlError::Bind(path.into(), e))
+        }
+        Ok(m) => {
+            let what = if m.is_dir() {
+                "a directory"
+            } else if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else if m.is_file() {
+                "a regular file"
+            } else {
+                "not a socket"
+            };
+            Err(ControlError::Bind(
+                path.into(),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{what} is there, not a socket; nothing was removed: move it away or set [agent] control_socket to another path"
+                    ),
+                ),
+            ))
+        }
+    }
 }
 
 fn finish_bind(path: &Path) -> Result<UnixListener, ControlError> {
@@ -281,9 +315,37 @@ mod tests {
     use crate::Emitter;
     use crate::supervisor::Agent;
     use crate::testing::FakeHost;
+    use std::error::Error as _;
     use tokio::io::AsyncReadExt;
 
     const BOUND: Duration = Duration::from_secs(10);
+
+    /// Audit item 5: the control-socket path was deleted without checking what it was
+    /// (a regular file was removed). Now only a dead agent's socket is replaced.
+    #[tokio::test]
+    async fn control_socket_path_holding_a_file_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agent.sock");
+        std::fs::write(&file, b"somebody's data").unwrap();
+        let e = bind(&file).expect_err("bound over a regular file");
+        assert!(
+            e.source()
+                .unwrap()
+                .to_string()
+                .contains("a regular file is there"),
+            "{e:?}"
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"somebody's data");
+        let sub = dir.path().join("d");
+        std::fs::create_dir(&sub).unwrap();
+        assert!(bind(&sub).is_err());
+        assert!(sub.is_dir(), "a directory was removed");
+        // A dead agent's socket (bound, then its listener dropped) is replaced.
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let l = bind(&stale).expect("a stale socket is replaced");
+        drop(l);
+    }
 
     fn agent() -> Agent<FakeHost> {
         let (emit, _events) = Emitter::collector();

@@ -8,10 +8,10 @@
 //!   replica than the mount's active one is applied through
 //!   [`AgentHandle::recover_to`], i.e. recorded in the state file before the move, as any
 //!   operator-chosen replica;
-//! - every second: judge the active replica's reachability from the agent's own RPC
+//! - every 250 ms: judge the active replica's reachability from the agent's own RPC
 //!   probes (the published server status, no NFS access), feed it to an
 //!   [`UnreachableClock`] (this agent's monotonic clock only), publish this agent's view
-//!   on its lease, and when its own clock says "down for `failover_after`" read every
+//!   on its lease when it changed (else once a second), and when its own clock says "down for `failover_after`" read every
 //!   live view and let [`decide_failover`] say whether the fleet fails over (default: a
 //!   majority of live agents must agree, so one client with a broken network cannot move
 //!   the fleet); then run for it with [`AgentSession::try_failover`] — the promote command
@@ -30,15 +30,19 @@ use nfsha_cluster::{
     FleetOptions, Quorum, ReplicaId, TlsFiles, UnreachableClock, WatchEvent, decide_failover,
     watch_active,
 };
-use nfsha_config::{ClusterSource, FleetQuorum, MountConfig, Replica};
+use nfsha_config::{ClusterSource, FleetConfig, FleetQuorum, MountConfig, Replica};
 use nfsha_core::{Event, EventKind};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 /// Lease of this agent's view and election lock.
 const SESSION_TTL: Duration = Duration::from_secs(10);
-/// How often the view is published and the decision taken.
-const TICK: Duration = Duration::from_secs(1);
+/// How often the agent's own reachability is read (from its published status: no I/O)
+/// and, while the active replica is down for `failover_after`, the decision taken: the
+/// outage's start and end are seen within this, not within a whole publish period.
+const TICK: Duration = Duration::from_millis(250);
+/// How often an unchanged view is published again (a changed one is published at once).
+const REPUBLISH: Duration = Duration::from_secs(1);
 /// Pause before reconnecting after etcd failed.
 const RECONNECT: Duration = Duration::from_secs(3);
 
@@ -225,6 +229,7 @@ impl VolumeTask {
             .then(|| CommandSpec::new(fc.promote_command.iter(), fc.promote_timeout));
         let mut applied: Option<u64> = None;
         let mut tick = tokio::time::interval(TICK);
+        let mut published: Option<(AgentView, Instant)> = None;
         loop {
             self.apply(&active, &mut applied).await;
             tokio::select! {
@@ -257,7 +262,13 @@ impl VolumeTask {
                         active_reachable: reachable,
                         unreachable_long_enough: long,
                     };
-                    session.publish_view(&fc.volume, &view).await.map_err(|e| e.to_string())?;
+                    let stale = published
+                        .as_ref()
+                        .is_none_or(|(v, at)| *v != view || at.elapsed() >= REPUBLISH);
+                    if stale {
+                        session.publish_view(&fc.volume, &view).await.map_err(|e| e.to_string())?;
+                        published = Some((view.clone(), Instant::now()));
+                    }
                     if !long {
                         continue;
                     }
@@ -352,5 +363,66 @@ impl VolumeTask {
             );
             moving.store(false, std::sync::atomic::Ordering::Release);
         });
+    }
+}
+
+/// The operator's failback of a fleet mount (`nfsha replica failback`): `to`
+/// (`HOST[:/EXPORT]`) is resolved among the mount's replicas, the configured
+/// `resync_check_command` runs (it must exit 0), and the volume's record moves to `to`
+/// with generation + 1 and reason `failback`; every agent then follows the record.
+/// Refused — nothing written — without `confirm_resync`, for a non-member, when `to`
+/// is already active, while a move is in progress, or when the check fails.
+pub async fn operator_failback(
+    fleet: &Fleet,
+    mount: &MountConfig,
+    f: &FleetConfig,
+    to: &str,
+    confirm_resync: bool,
+    by: &str,
+) -> Result<ActiveRecord, nfsha_cluster::FleetError> {
+    let members = members(mount);
+    let to = nfsha_cluster::resolve_member(&members, to)?;
+    let req = nfsha_cluster::Failback {
+        to,
+        members,
+        by: by.to_owned(),
+        confirm_resync,
+        resync_check: (!f.resync_check_command.is_empty())
+            .then(|| CommandSpec::new(f.resync_check_command.clone(), f.resync_check_timeout)),
+        lock_ttl: SESSION_TTL,
+    };
+    fleet.failback(&f.volume, &req).await
+}
+
+/// What the fleet did after a move, as read from the live views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Followed {
+    /// Every live view follows the generation and is mounted on the replica.
+    pub all: bool,
+    /// The views at the last read.
+    pub views: Vec<AgentView>,
+}
+
+/// Wait (polling every 200 ms, at most `deadline`) until every live agent's view of
+/// `volume` follows `generation` and is mounted on `to`. A fleet with no live view
+/// counts as not followed: nobody confirmed anything.
+pub async fn wait_followed(
+    fleet: &Fleet,
+    volume: &str,
+    generation: u64,
+    to: &ReplicaId,
+    deadline: Duration,
+) -> Result<Followed, nfsha_cluster::FleetError> {
+    let end = Instant::now() + deadline;
+    loop {
+        let views = fleet.views(volume).await?;
+        let all = !views.is_empty()
+            && views
+                .iter()
+                .all(|v| v.generation >= generation && v.mounted.as_ref() == Some(to));
+        if all || Instant::now() >= end {
+            return Ok(Followed { all, views });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

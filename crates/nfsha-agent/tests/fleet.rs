@@ -9,9 +9,10 @@
 mod common;
 
 use common::Etcd;
+use nfsha_agent::fleet::{operator_failback, wait_followed};
 use nfsha_agent::testing::{FakeHost, ProbeScript};
 use nfsha_agent::{Agent, Emitter};
-use nfsha_cluster::{Fleet, FleetOptions};
+use nfsha_cluster::{Fleet, FleetError, FleetOptions, ReplicaId};
 use nfsha_config::{
     AgentSettings, ClusterSource, Config, FleetConfig, FleetQuorum, MountConfig, Replica, ServerRef,
 };
@@ -56,6 +57,14 @@ fn crr(promote_log: &Path) -> MountConfig {
             ),
         ],
         promote_timeout: Duration::from_secs(10),
+        // The lab's stand-in for the storage's mirror-state query: the reverse resync
+        // is done once the marker exists.
+        resync_check_command: vec![
+            "test".into(),
+            "-e".into(),
+            promote_log.with_file_name("resynced").display().to_string(),
+        ],
+        resync_check_timeout: Duration::from_secs(5),
     });
     m
 }
@@ -228,5 +237,57 @@ async fn etcd_three_agents_fail_the_volume_over_once_and_a_late_agent_follows() 
             .lines()
             .count(),
         1
+    );
+
+    // Failback on purpose (`nfsha replica failback`): refused without the operator's
+    // confirmation, for a non-member, and while the resync check fails — nothing moves.
+    let f = mount.fleet.clone().unwrap();
+    let refused = |r: Result<nfsha_cluster::ActiveRecord, FleetError>| match r {
+        Ok(rec) => panic!("failback accepted: {rec:?}"),
+        Err(e) => e,
+    };
+    let e = refused(operator_failback(&fleet, &mount, &f, "10.1.13.5", false, "op").await);
+    assert!(matches!(e, FleetError::ResyncNotConfirmed), "{e}");
+    let e = refused(operator_failback(&fleet, &mount, &f, "10.9.9.9:/x", true, "op").await);
+    assert!(matches!(e, FleetError::NotAMember { .. }), "{e}");
+    let e = refused(operator_failback(&fleet, &mount, &f, "10.1.13.5", true, "op").await);
+    assert!(matches!(e, FleetError::ResyncCheckFailed(_)), "{e}");
+    assert_eq!(fleet.active("crr").await.unwrap().unwrap().generation, 2);
+    assert!(clients.iter().all(|c| mounted(&c.host) == Some(dst())));
+
+    // The reverse resync is done: the whole fleet, the late agent too, goes back once.
+    std::fs::write(promote_log.with_file_name("resynced"), b"").unwrap();
+    let rec = operator_failback(&fleet, &mount, &f, "10.1.13.5", true, "op")
+        .await
+        .expect("failback");
+    assert_eq!(
+        (rec.replica.clone(), rec.generation),
+        (ReplicaId::new("10.1.13.5", "/crr-site1"), 3)
+    );
+    assert_eq!(rec.reason, nfsha_cluster::Reason::Failback);
+    let followed = wait_followed(&fleet, "crr", 3, &rec.replica, Duration::from_secs(40))
+        .await
+        .unwrap();
+    assert!(
+        followed.all,
+        "not every agent followed: {:?}",
+        followed.views
+    );
+    assert_eq!(followed.views.len(), 4, "{:?}", followed.views);
+    assert!(
+        clients
+            .iter()
+            .chain([&late])
+            .all(|c| mounted(&c.host) == Some(src()))
+    );
+    let e = refused(operator_failback(&fleet, &mount, &f, "10.1.13.5", true, "op").await);
+    assert!(matches!(e, FleetError::AlreadyActive { .. }), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&promote_log)
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "a failback runs no promote command"
     );
 }

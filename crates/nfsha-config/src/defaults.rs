@@ -133,3 +133,5 @@ pub const FLEET_FAILOVER_AFTER: Duration = Duration::from_secs(300);
 
 /// `[mount.fleet] promote_timeout`: 2 minutes (a cloud CLI call that breaks a replication).
 pub const FLEET_PROMOTE_TIMEOUT: Duration = Duration::from_secs(120);
+/// `[mount.fleet] resync_check_timeout`.
+pub const FLEET_RESYNC_CHECK_TIMEOUT: Duration = Duration::from_secs(60);

@@ -229,6 +229,12 @@ pub struct FleetConfig {
     pub promote_command: Vec<String>,
     /// Deadline of the promote command (its process group is killed). Default 2 min.
     pub promote_timeout: Duration,
+    /// Run by `nfsha replica failback` before it moves the fleet back: it must exit 0
+    /// (e.g. the storage's mirror-state query saying the reverse resync is complete).
+    /// Empty: the operator's `--resynced` is the only check.
+    pub resync_check_command: Vec<String>,
+    /// Deadline of the resync check (its process group is killed). Default 1 min.
+    pub resync_check_timeout: Duration,
 }
 
 /// Who must agree before the fleet fails over.

@@ -140,6 +140,14 @@ pub fn to_toml(config: &Config) -> String {
                 let _ = writeln!(o, "promote_command = {}", list(&f.promote_command));
             }
             let _ = writeln!(o, "promote_timeout = {}", dur(f.promote_timeout));
+            if !f.resync_check_command.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "resync_check_command = {}",
+                    list(&f.resync_check_command)
+                );
+            }
+            let _ = writeln!(o, "resync_check_timeout = {}", dur(f.resync_check_timeout));
         }
     }
     if let Some(s) = &config.server {

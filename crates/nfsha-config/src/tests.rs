@@ -1182,8 +1182,10 @@ fn fleet_volume_keys_defaults_and_round_trip() {
     assert_eq!(f.quorum, FleetQuorum::Majority);
     assert!(f.promote_command.is_empty());
     assert_eq!(f.promote_timeout, Duration::from_secs(120));
+    assert!(f.resync_check_command.is_empty());
+    assert_eq!(f.resync_check_timeout, Duration::from_secs(60));
     let full = format!(
-        "{FLEET}failover_after = \"20s\"\nquorum = \"any\"\npromote_command = [\"/usr/local/bin/break-replication\", \"--volume\", \"crr dest\"]\npromote_timeout = \"30s\"\n"
+        "{FLEET}failover_after = \"20s\"\nquorum = \"any\"\npromote_command = [\"/usr/local/bin/break-replication\", \"--volume\", \"crr dest\"]\npromote_timeout = \"30s\"\nresync_check_command = [\"/usr/local/bin/mirror-state\", \"--is\", \"mirrored\"]\nresync_check_timeout = \"15s\"\n"
     );
     let cfg = parse_str(&full, None).expect("full fleet config");
     let f = cfg.mounts[0].fleet.clone().unwrap();
@@ -1192,6 +1194,8 @@ fn fleet_volume_keys_defaults_and_round_trip() {
         f.promote_command[2], "crr dest",
         "an argument with a space stays one"
     );
+    assert_eq!(f.resync_check_command[2], "mirrored");
+    assert_eq!(f.resync_check_timeout, Duration::from_secs(15));
     let again = parse_str(&to_toml(&cfg), None).expect("rendered config parses");
     assert_eq!(again.mounts, cfg.mounts);
 }
@@ -1214,6 +1218,9 @@ fn fleet_volume_errors_point_at_the_key_and_say_how_to_fix_it() {
     assert!(d.message.contains("not a valid name"), "{d}");
     let d = one_error(&format!("{FLEET}promote_command = []\n"));
     assert!(d.message.contains("empty command"), "{d}");
+    let d = one_error(&format!("{FLEET}resync_check_command = \"test -e /x\"\n"));
+    assert!(d.message.contains("resync_check_command"), "{d}");
+    assert_eq!(d.line, 12);
     let d = one_error(&format!("{FLEET}failover_afer = \"1m\"\n"));
     assert!(d.message.contains("failover_afer"), "{d}");
     // Two mounts, one volume.

@@ -73,6 +73,8 @@ const FLEET_KEYS: &[&str] = &[
     "quorum",
     "promote_command",
     "promote_timeout",
+    "resync_check_command",
+    "resync_check_timeout",
 ];
 const SERVER_REF_KEYS: &[&str] = &["host", "export", "weight"];
 const SERVER_KEYS: &[&str] = &[
@@ -643,12 +645,20 @@ impl<'s> Checker<'s> {
             Some(v) => self.argv("promote_command", v),
             None => Some(Vec::new()),
         };
+        let resync_check_timeout = self.opt_duration(t, "resync_check_timeout");
+        let resync_check_command = match t.get("resync_check_command") {
+            Some(v) => self.argv("resync_check_command", v),
+            None => Some(Vec::new()),
+        };
         Some(FleetConfig {
             volume: volume?,
             failover_after: failover_after.map_or(defaults::FLEET_FAILOVER_AFTER, |x| x.0),
             quorum: quorum?,
             promote_command: promote_command?,
             promote_timeout: promote_timeout.map_or(defaults::FLEET_PROMOTE_TIMEOUT, |x| x.0),
+            resync_check_command: resync_check_command?,
+            resync_check_timeout: resync_check_timeout
+                .map_or(defaults::FLEET_RESYNC_CHECK_TIMEOUT, |x| x.0),
         })
     }
 

@@ -565,6 +565,16 @@ pub const KEY_DOCS: &[(&str, &str, &str)] = &[
         "promote_timeout",
         "Deadline of the promote command; its process group is killed after.",
     ),
+    (
+        "[mount.fleet]",
+        "resync_check_command",
+        "Argument vector `nfsha replica failback` runs first; it must exit 0 (e.g. the storage says the reverse resync is complete).",
+    ),
+    (
+        "[mount.fleet]",
+        "resync_check_timeout",
+        "Deadline of the resync check; its process group is killed after.",
+    ),
     ("[server]", "node", "This node's name (required)."),
     ("[server]", "cluster", "The cluster's name (required)."),
     ("[server]", "etcd_endpoints", "etcd endpoints (required)."),

@@ -7,15 +7,25 @@
 //! mount it (recorded before the move), and refuses unless the operator confirms with
 //! `--resynced` that the replication was reversed: the replica being left holds the
 //! writes made since the failover, and the target would not show them otherwise.
+//!
+//! A mount with `[mount.fleet]` has one active replica for the whole fleet, in etcd:
+//! `status` also shows the volume's record (active replica, generation, who decided,
+//! when, why, a move in progress, each live agent's view), and `failback` moves that
+//! record (generation + 1, reason `failback`) after `--resynced` and the configured
+//! `resync_check_command`, then waits (`--wait`, default 2 min) until every live agent
+//! reports the new generation mounted. It never asks the local agent to move alone: the
+//! fleet's record would pull it back.
 //! Failure modes: an unreadable config or state file is reported per mount; an agent
-//! that does not answer leaves `status` with the files only and makes `failback` fail.
+//! that does not answer leaves `status` with the files only and makes a local
+//! `failback` fail; an unreachable etcd is reported per fleet volume (status exit 1),
+//! and a fleet `failback` then writes nothing.
 
 use super::Global;
 use nfsha_agent::control::{Reply, Request};
 use nfsha_agent::replica::{Loaded, ReplicaStore};
 use nfsha_config::Replica;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Arguments of `nfsha replica`.
@@ -33,17 +43,24 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Make a replica active again (e.g. the source, once replication is reversed).
+    /// Make a replica active again (e.g. the source, once replication is reversed); for a
+    /// `[mount.fleet]` volume, for the whole fleet.
     Failback {
-        /// The configured mountpoint.
+        /// The configured mountpoint, or the `[mount.fleet]` volume name.
+        #[arg(value_name = "MOUNTPOINT|VOLUME")]
         mountpoint: PathBuf,
-        /// The replica to make active, `host:/export` as configured.
-        #[arg(long, value_name = "HOST:/EXPORT")]
+        /// The replica to make active, `host:/export` as configured (`host` alone when
+        /// only one replica is on that host).
+        #[arg(long, value_name = "HOST[:/EXPORT]")]
         to: String,
         /// Confirm that the replication was reversed (the target has every write made
         /// on the replica in use); without it nothing is done.
         #[arg(long)]
         resynced: bool,
+        /// Fleet volumes: how long to wait for every live agent to report the new
+        /// generation mounted (0: do not wait).
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+        wait: Duration,
     },
 }
 
@@ -57,6 +74,12 @@ struct Row {
     problem: Option<String>,
     mounted: Option<String>,
     write: Option<String>,
+    /// `[mount.fleet]`: the volume's record in etcd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<nfsha_cluster::VolumeStatus>,
+    /// `[mount.fleet]`: why etcd could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet_error: Option<String>,
 }
 
 /// Run `nfsha replica …`.
@@ -68,7 +91,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
             mountpoint,
             to,
             resynced,
-        } => failback(&config, mountpoint, &to, resynced),
+            wait,
+        } => failback(&config, mountpoint, &to, resynced, wait),
     }
 }
 
@@ -90,6 +114,13 @@ fn status(config: &nfsha_config::Config, json: bool) -> anyhow::Result<u8> {
         let seen = agent
             .as_ref()
             .and_then(|a| a.mounts.get(&m.mountpoint.display().to_string()));
+        let (fleet, fleet_error) = match &m.fleet {
+            Some(f) => match read_fleet(config, &f.volume) {
+                Ok(st) => (Some(st), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            },
+            None => (None, None),
+        };
         rows.push(Row {
             mountpoint: m.mountpoint.display().to_string(),
             replicas: m.replicas().iter().map(ToString::to_string).collect(),
@@ -107,6 +138,8 @@ fn status(config: &nfsha_config::Config, json: bool) -> anyhow::Result<u8> {
                 )
             }),
             write: seen.and_then(|s| s.write.as_ref().map(|w| w.state.to_string())),
+            fleet,
+            fleet_error,
         });
     }
     if json {
@@ -121,8 +154,61 @@ fn status(config: &nfsha_config::Config, json: bool) -> anyhow::Result<u8> {
             println!("(the agent did not answer: state files only)");
         }
     }
-    // 1 when a mount has no active replica: nothing mounts it until an operator acts.
-    Ok(u8::from(rows.iter().any(|r| r.active.is_none())))
+    // 1 when a mount has no active replica (nothing mounts it until an operator acts)
+    // or its fleet record could not be read.
+    Ok(u8::from(
+        rows.iter()
+            .any(|r| r.active.is_none() || r.fleet_error.is_some()),
+    ))
+}
+
+fn shown(config: &nfsha_config::Config) -> String {
+    config
+        .source
+        .as_ref()
+        .map_or_else(|| "the config".to_owned(), |p| p.display().to_string())
+}
+
+/// Bound of one etcd read or operator action from the command line.
+const ETCD_DEADLINE: Duration = Duration::from_secs(10);
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Connect to the etcd of `[agent.cluster]`, bounded.
+async fn connect_fleet(config: &nfsha_config::Config) -> anyhow::Result<nfsha_cluster::Fleet> {
+    let Some(c) = &config.agent.cluster else {
+        anyhow::bail!(
+            "[mount.fleet] needs [agent.cluster] (etcd_endpoints) in {}",
+            shown(config)
+        );
+    };
+    let opts = nfsha_agent::fleet::options(c);
+    tokio::time::timeout(ETCD_DEADLINE, nfsha_cluster::Fleet::connect(&opts))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "etcd {:?} did not answer within {ETCD_DEADLINE:?}",
+                c.etcd_endpoints
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("etcd {:?}: {e}", c.etcd_endpoints))
+}
+
+fn read_fleet(
+    config: &nfsha_config::Config,
+    volume: &str,
+) -> anyhow::Result<nfsha_cluster::VolumeStatus> {
+    runtime()?.block_on(async {
+        let fleet = connect_fleet(config).await?;
+        tokio::time::timeout(ETCD_DEADLINE, fleet.status(volume))
+            .await
+            .map_err(|_| anyhow::anyhow!("etcd did not answer within {ETCD_DEADLINE:?}"))?
+            .map_err(anyhow::Error::from)
+    })
 }
 
 fn render(r: &Row) -> String {
@@ -146,6 +232,13 @@ fn render(r: &Row) -> String {
     if let Some(w) = &r.write {
         s.push_str(&format!(", writes: {w}"));
     }
+    if let Some(f) = &r.fleet {
+        s.push_str("\n  fleet ");
+        s.push_str(f.render().trim_end().replace('\n', "\n  ").as_str());
+    }
+    if let Some(e) = &r.fleet_error {
+        s.push_str(&format!("\n  fleet record NOT READ: {e}"));
+    }
     s
 }
 
@@ -154,11 +247,24 @@ fn failback(
     mountpoint: PathBuf,
     to: &str,
     resynced: bool,
+    wait: Duration,
 ) -> anyhow::Result<u8> {
-    let target: Replica = to.parse().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
-    let Some(m) = config.mounts.iter().find(|m| m.mountpoint == mountpoint) else {
-        anyhow::bail!("{} is not a configured mount", mountpoint.display());
+    let Some(m) = config.mounts.iter().find(|m| {
+        m.mountpoint == mountpoint
+            || m.fleet
+                .as_ref()
+                .is_some_and(|f| Path::new(&f.volume) == mountpoint)
+    }) else {
+        anyhow::bail!(
+            "{} is neither a configured mountpoint nor a [mount.fleet] volume in {}",
+            mountpoint.display(),
+            shown(config)
+        );
     };
+    if let Some(f) = &m.fleet {
+        return fleet_failback(config, m, f, to, resynced, wait);
+    }
+    let target: Replica = to.parse().map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     if m.server_for(&target).is_none() {
         anyhow::bail!(
             "{target} is not a replica of {} (its replicas: {})",
@@ -175,9 +281,7 @@ fn failback(
             "Not done: confirm with --resynced that the replication was reversed, so that {target} has every write made since the failover (otherwise those files vanish from the clients' view)"
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = runtime()?;
     let bound = config.agent.mount_timeout
         + config.agent.umount_timeout * 8
         + config.agent.rpc_timeout
@@ -206,4 +310,80 @@ fn failback(
         Reply::Error { message } => anyhow::bail!("The agent refused: {message}"),
         other => anyhow::bail!("Unexpected reply from the agent: {other:?}"),
     }
+}
+
+/// `failback` of a `[mount.fleet]` volume: the record in etcd moves; every agent follows.
+fn fleet_failback(
+    config: &nfsha_config::Config,
+    m: &nfsha_config::MountConfig,
+    f: &nfsha_config::FleetConfig,
+    to: &str,
+    resynced: bool,
+    wait: Duration,
+) -> anyhow::Result<u8> {
+    if !resynced {
+        anyhow::bail!(
+            "Not done: confirm with --resynced that the replication was reversed, so that {to} has every write made since the failover (otherwise those files vanish from every client's view)"
+        );
+    }
+    let by = format!(
+        "{}@{}",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "operator".into()),
+        nfsha_agent::fleet::agent_name()
+    );
+    runtime()?.block_on(async {
+        let fleet = connect_fleet(config).await?;
+        // The resync check is bounded by its own timeout; the rest by ETCD_DEADLINE.
+        let rec = tokio::time::timeout(
+            ETCD_DEADLINE + f.resync_check_timeout,
+            nfsha_agent::fleet::operator_failback(&fleet, m, f, to, resynced, &by),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("etcd did not answer in time; nothing was moved"))?
+        .map_err(|e| anyhow::anyhow!("volume {}: {e}", f.volume))?;
+        println!(
+            "volume {}: active {} generation {} (failback by {by}); the agents follow",
+            f.volume, rec.replica, rec.generation
+        );
+        if let Some(r) = &rec.promote {
+            println!("  resync check: {r}");
+        }
+        if wait.is_zero() {
+            return Ok(0);
+        }
+        let followed = nfsha_agent::fleet::wait_followed(
+            &fleet,
+            &f.volume,
+            rec.generation,
+            &rec.replica,
+            wait,
+        )
+        .await?;
+        for v in &followed.views {
+            let on = v
+                .mounted
+                .as_ref()
+                .map_or_else(|| "nothing".to_owned(), ToString::to_string);
+            println!("  {}: on {on}, generation {}", v.agent, v.generation);
+        }
+        if followed.all {
+            println!(
+                "every live agent ({}) is on {}",
+                followed.views.len(),
+                rec.replica
+            );
+            Ok(0)
+        } else if followed.views.is_empty() {
+            println!("no live agent view: nobody confirmed the move (are the agents running?)");
+            Ok(1)
+        } else {
+            println!(
+                "NOT every agent followed within {}: see nfsha replica status",
+                humantime::format_duration(wait)
+            );
+            Ok(1)
+        }
+    })
 }
