@@ -4,6 +4,10 @@
 //! humans ask "is every mount healthy?". Listens only where the caller bound the listener;
 //! the default address is [`DEFAULT_LISTEN`] (loopback).
 //!
+//! `/metrics` speaks OpenMetrics to a scraper whose `Accept` asks for it (Prometheus does)
+//! and the classic text format 0.0.4 to everyone else (`curl`, `promtool check metrics`);
+//! see [`crate::exposition`].
+//!
 //! `/healthz` answers `200` only when every known mount's state is `healthy` (a host with no
 //! mounts is healthy), else `503` with a JSON body listing the unhealthy mounts:
 //! `{"healthy":false,"mounts":N,"unhealthy":[{"mountpoint":"/airflow/dags","state":"stale",
@@ -119,10 +123,23 @@ pub fn router(metrics: Arc<AgentMetrics>, health: Arc<dyn HealthSource>) -> Rout
         .with_state(AppState { metrics, health })
 }
 
-async fn metrics_handler(State(st): State<AppState>) -> Response {
+async fn metrics_handler(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let metrics = st.metrics.clone();
-    match tokio::task::spawn_blocking(move || metrics.encode()).await {
-        Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
+    let openmetrics = crate::exposition::wants_openmetrics(
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    );
+    let encode = move || {
+        if openmetrics {
+            (CONTENT_TYPE, metrics.encode())
+        } else {
+            (
+                crate::exposition::CLASSIC_CONTENT_TYPE,
+                metrics.encode_classic(),
+            )
+        }
+    };
+    match tokio::task::spawn_blocking(encode).await {
+        Ok((kind, body)) => ([(header::CONTENT_TYPE, kind)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "Encoding metrics failed");
             (

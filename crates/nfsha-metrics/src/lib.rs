@@ -33,9 +33,11 @@
 
 pub mod bounded;
 pub mod eventlog;
+pub mod exposition;
 pub mod http;
 pub mod metrics;
 pub mod mountstats;
+pub mod process;
 
 pub use bounded::{ConnGate, ConnPermit, Limits, serve_bounded};
 pub use eventlog::{EventLogError, EventSink, read_events};

@@ -104,6 +104,13 @@ pub const METRIC_NAMES: &[&str] = &[
     "nfsha_mountstats_xprt_receives",
     "nfsha_mountstats_xprt_bad_xids",
     "nfsha_mountstats_xprt_backlog",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
 ];
 
 /// Operations exported per op by default: what applications and probes use (v3 and v4 names).
@@ -230,6 +237,8 @@ impl Shared {
 #[derive(Debug)]
 pub struct AgentMetrics {
     registry: Registry,
+    /// `process_*`, unprefixed.
+    process: Registry,
     shared: Arc<Shared>,
     probe_duration: HistogramFamily<MountLabel>,
     probes: Family<ProbeLabels, Counter>,
@@ -271,6 +280,7 @@ impl AgentMetrics {
         });
         let m = AgentMetrics {
             registry: Registry::default(),
+            process: Registry::default(),
             shared: shared.clone(),
             probe_duration: Family::new_with_constructor(probe_histogram),
             probes: Family::default(),
@@ -284,6 +294,8 @@ impl AgentMetrics {
             reload_success: Gauge::default(),
             reload_timestamp: Gauge::default(),
         };
+        let mut process = Registry::default();
+        process.register_collector(Box::new(crate::process::ProcessCollector::default()));
         let mut registry = Registry::with_prefix("nfsha");
         registry.register_collector(Box::new(MountCollector {
             shared: shared.clone(),
@@ -353,7 +365,11 @@ impl AgentMetrics {
         // The agent starts with the config it loaded: count that as a successful load.
         m.reload_success.set(1);
         m.reload_timestamp.set(unix_seconds(shared.now()));
-        AgentMetrics { registry, ..m }
+        AgentMetrics {
+            registry,
+            process,
+            ..m
+        }
     }
 
     /// Record a mount's classified state, when it began, and the server it is mounted from.
@@ -550,8 +566,17 @@ impl AgentMetrics {
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);
         // Writing into a String cannot fail; a collector error would only truncate output.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        // The standard process_* series, without the nfsha_ prefix.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.process);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
+    }
+
+    /// [`Self::encode`] in the classic text format 0.0.4 (serve with
+    /// [`crate::exposition::CLASSIC_CONTENT_TYPE`]).
+    pub fn encode_classic(&self) -> String {
+        crate::exposition::to_classic(&self.encode())
     }
 }
 

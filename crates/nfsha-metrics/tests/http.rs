@@ -43,9 +43,15 @@ struct Response {
 
 /// One `GET` with `Connection: close`, bounded by a deadline.
 async fn get(addr: std::net::SocketAddr, path: &str) -> Response {
+    get_with(addr, path, "").await
+}
+
+/// [`get`] with extra header lines (each ending in `\r\n`).
+async fn get_with(addr: std::net::SocketAddr, path: &str, extra: &str) -> Response {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.unwrap();
@@ -134,7 +140,7 @@ fn metrics() -> Arc<AgentMetrics> {
 }
 
 #[tokio::test]
-async fn metrics_endpoint_serves_openmetrics_text() {
+async fn metrics_endpoint_negotiates_openmetrics_or_the_classic_text_format() {
     let m = metrics();
     m.set_mount_state(
         "/airflow/dags",
@@ -143,7 +149,34 @@ async fn metrics_endpoint_serves_openmetrics_text() {
         Some("nfs-1"),
     );
     let srv = start(m.clone(), Arc::new(FakeHealth::default())).await;
-    let r = get(srv.addr, "/metrics").await;
+    // Without an Accept asking for OpenMetrics (curl): the classic text format.
+    let plain = get(srv.addr, "/metrics").await;
+    assert_eq!(plain.status, 200);
+    assert!(
+        plain
+            .headers
+            .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+        "{}",
+        plain.headers
+    );
+    assert!(
+        plain.body.contains("# TYPE nfsha_mount_state gauge"),
+        "{}",
+        plain.body
+    );
+    assert!(
+        plain.body.contains("# TYPE process_open_fds gauge"),
+        "{}",
+        plain.body
+    );
+    assert!(!plain.body.contains("# EOF"));
+    // Prometheus's own Accept header: OpenMetrics.
+    let r = get_with(
+        srv.addr,
+        "/metrics",
+        "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n",
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert!(
         r.headers

@@ -83,7 +83,9 @@ fn mutate(seed: &[u8], ms: &[Mutation]) -> Vec<u8> {
 }
 
 fn seed_file(rel: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fuzz seed {}: {e}", p.display()))
 }
 
