@@ -1,8 +1,12 @@
-//! `nfsha events`: print the agent's structured events from its JSON-lines event log.
+//! `nfsha events`: print the agent's structured events from its JSON-lines event log, or
+//! from the running agent's memory.
 //!
-//! The file is the config's `[agent] event_log` (or `--file`). Output is a table, or with
+//! The file is the config's `[agent] event_log` (or `--file`). With no file configured,
+//! the running agent is asked over the control socket for its in-memory ring (the last
+//! events since it started, see `nfsha_metrics::eventlog`). Output is a table, or with
 //! `--json` the JSON lines themselves (one event per line, as stored), oldest first.
-//! Failure modes: no event log configured or an unreadable file is an error naming the path;
+//! Failure modes: no event log configured and no agent answering, or an unreadable file,
+//! is an error naming what to do;
 //! a torn last line (the agent writing or dying mid-line) is ignored, and other undecodable
 //! lines are skipped with a warning on stderr.
 
@@ -29,20 +33,22 @@ pub struct Args {
 
 /// Run `nfsha events`.
 pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
-    let path = match args.file {
-        Some(p) => p,
+    let events = match args.file {
+        Some(p) => read_events(&p, args.since)?,
         None => {
             let config_path = global.config_path();
             let config = nfsha_config::load(&config_path)?;
-            config.agent.event_log.with_context(|| {
-                format!(
-                    "No event log configured: set [agent] event_log in {} or pass --file",
-                    config_path.display()
-                )
-            })?
+            match &config.agent.event_log {
+                Some(p) => read_events(p, args.since)?,
+                None => from_agent(&config, args.since).with_context(|| {
+                    format!(
+                        "No event log configured and the agent's memory could not be read: start the agent, set [agent] event_log in {}, or pass --file",
+                        config_path.display()
+                    )
+                })?,
+            }
         }
     };
-    let events = read_events(&path, args.since)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let result = if args.json {
@@ -56,6 +62,37 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<u8> {
         // `nfsha events | head` closing the pipe is not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
         other => other.context("Cannot write to stdout").map(|()| 0),
+    }
+}
+
+/// The running agent's in-memory events newer than `since` ago, oldest first.
+fn from_agent(
+    config: &nfsha_config::Config,
+    since: Option<Duration>,
+) -> anyhow::Result<Vec<Event>> {
+    let since_ms = since.map(|d| {
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(now.saturating_sub(d).as_millis()).unwrap_or(u64::MAX)
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reply = rt.block_on(super::status::request(
+        config,
+        nfsha_agent::control::Request::Events { since_ms },
+        Duration::from_secs(5),
+    ))?;
+    match reply {
+        nfsha_agent::control::Reply::Events { mut events } => {
+            events.sort_by_key(|e| e.ts_ms);
+            Ok(events)
+        }
+        nfsha_agent::control::Reply::Error { message } => {
+            anyhow::bail!("The agent refused: {message}")
+        }
+        other => anyhow::bail!("Unexpected reply from the agent: {other:?}"),
     }
 }
 
