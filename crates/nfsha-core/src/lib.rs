@@ -8,6 +8,7 @@
 
 pub mod event;
 pub mod machine;
+pub mod octal;
 pub mod state;
 
 pub use event::{Event, EventKind};

@@ -42,27 +42,7 @@ pub fn lines(text: &str) -> Vec<Line<'_>> {
 
 /// Decode fstab's octal escapes (`\040` space, `\011` tab, `\012` newline, `\134` backslash).
 pub fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            if let Ok(byte) = u8::try_from(v) {
-                out.push(byte);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    nfsha_core::octal::unescape_lossy(field)
 }
 
 /// Encode a path for an fstab field (space, tab, newline and backslash as octal).

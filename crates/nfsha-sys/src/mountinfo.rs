@@ -106,43 +106,14 @@ fn split_nfs_source(source: &str) -> Option<(&str, &str)> {
     (!host.is_empty()).then_some((host, export))
 }
 
-/// Decode the kernel's `\ooo` octal escapes; anything else is kept as is.
+/// Decode the kernel's `\ooo` octal escapes (one implementation: [`nfsha_core::octal`]).
 pub fn unescape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'\\'
-            && i + 3 < field.len()
-            && field[i + 1..i + 4]
-                .iter()
-                .all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(field[i + 1] - b'0') * 64
-                + u32::from(field[i + 2] - b'0') * 8
-                + u32::from(field[i + 3] - b'0');
-            if let Ok(b) = u8::try_from(v) {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(field[i]);
-        i += 1;
-    }
-    out
+    nfsha_core::octal::unescape(field)
 }
 
 /// Escape a field the way the kernel does (space, tab, newline, backslash as `\ooo`).
 pub fn escape(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    for &b in field {
-        if matches!(b, b' ' | b'\t' | b'\n' | b'\\') {
-            out.extend_from_slice(format!("\\{b:03o}").as_bytes());
-        } else {
-            out.push(b);
-        }
-    }
-    out
+    nfsha_core::octal::escape(field)
 }
 
 fn lossy(bytes: &[u8]) -> String {
