@@ -67,16 +67,7 @@ pub async fn run_bounded(spec: &CommandSpec, env: &[(OsString, OsString)]) -> Co
             report.output_tail = tail(&out.stdout, &out.stderr);
         }
         Err(nfsha_sys::CommandError::Timeout { .. }) => report.timed_out = true,
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                src = s.source();
-            }
-            report.error = Some(msg);
-        }
+        Err(e) => report.error = Some(nfsha_core::error_chain(&e)),
     }
     report
 }

@@ -160,12 +160,5 @@ impl RpcError {
 /// [`crate::ServerProbe`], which carry strings.
 #[must_use]
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
+    nfsha_core::error_chain(err)
 }

@@ -18,14 +18,7 @@ fn main() -> ExitCode {
     match nfsha_drill::cli::run(cli.drill) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("Error: {e}");
-            let mut src = std::error::Error::source(&e);
-            let mut i = 0;
-            while let Some(s) = src {
-                eprintln!("  {i}: {s}");
-                src = s.source();
-                i += 1;
-            }
+            eprintln!("{}", nfsha_core::error_report(&e));
             ExitCode::from(2)
         }
     }
