@@ -493,7 +493,7 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
         lab_figure "${name}_acked_writes_before_crash" "$ab"
         lab_figure "${name}_lost_acked_writes" "$nl"
         lab_figure "${name}_rpo_s" "$(lab_ms_to_s "$rpo")" s
-        lab_figure "${name}_newest_kept_write_before_crash_s" "$(lab_ms_to_s $((tc - nk)))" s
+        lab_figure "${name}_newest_kept_write_before_crash_s" "$(lab_ms_to_s "$([ "$nk" -gt 0 ] && echo $((tc - nk)) || echo null)")" s
         lab_figure "${name}_slowest_transfer_s" "$(lab_ms_to_s "$cyc")" s
         lab_figure "${name}_rpo_target_s" "$(lab_ms_to_s "$tgt")" s
         gate=$(bl_log_first "$to" 'took the leader key' "$tc" | bl_field gate_lag_ms | tr -cd 0-9)
