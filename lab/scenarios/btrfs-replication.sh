@@ -504,7 +504,7 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     nlost=$BL_LOST
     lab_check a-rpo-within-interval-plus-transfer "$(bl_bool [ "$BL_RPO_MS" -le "$BL_RPO_TARGET_MS" ])" \
         "$BL_LOST of $BL_ACKED acknowledged writes missing on nfs-2, RPO $(lab_ms_to_s "$BL_RPO_MS") s (target ≤ interval $BL_INTERVAL + slowest transfer $(lab_ms_to_s "$BL_CYC_MS") s)"
-    lab_check a-gate-bound-covers-loss "$(bl_bool [ -n "$BL_GATE_MS" ] && [ "${BL_GATE_MS:-0}" -ge "$BL_RPO_MS" ])" \
+    lab_check a-gate-bound-covers-loss "$( { [ -n "$BL_GATE_MS" ] && [ "${BL_GATE_MS:-0}" -ge "$BL_RPO_MS" ]; } && echo 1 || echo 0)" \
         "the standby's clock-free RPO bound when it took over $(lab_ms_to_s "${BL_GATE_MS:-null}") s ≥ measured $(lab_ms_to_s "$BL_RPO_MS") s"
     prom=$(bl_log_first nfs-2 'promoted snapshot to the live subvolume' "$ta" | bl_field snapshot)
     lab_figure a_promoted_snapshot "${prom:-null}"
@@ -535,7 +535,7 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
         cp "$BL_STATE/lost-a" "$BL_STATE/lost-b"
     fi
     nq=$(grep -c . "$BL_STATE/lost-b")
-    lab_check b-lost-writes-in-quarantine "$(bl_bool [ -n "$qname" ] && [ "$nq" = 0 ])" \
+    lab_check b-lost-writes-in-quarantine "$( { [ -n "$qname" ] && [ "$nq" = 0 ]; } && echo 1 || echo 0)" \
         "$((nlost - nq)) of the $nlost acknowledged writes missing on nfs-2 are in nfs-1's ${qname:-(none)}"
     ibytes=$(bl_field bytes <<<"$sync_b" | tr -cd 0-9)
     iparent=$(bl_field parent <<<"$sync_b")
@@ -544,7 +544,7 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     lab_figure b_incremental_bytes "${ibytes:-null}" B
     lab_figure b_full_send_bytes "${fbytes:-null}" B
     lab_figure b_incremental_parent "${iparent:-null}"
-    lab_check b-resync-incremental "$(bl_bool [ -n "$ibytes" ] && [ -n "$fbytes" ] && [ "$iparent" != None ] && [ "$ibytes" -lt $((fbytes / 4)) ])" \
+    lab_check b-resync-incremental "$( { [ -n "$ibytes" ] && [ -n "$fbytes" ] && [ "$iparent" != None ] && [ "$ibytes" -lt $((fbytes / 4)) ]; } && echo 1 || echo 0)" \
         "resync of $isnap: ${ibytes:-?} bytes from parent $iparent vs ${fbytes:-?} bytes for a full send"
 
     # ------------------------------------------------------------ (c) planned failback
@@ -590,11 +590,11 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     # shellcheck disable=SC2086 # a list of PIDs
     [ -n "$kp" ] && kill -KILL $kp
     lab_event fault "btrfs receive on nfs-2 SIGKILLed (pid $kp) mid-stream"
-    lab_check d-killed-mid-stream "$(bl_bool [ -n "$kp" ] && [ -n "$part" ])" "receive pid ${kp:-none} killed while ${part:-nothing} was half-received ($(lab_ms_to_s $((tk - td))) s after the write)"
+    lab_check d-killed-mid-stream "$( { [ -n "$kp" ] && [ -n "$part" ]; } && echo 1 || echo 0)" "receive pid ${kp:-none} killed while ${part:-nothing} was half-received ($(lab_ms_to_s $((tk - td))) s after the write)"
     bl_wait_log 120 nfs-1 'btrfs ship failed.*nfs-2' "$tk"
     fl=$(bl_log_first nfs-1 'btrfs ship failed' "$tk")
     lab_figure d_failure_reported_s "$([ -n "$fl" ] && lab_ms_to_s $((${fl%% *} - tk)) || echo null)" s
-    lab_check d-failure-reported-promptly "$(bl_bool [ -n "$fl" ] && [ $((${fl%% *} - tk)) -le 60000 ])" \
+    lab_check d-failure-reported-promptly "$( { [ -n "$fl" ] && [ $((${fl%% *} - tk)) -le 60000 ]; } && echo 1 || echo 0)" \
         "the leader's report of the cut, ≤ 60 s (the transfer deadline is an hour): ${fl:-none within 120 s}"
     bl_wait_log 300 nfs-1 'standby in sync.*target=nfs-2 .*bytes=Some' "$tk"
     redo=$(bl_in_sync_after nfs-1 nfs-2 "$tk")
@@ -604,7 +604,7 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     rsnap=$(bl_field snapshot <<<"$redo")
     sha_r=$(lab_on nfs-2 sha256sum "$BL_SNAPS/${rsnap:-none}/big-d.bin" 2>/dev/null | cut -d' ' -f1)
     bl_snaps nfs-2 >"$LAB_OUT/snaps-nfs-2-after-redo.txt"
-    lab_check d-restarted-and-complete "$(bl_bool [ -n "$redo" ] && [ "$sha_r" = "$sha_d" ] && grep -q "^$rsnap ro " "$LAB_OUT/snaps-nfs-2-after-redo.txt")" \
+    lab_check d-restarted-and-complete "$( { [ -n "$redo" ] && [ "$sha_r" = "$sha_d" ] && grep -q "^$rsnap ro " "$LAB_OUT/snaps-nfs-2-after-redo.txt"; } && echo 1 || echo 0)" \
         "after the cut: ${rsnap:-nothing} complete on nfs-2, big-d.bin sha256 $([ "$sha_r" = "$sha_d" ] && echo matches || echo "differs (${sha_r:-none})")"
     lab_check d-no-partial-left "$(bl_bool [ -z "$(bl_partials nfs-2)" ])" "half-received on nfs-2 now: $(bl_partials nfs-2 | tr '\n' ' ')"
 
@@ -625,12 +625,12 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     bl_snaps nfs-2 >"$LAB_OUT/snaps-nfs-2-after-d2.txt"
     has2=$(lab_on nfs-2 sh -c "[ -e $BL_LIVE/big-d2.bin ] && sha256sum $BL_LIVE/big-d2.bin | cut -d' ' -f1" 2>/dev/null)
     lab_figure d2_promoted_snapshot "${p2:-null}"
-    lab_check d2-never-promoted-half-received "$(bl_bool [ "$s2" != null ] && [ -n "$p2" ] && [ -n "$part2" ] && [ "$p2" != "$part2" ] && grep -q "^$p2 ro [^-]" "$LAB_OUT/snaps-nfs-2-after-d2.txt" && [ -z "$(bl_partials nfs-2)" ] && [ -z "$has2" ])" \
+    lab_check d2-never-promoted-half-received "$( { [ "$s2" != null ] && [ -n "$p2" ] && [ -n "$part2" ] && [ "$p2" != "$part2" ] && grep -q "^$p2 ro [^-]" "$LAB_OUT/snaps-nfs-2-after-d2.txt" && [ -z "$(bl_partials nfs-2)" ] && [ -z "$has2" ]; } && echo 1 || echo 0)" \
         "crash $(lab_ms_to_s $((t2 - t2w))) s after big-d2.bin was written, mid-transfer of ${part2:-?}: nfs-2 promoted ${p2:-nothing} (complete, received), partials left: $(bl_partials nfs-2 | tr '\n' ' ')none, big-d2.bin on the live subvolume: ${has2:-absent}"
     bl_wait_writers_back "${s2/null/$t2}" 120
     sleep 2
     bl_rpo d2 "$t2" nfs-2 nfs-1 "$BL_STATE/lost-a"
-    lab_check d2-gate-bound-covers-loss "$(bl_bool [ -n "$BL_GATE_MS" ] && [ "${BL_GATE_MS:-0}" -ge "$BL_RPO_MS" ])" \
+    lab_check d2-gate-bound-covers-loss "$( { [ -n "$BL_GATE_MS" ] && [ "${BL_GATE_MS:-0}" -ge "$BL_RPO_MS" ]; } && echo 1 || echo 0)" \
         "crash during a transfer: the gate's bound $(lab_ms_to_s "${BL_GATE_MS:-null}") s ≥ measured $(lab_ms_to_s "$BL_RPO_MS") s ($BL_LOST writes lost)"
 
     # ------------------------------------------------------------ end
