@@ -552,7 +552,10 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     sleep $(($(bl_secs) + 2)) # a dwell: one more snapshot of this leadership reaches nfs-1
     lab_mark c-switchover; tc=$(bl_ms)
     lab_on nfs-2 "$NFSHA" --config /var/lab/nfs-2/server.toml server switchover --to nfs-1 >"$LAB_OUT/switchover.log" 2>&1
-    lab_figure c_switchover_cmd_exit "$?"
+    rc=$?
+    lab_figure c_switchover_cmd_exit "$rc"
+    # A takeover that was not this switchover (e.g. the leader fenced) measures nothing here.
+    lab_check c-switchover-command-ok "$(bl_bool [ "$rc" = 0 ])" "nfsha server switchover --to nfs-1: exit $rc, $(head -1 "$LAB_OUT/switchover.log")"
     sc=$(bl_wait_serving c nfs-1 "$tc")
     bl_wait_writers_back "${sc/null/$tc}" 120
     wc_=$(bl_writers_back "${sc/null/$tc}")
