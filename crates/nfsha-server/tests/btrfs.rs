@@ -707,7 +707,9 @@ async fn btrfs_the_heartbeat_position_advances_while_a_transfer_runs() {
     };
     // Deadline-bounded: the first transfer (a full send) is stalled in its 12 s pause.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !c.b.try_run(&["pgrep", "-f", "^btrfs receive"]).0 {
+    // This test's receive only (other tests of the tier run at the same time).
+    let receive = format!("^btrfs receive {}", c.settings.snapshot_dir.display());
+    while !c.b.try_run(&["pgrep", "-f", &receive]).0 {
         assert!(std::time::Instant::now() < deadline, "no receive started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
