@@ -509,21 +509,18 @@ async fn btrfs_divergent_writes_on_the_old_primary_are_kept_and_counted_then_res
     assert!(a_engine.diverged().await.unwrap().is_empty());
 }
 
-/// The leader's shipping loop against real etcd and real btrfs: it publishes its
-/// promotion and heartbeat, snapshots, ships to the standby member, records the
-/// snapshot's identity and position, and the standby's gate computes its RPO from
-/// those values alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate() {
-    need_btrfs!();
-    let etcd = common::Etcd::start().await;
-    let c = cluster(false);
-    let ttl = Duration::from_secs(3);
+/// In `cluster` on `etcd`: `a` holds the leader key, `b` is a live standby member.
+/// Returns both coordinators and the epoch.
+async fn leader_and_standby(
+    etcd: &common::Etcd,
+    cluster: &str,
+    ttl: Duration,
+) -> (Arc<EtcdCoordinator>, Arc<EtcdCoordinator>, u64) {
     let connect = |node: &'static str| {
         let ep = etcd.endpoint();
         async move {
             Arc::new(
-                EtcdCoordinator::connect(&EtcdOptions::new(vec![ep]), "cb", node, ttl)
+                EtcdCoordinator::connect(&EtcdOptions::new(vec![ep]), cluster, node, ttl)
                     .await
                     .unwrap(),
             )
@@ -555,6 +552,20 @@ async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate(
         updated_ms: 0,
     };
     assert!(cb.heartbeat(&member, None).await.unwrap());
+    (ca, cb, epoch)
+}
+
+/// The leader's shipping loop against real etcd and real btrfs: it publishes its
+/// promotion and heartbeat, snapshots, ships to the standby member, records the
+/// snapshot's identity and position, and the standby's gate computes its RPO from
+/// those values alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate() {
+    need_btrfs!();
+    let etcd = common::Etcd::start().await;
+    let c = cluster(false);
+    let ttl = Duration::from_secs(3);
+    let (ca, cb, epoch) = leader_and_standby(&etcd, "cb", ttl).await;
     c.a.write("data/f", "served by a");
     let a = Arc::new(engine(&c, &c.a, &c.b, host()));
     let promotion = a.promote(epoch, 0).await.unwrap();
@@ -647,4 +658,81 @@ async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate(
     // The promotion record was published with the epoch.
     let cs = cb.cluster_status("cb").await.unwrap();
     assert_eq!(cs.promoted.get("a").map(|p| p.epoch), Some(epoch));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btrfs_the_heartbeat_position_advances_while_a_transfer_runs() {
+    need_btrfs!();
+    let etcd = common::Etcd::start().await;
+    let c = cluster(false);
+    let ttl = Duration::from_secs(3);
+    let (ca, cb, epoch) = leader_and_standby(&etcd, "ch", ttl).await;
+    c.a.random("data/big.bin", 8);
+    // A slow link: `btrfs receive` gets 1 MiB, then nothing for 12 s, then the rest.
+    let slow = c._dir.path().join("slow.sh");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\ncase \"$2\" in\n  receive) { head -c 1048576; sleep 12; cat; } | \"$@\" ;;\n  *) exec \"$@\" ;;\nesac\n",
+    )
+    .unwrap();
+    sh_ok(&["chmod", "+x", slow.to_str().unwrap()]);
+    let mut s = c.settings.clone();
+    s.transport = c.b.prefix();
+    s.transport.push(slow.display().to_string());
+    let a = Arc::new(Engine::with_node(host(), s, c.a.node()));
+    let promotion = a.promote(epoch, 0).await.unwrap();
+    // 1 s: each etcd call is bounded by it (a loaded machine's etcd needs the time).
+    let loop_period = Duration::from_secs(1);
+    let task = tokio::spawn(nfsha_server::btrfs::shipper::btrfs_ship_loop(
+        ca.clone(),
+        a.clone(),
+        StatusHandle::new("a", "ch", ttl),
+        nfsha_server::btrfs::shipper::BtrfsShipperConfig {
+            node: "a".into(),
+            epoch,
+            interval: Duration::from_secs(1),
+            step_timeout: Duration::from_secs(60),
+            loop_period,
+            tail: ttl + loop_period,
+            since: tokio::time::Instant::now(),
+            promotion: Some(promotion),
+        },
+    ));
+    let position = || async {
+        cb.replica_view("b")
+            .await
+            .unwrap()
+            .position
+            .map(|p| p.position_ms)
+    };
+    // Deadline-bounded: the first transfer (a full send) is stalled in its 12 s pause.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // This test's receive only (other tests of the tier run at the same time).
+    let receive = format!("^btrfs receive {}", c.settings.snapshot_dir.display());
+    while !c.b.try_run(&["pgrep", "-f", &receive]).0 {
+        assert!(std::time::Instant::now() < deadline, "no receive started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p1 = position().await.expect("a heartbeat before the transfer");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let p2 = position().await.expect("a heartbeat");
+    let view = cb.replica_view("b").await.unwrap();
+    task.abort();
+    assert!(
+        view.record
+            .as_ref()
+            .and_then(|r| r.snapshot.as_ref())
+            .is_none(),
+        "the transfer was still running: {view:?}"
+    );
+    // While it ran, the leader went on saying where it is (every loop period): the
+    // standby's bound grows with the writes it is missing. (A heartbeat behind the
+    // transfer stands still: p2 == p1. How far it moves depends on how fast etcd
+    // answers on this machine.)
+    eprintln!("heartbeat position during the transfer: {p1} → {p2} ms");
+    assert!(
+        p2 > p1,
+        "heartbeat position stood still during the transfer: {p1} → {p2} ms"
+    );
 }

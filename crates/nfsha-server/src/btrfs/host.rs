@@ -398,7 +398,11 @@ pub async fn pipeline(
     };
     let (mut e1, mut e2, mut o2) = (c1.stderr.take(), c2.stderr.take(), c2.stdout.take());
     let run = async {
-        let relay = async {
+        // `move`: both pipe ends are dropped when the relay ends. A receiving end that
+        // died mid-stream (a killed ssh, a killed `btrfs receive`) must close the
+        // sender's stdout too: kept open, `btrfs send` blocked on the full pipe, its
+        // stderr stayed open, and the transfer hung until its deadline (an hour).
+        let relay = async move {
             let mut n = 0u64;
             let mut buf = vec![0u8; 1 << 16];
             loop {
@@ -412,6 +416,7 @@ pub async fn pipeline(
                 n += k as u64;
             }
             drop(into);
+            drop(from);
             n
         };
         let read = |r: Option<tokio::process::ChildStderr>| async move {
@@ -676,6 +681,25 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("broken"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_receiver_dying_mid_stream_ends_the_pipeline_at_once() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        // The sender would write forever; the receiver takes 100 kB and dies.
+        let t = std::time::Instant::now();
+        let e = pipeline(
+            &s(&["yes"]),
+            &s(&["sh", "-c", "head -c 100000 >/dev/null; kill -9 $$"]),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            !matches!(e, BtrfsError::Timeout { .. }),
+            "the pipeline waited for its deadline: {e}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     }
 
     #[tokio::test]

@@ -4,7 +4,8 @@
 //!
 //! Role, every loop period while serving:
 //! 1. write the heartbeat [`LeaderPosition`] (own monotonic ms since serving began,
-//!    epoch-guarded); refused → leadership is gone, the loop stops;
+//!    epoch-guarded) — in its own loop beside steps 2–4, so a long transfer never
+//!    holds it back; refused → leadership is gone, the loop stops;
 //! 2. when the newest snapshot of this leadership is `interval` old (or there is none
 //!    yet), take one, remembering the position taken just before it;
 //! 3. for each live standby, [`Engine::replicate`] bounded by the step timeout; when
@@ -12,7 +13,8 @@
 //!    and position; a quarantine found on the way is logged and recorded
 //!    (`diverged/<node>/<name>`);
 //! 4. retention on the leader, protecting every replica record's snapshot (also of
-//!    standbys that are down now).
+//!    standbys that are down now) and the snapshot this leadership was promoted from
+//!    (the previous leader's fork point; see [`protected_identities`]).
 //!
 //! The per-standby live RPO (position now − position of its newest snapshot, one
 //! clock) is kept in the status ([`ShipStatus::rpo_ms`]).
@@ -98,166 +100,205 @@ pub async fn btrfs_ship_loop<C: Coordinator, H: BtrfsHost>(
     let mut positions: HashMap<String, u64> = HashMap::new();
     let mut last_snapshot: Option<Instant> = None;
     let mut recorded: HashMap<String, String> = HashMap::new();
-    let mut next = Instant::now();
-    loop {
-        sleep_until(next).await;
-        next = Instant::now() + lp;
-        let hb = LeaderPosition {
-            node: cfg.node.clone(),
-            epoch,
-            position_ms: ms(cfg.since.elapsed()),
-            tail_ms: ms(cfg.tail),
-        };
-        match timeout(lp, coord.record_position(&hb, epoch)).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => {
-                tracing::info!("heartbeat position refused: no longer leader");
-                return;
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the heartbeat position"),
-            Err(_) => tracing::warn!("etcd did not answer the heartbeat position"),
-        }
-        if last_snapshot.is_none_or(|t| t.elapsed() >= cfg.interval) {
-            let at = ms(cfg.since.elapsed());
-            match timeout(
-                cfg.step_timeout,
-                engine.take_snapshot(epoch, nfsha_core::event::now_ms()),
-            )
-            .await
-            {
-                Ok(Ok(s)) => {
-                    tracing::debug!(snapshot = %s.name, position_ms = at, "snapshot taken");
-                    positions.insert(s.identity().to_owned(), at);
-                    last_snapshot = Some(Instant::now());
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %nfsha_core::error_chain(&e), "cannot take a snapshot")
-                }
-                Err(_) => tracing::error!("snapshot did not finish within the step timeout"),
-            }
-        }
-        let members = match timeout(lp, coord.members()).await {
-            Ok(Ok(m)) => m,
-            _ => continue,
-        };
-        let replicas = match timeout(lp, coord.replicas()).await {
-            Ok(Ok(r)) => r,
-            _ => Default::default(),
-        };
-        let mut protected: BTreeSet<String> = replicas
-            .values()
-            .filter_map(|r| r.snapshot.as_ref().map(|s| s.identity.clone()))
-            .collect();
-        for m in members {
-            if m.node == cfg.node || !matches!(m.state, MemberState::Standby | MemberState::Behind)
-            {
-                continue;
-            }
-            let started = nfsha_core::event::now_ms();
-            let result = timeout(
-                cfg.step_timeout,
-                engine.replicate(&m.node, epoch, started, &protected),
-            )
-            .await;
-            let report = match result {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    fail(&status, &m.node, started, nfsha_core::error_chain(&e));
-                    continue;
-                }
-                Err(_) => {
-                    fail(
-                        &status,
-                        &m.node,
-                        started,
-                        format!("did not finish within {:?}", cfg.step_timeout),
-                    );
-                    continue;
-                }
+    // The heartbeat runs beside the work, never behind it: a transfer can take many
+    // loop periods, and the leader writes all along. A heartbeat that waited for the
+    // transfer made the gate's bound (heartbeat − snapshot position + tail) smaller
+    // than the writes a crash mid-transfer loses (lab scenario btrfs-replication, d2).
+    let heartbeat = async {
+        let mut next = Instant::now();
+        loop {
+            sleep_until(next).await;
+            next = Instant::now() + lp;
+            let hb = LeaderPosition {
+                node: cfg.node.clone(),
+                epoch,
+                position_ms: ms(cfg.since.elapsed()),
+                tail_ms: ms(cfg.tail),
             };
-            protected.insert(report.identity.clone());
-            if let Some(q) = report.quarantined.as_ref().filter(|q| q.kept) {
-                tracing::warn!(target = %m.node, snapshot = %q.name, changed_files = ?q.changed_files, fork = ?q.fork, "divergent writes of a returning node quarantined");
-                let d = DivergedRecord {
-                    node: m.node.clone(),
-                    name: q.name.clone(),
-                    fork: q.fork.clone(),
-                    changed_files: q.changed_files,
-                    epoch,
-                    at_ms: started,
-                };
-                if let Ok(v) = serde_json::to_vec(&d)
-                    && !matches!(
-                        timeout(
-                            lp,
-                            coord.record_guarded(&Keys::diverged_rel(&m.node, &q.name), &v, epoch)
-                        )
-                        .await,
-                        Ok(Ok(true))
-                    )
+            match timeout(lp, coord.record_position(&hb, epoch)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::info!("heartbeat position refused: no longer leader");
+                    return;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the heartbeat position"),
+                Err(_) => tracing::warn!("etcd did not answer the heartbeat position"),
+            }
+        }
+    };
+    let work = async {
+        let mut next = Instant::now();
+        loop {
+            sleep_until(next).await;
+            next = Instant::now() + lp;
+            if last_snapshot.is_none_or(|t| t.elapsed() >= cfg.interval) {
+                let at = ms(cfg.since.elapsed());
+                match timeout(
+                    cfg.step_timeout,
+                    engine.take_snapshot(epoch, nfsha_core::event::now_ms()),
+                )
+                .await
                 {
-                    tracing::warn!(target = %m.node, "cannot record the quarantine in etcd (it stays on disk)");
+                    Ok(Ok(s)) => {
+                        tracing::debug!(snapshot = %s.name, position_ms = at, "snapshot taken");
+                        positions.insert(s.identity().to_owned(), at);
+                        last_snapshot = Some(Instant::now());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %nfsha_core::error_chain(&e), "cannot take a snapshot")
+                    }
+                    Err(_) => tracing::error!("snapshot did not finish within the step timeout"),
                 }
             }
-            let snap_pos = positions.get(&report.identity).copied();
-            if recorded.get(&m.node) != Some(&report.identity) {
-                let Some(position_ms) = snap_pos else {
-                    tracing::info!(target = %m.node, "standby holds a snapshot of an earlier leadership; recorded after the next one");
+            let members = match timeout(lp, coord.members()).await {
+                Ok(Ok(m)) => m,
+                _ => continue,
+            };
+            let replicas = match timeout(lp, coord.replicas()).await {
+                Ok(Ok(r)) => r,
+                _ => Default::default(),
+            };
+            let mut protected = protected_identities(replicas.values(), cfg.promotion.as_ref());
+            for m in members {
+                if m.node == cfg.node
+                    || !matches!(m.state, MemberState::Standby | MemberState::Behind)
+                {
                     continue;
-                };
-                let rec = ReplicaRecord {
-                    shipped_at_ms: started,
-                    epoch,
-                    by: cfg.node.clone(),
-                    snapshot: Some(SnapshotRef {
-                        name: report.snapshot.clone(),
-                        identity: report.identity.clone(),
-                    }),
-                    position_ms: Some(position_ms),
-                };
-                match timeout(lp, coord.record_replica(&m.node, &rec, epoch)).await {
-                    Ok(Ok(true)) => {
-                        recorded.insert(m.node.clone(), report.identity.clone());
+                }
+                let started = nfsha_core::event::now_ms();
+                let result = timeout(
+                    cfg.step_timeout,
+                    engine.replicate(&m.node, epoch, started, &protected),
+                )
+                .await;
+                let report = match result {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        fail(&status, &m.node, started, nfsha_core::error_chain(&e));
+                        continue;
                     }
-                    Ok(Ok(false)) => return,
-                    _ => {
+                    Err(_) => {
                         fail(
                             &status,
                             &m.node,
                             started,
-                            "sent, but the record could not be written".into(),
+                            format!("did not finish within {:?}", cfg.step_timeout),
                         );
                         continue;
                     }
-                }
-            }
-            tracing::info!(target = %m.node, snapshot = %report.snapshot, parent = ?report.parent, bytes = ?report.bytes, removed_partials = ?report.removed_partials, pruned = ?report.pruned, "standby in sync");
-            let rpo = snap_pos.map(|p| ms(cfg.since.elapsed()).saturating_sub(p));
-            status.update(|s| {
-                let st = s.replication.entry(m.node.clone()).or_default();
-                st.last_attempt_ms = Some(started);
-                st.last_ok_ms = Some(started);
-                st.last_error = None;
-                st.consecutive_failures = 0;
-                st.ok_total += 1;
-                st.snapshot = Some(report.snapshot.clone());
-                st.rpo_ms = rpo;
-                if report.bytes.is_some() {
-                    st.last_bytes = report.bytes;
-                }
+                };
+                protected.insert(report.identity.clone());
                 if let Some(q) = report.quarantined.as_ref().filter(|q| q.kept) {
-                    st.diverged.insert(q.name.clone(), q.changed_files);
+                    tracing::warn!(target = %m.node, snapshot = %q.name, changed_files = ?q.changed_files, fork = ?q.fork, "divergent writes of a returning node quarantined");
+                    let d = DivergedRecord {
+                        node: m.node.clone(),
+                        name: q.name.clone(),
+                        fork: q.fork.clone(),
+                        changed_files: q.changed_files,
+                        epoch,
+                        at_ms: started,
+                    };
+                    if let Ok(v) = serde_json::to_vec(&d)
+                        && !matches!(
+                            timeout(
+                                lp,
+                                coord.record_guarded(
+                                    &Keys::diverged_rel(&m.node, &q.name),
+                                    &v,
+                                    epoch
+                                )
+                            )
+                            .await,
+                            Ok(Ok(true))
+                        )
+                    {
+                        tracing::warn!(target = %m.node, "cannot record the quarantine in etcd (it stays on disk)");
+                    }
                 }
-            });
-        }
-        match timeout(cfg.step_timeout, engine.prune_local(&protected)).await {
-            Ok(Ok(gone)) if !gone.is_empty() => {
-                tracing::info!(?gone, "retention removed snapshots")
+                let snap_pos = positions.get(&report.identity).copied();
+                if recorded.get(&m.node) != Some(&report.identity) {
+                    let Some(position_ms) = snap_pos else {
+                        tracing::info!(target = %m.node, "standby holds a snapshot of an earlier leadership; recorded after the next one");
+                        continue;
+                    };
+                    let rec = ReplicaRecord {
+                        shipped_at_ms: started,
+                        epoch,
+                        by: cfg.node.clone(),
+                        snapshot: Some(SnapshotRef {
+                            name: report.snapshot.clone(),
+                            identity: report.identity.clone(),
+                        }),
+                        position_ms: Some(position_ms),
+                    };
+                    match timeout(lp, coord.record_replica(&m.node, &rec, epoch)).await {
+                        Ok(Ok(true)) => {
+                            recorded.insert(m.node.clone(), report.identity.clone());
+                        }
+                        Ok(Ok(false)) => return,
+                        _ => {
+                            fail(
+                                &status,
+                                &m.node,
+                                started,
+                                "sent, but the record could not be written".into(),
+                            );
+                            continue;
+                        }
+                    }
+                }
+                tracing::info!(target = %m.node, snapshot = %report.snapshot, parent = ?report.parent, bytes = ?report.bytes, removed_partials = ?report.removed_partials, pruned = ?report.pruned, "standby in sync");
+                let rpo = snap_pos.map(|p| ms(cfg.since.elapsed()).saturating_sub(p));
+                status.update(|s| {
+                    let st = s.replication.entry(m.node.clone()).or_default();
+                    st.last_attempt_ms = Some(started);
+                    st.last_ok_ms = Some(started);
+                    st.last_error = None;
+                    st.consecutive_failures = 0;
+                    st.ok_total += 1;
+                    st.snapshot = Some(report.snapshot.clone());
+                    st.rpo_ms = rpo;
+                    if report.bytes.is_some() {
+                        st.last_bytes = report.bytes;
+                    }
+                    if let Some(q) = report.quarantined.as_ref().filter(|q| q.kept) {
+                        st.diverged.insert(q.name.clone(), q.changed_files);
+                    }
+                });
             }
-            Ok(Err(e)) => tracing::warn!(error = %nfsha_core::error_chain(&e), "retention failed"),
-            _ => {}
+            match timeout(cfg.step_timeout, engine.prune_local(&protected)).await {
+                Ok(Ok(gone)) if !gone.is_empty() => {
+                    tracing::info!(?gone, "retention removed snapshots")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %nfsha_core::error_chain(&e), "retention failed")
+                }
+                _ => {}
+            }
         }
+    };
+    tokio::select! {
+        biased;
+        () = heartbeat => {}
+        () = work => {}
     }
+}
+
+/// The identities retention must keep: each replica record's snapshot (also of
+/// standbys that are down now) and the snapshot this leadership was promoted from —
+/// the fork point of the previous leader, whose own record names no snapshot (a
+/// leader vouches for itself without one). Without the latter, an old primary away
+/// for longer than `keep` × `interval` came back to a leader that had pruned the
+/// fork point: no incremental resync, and its divergent writes could not be counted.
+pub fn protected_identities<'a>(
+    replicas: impl IntoIterator<Item = &'a ReplicaRecord>,
+    promotion: Option<&Promotion>,
+) -> BTreeSet<String> {
+    replicas
+        .into_iter()
+        .filter_map(|r| r.snapshot.as_ref().map(|s| s.identity.clone()))
+        .chain(promotion.and_then(|p| p.identity.clone()))
+        .collect()
 }
 
 fn fail(status: &StatusHandle, target: &str, started: u64, error: String) {

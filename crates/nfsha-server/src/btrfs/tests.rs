@@ -339,3 +339,54 @@ async fn promotion_over_a_stale_live_subvolume_quarantines_it() {
     assert_eq!(d.files["old"], "b's own");
     assert!(d.readonly);
 }
+
+#[tokio::test]
+async fn the_promoted_fork_point_survives_retention_while_the_old_primary_is_away() {
+    let (w, s) = failover_world().await;
+    w.write("a", "lost", "after the fork");
+    // B promotes s2 and leads for longer than keep × interval while A is down. Its
+    // own replica record (written when it began leading) names no snapshot.
+    let b = w.engine("b", 2);
+    let p = b.promote(9, 4_000).await.unwrap();
+    let own = crate::coordinator::ReplicaRecord {
+        shipped_at_ms: 4_000,
+        epoch: 9,
+        by: "b".into(),
+        snapshot: None,
+        position_ms: None,
+    };
+    let protected = super::shipper::protected_identities([&own], Some(&p));
+    assert_eq!(protected, [s[1].uuid.clone()].into());
+    for i in 0..4 {
+        w.write("b", "bfile", &i.to_string());
+        b.take_snapshot(9, 5_000 + i).await.unwrap();
+        // Without the promotion's identity retention would take the fork point.
+        let inv = b.inventory().await.unwrap();
+        let unprotected = super::shipper::protected_identities([&own], None);
+        if i >= 1 {
+            assert!(
+                plan::prune(&b.base(), &inv, 2, &unprotected)
+                    .iter()
+                    .any(|x| x.identity() == s[1].uuid),
+                "round {i}: the fork point would be pruned"
+            );
+        }
+        b.prune_local(&protected).await.unwrap();
+    }
+    assert!(
+        b.inventory()
+            .await
+            .unwrap()
+            .iter()
+            .any(|x| x.identity() == s[1].uuid),
+        "the fork point is still on the leader"
+    );
+    // A returns: its writes after the fork are counted and the resync is incremental.
+    let r = b.replicate("a", 9, 9_000, &protected).await.unwrap();
+    let q = r.quarantined.expect("quarantined");
+    assert_eq!(
+        (q.fork.as_deref(), q.changed_files, q.kept),
+        (Some(s[1].name.as_str()), Some(1), true)
+    );
+    assert_eq!(r.parent.as_deref(), Some(s[1].name.as_str()));
+}
