@@ -64,16 +64,21 @@ struct HostArgs {
     /// controller's own network namespace: run the controller inside the node's netns.
     #[arg(long)]
     host_prefix: Option<String>,
-    /// Command run before rpc.nfsd (split on whitespace; repeatable), e.g. "rpc.mountd".
+    /// Override of `[server.commands] before_nfsd`: command run before rpc.nfsd (split on
+    /// whitespace, bounded by step_timeout; repeatable). Given once, it replaces every
+    /// configured before_nfsd command. Prefer the config: it takes argument vectors.
     #[arg(long)]
     before_nfsd: Vec<String>,
-    /// Command run after `rpc.nfsd 0` (split on whitespace; repeatable).
+    /// Override of `[server.commands] after_nfsd_stop`: command run after `rpc.nfsd 0`
+    /// (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     after_nfsd_stop: Vec<String>,
-    /// Command run first in the storage step (split on whitespace; repeatable).
+    /// Override of `[server.commands] storage_up`: command run first in the storage step
+    /// (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     storage_up: Vec<String>,
-    /// Command run last when storage goes down (split on whitespace; repeatable).
+    /// Override of `[server.commands] storage_down`: command run last when storage goes
+    /// down (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     storage_down: Vec<String>,
     /// Skip the duplicate-address check before adding the floating address.
