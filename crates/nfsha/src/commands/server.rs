@@ -251,6 +251,9 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
         .context("Cannot connect to etcd")?,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Type=notify (nfsha-server.service): READY=1 once joined, STATUS= with role/epoch.
+    let notifier = Arc::new(nfsha_server::Notifier::from_env());
+    let stop_notifier = notifier.clone();
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -265,6 +268,9 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down: tearing down and releasing");
+        if let Err(e) = stop_notifier.stopping("stopping: tearing down and releasing") {
+            tracing::debug!(error = %e, "cannot notify systemd");
+        }
         tx.send_replace(true);
     });
     let settings = Settings::from_server(&cfg);
@@ -274,7 +280,8 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
     let listen = cfg.listen;
     let watchdog = cfg.watchdog_device.clone();
     let exit = if a.sim {
-        let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx);
+        let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx)
+            .with_notifier(notifier);
         start(c, listen, watchdog).await?
     } else {
         let mut c = Controller::new(
@@ -282,7 +289,8 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
             coord,
             CommandHost::new(cfg.clone(), a.host.options()),
             rx,
-        );
+        )
+        .with_notifier(notifier);
         if !a.no_fence_guard {
             let exe =
                 std::env::current_exe().context("Cannot find this program for the fence guard")?;
