@@ -239,12 +239,22 @@ fn render_commands(o: &mut String, c: &ServerCommands) {
         }
         let items: Vec<String> = cmds
             .iter()
-            .map(|h| format!("{{ argv = {}, timeout = {} }}", list(&h.argv), dur(h.timeout)))
+            .map(|h| {
+                format!(
+                    "{{ argv = {}, timeout = {} }}",
+                    list(&h.argv),
+                    dur(h.timeout)
+                )
+            })
             .collect();
         let _ = writeln!(o, "{key} = [{}]", items.join(", "));
     }
     if let Some(b) = &c.state_dir_bind {
         let _ = writeln!(o, "state_dir_bind = {}", qp(b));
     }
-    let _ = writeln!(o, "state_dir_bind_timeout = {}", dur(c.state_dir_bind_timeout));
+    let _ = writeln!(
+        o,
+        "state_dir_bind_timeout = {}",
+        dur(c.state_dir_bind_timeout)
+    );
 }

@@ -1326,8 +1326,10 @@ fn server_command_errors_have_positions() {
     assert_eq!(errs.len(), 2, "{}", render(&errs));
     // A bind in replicated mode is only a warning.
     let w = warnings(
-        &server_with("state_dir = \"/srv/st\"\n[server.commands]\nstate_dir_bind = \"/var/lib/nfs\"")
-            .replace("\"shared\"", "\"replicated\""),
+        &server_with(
+            "state_dir = \"/srv/st\"\n[server.commands]\nstate_dir_bind = \"/var/lib/nfs\"",
+        )
+        .replace("\"shared\"", "\"replicated\""),
     );
     assert_eq!(w.len(), 1, "{}", render(&w));
     assert!(w[0].message.contains("replicated"));

@@ -1353,9 +1353,9 @@ impl<'s> Checker<'s> {
             None => None,
         };
         let commands = match t.get("commands") {
-            Some(v) => self.table("commands", v).and_then(|ct| {
-                self.commands(ct, step_timeout, state_dir.as_deref(), storage)
-            }),
+            Some(v) => self
+                .table("commands", v)
+                .and_then(|ct| self.commands(ct, step_timeout, state_dir.as_deref(), storage)),
             None => Some(ServerCommands {
                 state_dir_bind_timeout: step_timeout,
                 ..ServerCommands::default()
@@ -1423,7 +1423,11 @@ impl<'s> Checker<'s> {
                 return Some(Vec::new());
             };
             let DeValue::Array(a) = v.get_ref() else {
-                c.type_error(key, v, "an array of commands (argument vectors or { argv, timeout } tables)");
+                c.type_error(
+                    key,
+                    v,
+                    "an array of commands (argument vectors or { argv, timeout } tables)",
+                );
                 return None;
             };
             let mut out = Vec::new();

@@ -1449,7 +1449,9 @@ mod tests {
         let path = dir.path().join("notify");
         let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
         sock.set_nonblocking(true).expect("nonblocking");
-        let notifier = Arc::new(crate::notify::Notifier::new(Some(path.display().to_string())));
+        let notifier = Arc::new(crate::notify::Notifier::new(Some(
+            path.display().to_string(),
+        )));
         let mem = Mem::new("a");
         let host = FakeHost::new("a");
         let (stop, rx) = watch::channel(false);
@@ -1463,19 +1465,36 @@ mod tests {
             got.iter().any(|m| m.contains("READY=1"))
         })
         .await;
-        let ready = got.iter().position(|m| m.contains("READY=1")).expect("ready");
+        let ready = got
+            .iter()
+            .position(|m| m.contains("READY=1"))
+            .expect("ready");
         // READY comes with the serving primary's status, after the bring-up states.
         assert!(host.is_active(), "READY before serving");
         let epoch = status.get().epoch.expect("epoch");
-        assert_eq!(got[ready], format!("READY=1\nSTATUS=primary, epoch {epoch}\n"));
-        assert!(got[..ready].iter().any(|m| m.starts_with("STATUS=promoting")), "{got:?}");
+        assert_eq!(
+            got[ready],
+            format!("READY=1\nSTATUS=primary, epoch {epoch}\n")
+        );
+        assert!(
+            got[..ready]
+                .iter()
+                .any(|m| m.starts_with("STATUS=promoting")),
+            "{got:?}"
+        );
         assert!(!got[..ready].iter().any(|m| m.contains("READY")), "{got:?}");
         stop.send_replace(true);
         let _ = task.await;
         got.extend(drain(&sock));
-        assert_eq!(got.iter().filter(|m| m.contains("READY=1")).count(), 1, "{got:?}");
+        assert_eq!(
+            got.iter().filter(|m| m.contains("READY=1")).count(),
+            1,
+            "{got:?}"
+        );
         assert!(
-            got[ready + 1..].iter().any(|m| m.starts_with("STATUS=demoting, epoch")),
+            got[ready + 1..]
+                .iter()
+                .any(|m| m.starts_with("STATUS=demoting, epoch")),
             "{got:?}"
         );
     }
@@ -1492,7 +1511,9 @@ mod tests {
         s.node = "b".into();
         let (stop, rx) = watch::channel(false);
         let c = Controller::new(s, Arc::new(mem.clone()), FakeHost::new("b"), rx).with_notifier(
-            Arc::new(crate::notify::Notifier::new(Some(path.display().to_string()))),
+            Arc::new(crate::notify::Notifier::new(Some(
+                path.display().to_string(),
+            ))),
         );
         let task = tokio::spawn(c.run());
         let mut got = Vec::new();

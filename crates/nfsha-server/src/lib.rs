@@ -49,7 +49,7 @@ pub use host::{HostError, Role, ServerHost, Step};
 pub use netlink::{
     AddressCall, AddressOp, AddressOps, FakeAddressOps, NetlinkAddress, NetlinkError,
 };
-pub use notify::{NotifyError, Notifier};
+pub use notify::{Notifier, NotifyError};
 pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,

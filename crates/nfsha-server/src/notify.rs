@@ -136,15 +136,21 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify");
         let s = UnixDatagram::bind(&path).expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let n = Notifier::new(Some(path.display().to_string()));
         assert!(n.enabled());
         n.state("starting", false).expect("send");
         assert_eq!(recv(&s), "STATUS=starting\n");
-        n.state("standby, following nfs-1 (epoch 7)", true).expect("send");
-        assert_eq!(recv(&s), "READY=1\nSTATUS=standby, following nfs-1 (epoch 7)\n");
+        n.state("standby, following nfs-1 (epoch 7)", true)
+            .expect("send");
+        assert_eq!(
+            recv(&s),
+            "READY=1\nSTATUS=standby, following nfs-1 (epoch 7)\n"
+        );
         // Unchanged: nothing. Changed: STATUS only, READY not again.
-        n.state("standby, following nfs-1 (epoch 7)", true).expect("send");
+        n.state("standby, following nfs-1 (epoch 7)", true)
+            .expect("send");
         n.state("primary, epoch 8", true).expect("send");
         assert_eq!(recv(&s), "STATUS=primary, epoch 8\n");
         n.stopping("stopping").expect("send");
@@ -158,10 +164,11 @@ mod tests {
     fn abstract_socket_and_no_socket() {
         use std::os::linux::net::SocketAddrExt;
         let name = format!("nfsha-notify-test-{}", std::process::id());
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-            .expect("addr");
+        let addr =
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
         let s = UnixDatagram::bind_addr(&addr).expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let n = Notifier::new(Some(format!("@{name}")));
         n.state("primary, epoch 3", true).expect("send");
         assert_eq!(recv(&s), "READY=1\nSTATUS=primary, epoch 3\n");

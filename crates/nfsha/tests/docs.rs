@@ -189,7 +189,9 @@ fn every_server_key_has_a_description_in_the_config_page() {
             continue;
         }
         let heading = format!(".SH \"KEYS: {section}\"");
-        let at = page.find(&heading).unwrap_or_else(|| panic!("no {heading}"));
+        let at = page
+            .find(&heading)
+            .unwrap_or_else(|| panic!("no {heading}"));
         let body = &page[at + heading.len()..];
         let body = &body[..body.find("\n.SH ").unwrap_or(body.len())];
         for key in keys {

@@ -22,7 +22,10 @@ fn put(root: &Path, rel: &str, text: &str, mode: u32) {
 fn copy_system_units(root: &Path) {
     let dst = root.join("usr/lib/systemd/system");
     std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir("/usr/lib/systemd/system").unwrap().flatten() {
+    for e in std::fs::read_dir("/usr/lib/systemd/system")
+        .unwrap()
+        .flatten()
+    {
         let p = e.path();
         let md = std::fs::symlink_metadata(&p).unwrap();
         let target = dst.join(e.file_name());
@@ -56,7 +59,12 @@ fn the_server_unit_passes_systemd_analyze_verify() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     copy_system_units(root);
-    put(root, "/usr/lib/systemd/system/nfsha-server.service", UNIT, 0o644);
+    put(
+        root,
+        "/usr/lib/systemd/system/nfsha-server.service",
+        UNIT,
+        0o644,
+    );
     put(root, "/usr/bin/nfsha", "#!/bin/sh\nexit 0\n", 0o755);
     let (ok, text) = verify(root);
     assert!(ok, "systemd-analyze verify failed:\n{text}");
