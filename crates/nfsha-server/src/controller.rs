@@ -1443,6 +1443,17 @@ mod tests {
         out
     }
 
+    /// The datagrams on `sock` up to and including the first `READY=1`.
+    async fn until_ready(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+        let mut got = Vec::new();
+        until("READY=1", Duration::from_secs(10), || {
+            got.extend(drain(sock));
+            got.iter().any(|m| m.contains("READY=1"))
+        })
+        .await;
+        got
+    }
+
     #[tokio::test(start_paused = true)]
     async fn systemd_hears_ready_once_the_leader_serves_and_status_with_role_and_epoch() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1459,12 +1470,7 @@ mod tests {
             .with_notifier(notifier);
         let status = c.status();
         let task = tokio::spawn(c.run());
-        let mut got = Vec::new();
-        until("READY", Duration::from_secs(10), || {
-            got.extend(drain(&sock));
-            got.iter().any(|m| m.contains("READY=1"))
-        })
-        .await;
+        let mut got = until_ready(&sock).await;
         let ready = got
             .iter()
             .position(|m| m.contains("READY=1"))
@@ -1516,12 +1522,7 @@ mod tests {
             ))),
         );
         let task = tokio::spawn(c.run());
-        let mut got = Vec::new();
-        until("READY from b", Duration::from_secs(10), || {
-            got.extend(drain(&sock));
-            got.iter().any(|m| m.contains("READY=1"))
-        })
-        .await;
+        let got = until_ready(&sock).await;
         let m = got.iter().find(|m| m.contains("READY=1")).expect("ready");
         assert!(m.contains("STATUS=standby"), "{got:?}");
         assert!(m.contains("following a"), "{got:?}");
