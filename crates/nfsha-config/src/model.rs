@@ -291,6 +291,38 @@ pub struct ServerConfig {
     pub watchdog_device: Option<PathBuf>,
     /// Replication (replicated mode): snapshot shipping to standbys.
     pub replication: Option<ReplicationConfig>,
+    /// `[server.commands]`: the host commands of the bring-up and teardown steps.
+    pub commands: ServerCommands,
+}
+
+/// One host command: an argument vector (no shell) and its own deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCommand {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Deadline of this command; its process group is killed when it passes. At most
+    /// the step's `step_timeout` (which bounds the whole step).
+    pub timeout: Duration,
+}
+
+/// `[server.commands]`: what the controller runs on the host around its built-in steps
+/// (formerly the `nfsha server run --storage-up …` flags, which remain as overrides).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerCommands {
+    /// Run first in the storage step (e.g. `drbdadm primary`, `mount`).
+    pub storage_up: Vec<HostCommand>,
+    /// Run last when storage goes down (e.g. `umount`, `drbdadm secondary`).
+    pub storage_down: Vec<HostCommand>,
+    /// Bind `state_dir` onto this directory in the storage step (after `storage_up`)
+    /// and unbind it before `storage_down`, e.g. `/var/lib/nfs` with a state directory
+    /// on the shared storage.
+    pub state_dir_bind: Option<PathBuf>,
+    /// Deadline of the bind and of the unbind.
+    pub state_dir_bind_timeout: Duration,
+    /// Run before `rpc.nfsd` (e.g. `rpcbind -w`, `rpc.mountd`, `nfsdcld`).
+    pub before_nfsd: Vec<HostCommand>,
+    /// Run after `rpc.nfsd 0` (e.g. stop mountd).
+    pub after_nfsd_stop: Vec<HostCommand>,
 }
 
 /// etcd TLS files.

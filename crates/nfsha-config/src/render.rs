@@ -214,6 +214,7 @@ fn render_server(o: &mut String, s: &ServerConfig) {
         let _ = writeln!(o, "prefix = {}", f.prefix);
         let _ = writeln!(o, "interface = {}", q(&f.interface));
     }
+    render_commands(o, &s.commands);
     if let Some(r) = &s.replication {
         o.push_str("\n[server.replication]\n");
         if let Some(b) = &r.btrfs {
@@ -230,4 +231,38 @@ fn render_server(o: &mut String, s: &ServerConfig) {
         }
         let _ = writeln!(o, "max_lag = {}", dur(r.max_lag));
     }
+}
+
+/// `[server.commands]`, every command as `{ argv, timeout }`.
+fn render_commands(o: &mut String, c: &ServerCommands) {
+    o.push_str("\n[server.commands]\n");
+    for (key, cmds) in [
+        ("storage_up", &c.storage_up),
+        ("storage_down", &c.storage_down),
+        ("before_nfsd", &c.before_nfsd),
+        ("after_nfsd_stop", &c.after_nfsd_stop),
+    ] {
+        if cmds.is_empty() {
+            continue;
+        }
+        let items: Vec<String> = cmds
+            .iter()
+            .map(|h| {
+                format!(
+                    "{{ argv = {}, timeout = {} }}",
+                    list(&h.argv),
+                    dur(h.timeout)
+                )
+            })
+            .collect();
+        let _ = writeln!(o, "{key} = [{}]", items.join(", "));
+    }
+    if let Some(b) = &c.state_dir_bind {
+        let _ = writeln!(o, "state_dir_bind = {}", qp(b));
+    }
+    let _ = writeln!(
+        o,
+        "state_dir_bind_timeout = {}",
+        dur(c.state_dir_bind_timeout)
+    );
 }

@@ -1232,3 +1232,136 @@ fn fleet_volume_errors_point_at_the_key_and_say_how_to_fix_it() {
     );
     assert!(d.help.unwrap().contains("line 10"));
 }
+
+#[test]
+fn server_commands_are_argument_vectors_with_their_own_timeouts() {
+    let text = server_with(
+        "step_timeout = \"30s\"\nstate_dir = \"/srv/a/nfs-state\"\n[server.commands]\ntimeout = \"10s\"\nstorage_up = [[\"drbdadm\", \"primary\", \"r0\"], { argv = [\"mount\", \"-o\", \"noatime,user_xattr\", \"/dev/drbd0\", \"/srv/a b\"], timeout = \"25s\" }]\nstorage_down = [[\"umount\", \"/srv/a b\"]]\nstate_dir_bind = \"/var/lib/nfs\"\nbefore_nfsd = [[\"rpcbind\", \"-w\"], [\"rpc.mountd\"]]\nafter_nfsd_stop = [{ argv = [\"pkill\", \"-x\", \"rpc.mountd\"], timeout = \"2s\" }]",
+    );
+    let c = parse_str(&text, None).unwrap_or_else(|e| panic!("{e}"));
+    let s = c.server.as_ref().unwrap();
+    let k = &s.commands;
+    assert_eq!(k.storage_up.len(), 2);
+    assert_eq!(k.storage_up[0].argv, ["drbdadm", "primary", "r0"]);
+    assert_eq!(k.storage_up[0].timeout, Duration::from_secs(10));
+    // An argument with a space stays one argument.
+    assert_eq!(k.storage_up[1].argv[4], "/srv/a b");
+    assert_eq!(k.storage_up[1].timeout, Duration::from_secs(25));
+    assert_eq!(k.storage_down[0].timeout, Duration::from_secs(10));
+    assert_eq!(k.before_nfsd[1].argv, ["rpc.mountd"]);
+    assert_eq!(k.after_nfsd_stop[0].timeout, Duration::from_secs(2));
+    assert_eq!(k.state_dir_bind.as_deref(), Some(Path::new("/var/lib/nfs")));
+    // Defaults to step_timeout.
+    assert_eq!(k.state_dir_bind_timeout, Duration::from_secs(30));
+    roundtrip(&c);
+    // Without the table: nothing to run.
+    let c = parse_str(&server_with(""), None).unwrap();
+    let k = &c.server.as_ref().unwrap().commands;
+    assert!(k.storage_up.is_empty() && k.before_nfsd.is_empty() && k.state_dir_bind.is_none());
+    assert_eq!(k.state_dir_bind_timeout, Duration::from_secs(20));
+    roundtrip(&c);
+}
+
+#[test]
+fn server_command_errors_have_positions() {
+    for (extra, needle, pos) in [
+        (
+            "[server.commands]\nbefore_nfsd = [\"rpcbind -w\"]",
+            "must be argument vectors, found a string",
+            (7, 16),
+        ),
+        (
+            "[server.commands]\nbefore_nfsd = \"rpcbind\"",
+            "`before_nfsd` must be an array of commands",
+            (7, 15),
+        ),
+        (
+            "[server.commands]\nstorage_up = [{ argv = [\"mount\"], timeout = \"1m\" }]",
+            "`timeout` (1m) is longer than `step_timeout` (20s)",
+            (7, 45),
+        ),
+        (
+            "[server.commands]\nstorage_up = [{ argv = [\"mount\"], timout = \"1s\" }]",
+            "unknown key `timout` in a `storage_up` entry",
+            (7, 35),
+        ),
+        (
+            "[server.commands]\nstorage_up = [{ timeout = \"1s\" }]",
+            "missing required key `argv`",
+            (7, 15),
+        ),
+        (
+            "[server.commands]\nstorage_down = [[]]",
+            "empty command in `storage_down`",
+            (7, 17),
+        ),
+        (
+            "[server.commands]\ntimeout = \"0s\"",
+            "`timeout` must be greater than zero",
+            (7, 11),
+        ),
+        (
+            "[server.commands]\nstate_dir_bind = \"var/lib/nfs\"",
+            "must be an absolute path",
+            (7, 18),
+        ),
+        (
+            "[server.commands]\nstate_dir_bind = \"/var/lib/nfs\"",
+            "overlap",
+            (7, 18),
+        ),
+        (
+            "[server.commands]\nstate_dir_bind_timeout = \"21s\"",
+            "`state_dir_bind_timeout` (21s) is longer than `step_timeout`",
+            (7, 26),
+        ),
+        (
+            "[server.commands]\nbefore_nfds = []",
+            "did you mean `before_nfsd`?",
+            (7, 1),
+        ),
+    ] {
+        let d = one_error(&server_with(extra));
+        let shown = format!("{d} / {:?}", d.help);
+        assert!(shown.contains(needle), "{extra}: {shown}");
+        assert_eq!((d.line, d.column), pos, "{extra}: {d}");
+    }
+    // Every error at once.
+    let errs = errors(&server_with(
+        "[server.commands]\nstorage_up = [[\"a b\", 1]]\nafter_nfsd_stop = [{ argv = \"x\" }]",
+    ));
+    assert_eq!(errs.len(), 2, "{}", render(&errs));
+    // A bind in replicated mode is only a warning.
+    let w = warnings(
+        &server_with(
+            "state_dir = \"/srv/st\"\n[server.commands]\nstate_dir_bind = \"/var/lib/nfs\"",
+        )
+        .replace("\"shared\"", "\"replicated\""),
+    );
+    assert_eq!(w.len(), 1, "{}", render(&w));
+    assert!(w[0].message.contains("replicated"));
+}
+
+#[test]
+fn packaged_server_examples_are_valid() {
+    let text = include_str!("../../../packaging/nfsha-server.toml.example");
+    let (c, warnings) = parse_str_with_warnings(text, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(warnings.is_empty(), "{}", render(&warnings));
+    let s = c.server.expect("[server]");
+    assert_eq!(s.storage, StorageMode::Shared);
+    assert_eq!(s.commands.storage_up.len(), 2);
+    assert_eq!(s.commands.storage_up[1].timeout, Duration::from_secs(25));
+    assert_eq!(s.commands.storage_down[1].timeout, Duration::from_secs(20));
+    assert_eq!(
+        s.commands.state_dir_bind.as_deref(),
+        Some(Path::new("/var/lib/nfs"))
+    );
+    assert_eq!(s.etcd_endpoints.len(), 3);
+    assert_eq!(s.exports.len(), 2);
+    let text = include_str!("../../../packaging/nfsha-server-replicated.toml.example");
+    let (c, warnings) = parse_str_with_warnings(text, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(warnings.is_empty(), "{}", render(&warnings));
+    let s = c.server.expect("[server]");
+    assert_eq!(s.storage, StorageMode::Replicated);
+    assert!(s.replication.unwrap().btrfs.is_some());
+}

@@ -98,7 +98,18 @@ const SERVER_KEYS: &[&str] = &[
     "listen",
     "watchdog_device",
     "replication",
+    "commands",
 ];
+const COMMANDS_KEYS: &[&str] = &[
+    "timeout",
+    "storage_up",
+    "storage_down",
+    "state_dir_bind",
+    "state_dir_bind_timeout",
+    "before_nfsd",
+    "after_nfsd_stop",
+];
+const COMMAND_KEYS: &[&str] = &["argv", "timeout"];
 const TLS_KEYS: &[&str] = &["ca", "cert", "key"];
 const AUTH_KEYS: &[&str] = &["user", "password_file"];
 const EXPORT_KEYS: &[&str] = &["path", "fsid", "clients", "options"];
@@ -1351,7 +1362,17 @@ impl<'s> Checker<'s> {
             }
             None => None,
         };
+        let commands = match t.get("commands") {
+            Some(v) => self
+                .table("commands", v)
+                .and_then(|ct| self.commands(ct, step_timeout, state_dir.as_deref(), storage)),
+            None => Some(ServerCommands {
+                state_dir_bind_timeout: step_timeout,
+                ..ServerCommands::default()
+            }),
+        };
         Some(ServerConfig {
+            commands: commands?,
             node: node?,
             cluster: cluster?,
             etcd_endpoints: etcd_endpoints?,
@@ -1372,6 +1393,122 @@ impl<'s> Checker<'s> {
             listen: listen?,
             watchdog_device: watchdog_device?,
             replication,
+        })
+    }
+
+    /// `[server.commands]`: argument vectors with their own deadlines, each at most
+    /// `step_timeout` (the step's deadline would cut a longer one short).
+    fn commands(
+        &mut self,
+        t: &DeTable<'_>,
+        step_timeout: Duration,
+        state_dir: Option<&Path>,
+        storage: Option<StorageMode>,
+    ) -> Option<ServerCommands> {
+        const S: &str = "[server.commands]";
+        self.check_keys(t, COMMANDS_KEYS, S);
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        let bounded = |c: &mut Self, key: &str, d: Option<Sp<Duration>>| -> Duration {
+            match d {
+                Some((d, at)) if d > step_timeout => {
+                    c.sink.error_help(
+                        at,
+                        format!(
+                            "`{key}` ({}) is longer than `step_timeout` ({})",
+                            fmt(d),
+                            fmt(step_timeout)
+                        ),
+                        "the step's deadline would kill the command first: lower this timeout or raise [server] step_timeout",
+                    );
+                    d
+                }
+                Some((d, _)) => d,
+                None => step_timeout,
+            }
+        };
+        let default_timeout = self.opt_duration(t, "timeout");
+        let default_timeout = bounded(self, "timeout", default_timeout);
+        let list = |c: &mut Self, key: &str| -> Option<Vec<HostCommand>> {
+            let Some(v) = t.get(key) else {
+                return Some(Vec::new());
+            };
+            let DeValue::Array(a) = v.get_ref() else {
+                c.type_error(
+                    key,
+                    v,
+                    "an array of commands (argument vectors or { argv, timeout } tables)",
+                );
+                return None;
+            };
+            let mut out = Vec::new();
+            let mut ok = true;
+            for item in a.iter() {
+                let cmd = match item.get_ref() {
+                    DeValue::Table(ct) => {
+                        c.check_keys(ct, COMMAND_KEYS, &format!("a `{key}` entry"));
+                        let argv = c
+                            .required(ct, "argv", &format!("a `{key}` entry"), start(item))
+                            .and_then(|a| c.argv(key, a));
+                        let to = c.opt_duration(ct, "timeout");
+                        let to = match to {
+                            Some(x) => bounded(c, "timeout", Some(x)),
+                            None => default_timeout,
+                        };
+                        argv.map(|argv| HostCommand { argv, timeout: to })
+                    }
+                    _ => c.argv(key, item).map(|argv| HostCommand {
+                        argv,
+                        timeout: default_timeout,
+                    }),
+                };
+                match cmd {
+                    Some(x) => out.push(x),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(out)
+        };
+        let storage_up = list(self, "storage_up");
+        let storage_down = list(self, "storage_down");
+        let before_nfsd = list(self, "before_nfsd");
+        let after_nfsd_stop = list(self, "after_nfsd_stop");
+        let bind_timeout = self.opt_duration(t, "state_dir_bind_timeout");
+        let state_dir_bind_timeout = bounded(self, "state_dir_bind_timeout", bind_timeout);
+        let state_dir_bind = match t.get("state_dir_bind") {
+            Some(v) => {
+                let p = self.abs_path("state_dir_bind", v);
+                if let (Some(p), Some(sd)) = (&p, state_dir)
+                    && (p.starts_with(sd) || sd.starts_with(p))
+                {
+                    self.sink.error_help(
+                        start(v),
+                        format!(
+                            "`state_dir_bind` ({}) and `state_dir` ({}) overlap",
+                            p.display(),
+                            sd.display()
+                        ),
+                        "state_dir is the directory on the shared storage (e.g. \"/srv/nfs/state\"); state_dir_bind is where nfs-utils looks for it (usually \"/var/lib/nfs\")",
+                    );
+                }
+                if storage == Some(StorageMode::Replicated) {
+                    self.sink.push(
+                        Severity::Warning,
+                        start(v),
+                        "`state_dir_bind` with storage = \"replicated\"",
+                        Some("each node has its own state directory in replicated mode; binding it is harmless but usually not needed".into()),
+                    );
+                }
+                Some(p?)
+            }
+            None => None,
+        };
+        Some(ServerCommands {
+            storage_up: storage_up?,
+            storage_down: storage_down?,
+            state_dir_bind,
+            state_dir_bind_timeout,
+            before_nfsd: before_nfsd?,
+            after_nfsd_stop: after_nfsd_stop?,
         })
     }
 
@@ -1730,5 +1867,7 @@ pub fn known_sections() -> Vec<(&'static str, Vec<&'static str>)> {
         ("[[server.export]]", EXPORT_KEYS.to_vec()),
         ("[server.floating_address]", FLOATING_KEYS.to_vec()),
         ("[server.replication]", REPLICATION_KEYS.to_vec()),
+        ("[server.commands]", COMMANDS_KEYS.to_vec()),
+        ("[server.commands] entry", COMMAND_KEYS.to_vec()),
     ]
 }

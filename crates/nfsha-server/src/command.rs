@@ -37,7 +37,7 @@
 
 use crate::host::{HostError, Role, ServerHost, Step};
 use crate::netlink::{AddressOps, NetlinkAddress};
-use nfsha_config::{ServerConfig, StorageMode};
+use nfsha_config::{HostCommand, ServerConfig, StorageMode};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tokio::time::timeout;
 
 /// Kills a command's process group when dropped before [`GroupKill::disarm`]: the step
 /// timeout drops the command's future, and `kill_on_drop` alone would kill only the direct
@@ -77,7 +78,8 @@ impl Drop for GroupKill {
     }
 }
 
-/// Knobs of the real host that are not in the config file (mostly for the lab).
+/// Knobs of the real host that are not in the config file (mostly for the lab), and the
+/// `nfsha server run` command-line overrides of `[server.commands]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOptions {
     /// Prepended to every command, e.g. `["nsenter", "-t", "1234", "-m", "-n", "-u"]`.
@@ -90,13 +92,17 @@ pub struct CommandOptions {
     pub proc_nfsd: PathBuf,
     /// nfsd threads. Default 8.
     pub nfsd_threads: u32,
-    /// Commands run at the start of the storage step (mount, bind state dir).
+    /// Override of `[server.commands] storage_up` when non-empty (each command bounded
+    /// by `step_timeout`): run at the start of the storage step.
     pub storage_up: Vec<Vec<String>>,
-    /// Commands run at the end of the storage teardown (unmount).
+    /// Override of `[server.commands] storage_down` when non-empty: run at the end of
+    /// the storage teardown.
     pub storage_down: Vec<Vec<String>>,
-    /// Commands run before `rpc.nfsd` (e.g. `rpcbind -w`, `rpc.mountd`).
+    /// Override of `[server.commands] before_nfsd` when non-empty: run before
+    /// `rpc.nfsd` (e.g. `rpcbind -w`, `rpc.mountd`).
     pub before_nfsd: Vec<Vec<String>>,
-    /// Commands run after `rpc.nfsd 0` (e.g. stop mountd in this netns).
+    /// Override of `[server.commands] after_nfsd_stop` when non-empty: run after
+    /// `rpc.nfsd 0` (e.g. stop mountd in this netns).
     pub after_nfsd_stop: Vec<Vec<String>>,
     /// Gratuitous ARP rounds (each an ARP request and an ARP reply). Default 3: the first
     /// is sent inside the step, the others one per second by a background task so that
@@ -269,9 +275,82 @@ impl<A: AddressOps> CommandHost<A> {
         self.run_with(argv, None, &[]).await
     }
 
-    async fn run_all(&self, cmds: &[Vec<String>]) -> Result<(), HostError> {
+    /// The effective commands of one kind: the command-line override when given
+    /// (each bounded by `step_timeout`), else the config's.
+    fn effective(&self, overrides: &[Vec<String>], configured: &[HostCommand]) -> Vec<HostCommand> {
+        if overrides.is_empty() {
+            return configured.to_vec();
+        }
+        overrides
+            .iter()
+            .map(|argv| HostCommand {
+                argv: argv.clone(),
+                timeout: self.cfg.step_timeout,
+            })
+            .collect()
+    }
+
+    /// The storage-up commands this host runs (tests, `config show`).
+    pub fn storage_up_commands(&self) -> Vec<HostCommand> {
+        let mut v = self.effective(&self.opts.storage_up, &self.cfg.commands.storage_up);
+        if let Some(target) = &self.cfg.commands.state_dir_bind {
+            v.push(HostCommand {
+                argv: vec![
+                    s("mount"),
+                    s("--bind"),
+                    self.cfg.state_dir.display().to_string(),
+                    target.display().to_string(),
+                ],
+                timeout: self.cfg.commands.state_dir_bind_timeout,
+            });
+        }
+        v
+    }
+
+    /// The storage-down commands this host runs (after the state directory's unbind).
+    pub fn storage_down_commands(&self) -> Vec<HostCommand> {
+        self.effective(&self.opts.storage_down, &self.cfg.commands.storage_down)
+    }
+
+    /// Storage teardown: unbind the state directory if it is bound (`mountpoint -q`
+    /// first, so that a teardown of a storage step that never ran succeeds), then the
+    /// storage-down commands.
+    async fn storage_down(&self) -> Result<(), HostError> {
+        if let Some(target) = &self.cfg.commands.state_dir_bind {
+            let t = self.cfg.commands.state_dir_bind_timeout;
+            let target = target.display().to_string();
+            let check = HostCommand {
+                argv: vec![s("mountpoint"), s("-q"), target.clone()],
+                timeout: t,
+            };
+            match self.run_all(std::slice::from_ref(&check)).await {
+                Ok(()) => {
+                    self.run_all(&[HostCommand {
+                        argv: vec![s("umount"), target],
+                        timeout: t,
+                    }])
+                    .await?
+                }
+                // Exit status 1 or 32: not a mount point, nothing to unbind.
+                Err(HostError::Failed { code: Some(_), .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.run_all(&self.storage_down_commands()).await
+    }
+
+    async fn run_all(&self, cmds: &[HostCommand]) -> Result<(), HostError> {
         for c in cmds {
-            self.run(c).await?;
+            match timeout(c.timeout, self.run(&c.argv)).await {
+                Ok(r) => r?,
+                // Dropping the future killed the command's process group.
+                Err(_) => {
+                    return Err(HostError::TimedOut {
+                        program: c.argv.first().cloned().unwrap_or_default(),
+                        timeout: c.timeout,
+                    });
+                }
+            };
         }
         Ok(())
     }
@@ -336,7 +415,7 @@ impl<A: AddressOps> CommandHost<A> {
     }
 
     async fn storage_up(&self, epoch: u64) -> Result<(), HostError> {
-        self.run_all(&self.opts.storage_up).await?;
+        self.run_all(&self.storage_up_commands()).await?;
         if let Some((engine, last)) = &self.btrfs {
             // btrfs engine: the newest complete snapshot becomes the live subvolume.
             let p = engine.promote(epoch, nfsha_core::event::now_ms()).await?;
@@ -368,7 +447,8 @@ impl<A: AddressOps> CommandHost<A> {
             &format!("{}\n", self.cfg.nfsd_grace.as_secs().max(10)),
         )
         .await?;
-        self.run_all(&self.opts.before_nfsd).await?;
+        self.run_all(&self.effective(&self.opts.before_nfsd, &self.cfg.commands.before_nfsd))
+            .await?;
         self.run(&self.nfsd_argv()).await?;
         if self.cfg.storage == StorageMode::Replicated {
             // See the type's doc: nothing can be reclaimed, so do not make OPENs wait.
@@ -401,7 +481,11 @@ impl<A: AddressOps> CommandHost<A> {
 
     async fn nfsd_down(&self) -> Result<(), HostError> {
         self.run(&[s("rpc.nfsd"), s("0")]).await?;
-        self.run_all(&self.opts.after_nfsd_stop).await
+        self.run_all(&self.effective(
+            &self.opts.after_nfsd_stop,
+            &self.cfg.commands.after_nfsd_stop,
+        ))
+        .await
     }
 
     async fn exports_up(&self) -> Result<(), HostError> {
@@ -692,7 +776,7 @@ impl<A: AddressOps> ServerHost for CommandHost<A> {
             Step::FloatingAddress => self.address_down().await,
             Step::Exports => self.exports_down().await,
             Step::Nfsd => self.nfsd_down().await,
-            Step::Storage => self.run_all(&self.opts.storage_down).await,
+            Step::Storage => self.storage_down().await,
             Step::Notify => Ok(()),
         }
     }
@@ -809,6 +893,7 @@ mod tests {
             hooks: vec![],
             listen: None,
             watchdog_device: None,
+            commands: Default::default(),
             replication: Some(ReplicationConfig {
                 engine: nfsha_config::ReplicationEngine::Command,
                 btrfs: None,
@@ -913,6 +998,97 @@ mod tests {
             "rpc.nfsd 0",
         ];
         assert_eq!(log(&rec), expected);
+    }
+
+    fn cmd(argv: &[&str], ms: u64) -> HostCommand {
+        HostCommand {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            timeout: Duration::from_millis(ms),
+        }
+    }
+
+    #[tokio::test]
+    async fn configured_commands_run_in_their_steps_and_command_line_flags_override_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = recorder(dir.path());
+        let mut c = cfg(StorageMode::Shared);
+        c.replication = None;
+        c.state_dir = "/srv/a/state".into();
+        c.commands = nfsha_config::ServerCommands {
+            storage_up: vec![cmd(&["mount", "/dev/drbd0", "/srv/a b"], 5000)],
+            storage_down: vec![cmd(&["umount", "/srv/a b"], 5000)],
+            state_dir_bind: Some("/var/lib/nfs".into()),
+            state_dir_bind_timeout: Duration::from_secs(2),
+            before_nfsd: vec![cmd(&["rpcbind", "-w"], 5000), cmd(&["rpc.mountd"], 5000)],
+            after_nfsd_stop: vec![cmd(&["pkill", "-x", "rpc.mountd"], 5000)],
+        };
+        let opts = CommandOptions {
+            prefix: vec![rec.display().to_string()],
+            arp_count: 1,
+            ..CommandOptions::default()
+        };
+        let h = CommandHost::with_address_ops(c.clone(), opts.clone(), FakeAddressOps::new());
+        for step in [Step::Storage, Step::Nfsd] {
+            h.up(step, 1).await.expect("up");
+        }
+        for step in [Step::Nfsd, Step::Storage] {
+            h.down(step).await.expect("down");
+        }
+        let l = log(&rec);
+        let pos = |x: &str| {
+            l.iter()
+                .position(|y| y == x)
+                .unwrap_or_else(|| panic!("{x} not run: {l:?}"))
+        };
+        // The argument with a space is one argument (the recorder logs "$*").
+        assert_eq!(pos("mount /dev/drbd0 /srv/a b"), 0);
+        assert_eq!(pos("mount --bind /srv/a/state /var/lib/nfs"), 1);
+        assert!(pos("rpcbind -w") < pos("rpc.mountd"));
+        assert!(pos("rpc.mountd") < pos("rpc.nfsd -L 10 -G 15 -S airflow-nfs 8"));
+        assert_eq!(pos("pkill -x rpc.mountd"), pos("rpc.nfsd 0") + 1);
+        assert!(pos("mountpoint -q /var/lib/nfs") < pos("umount /var/lib/nfs"));
+        assert_eq!(l.last().map(String::as_str), Some("umount /srv/a b"));
+        // A command-line override replaces that kind of command, the others stay.
+        std::fs::remove_file(rec.with_extension("log")).expect("rm log");
+        let h = CommandHost::with_address_ops(
+            c,
+            CommandOptions {
+                before_nfsd: vec![vec!["/lab/before-nfsd.sh".into()]],
+                ..opts
+            },
+            FakeAddressOps::new(),
+        );
+        h.up(Step::Nfsd, 1).await.expect("up");
+        let l = log(&rec);
+        assert!(l.contains(&"/lab/before-nfsd.sh".to_owned()), "{l:?}");
+        assert!(!l.iter().any(|x| x.starts_with("rpcbind")), "{l:?}");
+        // An unbound state directory (mountpoint -q fails) is not unmounted.
+        std::fs::write(rec.with_extension("fail"), "mountpoint -q").expect("fail marker");
+        std::fs::remove_file(rec.with_extension("log")).expect("rm log");
+        h.down(Step::Storage).await.expect("idempotent down");
+        assert_eq!(log(&rec), ["mountpoint -q /var/lib/nfs", "umount /srv/a b"]);
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_own_timeout_is_killed_and_named() {
+        let mut c = cfg(StorageMode::Shared);
+        c.replication = None;
+        c.commands.before_nfsd = vec![cmd(&["sleep", "30"], 200)];
+        let h = CommandHost::with_address_ops(
+            c,
+            CommandOptions {
+                proc_nfsd: tempfile::tempdir().expect("tempdir").keep(),
+                ..CommandOptions::default()
+            },
+            FakeAddressOps::new(),
+        );
+        let t0 = std::time::Instant::now();
+        let err = h.up(Step::Nfsd, 1).await.expect_err("timed out");
+        assert!(
+            matches!(&err, HostError::TimedOut { program, timeout } if program == "sleep" && *timeout == Duration::from_millis(200)),
+            "{err:?}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     }
 
     #[tokio::test]

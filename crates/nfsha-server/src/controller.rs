@@ -222,6 +222,8 @@ pub struct Controller<C, H> {
     /// The last gate verdict logged (log on change only).
     gate_logged: Option<String>,
     shutdown: watch::Receiver<bool>,
+    /// systemd notifications (`Type=notify`), if set.
+    notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl<C, H> std::fmt::Debug for Controller<C, H> {
@@ -259,6 +261,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             lag_ms: None,
             gate_logged: None,
             shutdown,
+            notifier: None,
         }
     }
 
@@ -271,6 +274,13 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
     /// Keep a dead-man-switch process ([`crate::guard`]) running `argv` while leading.
     pub fn with_fence_guard(mut self, argv: Vec<String>) -> Self {
         self.fence_guard = Some(FenceGuard::new(argv));
+        self
+    }
+
+    /// Tell systemd: `READY=1` once this node has joined (leader serving, or standby /
+    /// behind following the cluster), `STATUS=` with role and epoch on every change.
+    pub fn with_notifier(mut self, n: Arc<crate::notify::Notifier>) -> Self {
+        self.notifier = Some(n);
         self
     }
 
@@ -343,6 +353,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         let serving = self.seq.anything_up();
         let epoch_seen = self.epoch_seen;
         let mut changed = None;
+        let mut leader = None;
         self.status.update(|s| {
             if s.state != state {
                 changed = Some((s.state, state));
@@ -352,7 +363,33 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             s.epoch = epoch;
             s.epoch_seen = epoch_seen;
             s.detail = detail.clone();
+            leader = s.leader.clone();
         });
+        if let Some(n) = &self.notifier {
+            // Joined: serving as the leader, or a standby that follows one (a standby of
+            // a leaderless cluster is about to campaign).
+            let following = leader.as_ref().filter(|l| **l != self.settings.node);
+            let joined = match state {
+                MemberState::Primary => serving,
+                MemberState::Standby | MemberState::Behind => following.is_some(),
+                _ => false,
+            };
+            let mut line = state.name().to_owned();
+            match epoch {
+                Some(e) => line.push_str(&format!(", epoch {e}")),
+                None if epoch_seen > 0 => line.push_str(&format!(", epoch seen {epoch_seen}")),
+                None => {}
+            }
+            if let Some(l) = following {
+                line.push_str(&format!(", following {l}"));
+            }
+            if let Some(d) = &detail {
+                line.push_str(&format!(" ({d})"));
+            }
+            if let Err(e) = n.state(&line, joined) {
+                tracing::debug!(error = %e, "cannot notify systemd");
+            }
+        }
         if let Some((from, to)) = changed {
             tracing::info!(from = from.name(), to = to.name(), ?epoch, "state change");
             if let Some(sink) = &self.events {
@@ -1398,6 +1435,103 @@ mod tests {
         );
         assert!(serving(&r), "still serving");
         assert_eq!(r.mem.leader_epoch(), Some(1));
+    }
+
+    /// All datagrams waiting on `s`.
+    fn drain(s: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = s.recv(&mut buf) {
+            out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        out
+    }
+
+    /// The datagrams on `sock` up to and including the first `READY=1`.
+    async fn until_ready(sock: &std::os::unix::net::UnixDatagram) -> Vec<String> {
+        let mut got = Vec::new();
+        until("READY=1", Duration::from_secs(10), || {
+            got.extend(drain(sock));
+            got.iter().any(|m| m.contains("READY=1"))
+        })
+        .await;
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn systemd_hears_ready_once_the_leader_serves_and_status_with_role_and_epoch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let notifier = Arc::new(crate::notify::Notifier::new(Some(
+            path.display().to_string(),
+        )));
+        let mem = Mem::new("a");
+        let host = FakeHost::new("a");
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(settings(), Arc::new(mem.clone()), host.clone(), rx)
+            .with_notifier(notifier);
+        let status = c.status();
+        let task = tokio::spawn(c.run());
+        let mut got = until_ready(&sock).await;
+        let ready = got
+            .iter()
+            .position(|m| m.contains("READY=1"))
+            .expect("ready");
+        // READY comes with the serving primary's status, after the bring-up states.
+        assert!(host.is_active(), "READY before serving");
+        let epoch = status.get().epoch.expect("epoch");
+        assert_eq!(
+            got[ready],
+            format!("READY=1\nSTATUS=primary, epoch {epoch}\n")
+        );
+        assert!(
+            got[..ready]
+                .iter()
+                .any(|m| m.starts_with("STATUS=promoting")),
+            "{got:?}"
+        );
+        assert!(!got[..ready].iter().any(|m| m.contains("READY")), "{got:?}");
+        stop.send_replace(true);
+        let _ = task.await;
+        got.extend(drain(&sock));
+        assert_eq!(
+            got.iter().filter(|m| m.contains("READY=1")).count(),
+            1,
+            "{got:?}"
+        );
+        assert!(
+            got[ready + 1..]
+                .iter()
+                .any(|m| m.starts_with("STATUS=demoting, epoch")),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn systemd_hears_ready_from_a_standby_following_a_leader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        sock.set_nonblocking(true).expect("nonblocking");
+        let mem = Mem::new("b");
+        assert_eq!(mem.steal("a"), 1);
+        let mut s = settings();
+        s.node = "b".into();
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(s, Arc::new(mem.clone()), FakeHost::new("b"), rx).with_notifier(
+            Arc::new(crate::notify::Notifier::new(Some(
+                path.display().to_string(),
+            ))),
+        );
+        let task = tokio::spawn(c.run());
+        let got = until_ready(&sock).await;
+        let m = got.iter().find(|m| m.contains("READY=1")).expect("ready");
+        assert!(m.contains("STATUS=standby"), "{got:?}");
+        assert!(m.contains("following a"), "{got:?}");
+        stop.send_replace(true);
+        let _ = task.await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -121,6 +121,15 @@ pub enum HostError {
         /// Last part of its stderr.
         stderr: String,
     },
+    /// A configured command (`[server.commands]`) overran its own timeout; its process
+    /// group was killed.
+    #[error("{program} did not finish within {timeout:?} (its process group was killed)")]
+    TimedOut {
+        /// argv\[0\].
+        program: String,
+        /// Its timeout.
+        timeout: std::time::Duration,
+    },
     /// A file (usually under /proc/fs/nfsd) could not be written.
     #[error("Cannot write {path}")]
     Write {

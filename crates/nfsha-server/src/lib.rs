@@ -12,7 +12,8 @@
 //! [`controller`] (the loop and self-fencing), [`guard`] (dead-man switch process),
 //! [`status`] (HTTP API), [`watchdog`], [`replication`] (snapshot shipping and the
 //! promotion gate on replication lag), [`btrfs`] (the btrfs send/receive engine),
-//! [`follow`] (client-side leader following for the agent).
+//! [`follow`] (client-side leader following for the agent), [`notify`] (systemd's
+//! notify protocol).
 //!
 //! Failure modes are documented per module; the global rule is that a node that cannot
 //! prove it is leader never serves, and every serving-state change is guarded by the
@@ -28,6 +29,7 @@ pub mod follow;
 pub mod guard;
 pub mod host;
 pub mod netlink;
+pub mod notify;
 pub mod replication;
 pub mod sequencer;
 pub mod status;
@@ -47,6 +49,7 @@ pub use host::{HostError, Role, ServerHost, Step};
 pub use netlink::{
     AddressCall, AddressOp, AddressOps, FakeAddressOps, NetlinkAddress, NetlinkError,
 };
+pub use notify::{Notifier, NotifyError};
 pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,

@@ -250,6 +250,7 @@ fn config() -> ServerConfig {
         hooks: vec![],
         listen: None,
         watchdog_device: None,
+        commands: Default::default(),
         replication: None,
     }
 }

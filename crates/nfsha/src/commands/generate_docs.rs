@@ -217,6 +217,7 @@ an NFS server node needs [server]."
 servers = [\"a\", { host = \"b\", weight = 5 }]\n\
 [server]                   # NFS server controller\n\
 [server.etcd_tls] [server.etcd_auth] [server.floating_address] [server.replication]\n\
+[server.commands]          # storage_up/down, state_dir_bind, before_nfsd, after_nfsd_stop\n\
 [[server.export]]          # one per export",
     ));
     o.push_str("\n.fi\n");

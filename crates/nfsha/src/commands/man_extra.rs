@@ -396,6 +396,7 @@ pub fn key_default(section: &str, key: &str) -> Option<String> {
         "options" if section == "[[server.export]]" => format!("{:?}", d::export_options()),
         "interval" if section == "[server.replication]" => dur(d::REPLICATION_INTERVAL),
         "max_lag" if section == "[server.replication]" => dur(d::REPLICATION_MAX_LAG),
+        "storage" | "commands" if section == "[server]" => return None,
         _ => return None,
     })
 }
@@ -602,5 +603,211 @@ pub const KEY_DOCS: &[(&str, &str, &str)] = &[
         "[server]",
         "watchdog_device",
         "Watchdog device fed while leading (self-fencing).",
+    ),
+    (
+        "[server]",
+        "etcd_tls",
+        "Table: TLS to etcd ([server.etcd_tls]).",
+    ),
+    (
+        "[server]",
+        "etcd_auth",
+        "Table: etcd user and password file ([server.etcd_auth]).",
+    ),
+    (
+        "[server]",
+        "safety_margin",
+        "Time kept between self-fencing and the earliest lease expiry; loop_period < safety_margin < ttl - 2 x loop_period. Default: ttl / 4, at most 2s.",
+    ),
+    (
+        "[server]",
+        "scope",
+        "NFSv4 server scope passed to rpc.nfsd -S; the same on every node. Default: the cluster name.",
+    ),
+    (
+        "[server]",
+        "storage",
+        "\"shared\" (DRBD, SAN: the same filesystem moves, file handles survive) or \"replicated\" (each node its own copy, clients remount) (required).",
+    ),
+    (
+        "[server]",
+        "hooks",
+        "Argument vectors run on every role change, with NFSHA_ROLE=primary|standby.",
+    ),
+    (
+        "[server]",
+        "listen",
+        "Address of the status HTTP API, or \"off\".",
+    ),
+    (
+        "[server]",
+        "replication",
+        "Table: snapshot shipping to standbys (storage = \"replicated\" only).",
+    ),
+    (
+        "[server]",
+        "commands",
+        "Table: the host commands of the bring-up and teardown steps ([server.commands]).",
+    ),
+    (
+        "[server.etcd_tls]",
+        "ca",
+        "CA certificate (PEM), absolute path (required).",
+    ),
+    (
+        "[server.etcd_tls]",
+        "cert",
+        "Client certificate (PEM); with key.",
+    ),
+    ("[server.etcd_tls]", "key", "Client key (PEM); with cert."),
+    (
+        "[server.etcd_auth]",
+        "user",
+        "etcd user (read-write on /nfsha/<cluster>/) (required).",
+    ),
+    (
+        "[server.etcd_auth]",
+        "password_file",
+        "File holding the password; a trailing newline is ignored (required).",
+    ),
+    (
+        "[[server.export]]",
+        "path",
+        "Exported directory (required).",
+    ),
+    (
+        "[[server.export]]",
+        "fsid",
+        "Pinned fsid, the same on every node, not 0 (required).",
+    ),
+    (
+        "[[server.export]]",
+        "clients",
+        "Client specification, e.g. \"10.0.0.0/24\". Default: \"*\".",
+    ),
+    (
+        "[[server.export]]",
+        "options",
+        "exportfs options (fsid= is replaced by fsid).",
+    ),
+    (
+        "[server.floating_address]",
+        "address",
+        "The address moved to the leader (required).",
+    ),
+    (
+        "[server.floating_address]",
+        "prefix",
+        "Its prefix length (required).",
+    ),
+    (
+        "[server.floating_address]",
+        "interface",
+        "The interface it is added to (required).",
+    ),
+    (
+        "[server.replication]",
+        "engine",
+        "\"command\" (ship_command/promote_command) or \"btrfs\" (built-in send/receive). Default: \"command\".",
+    ),
+    (
+        "[server.replication]",
+        "interval",
+        "How often the leader ships a snapshot to each standby.",
+    ),
+    (
+        "[server.replication]",
+        "ship_command",
+        "Argument vector shipping one snapshot to one standby (NFSHA_TARGET_NODE, NFSHA_EPOCH, NFSHA_FINAL_SYNC in its environment); command engine.",
+    ),
+    (
+        "[server.replication]",
+        "promote_command",
+        "Argument vector run on a standby to promote its newest snapshot; command engine.",
+    ),
+    (
+        "[server.replication]",
+        "max_lag",
+        "A standby whose copy is older than this does not take over (greater than interval + ttl).",
+    ),
+    (
+        "[server.replication]",
+        "subvolume",
+        "btrfs: the served subvolume, the same path on every node.",
+    ),
+    (
+        "[server.replication]",
+        "snapshot_dir",
+        "btrfs: directory of snapshots on the same filesystem.",
+    ),
+    (
+        "[server.replication]",
+        "keep",
+        "btrfs: complete snapshots kept per node. Default: 12.",
+    ),
+    (
+        "[server.replication]",
+        "transport",
+        "btrfs: argument-vector prefix reaching a standby, {target} replaced by its node name. Default: [\"ssh\", \"-o\", \"BatchMode=yes\", \"root@{target}\"].",
+    ),
+    (
+        "[server.commands]",
+        "timeout",
+        "Default timeout of each command below (at most step_timeout). Default: step_timeout.",
+    ),
+    (
+        "[server.commands]",
+        "storage_up",
+        "Commands run first in the storage step (e.g. drbdadm primary, mount): argument vectors, or { argv = [...], timeout = \"30s\" }. Override: nfsha server run --storage-up.",
+    ),
+    (
+        "[server.commands]",
+        "storage_down",
+        "Commands run last when storage goes down (umount, drbdadm secondary). Override: --storage-down.",
+    ),
+    (
+        "[server.commands]",
+        "state_dir_bind",
+        "Bind state_dir (on the shared storage) onto this directory, usually /var/lib/nfs, after storage_up; unbound before storage_down (only if bound).",
+    ),
+    (
+        "[server.commands]",
+        "state_dir_bind_timeout",
+        "Timeout of the bind and of the unbind. Default: step_timeout.",
+    ),
+    (
+        "[server.commands]",
+        "before_nfsd",
+        "Commands run before rpc.nfsd (rpcbind -w, rpc.mountd, nfsdcld). Override: --before-nfsd.",
+    ),
+    (
+        "[server.commands]",
+        "after_nfsd_stop",
+        "Commands run after rpc.nfsd 0 (stop mountd). Override: --after-nfsd-stop.",
+    ),
+    (
+        "[server.commands] entry",
+        "argv",
+        "The program and its arguments, one string each (no shell).",
+    ),
+    (
+        "[server.commands] entry",
+        "timeout",
+        "This command's timeout; its process group is killed when it passes (at most step_timeout).",
+    ),
+    (
+        "[agent]",
+        "state_dir",
+        "Root-owned directory of durable state (the active replica of each mount with replica volumes).",
+    ),
+    (
+        "[agent.cluster]",
+        "etcd_tls",
+        "Table: TLS to etcd, as [server.etcd_tls].",
+    ),
+    (
+        "[agent.cluster]",
+        "etcd_auth",
+        "Table: etcd user and password file, as [server.etcd_auth] (a read-only role).",
     ),
 ];

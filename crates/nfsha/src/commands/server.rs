@@ -64,16 +64,21 @@ struct HostArgs {
     /// controller's own network namespace: run the controller inside the node's netns.
     #[arg(long)]
     host_prefix: Option<String>,
-    /// Command run before rpc.nfsd (split on whitespace; repeatable), e.g. "rpc.mountd".
+    /// Override of `[server.commands] before_nfsd`: command run before rpc.nfsd (split on
+    /// whitespace, bounded by step_timeout; repeatable). Given once, it replaces every
+    /// configured before_nfsd command. Prefer the config: it takes argument vectors.
     #[arg(long)]
     before_nfsd: Vec<String>,
-    /// Command run after `rpc.nfsd 0` (split on whitespace; repeatable).
+    /// Override of `[server.commands] after_nfsd_stop`: command run after `rpc.nfsd 0`
+    /// (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     after_nfsd_stop: Vec<String>,
-    /// Command run first in the storage step (split on whitespace; repeatable).
+    /// Override of `[server.commands] storage_up`: command run first in the storage step
+    /// (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     storage_up: Vec<String>,
-    /// Command run last when storage goes down (split on whitespace; repeatable).
+    /// Override of `[server.commands] storage_down`: command run last when storage goes
+    /// down (split on whitespace; repeatable; replaces the configured ones).
     #[arg(long)]
     storage_down: Vec<String>,
     /// Skip the duplicate-address check before adding the floating address.
@@ -246,6 +251,9 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
         .context("Cannot connect to etcd")?,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Type=notify (nfsha-server.service): READY=1 once joined, STATUS= with role/epoch.
+    let notifier = Arc::new(nfsha_server::Notifier::from_env());
+    let stop_notifier = notifier.clone();
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -260,6 +268,9 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("shutting down: tearing down and releasing");
+        if let Err(e) = stop_notifier.stopping("stopping: tearing down and releasing") {
+            tracing::debug!(error = %e, "cannot notify systemd");
+        }
         tx.send_replace(true);
     });
     let settings = Settings::from_server(&cfg);
@@ -269,7 +280,8 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
     let listen = cfg.listen;
     let watchdog = cfg.watchdog_device.clone();
     let exit = if a.sim {
-        let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx);
+        let c = Controller::new(settings, coord, FakeHost::new(cfg.node.clone()), rx)
+            .with_notifier(notifier);
         start(c, listen, watchdog).await?
     } else {
         let mut c = Controller::new(
@@ -277,7 +289,8 @@ async fn run_controller(global: &Global, a: RunArgs) -> anyhow::Result<u8> {
             coord,
             CommandHost::new(cfg.clone(), a.host.options()),
             rx,
-        );
+        )
+        .with_notifier(notifier);
         if !a.no_fence_guard {
             let exe =
                 std::env::current_exe().context("Cannot find this program for the fence guard")?;
