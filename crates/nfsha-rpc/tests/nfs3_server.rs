@@ -177,12 +177,16 @@ async fn ping_is_one_nfs_null_call_and_says_why_it_fails() {
     let server = common::nfs3_server().await;
     let mut target = ProbeTarget::new(server.ip().to_string(), 3);
     target.nfs_port = Some(server.port());
-    let rtt = nfsha_rpc::ping(&target, T).await.expect("nfs3_server answers NULL");
+    let rtt = nfsha_rpc::ping(&target, T)
+        .await
+        .expect("nfs3_server answers NULL");
     assert!(rtt < T, "{rtt:?}");
     // A closed port: refused, and the error names the address.
     let closed = common::closed_port();
     target.nfs_port = Some(closed.port());
-    let err = nfsha_rpc::ping(&target, T).await.expect_err("nothing listens");
+    let err = nfsha_rpc::ping(&target, T)
+        .await
+        .expect_err("nothing listens");
     assert!(
         matches!(err, RpcError::ConnectRefused { addr, .. } if addr == closed),
         "{err:?}"
