@@ -154,7 +154,10 @@ mod tests {
         e.no_color = Some(OsStr::new("1"));
         assert!(!select(&e).ansi, "NO_COLOR=1");
         e.no_color = Some(OsStr::new(""));
-        assert!(select(&e).ansi, "an empty NO_COLOR does not count (no-color.org)");
+        assert!(
+            select(&e).ansi,
+            "an empty NO_COLOR does not count (no-color.org)"
+        );
         // A terminal that is also the journal stream (never in practice): journald
         // takes the lines, so there is no stderr to colour.
         assert!(!select(&env(Some("1:2"), Some((1, 2)), true)).ansi);

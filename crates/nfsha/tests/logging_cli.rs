@@ -47,10 +47,16 @@ fn agent_log(dir: &Path, env: &[(&str, String)], log: &Path) -> String {
             Instant::now() < deadline,
             "the agent did not log its start within 20 s: {text:?}"
         );
-        assert!(child.try_wait().unwrap().is_none(), "agent exited: {text:?}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "agent exited: {text:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
         text.clear();
-        std::fs::File::open(log).unwrap().read_to_string(&mut text).unwrap();
+        std::fs::File::open(log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
     }
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
