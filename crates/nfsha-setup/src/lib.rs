@@ -432,7 +432,7 @@ fn import_config(
     let fstab_path = Path::new(FSTAB);
     let mut mounts: Vec<MountConfig> = Vec::new();
     let mut sources = Vec::new();
-    let mut seen: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut seen: BTreeMap<PathBuf, (String, MountConfig)> = BTreeMap::new();
     for b in fstab_bad {
         problems.add(
             Severity::Error,
@@ -443,23 +443,42 @@ fn import_config(
             Some("fix the line, or comment it out if it is not used".to_string()),
         );
     }
-    let mut push =
-        |m: MountConfig, src: String, file: &Path, line: usize, problems: &mut Problems| {
-            if let Some(first) = seen.get(&m.mountpoint) {
+    let mut push = |m: MountConfig,
+                    src: String,
+                    file: &Path,
+                    line: usize,
+                    problems: &mut Problems| {
+        if let Some((first, same)) = seen.get(&m.mountpoint) {
+            if *same == m {
+                // The seed's deploy script appends its lines again on every run:
+                // the same mount twice is one mount (both lines are commented out).
                 problems.add(
-                    Severity::Error,
-                    file,
-                    line,
-                    1,
-                    format!("{} is also mounted by {first}", m.mountpoint.display()),
-                    Some("keep one of the two entries".to_string()),
-                );
+                        Severity::Warning,
+                        file,
+                        line,
+                        1,
+                        format!(
+                            "{} is mounted the same way by {first}: the duplicate is merged into one mount",
+                            m.mountpoint.display()
+                        ),
+                        Some("nothing to do; setup comments out both lines".to_string()),
+                    );
                 return;
             }
-            seen.insert(m.mountpoint.clone(), src.clone());
-            sources.push(src);
-            mounts.push(m);
-        };
+            problems.add(
+                Severity::Error,
+                file,
+                line,
+                1,
+                format!("{} is also mounted by {first}", m.mountpoint.display()),
+                Some("keep one of the two entries".to_string()),
+            );
+            return;
+        }
+        seen.insert(m.mountpoint.clone(), (src.clone(), m.clone()));
+        sources.push(src);
+        mounts.push(m);
+    };
     for e in fstab_nfs {
         if e.options.iter().any(|o| o == "noauto") {
             problems.add(

@@ -153,3 +153,47 @@ fn undo_of_an_image_runs_nothing_and_still_removes_the_symlinks() {
             .is_err()
     );
 }
+
+#[test]
+fn seed_fstab_with_its_lines_appended_again_is_merged_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    seed_fstab_root(root);
+    // Seed 000's deploy appends its fstab lines on every run: the same two lines again.
+    let fstab = root.join("etc/fstab");
+    let mut text = std::fs::read_to_string(&fstab).unwrap();
+    let nfs: String = text
+        .lines()
+        .filter(|l| l.starts_with("10.101.20.220:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(nfs.lines().count(), 2);
+    text.push_str(&nfs);
+    std::fs::write(&fstab, &text).unwrap();
+    let o = opts(root);
+    let p = plan(&o, &FakeHost::with_all_tools()).unwrap();
+    assert_eq!(p.config.mounts.len(), 2, "one mount per mountpoint");
+    let notes = render_problems(&p.diagnostics);
+    assert_eq!(
+        notes
+            .matches("the duplicate is merged into one mount")
+            .count(),
+        2,
+        "{notes}"
+    );
+    apply(&o, &p, now()).unwrap();
+    let after = std::fs::read_to_string(&fstab).unwrap();
+    assert!(
+        !after.lines().any(|l| l.starts_with("10.101.20.220:")),
+        "every copy is commented out:\n{after}"
+    );
+    // A different line for the same mountpoint is still refused.
+    let dir = tempfile::tempdir().unwrap();
+    seed_fstab_root(dir.path());
+    let fstab = dir.path().join("etc/fstab");
+    let mut text = std::fs::read_to_string(&fstab).unwrap();
+    text.push_str("10.101.20.221:/srv/airflow/dags /mnt/airflow-dags nfs hard 0 0\n");
+    std::fs::write(&fstab, text).unwrap();
+    let err = plan(&opts(dir.path()), &FakeHost::with_all_tools()).unwrap_err();
+    assert!(err.to_string().contains("is also mounted by"), "{err}");
+}
