@@ -19,7 +19,10 @@ pub struct Args {
     /// Print a unified diff of every file that would be created or changed; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Restore exactly what a previous setup changed (from its manifest and backups).
+    /// Restore exactly what a previous setup changed (from its manifest and backups). On
+    /// this host (no --root) first `systemctl disable --now nfsha-agent.service`, then after
+    /// the files `daemon-reload`, an autofs reload and `start remote-fs.target` as needed;
+    /// files edited by hand since setup are saved as PATH.nfsha-edited.TIMESTAMP, not lost.
     #[arg(long, conflicts_with = "enable")]
     undo: bool,
     /// After writing, run `systemctl daemon-reload` and `systemctl enable --now nfsha-agent.service`.
