@@ -263,6 +263,17 @@ pub trait Host: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = ServerProbe> + Send;
 
+    /// A cheap liveness check of one server: one NFS NULL call (no portmapper, no
+    /// MOUNT), bounded by `timeout`; the error text when it fails. Used at the probe
+    /// cadence while the server does not answer [`Host::probe_server`], whose own
+    /// cadence then backs off.
+    fn ping_server(
+        &self,
+        host: &str,
+        rpc_version: u32,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Duration, String>> + Send;
+
     /// Run a hook (argument vector) with extra environment, bounded by `deadline`.
     fn run_hook(
         &self,

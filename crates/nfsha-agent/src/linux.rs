@@ -484,6 +484,18 @@ impl Host for LinuxHost {
         }
     }
 
+    async fn ping_server(
+        &self,
+        host: &str,
+        rpc_version: u32,
+        timeout: Duration,
+    ) -> Result<Duration, String> {
+        let target = nfsha_rpc::ProbeTarget::new(host, rpc_version);
+        nfsha_rpc::ping(&target, timeout)
+            .await
+            .map_err(|e| nfsha_rpc::error_chain(&e))
+    }
+
     async fn run_hook(
         &self,
         argv: &[String],

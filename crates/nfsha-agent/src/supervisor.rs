@@ -184,7 +184,9 @@ pub struct Agent<H: Host> {
     table_task: JoinHandle<()>,
     server_task: JoinHandle<()>,
     server_heartbeat: Heartbeat,
-    servers_tx: watch::Sender<(Vec<(String, u32)>, AgentSettings)>,
+    servers_tx: watch::Sender<ServerPlan>,
+    /// Bumped whenever a server becomes reachable (wakes mounts that wait for one).
+    reach: Arc<watch::Sender<u64>>,
     mounts: BTreeMap<PathBuf, MountTask>,
     metrics: Arc<AgentMetrics>,
 }
@@ -203,6 +205,23 @@ fn machine_config(m: &MountConfig, a: &AgentSettings) -> MachineConfig {
         backoff_initial: a.backoff_initial,
         backoff_max: a.backoff_max,
     }
+}
+
+/// What the server loop probes: every configured server (with its RPC version), the
+/// settings, and the cadence of pings of servers that do not answer (the shortest
+/// mount probe interval, so a return is seen within one probe interval).
+type ServerPlan = (Vec<(String, u32)>, AgentSettings, Duration);
+
+fn plan_of(config: &Config) -> ServerPlan {
+    let ping_every = config
+        .mounts
+        .iter()
+        .map(|m| m.probe_interval)
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .min(config.agent.server_probe_interval)
+        .max(Duration::from_millis(100));
+    (servers_of(config), config.agent.clone(), ping_every)
 }
 
 fn servers_of(config: &Config) -> Vec<(String, u32)> {
@@ -263,10 +282,14 @@ impl<H: Host> Agent<H> {
             .min(Duration::from_secs(1));
         let table_task = tokio::spawn(table_loop(host.clone(), table_tx, table_period));
 
-        let (servers_tx, servers_rx) = watch::channel((servers_of(&config), config.agent.clone()));
+        let (servers_tx, servers_rx) = watch::channel(plan_of(&config));
+        // One iteration: a ping, then perhaps a full probe, each bounded by rpc_timeout.
         let server_heartbeat = Heartbeat::new(
-            config.agent.server_probe_interval + config.agent.rpc_timeout + Duration::from_secs(5),
+            config.agent.server_probe_interval
+                + config.agent.rpc_timeout * 2
+                + Duration::from_secs(5),
         );
+        let reach = Arc::new(watch::channel(0u64).0);
         let server_task = tokio::spawn(server_loop(
             host.clone(),
             servers_rx,
@@ -274,6 +297,7 @@ impl<H: Host> Agent<H> {
             emit.clone(),
             server_heartbeat.clone(),
             metrics.clone(),
+            reach.clone(),
         ));
         emit.emit(
             Event::new(EventKind::AgentStarted).reason(format!("{} mounts", config.mounts.len())),
@@ -289,6 +313,7 @@ impl<H: Host> Agent<H> {
             server_task,
             server_heartbeat,
             servers_tx,
+            reach,
             mounts: BTreeMap::new(),
             metrics,
         };
@@ -333,6 +358,7 @@ impl<H: Host> Agent<H> {
             leader: self.handle.leader.subscribe(),
             accepted: None,
             store: ReplicaStore::new(&self.config.agent.state_dir),
+            reach: self.reach.clone(),
         };
         self.handle
             .mounts
@@ -387,8 +413,7 @@ impl<H: Host> Agent<H> {
                 self.spawn_mount(m.clone());
             }
         }
-        self.servers_tx
-            .send_replace((servers_of(&new), new.agent.clone()));
+        self.servers_tx.send_replace(plan_of(&new));
         self.status.lock().reload_error = None;
         self.metrics.set_config_reload(true);
         self.emit.emit(
@@ -446,29 +471,95 @@ async fn table_loop<H: Host>(host: Arc<H>, tx: watch::Sender<Arc<Vec<Mounted>>>,
     }
 }
 
+/// How the server loop paces one server.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// When the next full probe is due.
+    next_full: Instant,
+    /// The wait after the last failed full probe (zero while the server answers).
+    backoff: Duration,
+    /// The last ping passed (and was followed by a full probe).
+    ping_ok: bool,
+}
+
+/// Probe every configured server at the RPC level. A server that answers is probed in
+/// full every `server_probe_interval`. One that does not is probed in full at an
+/// exponential backoff (`server_probe_interval` doubling up to `backoff_max`) and, in
+/// between, pinged ([`Host::ping_server`], one NULL call) at the probe cadence: a ping
+/// that passes after one that failed is followed by a full probe at once, so its return
+/// is seen within one probe interval while a dead server costs one NULL call per
+/// interval and a full probe (and no event) only at the backoff.
 async fn server_loop<H: Host>(
     host: Arc<H>,
-    mut servers: watch::Receiver<(Vec<(String, u32)>, AgentSettings)>,
+    mut servers: watch::Receiver<ServerPlan>,
     status: SharedStatus,
     emit: Emitter,
     heartbeat: Heartbeat,
     metrics: Arc<AgentMetrics>,
+    reach: Arc<watch::Sender<u64>>,
 ) {
+    let mut pace: HashMap<String, Pace> = HashMap::new();
     loop {
-        let (list, settings) = servers.borrow_and_update().clone();
+        let (list, settings, ping_every) = servers.borrow_and_update().clone();
+        pace.retain(|h, _| list.iter().any(|(n, _)| n == h));
+        let now = clock_now();
         let mut set = tokio::task::JoinSet::new();
         for (name, version) in list.clone() {
+            let p = pace.get(&name).copied();
+            let full = p.is_none_or(|p| now >= p.next_full);
+            // Only servers whose last full probe failed are pinged.
+            let ping = !full && p.is_some_and(|p| !p.backoff.is_zero());
+            if !full && !ping {
+                continue;
+            }
+            let ping_ok_before = p.is_some_and(|p| p.ping_ok);
             let host = host.clone();
             let timeout = settings.rpc_timeout;
-            set.spawn(async move { host.probe_server(&name, version, timeout).await });
+            set.spawn(async move {
+                if ping {
+                    let ok = host.ping_server(&name, version, timeout).await.is_ok();
+                    // A ping that passed before was followed by a full probe that
+                    // failed: wait for the backoff rather than probe in full each time.
+                    if !ok || ping_ok_before {
+                        return (name, Some(ok), None);
+                    }
+                }
+                let probe = host.probe_server(&name, version, timeout).await;
+                (name, ping.then_some(true), Some(probe))
+            });
         }
         let mut probes = Vec::new();
         while let Some(r) = set.join_next().await {
-            if let Ok(p) = r {
-                probes.push(p);
+            let Ok((name, ping_ok, probe)) = r else {
+                continue;
+            };
+            let p = pace.entry(name).or_insert(Pace {
+                next_full: now,
+                backoff: Duration::ZERO,
+                ping_ok: false,
+            });
+            if let Some(ok) = ping_ok {
+                p.ping_ok = ok;
+            }
+            if let Some(probe) = probe {
+                let done = clock_now();
+                if probe.reachable {
+                    p.backoff = Duration::ZERO;
+                    p.ping_ok = false;
+                    p.next_full = done + settings.server_probe_interval;
+                } else {
+                    p.backoff = if p.backoff.is_zero() {
+                        settings.server_probe_interval
+                    } else {
+                        p.backoff.saturating_mul(2).min(settings.backoff_max)
+                    }
+                    .max(settings.server_probe_interval.min(settings.backoff_max));
+                    p.next_full = done + p.backoff;
+                }
+                probes.push(probe);
             }
         }
-        record_server_probes(&status, &emit, &probes);
+        record_server_probes(&status, &emit, &reach, &probes);
         for p in &probes {
             metrics.set_server_rpc(&p.host, p.reachable, p.rtt);
         }
@@ -487,16 +578,37 @@ async fn server_loop<H: Host>(
             st.stuck_workers = host.stuck_workers();
         }
         heartbeat.touch();
+        // Wake for the next full probe due, or the next ping of a server that does not
+        // answer.
+        let now = clock_now();
+        let wake = pace
+            .values()
+            .map(|p| {
+                if p.backoff.is_zero() {
+                    p.next_full
+                } else {
+                    p.next_full.min(now + ping_every)
+                }
+            })
+            .min()
+            .unwrap_or(now + settings.server_probe_interval)
+            .max(now + Duration::from_millis(10));
         tokio::select! {
-            _ = tokio::time::sleep(settings.server_probe_interval) => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
             changed = servers.changed() => if changed.is_err() { return },
         }
     }
 }
 
 /// Fold fresh server probes into the status, emitting reachability changes.
-pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes: &[ServerProbe]) {
+pub(crate) fn record_server_probes(
+    status: &SharedStatus,
+    emit: &Emitter,
+    reach: &watch::Sender<u64>,
+    probes: &[ServerProbe],
+) {
     let now = clock_ms();
+    let mut back = false;
     let mut st = status.lock();
     for p in probes {
         let prev = st.servers.get(&p.host).cloned();
@@ -507,6 +619,7 @@ pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes
             (_, false) => None,
         };
         if was != Some(p.reachable) {
+            back |= p.reachable;
             let mut e = Event::new(EventKind::ServerReachability)
                 .server(p.host.clone())
                 .outcome(if p.reachable {
@@ -534,8 +647,11 @@ pub(crate) fn record_server_probes(status: &SharedStatus, emit: &Emitter, probes
             },
         );
     }
+    drop(st);
+    if back {
+        reach.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
-
 struct MountCtx<H: Host> {
     host: Arc<H>,
     cfg: MountConfig,
@@ -549,6 +665,8 @@ struct MountCtx<H: Host> {
     /// The last leader this mount accepted (its address is one of the mount's servers).
     accepted: Option<ClusterLeader>,
     store: ReplicaStore,
+    /// Bumped when a server becomes reachable.
+    reach: Arc<watch::Sender<u64>>,
 }
 
 impl<H: Host> MountCtx<H> {
@@ -823,6 +941,15 @@ impl<H: Host> MountCtx<H> {
         }
     }
 
+    /// Whether one of this mount's servers answered its last RPC probe.
+    fn any_server_reachable(&self) -> bool {
+        let st = self.status.lock();
+        self.cfg
+            .servers
+            .iter()
+            .any(|s| st.servers.get(&s.host).is_some_and(|ss| ss.reachable))
+    }
+
     fn reachable_for(&self, host: &str) -> Option<Duration> {
         let st = self.status.lock();
         let since = st.servers.get(host)?.reachable_since_ms?;
@@ -858,6 +985,56 @@ fn phase(mountpoint: &Path, interval: Duration) -> Duration {
     Duration::from_micros(h % micros)
 }
 
+/// How often a run of recoveries failing the same way is summed up in a
+/// `recovery_summary` event while it lasts (it is also summed up when it ends).
+pub const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// Recoveries of one mount failing the same way: the first is reported step by step,
+/// the others only in a summary (issue 18: a mount whose server is gone must not write
+/// three events a second).
+#[derive(Debug)]
+struct FailureRun {
+    /// The error they all failed with.
+    error: String,
+    /// Wall-clock ms of the first failure.
+    since_ms: u64,
+    /// Attempts in the run, the first included.
+    attempts: u32,
+    /// Attempts since the last summary (or the first failure).
+    unreported: u32,
+    /// Wall-clock ms of the latest attempt.
+    last_attempt_ms: u64,
+    /// When the last summary (or the first failure) was emitted.
+    last_summary: Instant,
+}
+
+impl FailureRun {
+    fn summary(&self, mount: &str, outcome: &str, next: Option<Duration>) -> Event {
+        let length = Duration::from_millis(self.last_attempt_ms.saturating_sub(self.since_ms));
+        let mut why = format!(
+            "{} attempts in {} failed the same way ({} not reported one by one): {}",
+            self.attempts,
+            humantime::format_duration(Duration::from_secs(length.as_secs())),
+            self.unreported,
+            self.error
+        );
+        match next {
+            Some(d) => why.push_str(&format!(
+                "; next attempt in {} or as soon as a server answers",
+                humantime::format_duration(d)
+            )),
+            None => why.push_str("; the run has ended"),
+        }
+        let mut e = Event::new(EventKind::RecoverySummary)
+            .mount(mount.to_string())
+            .outcome(outcome)
+            .duration(length)
+            .reason(why);
+        e.ts_ms = self.last_attempt_ms.max(self.since_ms);
+        e
+    }
+}
+
 async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountCmd>) {
     let mut epoch_seen: Option<u64> = None;
     // A leader already known when this task starts counts as news.
@@ -883,16 +1060,36 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
     // The last leader record refused (its address is none of this mount's servers).
     let mut refused: Option<ClusterLeader> = None;
     let mut last_write: Option<Instant> = None;
+    // Recoveries failing the same way, told once and then summed up.
+    let mut run: Option<FailureRun> = None;
+    let mut reach = ctx.reach.subscribe();
     loop {
         let mut waiting: Option<oneshot::Sender<RecoveryReport>> = None;
         let mut requested: Option<Replica> = None;
         let mut leader_moved = false;
+        let mut server_back = false;
         if refused.as_ref().is_some_and(|r| ctx.is_our_server(r)) {
             // A name of ours now resolves to its address: look at the current record again.
             ctx.leader.mark_changed();
         }
         tokio::select! {
             _ = tick.tick() => {}
+            changed = reach.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                reach.borrow_and_update();
+                // A server came back while this mount's recoveries back off: try now
+                // rather than at the end of the backoff.
+                let backing_off = machine.failed_attempts() > 0
+                    && !machine.recovering()
+                    && machine.not_before().is_some_and(|t| t > clock_now());
+                if !backing_off || !ctx.any_server_reachable() {
+                    continue;
+                }
+                machine.retry_no_later_than(clock_now());
+                server_back = true;
+            }
             cmd = rx.recv() => match cmd {
                 None => return,
                 Some(MountCmd::Recover(reply, replica)) => {
@@ -941,8 +1138,11 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
         ctx.heartbeat.touch();
         let now = clock_now();
         let mut target: Option<String> = None;
-        let action = if waiting.is_some() || leader_moved {
+        let forced = waiting.is_some() || leader_moved;
+        let action = if forced {
             machine.force_recovery(now)
+        } else if server_back {
+            machine.on_tick(now)
         } else {
             let (outcome, observed) = ctx.observe(&mut chosen, book.as_mut()).await;
             ctx.heartbeat.touch();
@@ -951,6 +1151,13 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
             }
             let now = clock_now();
             let (transition, mut action) = machine.on_probe(now, observed);
+            if machine.failed_attempts() == 0
+                && let Some(r) = run.take()
+                && r.unreported > 0
+            {
+                // Healthy again without a recovery of ours (the server came back).
+                ctx.emit.emit(r.summary(&ctx.mp(), "ended", None));
+            }
             if let Some(tr) = transition {
                 let mut e = Event::new(EventKind::MountStateChanged)
                     .mount(ctx.mp())
@@ -1039,6 +1246,8 @@ async fn mount_loop<H: Host>(mut ctx: MountCtx<H>, mut rx: mpsc::Receiver<MountC
             cause,
             target.as_deref(),
             strict,
+            &mut run,
+            forced,
         )
         .await;
         if let Some(reply) = waiting {
@@ -1060,8 +1269,19 @@ async fn run_recovery<H: Host>(
     cause: MountState,
     target: Option<&str>,
     strict: bool,
+    run: &mut Option<FailureRun>,
+    forced: bool,
 ) -> RecoveryReport {
     let started = clock_now();
+    // After a failed recovery, the next one's events are held back: if it fails the
+    // same way they are dropped (and counted in the run's summary), else emitted.
+    let quiet = !forced && run.is_some();
+    let (emit, held) = if quiet {
+        let (e, held) = Emitter::collector();
+        (e, Some(held))
+    } else {
+        (ctx.emit.clone(), None)
+    };
     // Replica volumes: the record on disk is the truth at every (re)mount.
     if let Some(b) = book.as_deref_mut()
         && let Some(what) = b.refresh()
@@ -1069,7 +1289,7 @@ async fn run_recovery<H: Host>(
         ctx.report_replica("state-rewritten", &what);
     }
     ctx.publish(machine, chosen, book.as_deref(), |_| {});
-    ctx.emit.emit(
+    emit.emit(
         Event::new(EventKind::RecoveryStarted)
             .mount(ctx.mp())
             .reason(format!("cause: {cause}"))
@@ -1079,7 +1299,7 @@ async fn run_recovery<H: Host>(
         host: &ctx.host,
         mount: &ctx.cfg,
         settings: &ctx.settings,
-        emit: &ctx.emit,
+        emit: &emit,
         heartbeat: &ctx.heartbeat,
         steps: Vec::new(),
         probes: Vec::new(),
@@ -1090,7 +1310,7 @@ async fn run_recovery<H: Host>(
     let result = rec.run(target, strict).await;
     let book = rec.replica.take();
     if !rec.probes.is_empty() {
-        record_server_probes(&ctx.status, &ctx.emit, &rec.probes);
+        record_server_probes(&ctx.status, &ctx.emit, &ctx.reach, &rec.probes);
     }
     let ok = result.is_ok();
     let error = result.as_ref().err().map(|e| {
@@ -1108,6 +1328,48 @@ async fn run_recovery<H: Host>(
     }
     let now = clock_now();
     machine.on_recovery_finished(now, ok);
+    let suppressed = quiet
+        && error
+            .as_ref()
+            .is_some_and(|e| run.as_ref().is_some_and(|r| &r.error == e));
+    // Where the rest of this attempt's events go: nowhere when it is folded into the
+    // run's summary.
+    let out = if suppressed {
+        let r = run.as_mut().expect("a run is going on");
+        r.attempts += 1;
+        r.unreported += 1;
+        r.last_attempt_ms = clock_ms();
+        if now.saturating_duration_since(r.last_summary) >= OUTAGE_SUMMARY_EVERY {
+            ctx.emit
+                .emit(r.summary(&ctx.mp(), "failed", Some(machine.backoff())));
+            r.unreported = 0;
+            r.last_summary = now;
+        }
+        Emitter::new(|_| {})
+    } else {
+        if let Some(r) = run.take()
+            && r.unreported > 0
+        {
+            ctx.emit.emit(r.summary(&ctx.mp(), "ended", None));
+        }
+        for e in held
+            .map(|h| std::mem::take(&mut *h.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default()
+        {
+            ctx.emit.emit(e);
+        }
+        if let Some(err) = &error {
+            *run = Some(FailureRun {
+                error: err.clone(),
+                since_ms: clock_ms(),
+                attempts: 1,
+                unreported: 0,
+                last_attempt_ms: clock_ms(),
+                last_summary: now,
+            });
+        }
+        ctx.emit.clone()
+    };
     let repeated = ctx
         .status
         .lock()
@@ -1120,21 +1382,14 @@ async fn run_recovery<H: Host>(
             "no active replica is known: nothing is mounted until an operator names one (nfsha recover MOUNTPOINT --replica HOST:EXPORT)",
         );
     }
-    if matches!(
-        result,
-        Err(crate::recovery::RecoveryError::NoServerReachable
-            | crate::recovery::RecoveryError::NoActiveReplica)
-    ) {
-        // Nothing was touched, only RPC probes were sent: trying again at the probe
-        // cadence costs little, and a server coming back (or the cluster's new leader,
-        // whose key appears seconds before it serves) is picked up at once.
-        machine.retry_no_later_than(now + ctx.cfg.probe_interval);
-    }
+    // No server answering is not retried at the probe cadence any more: the backoff
+    // applies, and the server loop's pings wake this mount as soon as one answers
+    // again (see `server_loop`).
     if ok {
         // The verify probe was healthy: report it now rather than a tick later.
         let (tr, _) = machine.on_probe(now, MountState::Healthy);
         if let Some(tr) = tr {
-            ctx.emit.emit(
+            out.emit(
                 Event::new(EventKind::MountStateChanged)
                     .mount(ctx.mp())
                     .transition(tr.from.as_str(), tr.to.as_str())
@@ -1156,7 +1411,7 @@ async fn run_recovery<H: Host>(
     if let Some(err) = &error {
         e = e.reason(format!("cause: {cause}; {err}"));
     }
-    ctx.emit.emit(e);
+    out.emit(e);
     ctx.publish(machine, chosen, book.as_deref(), |m| {
         if ok {
             m.recoveries += 1;

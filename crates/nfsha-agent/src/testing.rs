@@ -36,6 +36,8 @@ pub enum Call {
     WriteProbe(PathBuf),
     /// `probe_server(host)`.
     ProbeServer(String),
+    /// `ping_server(host)`: the one-call check while the server does not answer.
+    PingServer(String),
     /// `run_hook(argv)`.
     Hook(Vec<String>),
 }
@@ -562,6 +564,22 @@ impl Host for FakeHost {
             reachable,
             rtt: reachable.then_some(Duration::from_micros(200)),
             error: (!reachable).then(|| "connection refused".into()),
+        }
+    }
+
+    async fn ping_server(
+        &self,
+        host: &str,
+        _rpc_version: u32,
+        _timeout: Duration,
+    ) -> Result<Duration, String> {
+        self.crash_gate().await;
+        let mut i = self.inner();
+        i.calls.push(Call::PingServer(host.into()));
+        if i.servers.get(host).copied().unwrap_or(false) {
+            Ok(Duration::from_micros(100))
+        } else {
+            Err("connection refused".into())
         }
     }
 

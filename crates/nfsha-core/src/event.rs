@@ -40,6 +40,12 @@ pub enum EventKind {
     /// The write probe's result changed (`to`: `writable`, `read-only`, `no-space`,
     /// `write-hung`, `write-error`).
     WriteProbe,
+    /// Recoveries of one mount kept failing the same way (no server answers, say):
+    /// after the first failure only this summary is emitted — every few minutes while
+    /// it lasts (`outcome` `failed`) and once when the run ends (`ended`); `reason`
+    /// says how many attempts since when, the error, and when the next attempt is;
+    /// `duration_ms` is the run's length so far.
+    RecoverySummary,
 }
 
 /// One structured event.

@@ -8,7 +8,8 @@
 //! Failure modes: every call is bounded by a deadline and fails with one [`RpcError`] variant per cause —
 //! connect refused, connect timeout, reply timeout (accepts TCP, never answers), RPC denied, PROG_UNAVAIL,
 //! PROG_MISMATCH (with the served range), not registered with the portmapper, garbage reply.
-//! [`probe_server`] never fails: it records every check in a [`ServerProbe`]; [`rank`] orders the results.
+//! [`probe_server`] never fails: it records every check in a [`ServerProbe`]; [`rank`] orders the results; [`ping`]
+//! is the one-call check the agent repeats while a server does not answer.
 
 mod client;
 mod error;
@@ -21,4 +22,4 @@ pub use client::{
     PMAPPROC_GETPORT, getport, nfs4_root_fh, rpc_null,
 };
 pub use error::{RpcError, error_chain};
-pub use probe::{Check, ProbeTarget, ServerProbe, probe_server, rank};
+pub use probe::{Check, ProbeTarget, ServerProbe, ping, probe_server, rank};

@@ -151,6 +151,22 @@ pub async fn probe_server(target: &ProbeTarget, timeout: Duration) -> ServerProb
     }
 }
 
+/// A cheap liveness ping of one server: one NULL call to NFS (`nfs_version` 3 or 4) on `nfs_port`, 2049 by
+/// default — no portmapper, no MOUNT, one connection. A name is resolved (an address is not), bounded by the same
+/// `timeout` as the call.
+///
+/// The agent pings a server that does not answer its full [`probe_server`] at the probe cadence, so that it sees
+/// the server come back within one probe interval while the full probes back off; a ping that passes is followed
+/// by a full probe at once. NFSv3 servers whose nfsd is not on 2049 need `nfs_port` set (the full probe asks the
+/// portmapper and passes it on); a ping that fails there only means the return is seen at the next full probe.
+pub async fn ping(target: &ProbeTarget, timeout: Duration) -> Result<Duration, RpcError> {
+    let deadline = Instant::now() + timeout;
+    let ip = resolve(&target.host, deadline).await?;
+    let version = if target.nfs_version == 3 { 3 } else { 4 };
+    let addr = SocketAddr::new(ip, target.nfs_port.unwrap_or(2049));
+    client::null_until(addr, NFS_PROGRAM, version, deadline).await
+}
+
 async fn probe_v3(
     target: &ProbeTarget,
     ip: IpAddr,

@@ -171,3 +171,34 @@ async fn probes_leave_no_time_wait_behind() {
     // SO_LINGER 0: each connection ends with a reset, so neither end keeps a TIME_WAIT entry.
     assert_eq!(time_wait_on(server.port()), 0);
 }
+
+#[tokio::test]
+async fn ping_is_one_nfs_null_call_and_says_why_it_fails() {
+    let server = common::nfs3_server().await;
+    let mut target = ProbeTarget::new(server.ip().to_string(), 3);
+    target.nfs_port = Some(server.port());
+    let rtt = nfsha_rpc::ping(&target, T)
+        .await
+        .expect("nfs3_server answers NULL");
+    assert!(rtt < T, "{rtt:?}");
+    // A closed port: refused, and the error names the address.
+    let closed = common::closed_port();
+    target.nfs_port = Some(closed.port());
+    let err = nfsha_rpc::ping(&target, T)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        matches!(err, RpcError::ConnectRefused { addr, .. } if addr == closed),
+        "{err:?}"
+    );
+    // A name that does not resolve: a resolve error, not a hang.
+    let target = ProbeTarget::new("no-such-host.invalid", 4);
+    let err = nfsha_rpc::ping(&target, T).await.expect_err("no address");
+    assert!(
+        matches!(
+            err,
+            RpcError::Resolve { .. } | RpcError::NoAddress { .. } | RpcError::ResolveTimeout { .. }
+        ),
+        "{err:?}"
+    );
+}

@@ -432,7 +432,7 @@ fn import_config(
     let fstab_path = Path::new(FSTAB);
     let mut mounts: Vec<MountConfig> = Vec::new();
     let mut sources = Vec::new();
-    let mut seen: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut seen: BTreeMap<PathBuf, (String, MountConfig)> = BTreeMap::new();
     for b in fstab_bad {
         problems.add(
             Severity::Error,
@@ -443,23 +443,42 @@ fn import_config(
             Some("fix the line, or comment it out if it is not used".to_string()),
         );
     }
-    let mut push =
-        |m: MountConfig, src: String, file: &Path, line: usize, problems: &mut Problems| {
-            if let Some(first) = seen.get(&m.mountpoint) {
+    let mut push = |m: MountConfig,
+                    src: String,
+                    file: &Path,
+                    line: usize,
+                    problems: &mut Problems| {
+        if let Some((first, same)) = seen.get(&m.mountpoint) {
+            if *same == m {
+                // The seed's deploy script appends its lines again on every run:
+                // the same mount twice is one mount (both lines are commented out).
                 problems.add(
-                    Severity::Error,
-                    file,
-                    line,
-                    1,
-                    format!("{} is also mounted by {first}", m.mountpoint.display()),
-                    Some("keep one of the two entries".to_string()),
-                );
+                        Severity::Warning,
+                        file,
+                        line,
+                        1,
+                        format!(
+                            "{} is mounted the same way by {first}: the duplicate is merged into one mount",
+                            m.mountpoint.display()
+                        ),
+                        Some("nothing to do; setup comments out both lines".to_string()),
+                    );
                 return;
             }
-            seen.insert(m.mountpoint.clone(), src.clone());
-            sources.push(src);
-            mounts.push(m);
-        };
+            problems.add(
+                Severity::Error,
+                file,
+                line,
+                1,
+                format!("{} is also mounted by {first}", m.mountpoint.display()),
+                Some("keep one of the two entries".to_string()),
+            );
+            return;
+        }
+        seen.insert(m.mountpoint.clone(), (src.clone(), m.clone()));
+        sources.push(src);
+        mounts.push(m);
+    };
     for e in fstab_nfs {
         if e.options.iter().any(|o| o == "noauto") {
             problems.add(
@@ -1021,7 +1040,19 @@ pub fn apply(
 /// What `--undo` would do: remove what setup created, restore what it changed (exact
 /// original bytes when the file is still as setup left it; otherwise, for fstab and
 /// autofs maps, only the marker-commented lines are restored, keeping later edits).
+///
+/// A file changed by hand since setup wrote it (a hand-edited nfsha.toml, a drop-in) is
+/// never deleted or overwritten silently: the plan first saves it as
+/// `PATH.nfsha-edited.TIMESTAMP` (mode 0600) and says so in a warning.
 pub fn plan_undo(opts: &SetupOptions) -> Result<(Plan, Manifest), SetupError> {
+    plan_undo_at(opts, std::time::SystemTime::now())
+}
+
+/// [`plan_undo`] with the time that names the copies of hand-edited files.
+pub fn plan_undo_at(
+    opts: &SetupOptions,
+    now: std::time::SystemTime,
+) -> Result<(Plan, Manifest), SetupError> {
     let root = &opts.root;
     let manifest = Manifest::load(root)
         .map_err(SetupError::Manifest)?
@@ -1053,6 +1084,43 @@ pub fn plan_undo(opts: &SetupOptions) -> Result<(Plan, Manifest), SetupError> {
                 }
             }
         };
+        if let Some(cur) = &current
+            && *cur != r.written
+            && !r.marker_edit
+            && wanted.as_ref() != Some(cur)
+        {
+            // Hand-edited since setup: keep a copy before removing or restoring it.
+            let mut name = r.path.as_os_str().to_owned();
+            name.push(format!(".nfsha-edited.{}", fsio::timestamp(now)));
+            let copy = PathBuf::from(name);
+            diagnostics.push(Diagnostic {
+                file: r.path.clone(),
+                line: 0,
+                column: 0,
+                severity: Severity::Warning,
+                message: format!(
+                    "edited by hand since setup wrote it: saved as {} before it is {}",
+                    copy.display(),
+                    if wanted.is_some() {
+                        "restored"
+                    } else {
+                        "removed"
+                    }
+                ),
+                help: Some(format!(
+                    "compare with `diff {} {}`; nothing else is kept of it",
+                    copy.display(),
+                    r.path.display()
+                )),
+            });
+            changes.push(FileChange {
+                path: copy,
+                old: None,
+                new: Some(cur.clone()),
+                mode: 0o600,
+                marker_edit: false,
+            });
+        }
         if wanted != current {
             changes.push(FileChange {
                 path: r.path.clone(),
@@ -1074,9 +1142,15 @@ pub fn plan_undo(opts: &SetupOptions) -> Result<(Plan, Manifest), SetupError> {
     ))
 }
 
-/// Carry out an undo plan, remove the directories setup created (when empty) and the
-/// manifest. Backups are kept.
-pub fn apply_undo(opts: &SetupOptions, plan: &Plan, manifest: &Manifest) -> Result<(), SetupError> {
+/// Carry out an undo plan, remove the agent unit's `.wants` symlinks left in
+/// `/etc/systemd/system/*.wants/` (`--enable`'s; on a live host `systemctl disable` has
+/// removed them already), the directories setup created (when empty) and the manifest.
+/// Backups are kept. Returns the symlinks removed (as paths on the target system).
+pub fn apply_undo(
+    opts: &SetupOptions,
+    plan: &Plan,
+    manifest: &Manifest,
+) -> Result<Vec<PathBuf>, SetupError> {
     let root = &opts.root;
     for c in &plan.changes {
         match &c.new {
@@ -1089,11 +1163,94 @@ pub fn apply_undo(opts: &SetupOptions, plan: &Plan, manifest: &Manifest) -> Resu
             }
         }
     }
+    let mut links = Vec::new();
+    let units = Path::new("/etc/systemd/system");
+    if let Ok(dirs) = std::fs::read_dir(fsio::in_root(root, units)) {
+        for d in dirs.flatten() {
+            let name = d.file_name();
+            if !name.to_string_lossy().ends_with(".wants") {
+                continue;
+            }
+            let link = d.path().join(render::AGENT_UNIT_NAME);
+            if link
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+            {
+                fsio::remove_file(&link).map_err(|source| SetupError::Write {
+                    path: link.clone(),
+                    source,
+                })?;
+                links.push(units.join(&name).join(render::AGENT_UNIT_NAME));
+            }
+        }
+    }
+    links.sort();
     for d in manifest.created_dirs.iter().rev() {
         let _ = std::fs::remove_dir(fsio::in_root(root, d));
     }
     let m = fsio::in_root(root, Path::new(MANIFEST));
-    fsio::remove_file(&m).map_err(|source| SetupError::Write { path: m, source })
+    fsio::remove_file(&m).map_err(|source| SetupError::Write { path: m, source })?;
+    Ok(links)
+}
+
+/// The commands `--undo` runs around its file changes on a live host (`live`; the CLI
+/// passes `root == /`): `before` stops the agent and removes its `.wants` symlinks
+/// (`systemctl disable --now`); `after` reloads systemd (units and drop-ins are gone),
+/// reloads autofs when an autofs map or auto.master was restored, and starts
+/// `remote-fs.target` when fstab was restored, so the restored fstab mounts are mounted
+/// again by systemd (mounts the agent made stay where they are, now fstab's own). On
+/// an image (`live` false) no command: [`apply_undo`] removes the symlinks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UndoCommands {
+    /// Before the files change.
+    pub before: Vec<Vec<String>>,
+    /// After the files changed.
+    pub after: Vec<Vec<String>>,
+}
+
+/// See [`UndoCommands`].
+pub fn undo_commands(opts: &SetupOptions, manifest: &Manifest, live: bool) -> UndoCommands {
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    if !live {
+        // An image: nothing runs; [`apply_undo`] removes the `.wants` symlinks itself.
+        let _ = opts;
+        return UndoCommands::default();
+    }
+    let touched = |f: &dyn Fn(&Path) -> bool| manifest.files.iter().any(|r| f(&r.path));
+    let mut after = vec![v(&["systemctl", "daemon-reload"])];
+    if touched(&|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("auto."))
+            || p.starts_with("/etc/auto.master.d")
+    }) {
+        after.push(v(&["systemctl", "reload-or-restart", "autofs.service"]));
+    }
+    if touched(&|p| p == Path::new(FSTAB)) {
+        after.push(v(&["systemctl", "start", "remote-fs.target"]));
+    }
+    UndoCommands {
+        before: vec![v(&[
+            "systemctl",
+            "disable",
+            "--now",
+            render::AGENT_UNIT_NAME,
+        ])],
+        after,
+    }
+}
+
+/// Run commands through `runner`, all of them even when one fails (an undo goes as far
+/// as it can); returns the failures, each naming its command.
+pub fn run_all(runner: &dyn CommandRunner, cmds: &[Vec<String>]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| {
+            runner
+                .run(c)
+                .err()
+                .map(|e| format!("`{}` failed: {e}", c.join(" ")))
+        })
+        .collect()
 }
 
 /// The systemctl commands `--enable` runs (argument vectors).

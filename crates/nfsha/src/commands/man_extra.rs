@@ -44,7 +44,11 @@ pub const COMMON_ENV: &[(&str, &str)] = &[
     ),
     (
         "JOURNAL_STREAM",
-        "Set by systemd for a service: logs then go to the journal instead of standard error.",
+        "Set by systemd for a service: when it names the device and inode standard error is open on, log lines go to the journal (with their fields) and not to standard error, so the journal holds each line once; otherwise (inherited, stderr redirected) standard error only.",
+    ),
+    (
+        "NO_COLOR",
+        "Set and not empty: no ANSI colour in log lines. Without it, colour only when standard error is a terminal.",
     ),
 ];
 

@@ -19,7 +19,10 @@ pub struct Args {
     /// Print a unified diff of every file that would be created or changed; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Restore exactly what a previous setup changed (from its manifest and backups).
+    /// Restore exactly what a previous setup changed (from its manifest and backups). On
+    /// this host (no --root) first `systemctl disable --now nfsha-agent.service`, then after
+    /// the files `daemon-reload`, an autofs reload and `start remote-fs.target` as needed;
+    /// files edited by hand since setup are saved as PATH.nfsha-edited.TIMESTAMP, not lost.
     #[arg(long, conflicts_with = "enable")]
     undo: bool,
     /// After writing, run `systemctl daemon-reload` and `systemctl enable --now nfsha-agent.service`.
@@ -111,20 +114,43 @@ fn undo(opts: &SetupOptions, dry_run: bool) -> anyhow::Result<u8> {
     if !plan.diagnostics.is_empty() {
         eprintln!("{}", render_problems(&plan.diagnostics));
     }
+    let live = opts.root == std::path::Path::new("/");
+    let cmds = nfsha_setup::undo_commands(opts, &manifest, live);
     if dry_run {
         print!("{}", plan.diff());
+        for c in cmds.before.iter().chain(&cmds.after) {
+            println!("would run: {}", c.join(" "));
+        }
         println!("dry run: {} file(s) would be restored", plan.changes.len());
         return Ok(0);
     }
-    nfsha_setup::apply_undo(opts, &plan, &manifest)?;
+    let mut failed = nfsha_setup::run_all(&RealRunner, &cmds.before);
+    for c in &cmds.before {
+        println!("ran {}", c.join(" "));
+    }
+    let links = nfsha_setup::apply_undo(opts, &plan, &manifest)?;
+    for l in &links {
+        println!("removed symlink {}", l.display());
+    }
     for c in &plan.changes {
-        let verb = if c.new.is_some() {
-            "restored"
-        } else {
-            "removed"
+        let verb = match (&c.old, &c.new) {
+            (None, Some(_)) => "saved (edited by hand)",
+            (_, Some(_)) => "restored",
+            (_, None) => "removed",
         };
         println!("{verb} {}", c.path.display());
     }
-    println!("undo complete; systemd units changed: run `systemctl daemon-reload`");
+    failed.extend(nfsha_setup::run_all(&RealRunner, &cmds.after));
+    for c in &cmds.after {
+        println!("ran {}", c.join(" "));
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("error: {f}");
+        }
+        eprintln!("undo: the files are restored; run the failed commands by hand");
+        return Ok(1);
+    }
+    println!("undo complete");
     Ok(0)
 }
