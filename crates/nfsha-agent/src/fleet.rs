@@ -230,6 +230,8 @@ impl VolumeTask {
         let mut applied: Option<u64> = None;
         let mut tick = tokio::time::interval(TICK);
         let mut published: Option<(AgentView, Instant)> = None;
+        let mut last_lost: Option<(String, u64)> = None;
+        let mut last_attempt: Option<Instant> = None;
         loop {
             self.apply(&active, &mut applied).await;
             tokio::select! {
@@ -272,6 +274,12 @@ impl VolumeTask {
                     if !long {
                         continue;
                     }
+                    // Decide and run at most once a second (a failing promote command is
+                    // not retried faster than that); the 250 ms tick only makes the first
+                    // attempt come sooner after the threshold.
+                    if last_attempt.is_some_and(|t: Instant| t.elapsed() < REPUBLISH) {
+                        continue;
+                    }
                     let views = fleet.views(&fc.volume).await.map_err(|e| e.to_string())?;
                     let Decision::Failover { from_generation, to } =
                         decide_failover(&active, &members, &views, &view, quorum)
@@ -279,11 +287,14 @@ impl VolumeTask {
                         continue;
                     };
                     let spec = promote.clone().unwrap_or_else(|| CommandSpec::new(["true"], fc.promote_timeout));
-                    self.event(
-                        "fleet-failover",
-                        "started",
-                        format!("volume {}: {} unreachable for {}; running for the move to {to}", fc.volume, active.replica, humantime::format_duration(fc.failover_after)),
-                    );
+                    if last_lost.as_ref().is_none_or(|(_, g)| *g != from_generation) {
+                        self.event(
+                            "fleet-failover",
+                            "started",
+                            format!("volume {}: {} unreachable for {}; running for the move to {to}", fc.volume, active.replica, humantime::format_duration(fc.failover_after)),
+                        );
+                    }
+                    last_attempt = Some(Instant::now());
                     match session.try_failover(&fc.volume, from_generation, &to, &spec).await {
                         Ok(FailoverOutcome::Moved(rec)) => {
                             let promote = rec.promote.as_ref().map_or("no promote command".to_string(), |p| format!("promote exit {:?}", p.exit_code));
@@ -299,11 +310,19 @@ impl VolumeTask {
                                 fc.volume, report.exit_code, report.timed_out, report.output_tail.trim(), active.replica
                             ),
                         ),
-                        Ok(FailoverOutcome::Lost { holder }) => self.event(
-                            "fleet-failover",
-                            "skipped",
-                            format!("volume {}: {holder} runs the failover; following the record", fc.volume),
-                        ),
+                        Ok(FailoverOutcome::Lost { holder }) => {
+                            // Candidates retry every tick (a winner that dies mid-promote
+                            // loses its lock with its lease); say so once per holder.
+                            let lost = (holder, from_generation);
+                            if last_lost.as_ref() != Some(&lost) {
+                                self.event(
+                                    "fleet-failover",
+                                    "skipped",
+                                    format!("volume {}: {} runs the failover; following the record", fc.volume, lost.0),
+                                );
+                                last_lost = Some(lost);
+                            }
+                        }
                         Ok(FailoverOutcome::AlreadyMoved(rec)) => {
                             clock.reset();
                             active = rec;
