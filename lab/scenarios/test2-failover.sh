@@ -5,13 +5,13 @@
 # first failed access `umount -l` + re-access at once). Each accesses /airflow/dags and
 # /airflow/logs every 100 ms (in-process `nfsha drill access`, op ls). Failover at ~10 s.
 # Env: LAB_TOPOLOGY_T2 (replica), LAB_T2_DURATION (55), LAB_SEED_PHASE (random 0-29),
-#      LAB_T2_FAULT (failover | crash).
+#      LAB_T2_FAULT (failover | crash), LAB_T2_NFS_VERSION (4.1; 3 for NFSv3).
 topo=${LAB_TOPOLOGY_T2:-replica}
 dur=${LAB_T2_DURATION:-55}
 fault=${LAB_T2_FAULT:-failover}
 phase=${LAB_SEED_PHASE:-$((RANDOM % 30))}
 lab_setup "$topo" 4
-cfg=$(lab_nfsha_config client-1 direct 4.1)
+cfg=$(lab_nfsha_config client-1 direct "${LAB_T2_NFS_VERSION:-4.1}")
 lab_agent_start client-1 "$cfg" >/dev/null
 lab_seed_start client-2 "$phase"
 lab_autofs_start client-3
@@ -36,6 +36,9 @@ if [ "$fault" = crash ]; then lab_crash; else lab_failover; fi
 lab_access_wait "${pids[@]}"
 lab_mark loops-end
 lab_report
+# Kernel messages (the guest's one kernel: every namespace) and client-1's RPC transports.
+dmesg >"$LAB_OUT/dmesg.txt" 2>&1
+lab_on client-1 sh -c 'for x in /sys/kernel/sunrpc/xprt-switches/*/xprt-*; do echo "$x $(cat "$x/dstaddr") $(cat "$x/xprt_state")"; done; cat /proc/fs/nfsfs/servers /proc/fs/nfsfs/volumes' >"$LAB_OUT/sunrpc-client-1.txt" 2>&1
 
 for l in nfsha seed autofs floor; do
     for m in dags logs; do

@@ -71,7 +71,8 @@
 
 use crate::emit::Emitter;
 use crate::host::{
-    Host, HostError, MountRequest, Mounted, ReplaceError, ServerProbe, Umounted, topmost,
+    Host, HostError, MountRequest, Mounted, ParkedTransport, ReplaceError, ServerProbe, Umounted,
+    topmost,
 };
 use crate::replica::{ActiveRecord, ReplicaBook};
 use crate::selection::{self, ReplicaChoice};
@@ -166,6 +167,14 @@ pub(crate) struct Recovery<'a, H: Host> {
     pub requested: Option<Replica>,
     /// A change of the active replica to write before the move.
     pub pending: Option<ActiveRecord>,
+    /// Park the old mount's RPC transport before mounting anew (a server-side failure
+    /// with `file_handles = "change"`; see [`Recovery::park_old_transport`]).
+    pub park_old: bool,
+    /// Every mountpoint this agent manages: a transport is parked only when all
+    /// the mounts on it are among them.
+    pub managed: Vec<PathBuf>,
+    /// Transports parked by this recovery (pointed back if it fails).
+    pub parked: Vec<ParkedTransport>,
 }
 
 /// Longest wait for a detached superblock to be freed before mounting anyway.
@@ -402,7 +411,13 @@ impl<'a, H: Host> Recovery<'a, H> {
 
         match self.mount.mode {
             // 2-6. stage, verify, replace (see the module header).
-            MountMode::Direct => self.mount_staged(&server).await?,
+            MountMode::Direct => {
+                let staged = self.mount_staged(&server).await;
+                if staged.is_err() {
+                    self.unpark_old_transport().await;
+                }
+                staged?
+            }
             // 2-5. detach, release, trigger, verify.
             MountMode::Autofs => {
                 self.record_pending()?;
@@ -550,6 +565,15 @@ impl<'a, H: Host> Recovery<'a, H> {
             .and_then(|m| m.server.as_ref())
             .is_none_or(|o| !new_addrs.contains(o));
 
+        // A server-side failure where handles change: the old mount must not reach the
+        // new server before the new mount is in place over it.
+        if self.park_old
+            && let Some(form) = &old_form
+            && forms.iter().any(|f| f != form)
+        {
+            self.park_old_transport(form, &table).await;
+        }
+
         // Hold the old mount on a handle in the staging area, meanwhile: once the new
         // mount is in place, MNT_FORCE through the handle aborts the calls still blocked
         // in the old superblock (threads that entered the old mount before the move),
@@ -568,6 +592,10 @@ impl<'a, H: Host> Recovery<'a, H> {
         let mut last = None;
         let mut used = None;
         for form in &forms {
+            if !self.parked.is_empty() && Some(form) == old_form.as_ref() {
+                // The parked client: a mount of this form would share it and wait.
+                continue;
+            }
             let t = clock_now();
             let req = self.request(form, export, &stage);
             match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
@@ -620,6 +648,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 if let Some(h) = handle {
                     self.force_held(h, "after the move").await;
                 } else if !force
+                    && self.parked.is_empty()
                     && r.old.contains(&Umounted::Detached)
                     && let Some(old_form) = old_form
                     && used.as_ref() != Some(&old_form)
@@ -647,7 +676,8 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
-                let req = self.request(server, export, &mp);
+                // The form that just mounted (not a parked one).
+                let req = self.request(used.as_deref().unwrap_or(server), export, &mp);
                 let mounted = self.host.mount_nfs(&req, self.settings.mount_timeout).await;
                 // Only now (blocked calls retry on whatever is on the mountpoint).
                 if let Some(h) = handle {
@@ -662,6 +692,78 @@ impl<'a, H: Host> Recovery<'a, H> {
                 }
                 self.verify(&mp).await
             }
+        }
+    }
+
+    /// Step `park-transport`: point the kernel's transports to `form` (the old mount's
+    /// address as its client was made) at loopback, so that the old mount's blocked
+    /// calls wait instead of reconnecting to a new server that answers them with
+    /// `Stale file handle` before the new mount is in place (the reconnect comes ≥ 3 s
+    /// after the old server went; a new mount takes 1–2 s, so the race was lost now
+    /// and then in the lab). Not when a mount this agent does not manage shares the
+    /// address (it would hang with nothing to replace it); a failure to park is
+    /// reported and the recovery goes on as before.
+    async fn park_old_transport(&mut self, form: &str, table: &[Mounted]) {
+        let t = clock_now();
+        let form_of = |m: &Mounted| {
+            m.server.as_ref().map(|s| {
+                if m.addr_mapped {
+                    format!("::ffff:{s}")
+                } else {
+                    s.clone()
+                }
+            })
+        };
+        if let Some(other) = table.iter().find(|m| {
+            m.is_nfs()
+                && form_of(m).as_deref() == Some(form)
+                && !self.managed.contains(&m.mountpoint)
+        }) {
+            let why = format!(
+                "not parked: {} also uses {form} and is not managed by nfsha",
+                other.mountpoint.display()
+            );
+            self.step_done("park-transport", t, Ok(Some(why)));
+            return;
+        }
+        let port = self
+            .mount
+            .options
+            .iter()
+            .find_map(|o| o.strip_prefix("port=")?.parse::<u16>().ok())
+            .filter(|p| *p != 0)
+            .unwrap_or(2049);
+        let deadline = self.settings.umount_timeout;
+        match self.host.park_transports(form, port, deadline).await {
+            Ok(parked) if parked.is_empty() => {
+                let why = format!("no transport to {form}");
+                self.step_done("park-transport", t, Ok(Some(why)));
+            }
+            Ok(parked) => {
+                let n = parked.len();
+                let to = parked[0].now.clone();
+                let unit = if n == 1 { "transport" } else { "transports" };
+                let detail = format!("{n} {unit} to {form} pointed at {to} until the move");
+                self.parked = parked;
+                self.step_done("park-transport", t, Ok(Some(detail)));
+            }
+            Err(e) => self.step_done("park-transport", t, Err(e.to_string())),
+        }
+    }
+
+    /// Step `unpark-transport` after a failed recovery: the old mount stays, so its
+    /// transport goes back to its server.
+    async fn unpark_old_transport(&mut self) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let parked = std::mem::take(&mut self.parked);
+        let t = clock_now();
+        let detail = format!("{} pointed back", parked[0].was);
+        let deadline = self.settings.umount_timeout;
+        match self.host.unpark_transports(&parked, deadline).await {
+            Ok(()) => self.step_done("unpark-transport", t, Ok(Some(detail))),
+            Err(e) => self.step_done("unpark-transport", t, Err(e.to_string())),
         }
     }
 

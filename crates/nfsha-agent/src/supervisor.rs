@@ -1306,6 +1306,19 @@ async fn run_recovery<H: Host>(
         replica: book,
         requested,
         pending: None,
+        // NFSv3 only: a parked NFSv4.1 client held up the new client's mount (3.5 s,
+        // and past the 10 s mount timeout in another lab run) until it was pointed back.
+        park_old: ctx.cfg.file_handles == nfsha_config::FileHandles::Change
+            && ctx.cfg.nfs_version.rpc_version() == 3
+            && matches!(
+                cause,
+                MountState::Hung
+                    | MountState::Stale
+                    | MountState::Disconnected
+                    | MountState::IoError
+            ),
+        managed: ctx.status.lock().mounts.keys().map(PathBuf::from).collect(),
+        parked: Vec::new(),
     };
     let result = rec.run(target, strict).await;
     let book = rec.replica.take();

@@ -5,8 +5,8 @@
 //! that a recovery touched only its own mountpoint, and in which order.
 
 use crate::host::{
-    Host, HostError, MountRequest, Mounted, NfsClient, ReplaceError, Replaced, ServerProbe,
-    Umounted, topmost,
+    Host, HostError, MountRequest, Mounted, NfsClient, ParkedTransport, ReplaceError, Replaced,
+    ServerProbe, Umounted, topmost,
 };
 use nfsha_core::ProbeOutcome;
 use std::collections::HashMap;
@@ -40,6 +40,10 @@ pub enum Call {
     PingServer(String),
     /// `run_hook(argv)`.
     Hook(Vec<String>),
+    /// `park_transports(addr)`.
+    Park(String),
+    /// `unpark_transports`: the addresses pointed back.
+    Unpark(Vec<String>),
 }
 
 /// Where the fake's stage directories are.
@@ -77,6 +81,8 @@ struct Inner {
     next_stage: u32,
     stage_dirs: Vec<PathBuf>,
     calls: Vec<Call>,
+    /// `park_transports` fails with this message.
+    park_fails: Option<String>,
 }
 
 impl Inner {
@@ -241,6 +247,11 @@ impl FakeHost {
         self.inner().mount_fails.insert(server.into(), errno);
     }
 
+    /// Make `park_transports` fail (a kernel without sunrpc sysfs).
+    pub fn set_park_fails(&self, message: &str) {
+        self.inner().park_fails = Some(message.into());
+    }
+
     /// Every call so far.
     pub fn calls(&self) -> Vec<Call> {
         self.inner().calls.clone()
@@ -383,6 +394,40 @@ impl Host for FakeHost {
 
     fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError> {
         Ok(self.inner().clients.clone())
+    }
+
+    async fn park_transports(
+        &self,
+        addr: &str,
+        _port: u16,
+        _deadline: Duration,
+    ) -> Result<Vec<ParkedTransport>, HostError> {
+        let mut i = self.inner();
+        i.calls.push(Call::Park(addr.into()));
+        if let Some(m) = i.park_fails.clone() {
+            return Err(HostError::Other {
+                op: "park transports",
+                message: m,
+            });
+        }
+        Ok(vec![ParkedTransport {
+            xprt: PathBuf::from(format!(
+                "/sys/kernel/sunrpc/xprt-switches/switch-1/xprt-{addr}-tcp"
+            )),
+            was: addr.into(),
+            now: nfsha_sys::sunrpc::loopback_for(addr).into(),
+        }])
+    }
+
+    async fn unpark_transports(
+        &self,
+        parked: &[ParkedTransport],
+        _deadline: Duration,
+    ) -> Result<(), HostError> {
+        self.inner()
+            .calls
+            .push(Call::Unpark(parked.iter().map(|p| p.was.clone()).collect()));
+        Ok(())
     }
 
     fn stage_dir(&self) -> Result<PathBuf, HostError> {
