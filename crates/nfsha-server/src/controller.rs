@@ -886,12 +886,36 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         self.settings.replication?;
         let lp = self.settings.loop_period;
         let node = &self.settings.node;
-        let own = ReplicaRecord {
-            shipped_at_ms: nfsha_core::event::now_ms(),
-            epoch,
-            by: node.clone(),
-            snapshot: None,
-            position_ms: None,
+        let btrfs = self.seq.host().btrfs();
+        let own = match &btrfs {
+            // btrfs engine: the record also carries the fork points retention keeps
+            // (from all records, and the one this promotion makes), so they outlive
+            // this leadership and this process.
+            Some((_, promotion)) => {
+                let replicas = match timeout(lp, self.coord.replicas()).await {
+                    Ok(Ok(r)) => r,
+                    other => {
+                        let e = flatten(other.map(|r| r.map(drop)), lp).err();
+                        tracing::warn!(error = ?e, "cannot read the replica records; fork points of earlier leaders are not carried into our own");
+                        Default::default()
+                    }
+                };
+                crate::btrfs::shipper::own_record(
+                    node,
+                    epoch,
+                    nfsha_core::event::now_ms(),
+                    &replicas,
+                    promotion.as_ref(),
+                )
+            }
+            None => ReplicaRecord {
+                shipped_at_ms: nfsha_core::event::now_ms(),
+                epoch,
+                by: node.clone(),
+                snapshot: None,
+                position_ms: None,
+                forks: Vec::new(),
+            },
         };
         if let Err(e) = flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
@@ -906,7 +930,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         let span = tracing::info_span!("shipper", node = %node, epoch);
         // btrfs engine: its own loop (heartbeat position, snapshots, records; see
         // crate::btrfs::shipper) instead of the periodic ServerHost::ship.
-        if let Some((engine, promotion)) = self.seq.host().btrfs() {
+        if let Some((engine, promotion)) = btrfs {
             let bcfg = crate::btrfs::shipper::BtrfsShipperConfig {
                 node: node.clone(),
                 epoch,
@@ -1362,6 +1386,7 @@ mod tests {
                 by: by.into(),
                 snapshot: None,
                 position_ms: None,
+                forks: Vec::new(),
             },
         );
     }

@@ -444,6 +444,7 @@ pub async fn ship_one<C: Coordinator, H: ServerHost>(
         by: cfg.node.clone(),
         snapshot: None,
         position_ms: None,
+        forks: Vec::new(),
     };
     let written = match timeout(
         cfg.loop_period,
@@ -505,6 +506,7 @@ mod tests {
                 by: by.into(),
                 snapshot: None,
                 position_ms: None,
+                forks: Vec::new(),
             }),
             epoch,
             accept_lag: None,
@@ -572,6 +574,7 @@ mod tests {
                     identity: "u1".into(),
                 }),
                 position_ms: Some(snap_pos),
+                forks: Vec::new(),
             }),
             epoch: Some(published),
             accept_lag: None,

@@ -878,6 +878,7 @@ async fn etcd_btrfs_positions_and_records_are_guarded_by_the_epoch() {
             identity: "uuid-1".into(),
         }),
         position_ms: Some(900),
+        forks: Vec::new(),
     };
     assert!(a.record_replica("b", &replica, epoch).await.unwrap());
     assert!(a.record_position(&pos(31_000), epoch).await.unwrap());
