@@ -39,7 +39,11 @@
 //!   `proof + ttl − safety_margin`; the rest of the teardown follows (see above).
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
-//!   and this node stays out of the race for one TTL so another node gets a chance.
+//!   and this node stays out of the race for one TTL so another node gets a chance. In
+//!   replicated mode a node whose copy was fresh when it campaigned first records that
+//!   it still is (it never served; see `vouch_unserved`), or the epoch its acquire
+//!   published would leave it `behind` for good; a node that campaigned on the
+//!   operator's override stays `behind` and says why.
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -620,7 +624,10 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 self.lag_ms = None;
                 self.gate_logged = None;
                 self.status.update(|s| s.lag_ms = None);
-                let exit = self.lead(epoch, proof_at).await;
+                // Our copy is the newest data there is (the gate let us campaign without
+                // the operator's override): a leadership that never serves leaves it so.
+                let fresh = gate.as_ref().is_some_and(|(v, _)| !v.behind);
+                let exit = self.lead(epoch, proof_at, fresh).await;
                 self.vacant_since_ms = None;
                 tracing::info!(?exit, epoch, "leadership ended");
                 Some(exit)
@@ -701,7 +708,57 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
-    async fn lead(&mut self, epoch: u64, proof_at: Instant) -> LeadExit {
+    /// Replicated mode, when a leadership of `epoch` ends before it served (bring-up
+    /// failed, or fenced or stopped during bring-up) and our copy was `fresh` when we
+    /// campaigned: nobody served since, so it still is; record that, under the epoch
+    /// guard (only while the key is still ours, i.e. before it is released). Our
+    /// acquire published `epoch`, which makes every copy older than the last epoch:
+    /// without this record the first leader of a cluster whose bring-up failed was
+    /// `behind` ("no snapshot was ever shipped to this node") and never campaigned
+    /// again. A failed write leaves us behind, which is safe and shows in the status; a
+    /// node that campaigned on the operator's override is known to be stale and stays
+    /// behind.
+    async fn vouch_unserved(&mut self, epoch: u64, fresh: bool) {
+        if !fresh || self.settings.replication.is_none() {
+            return;
+        }
+        let lp = self.settings.loop_period;
+        let node = &self.settings.node;
+        let own = match self.seq.host().btrfs() {
+            // The fork points the records carry stay; no promotion: it never served.
+            Some(_) => match flatten(timeout(lp, self.coord.replicas()).await, lp) {
+                Ok(replicas) => crate::btrfs::shipper::own_record(
+                    node,
+                    epoch,
+                    nfsha_core::event::now_ms(),
+                    &replicas,
+                    None,
+                ),
+                Err(e) => {
+                    tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
+                    return;
+                }
+            },
+            None => ReplicaRecord {
+                shipped_at_ms: nfsha_core::event::now_ms(),
+                epoch,
+                by: node.clone(),
+                snapshot: None,
+                position_ms: None,
+                forks: Vec::new(),
+            },
+        };
+        match flatten(
+            timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
+            lp,
+        ) {
+            Ok(true) => tracing::info!(epoch, "never served: our copy is still the newest"),
+            Ok(false) => tracing::warn!(epoch, "the key is gone: cannot vouch for our copy"),
+            Err(e) => tracing::warn!(error = %e, "cannot vouch for our copy"),
+        }
+    }
+
+    async fn lead(&mut self, epoch: u64, proof_at: Instant, fresh: bool) -> LeadExit {
         let (proof_rx, _renewer) = self.spawn_renewer(epoch, proof_at);
         let fence = self.fence_signal(proof_rx.clone());
         tokio::pin!(fence);
@@ -711,6 +768,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             && let Err(e) = w.arm()
         {
             tracing::error!(error = %e, "cannot arm the watchdog; refusing to lead");
+            self.vouch_unserved(epoch, fresh).await;
             let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
             self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
             return LeadExit::BringUpFailed(format!("watchdog: {e}"));
@@ -722,6 +780,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 .await
         {
             tracing::error!(error = %e, "cannot start the fence guard; refusing to lead");
+            self.vouch_unserved(epoch, fresh).await;
             let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
             self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
             return LeadExit::BringUpFailed(format!("fence guard: {e}"));
@@ -757,6 +816,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 let msg = error_chain(&e);
                 tracing::error!(error = %msg, "bring-up failed");
                 let failed = !e.rollback_failures.is_empty();
+                self.vouch_unserved(epoch, fresh).await;
                 let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 self.after_teardown(failed, Some(msg.clone())).await;
                 self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
@@ -765,6 +825,8 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             Err(exit) => {
                 self.set_state(MemberState::Fenced, Some(epoch), Some(format!("{exit:?}")));
                 let ok = self.seq.tear_down().await.is_ok();
+                // Guarded: refused if the lease was lost (someone may lead now).
+                self.vouch_unserved(epoch, fresh).await;
                 if exit == LeadExit::Shutdown {
                     let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 }
@@ -1817,6 +1879,87 @@ mod tests {
             "backed off ~one ttl"
         );
         assert_eq!(r.status.get().epoch, Some(2), "new epoch");
+    }
+
+    /// Issue 12: the first leader of a replicated cluster fails its bring-up (the
+    /// storage step). Nobody ever served, so nobody can be behind: it releases the
+    /// key, backs off and campaigns again. Before the fix the epoch its failed
+    /// campaign published made every node, itself included, `behind` (no record
+    /// shipped to it) and the cluster never got a leader.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_leader_whose_bring_up_fails_campaigns_again_after_its_backoff() {
+        let mem = Mem::new("a");
+        let host = FakeHost::new("a");
+        host.fail(Step::Storage, Direction::Up, 1);
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(replicated("a"), Arc::new(mem.clone()), host.clone(), rx);
+        let r = Running {
+            status: c.status(),
+            task: tokio::spawn(c.run()),
+            host,
+            mem,
+            stop,
+        };
+        until("key released", Duration::from_secs(5), || {
+            r.host.calls().contains(&HostCall::Down(Step::Storage))
+                && r.mem.leader_epoch().is_none()
+        })
+        .await;
+        let released_at = Instant::now();
+        until("serving again", Duration::from_secs(30), || serving(&r)).await;
+        assert!(
+            Instant::now() - released_at >= Duration::from_secs(9),
+            "backed off ~one ttl"
+        );
+        let st = r.status.get();
+        assert_eq!((st.epoch, st.lag_ms), (Some(2), None), "new epoch: {st:?}");
+        assert_eq!(r.mem.s().replicas["a"].epoch, 2, "vouches for itself");
+    }
+
+    /// Issue 12, the other case: a node that campaigned on the operator's override (its
+    /// copy is known to be stale) and failed its bring-up is not vouched for: its
+    /// status says `behind` and why; the override still lets it campaign again.
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_node_whose_bring_up_fails_stays_behind_and_says_so() {
+        let mem = Mem::new("b");
+        assert_eq!(mem.steal("a"), 1);
+        shipped(&mem, "b", "a", 1, Duration::from_secs(120));
+        mem.s().leader = None;
+        mem.s().accept_lag = Some(LagOverride {
+            node: "b".into(),
+            requested_ms: 0,
+        });
+        let host = FakeHost::new("b");
+        host.fail(Step::Storage, Direction::Up, 1);
+        let (stop, rx) = watch::channel(false);
+        let c = Controller::new(replicated("b"), Arc::new(mem.clone()), host.clone(), rx);
+        let r = Running {
+            status: c.status(),
+            task: tokio::spawn(c.run()),
+            host,
+            mem,
+            stop,
+        };
+        until("key released", Duration::from_secs(5), || {
+            r.host.calls().contains(&HostCall::Down(Step::Storage))
+                && r.mem.leader_epoch().is_none()
+        })
+        .await;
+        until("behind", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Behind
+        })
+        .await;
+        let st = r.status.get();
+        assert!(
+            st.detail.as_deref().unwrap_or("").contains("max_lag"),
+            "{st:?}"
+        );
+        assert_eq!(r.mem.s().replicas["b"].by, "a", "not vouched for");
+        until("serving on the override", Duration::from_secs(30), || {
+            serving(&r)
+        })
+        .await;
+        assert_eq!(r.status.get().epoch, Some(3));
     }
 
     #[tokio::test(start_paused = true)]

@@ -332,8 +332,9 @@ fn live_forks(replicas: &BTreeMap<String, ReplicaRecord>) -> impl Iterator<Item 
 /// [`crate::replication`]) and carries every fork point still needed — those of all
 /// records (so none is lost when a record is rewritten) and, when this leadership
 /// promoted a snapshot that another leader shipped to it, that snapshot as the fork
-/// point of that leader (it took it, or holds it). `replicas`: all records as etcd
-/// holds them before this write.
+/// point of that leader (it took it, or holds it; with no promotion, the snapshot
+/// that leader last shipped to it). `replicas`: all records as etcd holds them
+/// before this write.
 pub fn own_record(
     node: &str,
     epoch: u64,
@@ -342,18 +343,18 @@ pub fn own_record(
     promotion: Option<&Promotion>,
 ) -> ReplicaRecord {
     let mut forks: Vec<ForkPoint> = Vec::new();
-    let promoted = promotion.and_then(|p| p.snapshot.clone().zip(p.identity.clone()));
-    let from = replicas
-        .get(node)
-        .map(|r| r.by.as_str())
-        .filter(|b| *b != node);
-    let new = promoted
-        .zip(from)
-        .map(|((name, identity), from)| ForkPoint {
-            node: from.to_owned(),
+    let prev = replicas.get(node).filter(|r| r.by != node);
+    let promoted = promotion
+        .and_then(|p| p.snapshot.clone().zip(p.identity.clone()))
+        .map(|(name, identity)| SnapshotRef { name, identity });
+    // Without a promotion (a bring-up that failed first), what that leader shipped.
+    let new = prev.and_then(|r| {
+        Some(ForkPoint {
+            node: r.by.clone(),
             epoch,
-            snapshot: SnapshotRef { name, identity },
-        });
+            snapshot: promoted.or_else(|| r.snapshot.clone())?,
+        })
+    });
     for f in live_forks(replicas).cloned().chain(new) {
         if !forks
             .iter()
