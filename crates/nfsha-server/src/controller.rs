@@ -722,32 +722,14 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         if !fresh || self.settings.replication.is_none() {
             return;
         }
+        // The fork points the records carry stay; no promotion: it never served.
+        let (own, unread) = self.own_record(epoch, None).await;
+        if let Some(e) = unread {
+            tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
+            return;
+        }
         let lp = self.settings.loop_period;
         let node = &self.settings.node;
-        let own = match self.seq.host().btrfs() {
-            // The fork points the records carry stay; no promotion: it never served.
-            Some(_) => match flatten(timeout(lp, self.coord.replicas()).await, lp) {
-                Ok(replicas) => crate::btrfs::shipper::own_record(
-                    node,
-                    epoch,
-                    nfsha_core::event::now_ms(),
-                    &replicas,
-                    None,
-                ),
-                Err(e) => {
-                    tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
-                    return;
-                }
-            },
-            None => ReplicaRecord {
-                shipped_at_ms: nfsha_core::event::now_ms(),
-                epoch,
-                by: node.clone(),
-                snapshot: None,
-                position_ms: None,
-                forks: Vec::new(),
-            },
-        };
         match flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
             lp,
@@ -942,43 +924,49 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
+    /// Our own replica record for `epoch`: we vouch for our copy (see
+    /// [`crate::replication`]). With the btrfs engine it also carries the fork points
+    /// retention keeps, from all records and from `promotion`
+    /// ([`crate::btrfs::shipper::own_record`]), so they outlive this leadership and this
+    /// process; the error says the records could not be read (the record is then
+    /// without theirs).
+    async fn own_record(
+        &mut self,
+        epoch: u64,
+        promotion: Option<&crate::btrfs::Promotion>,
+    ) -> (ReplicaRecord, Option<String>) {
+        let lp = self.settings.loop_period;
+        let mut replicas = std::collections::BTreeMap::new();
+        let mut unread = None;
+        if self.seq.host().btrfs().is_some() {
+            match flatten(timeout(lp, self.coord.replicas()).await, lp) {
+                Ok(r) => replicas = r,
+                Err(e) => unread = Some(e),
+            }
+        }
+        let own = crate::btrfs::shipper::own_record(
+            &self.settings.node,
+            epoch,
+            nfsha_core::event::now_ms(),
+            &replicas,
+            promotion,
+        );
+        (own, unread)
+    }
+
     /// Replicated mode, once serving: vouch for our own copy (we lead the newest epoch,
     /// see [`crate::replication`]), drop any lag override naming us, and start shipping.
     async fn start_replication(&mut self, epoch: u64) -> Option<AbortOnDrop> {
         self.settings.replication?;
+        let btrfs = self.seq.host().btrfs();
+        let (own, unread) = self
+            .own_record(epoch, btrfs.as_ref().and_then(|(_, p)| p.as_ref()))
+            .await;
+        if let Some(e) = unread {
+            tracing::warn!(error = %e, "cannot read the replica records; fork points of earlier leaders are not carried into our own");
+        }
         let lp = self.settings.loop_period;
         let node = &self.settings.node;
-        let btrfs = self.seq.host().btrfs();
-        let own = match &btrfs {
-            // btrfs engine: the record also carries the fork points retention keeps
-            // (from all records, and the one this promotion makes), so they outlive
-            // this leadership and this process.
-            Some((_, promotion)) => {
-                let replicas = match timeout(lp, self.coord.replicas()).await {
-                    Ok(Ok(r)) => r,
-                    other => {
-                        let e = flatten(other.map(|r| r.map(drop)), lp).err();
-                        tracing::warn!(error = ?e, "cannot read the replica records; fork points of earlier leaders are not carried into our own");
-                        Default::default()
-                    }
-                };
-                crate::btrfs::shipper::own_record(
-                    node,
-                    epoch,
-                    nfsha_core::event::now_ms(),
-                    &replicas,
-                    promotion.as_ref(),
-                )
-            }
-            None => ReplicaRecord {
-                shipped_at_ms: nfsha_core::event::now_ms(),
-                epoch,
-                by: node.clone(),
-                snapshot: None,
-                position_ms: None,
-                forks: Vec::new(),
-            },
-        };
         if let Err(e) = flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
             lp,
@@ -1410,6 +1398,10 @@ mod tests {
 
     fn start_node(s: Settings, mem: Mem) -> Running {
         let host = FakeHost::new(s.node.clone());
+        start_node_on(s, mem, host)
+    }
+
+    fn start_node_on(s: Settings, mem: Mem, host: FakeHost) -> Running {
         let (stop, rx) = watch::channel(false);
         let c = Controller::new(s, Arc::new(mem.clone()), host.clone(), rx);
         let status = c.status();
@@ -1881,6 +1873,20 @@ mod tests {
         assert_eq!(r.status.get().epoch, Some(2), "new epoch");
     }
 
+    /// A node on `mem` whose first storage bring-up fails; returns once it has rolled
+    /// back and released the key.
+    async fn storage_fails_once(s: Settings, mem: Mem) -> Running {
+        let host = FakeHost::new(s.node.clone());
+        host.fail(Step::Storage, Direction::Up, 1);
+        let r = start_node_on(s, mem, host);
+        until("key released", Duration::from_secs(5), || {
+            r.host.calls().contains(&HostCall::Down(Step::Storage))
+                && r.mem.leader_epoch().is_none()
+        })
+        .await;
+        r
+    }
+
     /// Issue 12: the first leader of a replicated cluster fails its bring-up (the
     /// storage step). Nobody ever served, so nobody can be behind: it releases the
     /// key, backs off and campaigns again. Before the fix the epoch its failed
@@ -1889,22 +1895,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_leader_whose_bring_up_fails_campaigns_again_after_its_backoff() {
         let mem = Mem::new("a");
-        let host = FakeHost::new("a");
-        host.fail(Step::Storage, Direction::Up, 1);
-        let (stop, rx) = watch::channel(false);
-        let c = Controller::new(replicated("a"), Arc::new(mem.clone()), host.clone(), rx);
-        let r = Running {
-            status: c.status(),
-            task: tokio::spawn(c.run()),
-            host,
-            mem,
-            stop,
-        };
-        until("key released", Duration::from_secs(5), || {
-            r.host.calls().contains(&HostCall::Down(Step::Storage))
-                && r.mem.leader_epoch().is_none()
-        })
-        .await;
+        let r = storage_fails_once(replicated("a"), mem).await;
         let released_at = Instant::now();
         until("serving again", Duration::from_secs(30), || serving(&r)).await;
         assert!(
@@ -1929,22 +1920,7 @@ mod tests {
             node: "b".into(),
             requested_ms: 0,
         });
-        let host = FakeHost::new("b");
-        host.fail(Step::Storage, Direction::Up, 1);
-        let (stop, rx) = watch::channel(false);
-        let c = Controller::new(replicated("b"), Arc::new(mem.clone()), host.clone(), rx);
-        let r = Running {
-            status: c.status(),
-            task: tokio::spawn(c.run()),
-            host,
-            mem,
-            stop,
-        };
-        until("key released", Duration::from_secs(5), || {
-            r.host.calls().contains(&HostCall::Down(Step::Storage))
-                && r.mem.leader_epoch().is_none()
-        })
-        .await;
+        let r = storage_fails_once(replicated("b"), mem).await;
         until("behind", Duration::from_secs(5), || {
             r.status.get().state == MemberState::Behind
         })

@@ -530,6 +530,36 @@ async fn lead_for_a_while(
     }
 }
 
+/// `node` begins serving `epoch` after promoting `p`: its own record, as the
+/// controller writes it.
+fn lead(records: &mut Records, node: &str, epoch: u64, p: &nfsha_server::btrfs::Promotion) {
+    let own = shipper::own_record(node, epoch, 0, records, Some(p));
+    records.insert(node.into(), own);
+}
+
+/// `n` (engine `e`) promotes the snapshot `fork` (epoch `epochs.0`) and leads for a
+/// while, restarts and leads `epochs.1` (live subvolume kept) for a while; `fork` must
+/// still be there. Returns the second promotion.
+async fn promote_restart_and_lead(
+    c: &Cluster,
+    n: &BtrfsNode,
+    e: &Engine<RealBtrfs>,
+    records: &mut Records,
+    epochs: (u64, u64),
+    fork: &str,
+) -> nfsha_server::btrfs::Promotion {
+    let first = e.promote(epochs.0, 0).await.unwrap();
+    assert_eq!(first.identity.as_deref(), Some(fork));
+    lead(records, &n.name, epochs.0, &first);
+    lead_for_a_while(n, e, records, &first, epochs.0).await;
+    let again = e.promote(epochs.1, 0).await.unwrap();
+    assert_eq!(again.snapshot, None, "{} kept its live subvolume", n.name);
+    lead(records, &n.name, epochs.1, &again);
+    lead_for_a_while(n, e, records, &again, epochs.1).await;
+    assert!(holds(n, c, fork).await, "{} pruned the fork point", n.name);
+    again
+}
+
 async fn holds(node: &BtrfsNode, c: &Cluster, identity: &str) -> bool {
     host()
         .list(&node.node(), &c.settings.snapshot_dir)
@@ -564,11 +594,6 @@ async fn btrfs_the_fork_point_survives_restarts_and_failovers_of_the_leader() {
         let rec = shipper::shipped_record(by, epoch, 0, snap, Some(0), records.get(to), to);
         records.insert(to.into(), rec);
     };
-    let lead =
-        |records: &mut Records, node: &str, epoch: u64, p: &nfsha_server::btrfs::Promotion| {
-            let own = shipper::own_record(node, epoch, 0, records, Some(p));
-            records.insert(node.into(), own);
-        };
     let mut records = Records::new();
     let a = engine(&c, &c.a, &c.b, host());
     lead(&mut records, "a", 7, &never);
@@ -583,18 +608,7 @@ async fn btrfs_the_fork_point_survives_restarts_and_failovers_of_the_leader() {
 
     // B leads (9), restarts and leads again (11).
     let b = engine(&c, &c.b, &c.a, host());
-    let p9 = b.promote(9, 0).await.unwrap();
-    assert_eq!(p9.identity.as_deref(), Some(fork_a.uuid.as_str()));
-    lead(&mut records, "b", 9, &p9);
-    lead_for_a_while(&c.b, &b, &records, &p9, 9).await;
-    let p11 = b.promote(11, 0).await.unwrap();
-    assert_eq!(p11.snapshot, None, "B kept its live subvolume");
-    lead(&mut records, "b", 11, &p11);
-    lead_for_a_while(&c.b, &b, &records, &p11, 11).await;
-    assert!(
-        holds(&c.b, &c, &fork_a.uuid).await,
-        "B pruned A's fork point"
-    );
+    let p11 = promote_restart_and_lead(&c, &c.b, &b, &mut records, (9, 11), &fork_a.uuid).await;
 
     // A returns.
     let protected = shipper::protected_identities(&records, Some(&p11));
@@ -611,15 +625,7 @@ async fn btrfs_the_fork_point_survives_restarts_and_failovers_of_the_leader() {
     c.b.write("data/lost_b.txt", "after the second fork");
 
     // B dies. A promotes B's snapshot (13), restarts and leads again (15).
-    let p13 = a.promote(13, 0).await.unwrap();
-    assert_eq!(p13.identity.as_deref(), Some(fork_b.as_str()));
-    lead(&mut records, "a", 13, &p13);
-    lead_for_a_while(&c.a, &a, &records, &p13, 13).await;
-    let p15 = a.promote(15, 0).await.unwrap();
-    assert_eq!(p15.snapshot, None, "A kept its live subvolume");
-    lead(&mut records, "a", 15, &p15);
-    lead_for_a_while(&c.a, &a, &records, &p15, 15).await;
-    assert!(holds(&c.a, &c, &fork_b).await, "A pruned B's fork point");
+    let p15 = promote_restart_and_lead(&c, &c.a, &a, &mut records, (13, 15), &fork_b).await;
 
     // B returns.
     let protected = shipper::protected_identities(&records, Some(&p15));
