@@ -40,10 +40,11 @@
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
 //!   and this node stays out of the race for one TTL so another node gets a chance. In
-//!   replicated mode a node whose copy was fresh when it campaigned first records that
-//!   it still is (it never served; see `vouch_unserved`), or the epoch its acquire
-//!   published would leave it `behind` for good; a node that campaigned on the
-//!   operator's override stays `behind` and says why.
+//!   replicated mode a node whose copy was the newest data when it campaigned (no
+//!   leader ever, or it led the last epoch) first records that it still is (it never
+//!   served; see `vouch_unserved`), or the epoch its acquire published would leave it
+//!   `behind` for good; a standby that campaigned on another leader's copy is judged
+//!   as before (with the operator's override: `behind`, and says why).
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -57,7 +58,9 @@ use crate::coordinator::{
 };
 use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
-use crate::replication::{ReplicationSettings, ShipperConfig, Verdict, judge, ship_loop, ship_one};
+use crate::replication::{
+    ReplicationSettings, ShipperConfig, Verdict, holds_newest, judge, ship_loop, ship_one,
+};
 use crate::sequencer::{RollbackError, Sequencer, StepGuard};
 use crate::status::StatusHandle;
 use crate::watchdog::Watchdog;
@@ -624,9 +627,12 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 self.lag_ms = None;
                 self.gate_logged = None;
                 self.status.update(|s| s.lag_ms = None);
-                // Our copy is the newest data there is (the gate let us campaign without
-                // the operator's override): a leadership that never serves leaves it so.
-                let fresh = gate.as_ref().is_some_and(|(v, _)| !v.behind);
+                // Our copy is the newest data there is (no leader ever, or we led the
+                // last epoch): a leadership that never serves leaves it so.
+                let fresh = gate
+                    .as_ref()
+                    .and_then(|(_, view)| view.as_ref())
+                    .is_some_and(|view| holds_newest(&self.settings.node, view));
                 let exit = self.lead(epoch, proof_at, fresh).await;
                 self.vacant_since_ms = None;
                 tracing::info!(?exit, epoch, "leadership ended");
@@ -709,15 +715,17 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
     }
 
     /// Replicated mode, when a leadership of `epoch` ends before it served (bring-up
-    /// failed, or fenced or stopped during bring-up) and our copy was `fresh` when we
-    /// campaigned: nobody served since, so it still is; record that, under the epoch
-    /// guard (only while the key is still ours, i.e. before it is released). Our
+    /// failed, or fenced or stopped during bring-up) and our copy was the newest data
+    /// when we campaigned (`fresh`: no leader ever, or we led the last epoch;
+    /// [`holds_newest`]): nobody served since, so it still is; record that, under the
+    /// epoch guard (only while the key is still ours, i.e. before it is released). Our
     /// acquire published `epoch`, which makes every copy older than the last epoch:
     /// without this record the first leader of a cluster whose bring-up failed was
     /// `behind` ("no snapshot was ever shipped to this node") and never campaigned
-    /// again. A failed write leaves us behind, which is safe and shows in the status; a
-    /// node that campaigned on the operator's override is known to be stale and stays
-    /// behind.
+    /// again. A failed write leaves us behind, which is safe and shows in the status. A
+    /// standby that campaigned on a copy shipped by another leader (within max_lag, or
+    /// on the operator's override) is not vouched for: its copy is not the newest, and
+    /// its gate judges it as before, with the reason in its status.
     async fn vouch_unserved(&mut self, epoch: u64, fresh: bool) {
         if !fresh || self.settings.replication.is_none() {
             return;
@@ -1907,15 +1915,34 @@ mod tests {
         assert_eq!(r.mem.s().replicas["a"].epoch, 2, "vouches for itself");
     }
 
+    /// The store of `node` after `a` led epoch 1 and was lost; `node`'s record was
+    /// written by `by` 120 s ago (older than max_lag).
+    fn leaderless_after_epoch_1(node: &str, by: &str) -> Mem {
+        let mem = Mem::new(node);
+        assert_eq!(mem.steal("a"), 1);
+        shipped(&mem, node, by, 1, Duration::from_secs(120));
+        mem.s().leader = None;
+        mem
+    }
+
+    /// Issue 12, after a full outage: the node that led the last epoch restarts,
+    /// campaigns and fails its bring-up. It still holds the newest data: it campaigns
+    /// again (before the fix its own record, older than the epoch of the failed
+    /// campaign, was judged by its age: behind for good).
+    #[tokio::test(start_paused = true)]
+    async fn the_last_leader_whose_bring_up_fails_after_an_outage_campaigns_again() {
+        let mem = leaderless_after_epoch_1("a", "a");
+        let r = storage_fails_once(replicated("a"), mem).await;
+        until("serving again", Duration::from_secs(30), || serving(&r)).await;
+        assert_eq!(r.status.get().epoch, Some(3));
+    }
+
     /// Issue 12, the other case: a node that campaigned on the operator's override (its
     /// copy is known to be stale) and failed its bring-up is not vouched for: its
     /// status says `behind` and why; the override still lets it campaign again.
     #[tokio::test(start_paused = true)]
     async fn a_stale_node_whose_bring_up_fails_stays_behind_and_says_so() {
-        let mem = Mem::new("b");
-        assert_eq!(mem.steal("a"), 1);
-        shipped(&mem, "b", "a", 1, Duration::from_secs(120));
-        mem.s().leader = None;
+        let mem = leaderless_after_epoch_1("b", "a");
         mem.s().accept_lag = Some(LagOverride {
             node: "b".into(),
             requested_ms: 0,
