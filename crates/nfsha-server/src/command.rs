@@ -632,9 +632,15 @@ impl<A: AddressOps> CommandHost<A> {
         };
         let now = nfsha_core::event::now_ms();
         engine.take_snapshot(epoch, now).await?;
-        let r = engine
-            .replicate(target, epoch, now, &std::collections::BTreeSet::new())
-            .await?;
+        // No records to tell what the target's retention must keep (fork points of
+        // other nodes): it prunes nothing now; the next leader's retention has them.
+        let keep_all: std::collections::BTreeSet<String> = engine
+            .inventory()
+            .await?
+            .iter()
+            .map(|s| s.identity().to_owned())
+            .collect();
+        let r = engine.replicate(target, epoch, now, &keep_all).await?;
         tracing::info!(target, snapshot = %r.snapshot, bytes = ?r.bytes, "final btrfs sync");
         Ok(())
     }

@@ -39,7 +39,12 @@
 //!   `proof + ttl − safety_margin`; the rest of the teardown follows (see above).
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
-//!   and this node stays out of the race for one TTL so another node gets a chance.
+//!   and this node stays out of the race for one TTL so another node gets a chance. In
+//!   replicated mode a node whose copy was the newest data when it campaigned (no
+//!   leader ever, or it led the last epoch) first records that it still is (it never
+//!   served; see `vouch_unserved`), or the epoch its acquire published would leave it
+//!   `behind` for good; a standby that campaigned on another leader's copy is judged
+//!   as before (with the operator's override: `behind`, and says why).
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -53,7 +58,9 @@ use crate::coordinator::{
 };
 use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
-use crate::replication::{ReplicationSettings, ShipperConfig, Verdict, judge, ship_loop, ship_one};
+use crate::replication::{
+    ReplicationSettings, ShipperConfig, Verdict, holds_newest, judge, ship_loop, ship_one,
+};
 use crate::sequencer::{RollbackError, Sequencer, StepGuard};
 use crate::status::StatusHandle;
 use crate::watchdog::Watchdog;
@@ -620,7 +627,13 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 self.lag_ms = None;
                 self.gate_logged = None;
                 self.status.update(|s| s.lag_ms = None);
-                let exit = self.lead(epoch, proof_at).await;
+                // Our copy is the newest data there is (no leader ever, or we led the
+                // last epoch): a leadership that never serves leaves it so.
+                let fresh = gate
+                    .as_ref()
+                    .and_then(|(_, view)| view.as_ref())
+                    .is_some_and(|view| holds_newest(&self.settings.node, view));
+                let exit = self.lead(epoch, proof_at, fresh).await;
                 self.vacant_since_ms = None;
                 tracing::info!(?exit, epoch, "leadership ended");
                 Some(exit)
@@ -701,7 +714,41 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
-    async fn lead(&mut self, epoch: u64, proof_at: Instant) -> LeadExit {
+    /// Replicated mode, when a leadership of `epoch` ends before it served (bring-up
+    /// failed, or fenced or stopped during bring-up) and our copy was the newest data
+    /// when we campaigned (`fresh`: no leader ever, or we led the last epoch;
+    /// [`holds_newest`]): nobody served since, so it still is; record that, under the
+    /// epoch guard (only while the key is still ours, i.e. before it is released). Our
+    /// acquire published `epoch`, which makes every copy older than the last epoch:
+    /// without this record the first leader of a cluster whose bring-up failed was
+    /// `behind` ("no snapshot was ever shipped to this node") and never campaigned
+    /// again. A failed write leaves us behind, which is safe and shows in the status. A
+    /// standby that campaigned on a copy shipped by another leader (within max_lag, or
+    /// on the operator's override) is not vouched for: its copy is not the newest, and
+    /// its gate judges it as before, with the reason in its status.
+    async fn vouch_unserved(&mut self, epoch: u64, fresh: bool) {
+        if !fresh || self.settings.replication.is_none() {
+            return;
+        }
+        // The fork points the records carry stay; no promotion: it never served.
+        let (own, unread) = self.own_record(epoch, None).await;
+        if let Some(e) = unread {
+            tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
+            return;
+        }
+        let lp = self.settings.loop_period;
+        let node = &self.settings.node;
+        match flatten(
+            timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
+            lp,
+        ) {
+            Ok(true) => tracing::info!(epoch, "never served: our copy is still the newest"),
+            Ok(false) => tracing::warn!(epoch, "the key is gone: cannot vouch for our copy"),
+            Err(e) => tracing::warn!(error = %e, "cannot vouch for our copy"),
+        }
+    }
+
+    async fn lead(&mut self, epoch: u64, proof_at: Instant, fresh: bool) -> LeadExit {
         let (proof_rx, _renewer) = self.spawn_renewer(epoch, proof_at);
         let fence = self.fence_signal(proof_rx.clone());
         tokio::pin!(fence);
@@ -711,6 +758,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             && let Err(e) = w.arm()
         {
             tracing::error!(error = %e, "cannot arm the watchdog; refusing to lead");
+            self.vouch_unserved(epoch, fresh).await;
             let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
             self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
             return LeadExit::BringUpFailed(format!("watchdog: {e}"));
@@ -722,6 +770,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 .await
         {
             tracing::error!(error = %e, "cannot start the fence guard; refusing to lead");
+            self.vouch_unserved(epoch, fresh).await;
             let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
             self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
             return LeadExit::BringUpFailed(format!("fence guard: {e}"));
@@ -757,6 +806,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 let msg = error_chain(&e);
                 tracing::error!(error = %msg, "bring-up failed");
                 let failed = !e.rollback_failures.is_empty();
+                self.vouch_unserved(epoch, fresh).await;
                 let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 self.after_teardown(failed, Some(msg.clone())).await;
                 self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
@@ -765,6 +815,8 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             Err(exit) => {
                 self.set_state(MemberState::Fenced, Some(epoch), Some(format!("{exit:?}")));
                 let ok = self.seq.tear_down().await.is_ok();
+                // Guarded: refused if the lease was lost (someone may lead now).
+                self.vouch_unserved(epoch, fresh).await;
                 if exit == LeadExit::Shutdown {
                     let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 }
@@ -880,19 +932,49 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
+    /// Our own replica record for `epoch`: we vouch for our copy (see
+    /// [`crate::replication`]). With the btrfs engine it also carries the fork points
+    /// retention keeps, from all records and from `promotion`
+    /// ([`crate::btrfs::shipper::own_record`]), so they outlive this leadership and this
+    /// process; the error says the records could not be read (the record is then
+    /// without theirs).
+    async fn own_record(
+        &mut self,
+        epoch: u64,
+        promotion: Option<&crate::btrfs::Promotion>,
+    ) -> (ReplicaRecord, Option<String>) {
+        let lp = self.settings.loop_period;
+        let mut replicas = std::collections::BTreeMap::new();
+        let mut unread = None;
+        if self.seq.host().btrfs().is_some() {
+            match flatten(timeout(lp, self.coord.replicas()).await, lp) {
+                Ok(r) => replicas = r,
+                Err(e) => unread = Some(e),
+            }
+        }
+        let own = crate::btrfs::shipper::own_record(
+            &self.settings.node,
+            epoch,
+            nfsha_core::event::now_ms(),
+            &replicas,
+            promotion,
+        );
+        (own, unread)
+    }
+
     /// Replicated mode, once serving: vouch for our own copy (we lead the newest epoch,
     /// see [`crate::replication`]), drop any lag override naming us, and start shipping.
     async fn start_replication(&mut self, epoch: u64) -> Option<AbortOnDrop> {
         self.settings.replication?;
+        let btrfs = self.seq.host().btrfs();
+        let (own, unread) = self
+            .own_record(epoch, btrfs.as_ref().and_then(|(_, p)| p.as_ref()))
+            .await;
+        if let Some(e) = unread {
+            tracing::warn!(error = %e, "cannot read the replica records; fork points of earlier leaders are not carried into our own");
+        }
         let lp = self.settings.loop_period;
         let node = &self.settings.node;
-        let own = ReplicaRecord {
-            shipped_at_ms: nfsha_core::event::now_ms(),
-            epoch,
-            by: node.clone(),
-            snapshot: None,
-            position_ms: None,
-        };
         if let Err(e) = flatten(
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
             lp,
@@ -906,7 +988,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         let span = tracing::info_span!("shipper", node = %node, epoch);
         // btrfs engine: its own loop (heartbeat position, snapshots, records; see
         // crate::btrfs::shipper) instead of the periodic ServerHost::ship.
-        if let Some((engine, promotion)) = self.seq.host().btrfs() {
+        if let Some((engine, promotion)) = btrfs {
             let bcfg = crate::btrfs::shipper::BtrfsShipperConfig {
                 node: node.clone(),
                 epoch,
@@ -1324,6 +1406,10 @@ mod tests {
 
     fn start_node(s: Settings, mem: Mem) -> Running {
         let host = FakeHost::new(s.node.clone());
+        start_node_on(s, mem, host)
+    }
+
+    fn start_node_on(s: Settings, mem: Mem, host: FakeHost) -> Running {
         let (stop, rx) = watch::channel(false);
         let c = Controller::new(s, Arc::new(mem.clone()), host.clone(), rx);
         let status = c.status();
@@ -1362,6 +1448,7 @@ mod tests {
                 by: by.into(),
                 snapshot: None,
                 position_ms: None,
+                forks: Vec::new(),
             },
         );
     }
@@ -1792,6 +1879,90 @@ mod tests {
             "backed off ~one ttl"
         );
         assert_eq!(r.status.get().epoch, Some(2), "new epoch");
+    }
+
+    /// A node on `mem` whose first storage bring-up fails; returns once it has rolled
+    /// back and released the key.
+    async fn storage_fails_once(s: Settings, mem: Mem) -> Running {
+        let host = FakeHost::new(s.node.clone());
+        host.fail(Step::Storage, Direction::Up, 1);
+        let r = start_node_on(s, mem, host);
+        until("key released", Duration::from_secs(5), || {
+            r.host.calls().contains(&HostCall::Down(Step::Storage))
+                && r.mem.leader_epoch().is_none()
+        })
+        .await;
+        r
+    }
+
+    /// Issue 12: the first leader of a replicated cluster fails its bring-up (the
+    /// storage step). Nobody ever served, so nobody can be behind: it releases the
+    /// key, backs off and campaigns again. Before the fix the epoch its failed
+    /// campaign published made every node, itself included, `behind` (no record
+    /// shipped to it) and the cluster never got a leader.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_leader_whose_bring_up_fails_campaigns_again_after_its_backoff() {
+        let mem = Mem::new("a");
+        let r = storage_fails_once(replicated("a"), mem).await;
+        let released_at = Instant::now();
+        until("serving again", Duration::from_secs(30), || serving(&r)).await;
+        assert!(
+            Instant::now() - released_at >= Duration::from_secs(9),
+            "backed off ~one ttl"
+        );
+        let st = r.status.get();
+        assert_eq!((st.epoch, st.lag_ms), (Some(2), None), "new epoch: {st:?}");
+        assert_eq!(r.mem.s().replicas["a"].epoch, 2, "vouches for itself");
+    }
+
+    /// The store of `node` after `a` led epoch 1 and was lost; `node`'s record was
+    /// written by `by` 120 s ago (older than max_lag).
+    fn leaderless_after_epoch_1(node: &str, by: &str) -> Mem {
+        let mem = Mem::new(node);
+        assert_eq!(mem.steal("a"), 1);
+        shipped(&mem, node, by, 1, Duration::from_secs(120));
+        mem.s().leader = None;
+        mem
+    }
+
+    /// Issue 12, after a full outage: the node that led the last epoch restarts,
+    /// campaigns and fails its bring-up. It still holds the newest data: it campaigns
+    /// again (before the fix its own record, older than the epoch of the failed
+    /// campaign, was judged by its age: behind for good).
+    #[tokio::test(start_paused = true)]
+    async fn the_last_leader_whose_bring_up_fails_after_an_outage_campaigns_again() {
+        let mem = leaderless_after_epoch_1("a", "a");
+        let r = storage_fails_once(replicated("a"), mem).await;
+        until("serving again", Duration::from_secs(30), || serving(&r)).await;
+        assert_eq!(r.status.get().epoch, Some(3));
+    }
+
+    /// Issue 12, the other case: a node that campaigned on the operator's override (its
+    /// copy is known to be stale) and failed its bring-up is not vouched for: its
+    /// status says `behind` and why; the override still lets it campaign again.
+    #[tokio::test(start_paused = true)]
+    async fn a_stale_node_whose_bring_up_fails_stays_behind_and_says_so() {
+        let mem = leaderless_after_epoch_1("b", "a");
+        mem.s().accept_lag = Some(LagOverride {
+            node: "b".into(),
+            requested_ms: 0,
+        });
+        let r = storage_fails_once(replicated("b"), mem).await;
+        until("behind", Duration::from_secs(5), || {
+            r.status.get().state == MemberState::Behind
+        })
+        .await;
+        let st = r.status.get();
+        assert!(
+            st.detail.as_deref().unwrap_or("").contains("max_lag"),
+            "{st:?}"
+        );
+        assert_eq!(r.mem.s().replicas["b"].by, "a", "not vouched for");
+        until("serving on the override", Duration::from_secs(30), || {
+            serving(&r)
+        })
+        .await;
+        assert_eq!(r.status.get().epoch, Some(3));
     }
 
     #[tokio::test(start_paused = true)]

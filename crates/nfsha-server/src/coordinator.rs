@@ -21,7 +21,8 @@
 //! - `replica/<node>`: JSON [`ReplicaRecord`] (replicated mode): when the data on
 //!   `<node>` was last brought up to date and by which leader. Written only by the
 //!   leader, under the guard `create_revision(leader) == epoch`; not leased (it must
-//!   survive every process, it is what the promotion gate reads).
+//!   survive every process, it is what the promotion gate reads). With the btrfs
+//!   engine it also carries the fork points retention must keep ([`ForkPoint`]).
 //! - `accept-lag`: JSON [`LagOverride`], the operator's one-shot permission for a
 //!   standby that is behind to campaign anyway (`nfsha server promote --accept-lag`),
 //!   bound to a lease of its own so an abandoned permission expires.
@@ -165,6 +166,25 @@ pub struct ReplicaRecord {
     /// [`LeaderPosition::position_ms`] of the same epoch, i.e. with the same clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position_ms: Option<u64>,
+    /// btrfs engine: fork points of nodes that led before and have not been shipped to
+    /// since (see [`crate::btrfs::shipper::protected_identities`]); every leader's
+    /// retention keeps them, whichever leadership or process recorded them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forks: Vec<ForkPoint>,
+}
+
+/// A fork point kept for a node that led before (btrfs engine): `node` holds
+/// `snapshot`, and so did the leader of `epoch` that promoted it. Kept until a leader
+/// of `epoch` or later has shipped to `node` (its replica record then names what it
+/// holds in common with the cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkPoint {
+    /// The node that forked there (the leader the promoted snapshot came from).
+    pub node: String,
+    /// The epoch of the leader that recorded it.
+    pub epoch: u64,
+    /// The snapshot both hold.
+    pub snapshot: SnapshotRef,
 }
 
 /// A snapshot as the btrfs engine names it across nodes.

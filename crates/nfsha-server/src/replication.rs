@@ -93,6 +93,18 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// Whether `node`'s copy is the newest data there is, by the rules "who is never
+/// behind" of the module header: no leader ever, or `node` led the last published
+/// epoch. A leadership that ends before it serves changes nothing about it (see
+/// [`crate::controller`], a bring-up that fails).
+pub fn holds_newest(node: &str, view: &ReplicaView) -> bool {
+    match (view.epoch, &view.record) {
+        (None, _) => true,
+        (Some(published), Some(rec)) => rec.by == node && rec.epoch >= published,
+        (Some(_), None) => false,
+    }
+}
+
 /// Judge `node`'s copy at `reference_ms` (see the module header for the rules).
 pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duration) -> Verdict {
     let max_ms = max_lag.as_millis() as u64;
@@ -110,7 +122,7 @@ pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duratio
             reason: "no snapshot was ever shipped to this node".into(),
         };
     };
-    if rec.by == node && rec.epoch >= published {
+    if holds_newest(node, view) {
         return Verdict {
             lag_ms: Some(0),
             behind: false,
@@ -444,6 +456,7 @@ pub async fn ship_one<C: Coordinator, H: ServerHost>(
         by: cfg.node.clone(),
         snapshot: None,
         position_ms: None,
+        forks: Vec::new(),
     };
     let written = match timeout(
         cfg.loop_period,
@@ -505,6 +518,7 @@ mod tests {
                 by: by.into(),
                 snapshot: None,
                 position_ms: None,
+                forks: Vec::new(),
             }),
             epoch,
             accept_lag: None,
@@ -572,6 +586,7 @@ mod tests {
                     identity: "u1".into(),
                 }),
                 position_ms: Some(snap_pos),
+                forks: Vec::new(),
             }),
             epoch: Some(published),
             accept_lag: None,

@@ -8,11 +8,13 @@
 //! Needs root, btrfs in the kernel, btrfs-progs, util-linux (`losetup`, `unshare`,
 //! `nsenter`). Without them each test says why and passes without checking anything.
 //! Writes the send sizes to `$CARGO_TARGET_TMPDIR/btrfs_bytes.json`. The shipping-loop
-//! test also needs a real etcd on loopback (`etcd-server`, as the `etcd_` tier).
+//! test also needs a real etcd on loopback (`etcd-server`, as the `etcd_` tier). The
+//! fork-point test writes the replica records the way the controller and the shipper
+//! do, in memory.
 
 mod common;
 
-use nfsha_server::btrfs::{BtrfsHost, BtrfsSettings, Engine, Node, RealBtrfs};
+use nfsha_server::btrfs::{BtrfsHost, BtrfsSettings, Engine, Node, RealBtrfs, ShipReport, shipper};
 use nfsha_server::{
     Acquire, Coordinator, EtcdCoordinator, EtcdOptions, LeaderRecord, MemberInfo, MemberState,
     StatusHandle,
@@ -507,6 +509,135 @@ async fn btrfs_divergent_writes_on_the_old_primary_are_kept_and_counted_then_res
     assert!(size.trim().parse::<u64>().unwrap() > 8 << 20, "{size}");
     a_engine.diverged_drop(&q.name).await.unwrap();
     assert!(a_engine.diverged().await.unwrap().is_empty());
+}
+
+type Records = std::collections::BTreeMap<String, nfsha_server::ReplicaRecord>;
+
+/// Five snapshot periods of leader `e` (on `node`) of `epoch` with its retention,
+/// protection as the shipper computes it from `records` and its promotion `p`.
+async fn lead_for_a_while(
+    node: &BtrfsNode,
+    e: &Engine<RealBtrfs>,
+    records: &Records,
+    p: &nfsha_server::btrfs::Promotion,
+    epoch: u64,
+) {
+    for i in 0..5 {
+        node.write("data/f.txt", &format!("{epoch}-{i}"));
+        e.take_snapshot(epoch, epoch * 10_000 + i).await.unwrap();
+        let protected = shipper::protected_identities(records, Some(p));
+        e.prune_local(&protected).await.unwrap();
+    }
+}
+
+/// `node` begins serving `epoch` after promoting `p`: its own record, as the
+/// controller writes it.
+fn lead(records: &mut Records, node: &str, epoch: u64, p: &nfsha_server::btrfs::Promotion) {
+    let own = shipper::own_record(node, epoch, 0, records, Some(p));
+    records.insert(node.into(), own);
+}
+
+/// `n` (engine `e`) promotes the snapshot `fork` (epoch `epochs.0`) and leads for a
+/// while, restarts and leads `epochs.1` (live subvolume kept) for a while; `fork` must
+/// still be there. Returns the second promotion.
+async fn promote_restart_and_lead(
+    c: &Cluster,
+    n: &BtrfsNode,
+    e: &Engine<RealBtrfs>,
+    records: &mut Records,
+    epochs: (u64, u64),
+    fork: &str,
+) -> nfsha_server::btrfs::Promotion {
+    let first = e.promote(epochs.0, 0).await.unwrap();
+    assert_eq!(first.identity.as_deref(), Some(fork));
+    lead(records, &n.name, epochs.0, &first);
+    lead_for_a_while(n, e, records, &first, epochs.0).await;
+    let again = e.promote(epochs.1, 0).await.unwrap();
+    assert_eq!(again.snapshot, None, "{} kept its live subvolume", n.name);
+    lead(records, &n.name, epochs.1, &again);
+    lead_for_a_while(n, e, records, &again, epochs.1).await;
+    assert!(holds(n, c, fork).await, "{} pruned the fork point", n.name);
+    again
+}
+
+async fn holds(node: &BtrfsNode, c: &Cluster, identity: &str) -> bool {
+    host()
+        .list(&node.node(), &c.settings.snapshot_dir)
+        .await
+        .unwrap()
+        .iter()
+        .any(|s| s.identity() == identity)
+}
+
+/// Issue 12 on real btrfs (received_uuid / uuid as the kernel sets them): A leads and
+/// ships, dies; B promotes, restarts and leads again (its live subvolume kept); A
+/// returns and is resynced; B dies, A promotes B's snapshot, restarts, leads again; B
+/// returns. Each returning node's fork point is still on the leader (keep = 2, five
+/// snapshots a leadership), so its divergent writes are counted and the resync is
+/// incremental. Replica records as the controller and the shipper write them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn btrfs_the_fork_point_survives_restarts_and_failovers_of_the_leader() {
+    need_btrfs!();
+    let mut c = cluster(false);
+    c.settings.keep = 2;
+    let never = nfsha_server::btrfs::Promotion {
+        snapshot: None,
+        identity: None,
+        quarantined: None,
+        removed_partials: vec![],
+    };
+    let ship = |records: &mut Records, by: &str, epoch: u64, to: &str, r: &ShipReport| {
+        let snap = nfsha_server::coordinator::SnapshotRef {
+            name: r.snapshot.clone(),
+            identity: r.identity.clone(),
+        };
+        let rec = shipper::shipped_record(by, epoch, 0, snap, Some(0), records.get(to), to);
+        records.insert(to.into(), rec);
+    };
+    let mut records = Records::new();
+    let a = engine(&c, &c.a, &c.b, host());
+    lead(&mut records, "a", 7, &never);
+    c.a.write("data/f.txt", "1");
+    a.take_snapshot(7, 1_000).await.unwrap();
+    a.replicate("b", 7, 0, &BTreeSet::new()).await.unwrap();
+    c.a.write("data/f.txt", "2");
+    let fork_a = a.take_snapshot(7, 2_000).await.unwrap();
+    let r = a.replicate("b", 7, 0, &BTreeSet::new()).await.unwrap();
+    ship(&mut records, "a", 7, "b", &r);
+    c.a.write("data/lost_a.txt", "after the fork");
+
+    // B leads (9), restarts and leads again (11).
+    let b = engine(&c, &c.b, &c.a, host());
+    let p11 = promote_restart_and_lead(&c, &c.b, &b, &mut records, (9, 11), &fork_a.uuid).await;
+
+    // A returns.
+    let protected = shipper::protected_identities(&records, Some(&p11));
+    let r = b.replicate("a", 11, 0, &protected).await.unwrap();
+    let q = r.quarantined.clone().expect("quarantined");
+    assert_eq!(
+        (q.fork.as_deref(), q.changed_files, q.kept),
+        (Some(fork_a.name.as_str()), Some(1), true),
+        "{r:?}"
+    );
+    assert_eq!(r.parent.as_deref(), Some(fork_a.name.as_str()));
+    ship(&mut records, "b", 11, "a", &r);
+    let fork_b = r.identity.clone();
+    c.b.write("data/lost_b.txt", "after the second fork");
+
+    // B dies. A promotes B's snapshot (13), restarts and leads again (15).
+    let p15 = promote_restart_and_lead(&c, &c.a, &a, &mut records, (13, 15), &fork_b).await;
+
+    // B returns.
+    let protected = shipper::protected_identities(&records, Some(&p15));
+    let r = a.replicate("b", 15, 0, &protected).await.unwrap();
+    let q = r.quarantined.clone().expect("quarantined");
+    assert_eq!((q.changed_files, q.kept), (Some(1), true), "{r:?}");
+    assert_eq!(
+        q.fork, r.parent,
+        "compared with and resynced from the fork point"
+    );
+    assert!(r.parent.is_some(), "incremental: {r:?}");
+    assert!(r.bytes.unwrap() < 64 << 10, "{r:?}");
 }
 
 /// In `cluster` on `etcd`: `a` holds the leader key, `b` is a live standby member.

@@ -10,9 +10,9 @@ use common::{Etcd, Proxy, wait_for};
 use futures_util::StreamExt;
 use nfsha_config::StorageMode;
 use nfsha_server::{
-    Acquire, Controller, Coordinator, EpochFilter, EtcdCoordinator, EtcdOptions, FakeHost,
-    HostCall, LeadExit, LeaderRecord, MemberState, ReplicaRecord, ReplicationSettings, ServingLog,
-    Settings, StatusHandle, Step, SwitchoverRequest,
+    Acquire, Controller, Coordinator, Direction, EpochFilter, EtcdCoordinator, EtcdOptions,
+    FakeHost, HostCall, LeadExit, LeaderRecord, MemberState, ReplicaRecord, ReplicationSettings,
+    ServingLog, Settings, StatusHandle, Step, SwitchoverRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,13 +81,18 @@ impl Node {
     }
 
     async fn start_with(endpoint: &str, settings: Settings, log: &ServingLog) -> Node {
+        let host = FakeHost::with_log(settings.node.clone(), log.clone());
+        Self::start_on(endpoint, settings, host).await
+    }
+
+    /// A node on `host` (failures injected before it starts).
+    async fn start_on(endpoint: &str, settings: Settings, host: FakeHost) -> Node {
         let (cluster, name) = (settings.cluster.clone(), settings.node.clone());
         let (cluster, name) = (cluster.as_str(), name.as_str());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let host = FakeHost::with_log(name, log.clone());
         let coord = coordinator(endpoint, cluster, name).await;
         let (tx, rx) = watch::channel(false);
         let c = Controller::new(settings, coord, host.clone(), rx);
@@ -641,6 +646,49 @@ async fn etcd_a_fresh_standby_takes_over_when_the_leader_crashes() {
     assert_no_overlap(&log);
 }
 
+/// Issue 12: the first leader of a replicated cluster fails its storage step. It rolls
+/// back, releases the key and, after its backoff, campaigns again and serves (before
+/// the fix the epoch of its failed campaign left it `behind` forever, and the cluster
+/// leaderless).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_first_leader_whose_bring_up_fails_campaigns_again_after_its_backoff() {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let host = FakeHost::with_log("a", log.clone());
+    host.fail(Step::Storage, Direction::Up, 1);
+    let a = Node::start_on(&etcd.endpoint(), replicated("a", "r5"), host).await;
+    let cli = coordinator(&etcd.endpoint(), "r5", "cli").await;
+    wait_for(Duration::from_secs(10), "a's bring-up rolled back", || {
+        a.host
+            .calls()
+            .contains(&HostCall::Down(Step::Storage))
+            .then_some(())
+    })
+    .await;
+    let released = Instant::now();
+    wait_for(TTL * 3 + Duration::from_secs(10), "a serving again", || {
+        a.serving().then_some(())
+    })
+    .await;
+    assert!(released.elapsed() >= TTL - LOOP, "backed off ~one ttl");
+    let ups = a
+        .host
+        .calls()
+        .iter()
+        .filter(|c| **c == HostCall::Up(Step::Storage))
+        .count();
+    assert_eq!(ups, 2, "one failed bring-up, one that served");
+    let e2 = a.epoch().expect("epoch");
+    let own = wait_async(
+        Duration::from_secs(10),
+        "a's own record of the new epoch",
+        || async { replica(&cli, "r5", "a").await.filter(|r| r.epoch == e2) },
+    )
+    .await;
+    assert_eq!(own.by, "a");
+    assert_no_overlap(&log);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_a_stale_standby_does_not_take_over_until_the_operator_accepts_the_lag() {
     let etcd = Etcd::start().await;
@@ -878,6 +926,7 @@ async fn etcd_btrfs_positions_and_records_are_guarded_by_the_epoch() {
             identity: "uuid-1".into(),
         }),
         position_ms: Some(900),
+        forks: Vec::new(),
     };
     assert!(a.record_replica("b", &replica, epoch).await.unwrap());
     assert!(a.record_position(&pos(31_000), epoch).await.unwrap());

@@ -15,8 +15,12 @@
 //!   leaves a writable half-received subvolume, which is removed (at once, and again
 //!   before the next attempt); the next attempt restarts from the same parent.
 //! - [`Engine::prune_local`]: retention on the leader; never deletes the newest, a
-//!   snapshot whose identity is protected (each standby's newest common one), a
-//!   quarantine snapshot or a name that is not nfsha's.
+//!   snapshot whose identity is protected (each standby's newest common one, the fork
+//!   points of nodes that led before, see [`shipper::protected_identities`]), the
+//!   newest snapshot it received (read from the disk: the fork point of the node it
+//!   took over from, whatever leadership or process this is; [`plan::protect`]), a
+//!   quarantine snapshot or a name that is not nfsha's. The standby's copies of all of
+//!   these are kept too.
 //! - [`Engine::promote`]: make the newest complete snapshot the writable live
 //!   subvolume (the seed's Step 2). When a live subvolume is already there and is the
 //!   continuation of this node's own newest snapshot, it *is* the newest data and is
@@ -346,7 +350,7 @@ impl<H: BtrfsHost> Engine<H> {
             .into_iter()
             .filter(|s| held.contains(s.identity()))
             .collect();
-        let mut keep_ids = protected.clone();
+        let mut keep_ids = plan::protect(&base, &local, protected);
         keep_ids.insert(snapshot.identity().to_owned());
         let mut pruned = Vec::new();
         for s in plan::prune(&base, &copies, self.s.keep, &keep_ids) {
@@ -370,8 +374,9 @@ impl<H: BtrfsHost> Engine<H> {
         protected: &BTreeSet<String>,
     ) -> Result<Vec<String>, BtrfsError> {
         let all = self.inventory().await?;
+        let protected = plan::protect(&self.base(), &all, protected);
         let mut gone = Vec::new();
-        for s in plan::prune(&self.base(), &all, self.s.keep, protected) {
+        for s in plan::prune(&self.base(), &all, self.s.keep, &protected) {
             self.host.delete(&self.me, &self.at(&s.name)).await?;
             gone.push(s.name.clone());
         }

@@ -196,6 +196,28 @@ pub fn prune<'a>(
         .collect()
 }
 
+/// The newest complete snapshot of `all` that this node *received* (its
+/// `received_uuid` is set) rather than took: what it was promoted from, i.e. the fork
+/// point of the node that led before it (or a copy of a newer snapshot of a later
+/// leader, when it was brought up to date since). Read from the disk, so it holds
+/// across restarts and leadership changes; retention keeps it (see [`protect`]).
+pub fn newest_received<'a>(base: &str, all: &'a [Subvol]) -> Option<&'a Subvol> {
+    complete(base, all)
+        .into_iter()
+        .find(|s| s.received_uuid.is_some())
+}
+
+/// `protected` plus what the disk says must stay on a leader whose inventory is
+/// `local`: its [`newest_received`] snapshot. A node that led before this one and is
+/// away forked there; no record in memory or under the current epoch is needed to
+/// know it (a protection kept only by the leadership that promoted it was lost at the
+/// next restart or failover, and the old primary came back to a full send).
+pub fn protect(base: &str, local: &[Subvol], protected: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut p = protected.clone();
+    p.extend(newest_received(base, local).map(|s| s.identity().to_owned()));
+    p
+}
+
 /// A returning node compared with the leader.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fork {
@@ -468,6 +490,32 @@ mod tests {
                 .iter()
                 .any(|s| ["D", "P", "M"].contains(&s.uuid.as_str()))
         );
+    }
+
+    #[test]
+    fn the_newest_received_snapshot_is_protected_from_what_the_disk_says() {
+        // B received a1, a2 from A, promoted a2 and took b1..b3 of its own.
+        let b = [
+            sv(300, "data@1-a1", "x1", Some("A1"), true),
+            sv(301, "data@1-a2", "x2", Some("A2"), true),
+            sv(302, "data@9-b1", "B1", None, true),
+            sv(303, "data@9-b2", "B2", None, true),
+            sv(304, "data@9-b3", "B3", None, true),
+            sv(305, "data@9-b4", "P", Some("Q"), false), // a receive that broke
+        ];
+        assert_eq!(
+            newest_received("data", &b).map(|s| s.identity()),
+            Some("A2")
+        );
+        let p = protect("data", &b, &BTreeSet::new());
+        assert_eq!(p, ["A2".to_owned()].into());
+        let gone: Vec<&str> = prune("data", &b, 2, &p)
+            .iter()
+            .map(|s| s.identity())
+            .collect();
+        assert_eq!(gone, ["B1", "A1"]);
+        // A node that never received anything adds nothing.
+        assert!(protect("data", &b[2..5], &BTreeSet::new()).is_empty());
     }
 
     #[test]

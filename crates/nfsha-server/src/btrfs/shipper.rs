@@ -13,8 +13,9 @@
 //!    and position; a quarantine found on the way is logged and recorded
 //!    (`diverged/<node>/<name>`);
 //! 4. retention on the leader, protecting every replica record's snapshot (also of
-//!    standbys that are down now) and the snapshot this leadership was promoted from
-//!    (the previous leader's fork point; see [`protected_identities`]).
+//!    standbys that are down now), the fork points of nodes that led before (kept in
+//!    the records, [`own_record`], so they outlive this leadership and this process)
+//!    and the snapshot this leadership was promoted from (see [`protected_identities`]).
 //!
 //! The per-standby live RPO (position now − position of its newest snapshot, one
 //! clock) is kept in the status ([`ShipStatus::rpo_ms`]).
@@ -24,11 +25,11 @@
 
 use super::{BtrfsHost, Engine, Promotion};
 use crate::coordinator::{
-    Coordinator, DivergedRecord, Keys, LeaderPosition, MemberState, PromotionRecord, ReplicaRecord,
-    SnapshotRef,
+    Coordinator, DivergedRecord, ForkPoint, Keys, LeaderPosition, MemberState, PromotionRecord,
+    ReplicaRecord, SnapshotRef,
 };
 use crate::status::StatusHandle;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -154,11 +155,17 @@ pub async fn btrfs_ship_loop<C: Coordinator, H: BtrfsHost>(
                 Ok(Ok(m)) => m,
                 _ => continue,
             };
+            // Retention must not run without the records of what to keep.
             let replicas = match timeout(lp, coord.replicas()).await {
                 Ok(Ok(r)) => r,
-                _ => Default::default(),
+                _ => {
+                    tracing::warn!(
+                        "cannot read the replica records; no ship, no retention this period"
+                    );
+                    continue;
+                }
             };
-            let mut protected = protected_identities(replicas.values(), cfg.promotion.as_ref());
+            let mut protected = protected_identities(&replicas, cfg.promotion.as_ref());
             for m in members {
                 if m.node == cfg.node
                     || !matches!(m.state, MemberState::Standby | MemberState::Behind)
@@ -221,16 +228,18 @@ pub async fn btrfs_ship_loop<C: Coordinator, H: BtrfsHost>(
                         tracing::info!(target = %m.node, "standby holds a snapshot of an earlier leadership; recorded after the next one");
                         continue;
                     };
-                    let rec = ReplicaRecord {
-                        shipped_at_ms: started,
+                    let rec = shipped_record(
+                        &cfg.node,
                         epoch,
-                        by: cfg.node.clone(),
-                        snapshot: Some(SnapshotRef {
+                        started,
+                        SnapshotRef {
                             name: report.snapshot.clone(),
                             identity: report.identity.clone(),
-                        }),
-                        position_ms: Some(position_ms),
-                    };
+                        },
+                        Some(position_ms),
+                        replicas.get(&m.node),
+                        &m.node,
+                    );
                     match timeout(lp, coord.record_replica(&m.node, &rec, epoch)).await {
                         Ok(Ok(true)) => {
                             recorded.insert(m.node.clone(), report.identity.clone());
@@ -285,20 +294,114 @@ pub async fn btrfs_ship_loop<C: Coordinator, H: BtrfsHost>(
 }
 
 /// The identities retention must keep: each replica record's snapshot (also of
-/// standbys that are down now) and the snapshot this leadership was promoted from —
-/// the fork point of the previous leader, whose own record names no snapshot (a
-/// leader vouches for itself without one). Without the latter, an old primary away
-/// for longer than `keep` × `interval` came back to a leader that had pruned the
-/// fork point: no incremental resync, and its divergent writes could not be counted.
-pub fn protected_identities<'a>(
-    replicas: impl IntoIterator<Item = &'a ReplicaRecord>,
+/// standbys that are down now), every fork point a record still carries (see
+/// [`own_record`]; until the node it is kept for has been shipped to again) and the
+/// snapshot this leadership was promoted from. Everything but the last comes from
+/// etcd, so it holds across restarts and leadership changes; the engine adds what the
+/// disk says ([`super::plan::protect`]). Without the fork points, an old primary away
+/// for longer than `keep` × `interval` came back to a leader that had pruned the fork
+/// point (once that leader had restarted or a second failover had happened, when the
+/// promotion of the first one was no longer in any memory): no incremental resync, and
+/// its divergent writes could not be counted.
+pub fn protected_identities(
+    replicas: &BTreeMap<String, ReplicaRecord>,
     promotion: Option<&Promotion>,
 ) -> BTreeSet<String> {
     replicas
-        .into_iter()
+        .values()
         .filter_map(|r| r.snapshot.as_ref().map(|s| s.identity.clone()))
+        .chain(live_forks(replicas).map(|f| f.snapshot.identity.clone()))
         .chain(promotion.and_then(|p| p.identity.clone()))
         .collect()
+}
+
+/// The fork points the records carry that are still needed: a fork point is done
+/// with once a leader of its epoch or later has shipped to its node (that node's
+/// record then names a snapshot the cluster holds). A node that led again since
+/// keeps it (it may still hold nothing newer in common with the next leader).
+fn live_forks(replicas: &BTreeMap<String, ReplicaRecord>) -> impl Iterator<Item = &ForkPoint> {
+    replicas.values().flat_map(|r| &r.forks).filter(|f| {
+        !replicas
+            .get(&f.node)
+            .is_some_and(|r| r.by != f.node && r.epoch >= f.epoch)
+    })
+}
+
+/// The record a btrfs leader `node` writes for itself when it begins serving `epoch`
+/// (at `now_ms`): it vouches for its own copy (no snapshot, see
+/// [`crate::replication`]) and carries every fork point still needed — those of all
+/// records (so none is lost when a record is rewritten) and, when this leadership
+/// promoted a snapshot that another leader shipped to it, that snapshot as the fork
+/// point of that leader (it took it, or holds it; with no promotion, the snapshot
+/// that leader last shipped to it). `replicas`: all records as etcd holds them
+/// before this write.
+pub fn own_record(
+    node: &str,
+    epoch: u64,
+    now_ms: u64,
+    replicas: &BTreeMap<String, ReplicaRecord>,
+    promotion: Option<&Promotion>,
+) -> ReplicaRecord {
+    let mut forks: Vec<ForkPoint> = Vec::new();
+    let prev = replicas.get(node).filter(|r| r.by != node);
+    let promoted = promotion
+        .and_then(|p| p.snapshot.clone().zip(p.identity.clone()))
+        .map(|(name, identity)| SnapshotRef { name, identity });
+    // Without a promotion (a bring-up that failed first), what that leader shipped.
+    let new = prev.and_then(|r| {
+        Some(ForkPoint {
+            node: r.by.clone(),
+            epoch,
+            snapshot: promoted.or_else(|| r.snapshot.clone())?,
+        })
+    });
+    for f in live_forks(replicas).cloned().chain(new) {
+        if !forks
+            .iter()
+            .any(|g| g.node == f.node && g.snapshot.identity == f.snapshot.identity)
+        {
+            forks.push(f);
+        }
+    }
+    ReplicaRecord {
+        shipped_at_ms: now_ms,
+        epoch,
+        by: node.to_owned(),
+        snapshot: None,
+        position_ms: None,
+        forks,
+    }
+}
+
+/// The record of standby `target` once leader `by` (of `epoch`) has brought it to
+/// `snapshot` (shipping began at `shipped_at_ms`; `position_ms`: the leader's position
+/// just before that snapshot). It keeps the fork points of `old`, its previous record,
+/// but its own: `target` has just been shipped to, so those are done with.
+pub fn shipped_record(
+    by: &str,
+    epoch: u64,
+    shipped_at_ms: u64,
+    snapshot: SnapshotRef,
+    position_ms: Option<u64>,
+    old: Option<&ReplicaRecord>,
+    target: &str,
+) -> ReplicaRecord {
+    ReplicaRecord {
+        shipped_at_ms,
+        epoch,
+        by: by.to_owned(),
+        snapshot: Some(snapshot),
+        position_ms,
+        forks: old
+            .map(|r| {
+                r.forks
+                    .iter()
+                    .filter(|f| f.node != target)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 fn fail(status: &StatusHandle, target: &str, started: u64, error: String) {

@@ -354,15 +354,17 @@ async fn the_promoted_fork_point_survives_retention_while_the_old_primary_is_awa
         by: "b".into(),
         snapshot: None,
         position_ms: None,
+        forks: Vec::new(),
     };
-    let protected = super::shipper::protected_identities([&own], Some(&p));
+    let records: std::collections::BTreeMap<String, _> = [("b".to_owned(), own)].into();
+    let protected = super::shipper::protected_identities(&records, Some(&p));
     assert_eq!(protected, [s[1].uuid.clone()].into());
     for i in 0..4 {
         w.write("b", "bfile", &i.to_string());
         b.take_snapshot(9, 5_000 + i).await.unwrap();
         // Without the promotion's identity retention would take the fork point.
         let inv = b.inventory().await.unwrap();
-        let unprotected = super::shipper::protected_identities([&own], None);
+        let unprotected = super::shipper::protected_identities(&records, None);
         if i >= 1 {
             assert!(
                 plan::prune(&b.base(), &inv, 2, &unprotected)
@@ -389,4 +391,210 @@ async fn the_promoted_fork_point_survives_retention_while_the_old_primary_is_awa
         (Some(s[1].name.as_str()), Some(1), true)
     );
     assert_eq!(r.parent.as_deref(), Some(s[1].name.as_str()));
+}
+
+/// The records etcd would hold (`replica/<node>`), written the way the controller
+/// and the shipper write them.
+type Records = std::collections::BTreeMap<String, crate::coordinator::ReplicaRecord>;
+
+/// `node` begins serving `epoch` after promoting `p`: its own record.
+fn begin_leading(records: &mut Records, node: &str, epoch: u64, p: &Promotion) {
+    let own = super::shipper::own_record(node, epoch, 0, records, Some(p));
+    records.insert(node.into(), own);
+}
+
+/// `leader` (of `epoch`) brought `target` to `r.snapshot`: the shipper's record.
+fn shipped(records: &mut Records, leader: &str, epoch: u64, target: &str, r: &ShipReport) {
+    let snap = crate::coordinator::SnapshotRef {
+        name: r.snapshot.clone(),
+        identity: r.identity.clone(),
+    };
+    let rec = super::shipper::shipped_record(
+        leader,
+        epoch,
+        0,
+        snap,
+        Some(0),
+        records.get(target),
+        target,
+    );
+    records.insert(target.into(), rec);
+}
+
+/// Five snapshot periods of a leader with its retention, protection as the shipper
+/// computes it from the records and this leadership's promotion.
+async fn lead_for_a_while(
+    w: &World,
+    e: &Engine<Arc<FakeBtrfs>>,
+    records: &Records,
+    p: &Promotion,
+    epoch: u64,
+) {
+    let node = e.me.name.clone();
+    for i in 0..5 {
+        w.write(&node, "f", &format!("{epoch}-{i}"));
+        e.take_snapshot(epoch, epoch * 1_000 + i).await.unwrap();
+        let protected = super::shipper::protected_identities(records, Some(p));
+        e.prune_local(&protected).await.unwrap();
+    }
+}
+
+fn holds(w: &World, node: &str, identity: &str) -> bool {
+    w.snaps(node).iter().any(|(_, v)| v.identity == identity)
+}
+
+/// Issue 12. A leads (7) and ships s1, s2 to B, writes more, dies. B promotes s2 (9),
+/// restarts and leads again (11) while A is away, then brings A back; B dies, A
+/// promotes B's snapshot (13), restarts (15), brings B back. Each returning node's
+/// fork point is still on the leader — no record in memory or of the current epoch
+/// names it by then — so its divergent writes are counted and it resyncs
+/// incrementally. Before the fix the protection was only the promotion of the current
+/// leadership: B's restart forgot s2 and retention pruned it.
+#[tokio::test]
+async fn the_fork_point_survives_restarts_and_failovers_of_the_leader() {
+    let (w, s) = failover_world().await;
+    let mut records = Records::new();
+    let a_first = Promotion {
+        snapshot: None,
+        identity: None,
+        quarantined: None,
+        removed_partials: vec![],
+    };
+    begin_leading(&mut records, "a", 7, &a_first);
+    let to_b = w
+        .engine("a", 5)
+        .replicate("b", 7, 0, &none())
+        .await
+        .unwrap();
+    shipped(&mut records, "a", 7, "b", &to_b);
+    w.write("a", "lost", "after the fork");
+    let fork_a = s[1].uuid.clone();
+
+    // B leads (9), then restarts and leads again (11): the live subvolume is kept and
+    // this process never saw the promotion of s2.
+    let b = w.engine("b", 2);
+    let p9 = b.promote(9, 0).await.unwrap();
+    assert_eq!(p9.identity.as_deref(), Some(fork_a.as_str()));
+    begin_leading(&mut records, "b", 9, &p9);
+    lead_for_a_while(&w, &b, &records, &p9, 9).await;
+    let p11 = b.promote(11, 0).await.unwrap();
+    assert_eq!(p11.snapshot, None, "kept its live subvolume");
+    begin_leading(&mut records, "b", 11, &p11);
+    // What protected the fork point before: the records' snapshots and this
+    // leadership's promotion. It no longer names s2.
+    let before: BTreeSet<String> = records
+        .values()
+        .filter_map(|r| r.snapshot.as_ref().map(|s| s.identity.clone()))
+        .chain(p11.identity.clone())
+        .collect();
+    assert!(!before.contains(&fork_a), "{before:?}");
+    lead_for_a_while(&w, &b, &records, &p11, 11).await;
+    assert!(holds(&w, "b", &fork_a), "B pruned A's fork point s2");
+
+    // A returns: its writes after s2 are counted, the resync is incremental from s2.
+    let protected = super::shipper::protected_identities(&records, Some(&p11));
+    let r = b.replicate("a", 11, 0, &protected).await.unwrap();
+    let q = r.quarantined.clone().expect("quarantined");
+    assert_eq!(
+        (q.fork.as_deref(), q.changed_files, q.kept),
+        (Some(s[1].name.as_str()), Some(1), true),
+        "lost changed after the fork"
+    );
+    assert_eq!(r.parent.as_deref(), Some(s[1].name.as_str()));
+    shipped(&mut records, "b", 11, "a", &r);
+    assert!(
+        !super::shipper::protected_identities(&records, None).contains(&fork_a),
+        "the records keep s2 no longer once A has been shipped to"
+    );
+    let fork_b = r.identity.clone();
+    w.write("b", "lost-b", "after the second fork");
+
+    // B dies. A promotes B's snapshot (13), then restarts and leads again (15).
+    let a = w.engine("a", 2);
+    let p13 = a.promote(13, 0).await.unwrap();
+    assert_eq!(p13.identity.as_deref(), Some(fork_b.as_str()));
+    begin_leading(&mut records, "a", 13, &p13);
+    assert!(
+        records["a"]
+            .forks
+            .iter()
+            .any(|f| f.node == "b" && f.snapshot.identity == fork_b),
+        "{:?}",
+        records["a"]
+    );
+    lead_for_a_while(&w, &a, &records, &p13, 13).await;
+    let p15 = a.promote(15, 0).await.unwrap();
+    assert_eq!(p15.snapshot, None);
+    begin_leading(&mut records, "a", 15, &p15);
+    lead_for_a_while(&w, &a, &records, &p15, 15).await;
+    assert!(holds(&w, "a", &fork_b), "A pruned B's fork point");
+
+    // B returns: the same story the other way round.
+    let protected = super::shipper::protected_identities(&records, Some(&p15));
+    let r = a.replicate("b", 15, 0, &protected).await.unwrap();
+    let q = r.quarantined.expect("quarantined");
+    assert_eq!(
+        (q.fork.as_deref(), q.changed_files),
+        (Some(r.parent.as_deref().unwrap()), Some(1))
+    );
+    let parent = r.parent.expect("incremental");
+    assert_eq!(
+        w.snaps("a")
+            .into_iter()
+            .find(|(n, _)| *n == parent)
+            .map(|(_, v)| v.identity),
+        Some(fork_b)
+    );
+}
+
+/// Three nodes, where the disk alone is not enough: the leader C received A's fork
+/// point from A (through B's leadership), not from the leader it took over from. The
+/// records keep it across C's promotion, B's record being rewritten and C's restart,
+/// until A itself has been shipped to.
+#[test]
+fn fork_points_in_the_records_outlive_rewrites_and_end_when_their_node_is_shipped_to() {
+    let snap = |n: &str| crate::coordinator::SnapshotRef {
+        name: n.into(),
+        identity: n.to_uppercase(),
+    };
+    let promoted = |n: Option<&str>| Promotion {
+        snapshot: n.map(Into::into),
+        identity: Some(n.unwrap_or("c9").to_uppercase()),
+        quarantined: None,
+        removed_partials: vec![],
+    };
+    let ship = |records: &mut Records, by: &str, epoch: u64, to: &str, s: &str| {
+        let rec =
+            super::shipper::shipped_record(by, epoch, 0, snap(s), Some(0), records.get(to), to);
+        records.insert(to.into(), rec);
+    };
+    let protected = |records: &Records| super::shipper::protected_identities(records, None);
+    let mut records = Records::new();
+    // A leads 1 and ships a5 to B and C.
+    begin_leading(&mut records, "a", 1, &promoted(None));
+    ship(&mut records, "a", 1, "b", "a5");
+    ship(&mut records, "a", 1, "c", "a5");
+    // B promotes a5 (2) and ships b3 to C; B dies, C promotes b3 (3).
+    begin_leading(&mut records, "b", 2, &promoted(Some("a5")));
+    ship(&mut records, "b", 2, "c", "b3");
+    assert!(protected(&records).contains("A5"));
+    begin_leading(&mut records, "c", 3, &promoted(Some("b3")));
+    let forks: Vec<(&str, &str)> = records["c"]
+        .forks
+        .iter()
+        .map(|f| (f.node.as_str(), f.snapshot.identity.as_str()))
+        .collect();
+    assert_eq!(forks, [("a", "A5"), ("b", "B3")]);
+    // B returns and is shipped to: its record is rewritten, A's fork point stays.
+    ship(&mut records, "c", 3, "b", "c4");
+    let p = protected(&records);
+    assert!(p.contains("A5") && !p.contains("B3"), "{p:?}");
+    // C restarts and leads again (its live subvolume kept).
+    begin_leading(&mut records, "c", 5, &promoted(None));
+    assert!(protected(&records).contains("A5"));
+    // A returns and is shipped to: its fork point is done with.
+    ship(&mut records, "c", 5, "a", "c6");
+    let p = protected(&records);
+    assert!(!p.contains("A5"), "{p:?}");
+    assert!(p.contains("C6") && p.contains("C4"), "{p:?}");
 }

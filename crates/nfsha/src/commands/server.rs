@@ -793,6 +793,7 @@ mod tests {
                 by: "a".into(),
                 snapshot: None,
                 position_ms: None,
+                forks: Vec::new(),
             },
         );
         st.replicas.insert(
@@ -806,6 +807,7 @@ mod tests {
                     identity: "u".into(),
                 }),
                 position_ms: Some(10_000),
+                forks: Vec::new(),
             },
         );
         st.position = Some(nfsha_server::coordinator::LeaderPosition {
