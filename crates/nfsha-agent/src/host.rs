@@ -226,6 +226,10 @@ pub trait Host: Send + Sync + 'static {
         deadline: Duration,
     ) -> impl Future<Output = Result<(), HostError>> + Send;
 
+    /// The transports this host parked that are still parked (by any recovery): a
+    /// new mount from their address form would share their kernel client and wait.
+    fn parked_transports(&self) -> Vec<ParkedTransport>;
+
     /// A fresh empty directory in the private staging area (set up on first use).
     fn stage_dir(&self) -> Result<PathBuf, HostError>;
 

@@ -28,6 +28,8 @@ pub struct LinuxHost {
     /// sunrpc sysfs transport switches and /proc/net (for [`Host::park_transports`]).
     xprt_switches: std::path::PathBuf,
     proc_net: std::path::PathBuf,
+    /// What [`Host::park_transports`] parked and nothing pointed back yet.
+    parked: std::sync::Arc<std::sync::Mutex<Vec<ParkedTransport>>>,
     staging_ready: std::sync::Arc<std::sync::Mutex<bool>>,
     portmapper_port: u16,
 }
@@ -48,9 +50,16 @@ impl LinuxHost {
             staging_root: DEFAULT_STAGING_ROOT.into(),
             xprt_switches: nfsha_sys::sunrpc::XPRT_SWITCHES.into(),
             proc_net: "/proc/net".into(),
+            parked: std::sync::Arc::default(),
             staging_ready: std::sync::Arc::default(),
             portmapper_port: 111,
         }
+    }
+}
+
+impl LinuxHost {
+    fn parked_list(&self) -> std::sync::MutexGuard<'_, Vec<ParkedTransport>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -330,7 +339,11 @@ impl Host for LinuxHost {
         let work =
             tokio::task::spawn_blocking(move || nfsha_sys::sunrpc::park(&switches, &addr, port));
         match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(r)) => r.map_err(|e| err(nfsha_core::error_chain(&e))),
+            Ok(Ok(r)) => {
+                let parked = r.map_err(|e| err(nfsha_core::error_chain(&e)))?;
+                self.parked_list().extend(parked.iter().cloned());
+                Ok(parked)
+            }
             Ok(Err(e)) => Err(err(e.to_string())),
             Err(_) => Err(err(format!(
                 "the kernel did not take the new address within {}",
@@ -348,6 +361,7 @@ impl Host for LinuxHost {
             op: "unpark transports",
             message,
         };
+        self.parked_list().retain(|p| !parked.contains(p));
         let parked = parked.to_vec();
         let work = tokio::task::spawn_blocking(move || nfsha_sys::sunrpc::unpark(&parked));
         match tokio::time::timeout(deadline, work).await {
@@ -358,6 +372,15 @@ impl Host for LinuxHost {
                 humantime::format_duration(deadline)
             ))),
         }
+    }
+
+    fn parked_transports(&self) -> Vec<ParkedTransport> {
+        let mut list = self.parked_list();
+        // Freed with the last superblock on it, or pointed elsewhere: not parked any more.
+        list.retain(|p| {
+            std::fs::read_to_string(p.xprt.join("dstaddr")).is_ok_and(|a| a.trim() == p.now)
+        });
+        list.clone()
     }
 
     fn stage_dir(&self) -> Result<std::path::PathBuf, HostError> {

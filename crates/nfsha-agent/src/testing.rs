@@ -83,6 +83,8 @@ struct Inner {
     calls: Vec<Call>,
     /// `park_transports` fails with this message.
     park_fails: Option<String>,
+    /// Parked and not pointed back.
+    parked: Vec<ParkedTransport>,
 }
 
 impl Inner {
@@ -117,17 +119,22 @@ impl FakeHost {
         self.add_nfs_mount_of(mountpoint, server, "/export");
     }
 
-    /// Put an NFS mount of `server:export` at `mountpoint` into the table, healthy.
+    /// Put an NFS mount of `server:export` at `mountpoint` into the table, healthy
+    /// (`::ffff:a.b.c.d`: mounted from the IPv4-mapped form, as mountinfo shows it).
     pub fn add_nfs_mount_of(&self, mountpoint: &str, server: &str, export: &str) {
         let mut i = self.inner();
         let dev = i.new_dev();
+        let (server, addr_mapped) = match server.strip_prefix("::ffff:") {
+            Some(v4) => (v4, true),
+            None => (server, false),
+        };
         i.table.push(Mounted {
             mountpoint: mountpoint.into(),
             fstype: "nfs4".into(),
             server: Some(server.into()),
             export: Some(export.into()),
             dev,
-            addr_mapped: false,
+            addr_mapped,
         });
         i.probes
             .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
@@ -410,13 +417,32 @@ impl Host for FakeHost {
                 message: m,
             });
         }
-        Ok(vec![ParkedTransport {
+        if i.parked.iter().any(|p| p.was == addr) {
+            return Ok(Vec::new());
+        }
+        let p = ParkedTransport {
             xprt: PathBuf::from(format!(
                 "/sys/kernel/sunrpc/xprt-switches/switch-1/xprt-{addr}-tcp"
             )),
             was: addr.into(),
             now: nfsha_sys::sunrpc::loopback_for(addr).into(),
-        }])
+        };
+        i.parked.push(p.clone());
+        // As mountinfo shows it: the mounts on the transport now have its address.
+        for m in i.table.iter_mut() {
+            let form = m.server.as_ref().map(|s| {
+                if m.addr_mapped {
+                    format!("::ffff:{s}")
+                } else {
+                    s.clone()
+                }
+            });
+            if form.as_deref() == Some(addr) {
+                m.server = Some(p.now.clone());
+                m.addr_mapped = false;
+            }
+        }
+        Ok(vec![p])
     }
 
     async fn unpark_transports(
@@ -424,10 +450,27 @@ impl Host for FakeHost {
         parked: &[ParkedTransport],
         _deadline: Duration,
     ) -> Result<(), HostError> {
-        self.inner()
-            .calls
+        let mut i = self.inner();
+        i.calls
             .push(Call::Unpark(parked.iter().map(|p| p.was.clone()).collect()));
+        i.parked.retain(|p| !parked.contains(p));
+        for p in parked {
+            let (v4, mapped) = match p.was.strip_prefix("::ffff:") {
+                Some(v4) => (v4.to_string(), true),
+                None => (p.was.clone(), false),
+            };
+            for m in i.table.iter_mut() {
+                if m.server.as_deref() == Some(p.now.as_str()) {
+                    m.server = Some(v4.clone());
+                    m.addr_mapped = mapped;
+                }
+            }
+        }
         Ok(())
+    }
+
+    fn parked_transports(&self) -> Vec<ParkedTransport> {
+        self.inner().parked.clone()
     }
 
     fn stage_dir(&self) -> Result<PathBuf, HostError> {
