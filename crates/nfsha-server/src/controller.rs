@@ -31,7 +31,11 @@
 //! snapshot to each standby every `interval` and records it under the epoch guard; a
 //! standby whose copy is older than `max_lag` (judged at the first instant it saw the
 //! cluster leaderless) publishes `behind` and does not campaign, unless the operator
-//! accepts the lag (`accept-lag` key, `nfsha server promote --accept-lag`).
+//! accepts the lag (`accept-lag` key, `nfsha server promote --accept-lag`). Before the
+//! exports go up the leader publishes its epoch as the last *served* one (`served`,
+//! guarded; refused or unanswered: the step is refused, the bring-up rolls back):
+//! copies are judged against that epoch, so a leadership that never exported makes
+//! nobody `behind`.
 //!
 //! Failure modes and what happens:
 //! - etcd unreachable/frozen while leader: renewals time out; fencing starts at
@@ -39,12 +43,12 @@
 //!   `proof + ttl − safety_margin`; the rest of the teardown follows (see above).
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
-//!   and this node stays out of the race for one TTL so another node gets a chance. In
-//!   replicated mode a node whose copy was the newest data when it campaigned (no
-//!   leader ever, or it led the last epoch) first records that it still is (it never
-//!   served; see `vouch_unserved`), or the epoch its acquire published would leave it
-//!   `behind` for good; a standby that campaigned on another leader's copy is judged
-//!   as before (with the operator's override: `behind`, and says why).
+//!   and this node stays out of the race for one TTL so another node gets a chance. A
+//!   bring-up that failed before the exports leaves the last served epoch as it was:
+//!   every node is judged as before the campaign (a standby that campaigned on the
+//!   operator's override stays `behind`, and says why). In replicated mode a node whose
+//!   copy was the newest data also records that it still is (`vouch_unserved`; for a
+//!   cluster without the `served` key, where the published epoch counts as served).
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -55,6 +59,7 @@
 
 use crate::coordinator::{
     Acquire, Coordinator, LeaderRecord, MemberInfo, MemberState, ReplicaRecord, ReplicaView,
+    ServedRecord,
 };
 use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
@@ -182,17 +187,34 @@ impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
         let mut m = self.member.clone();
         m.detail = Some(format!("bringing up {step}"));
         m.updated_ms = nfsha_core::event::now_ms();
-        match timeout(
-            self.settings.loop_period,
-            self.coord.heartbeat(&m, Some(epoch)),
-        )
-        .await
-        {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(format!("leader key no longer has epoch {epoch}")),
-            Ok(Err(e)) => Err(format!("etcd: {e}")),
-            Err(_) => Err("etcd did not answer".into()),
+        let lp = self.settings.loop_period;
+        guarded(
+            timeout(lp, self.coord.heartbeat(&m, Some(epoch))).await,
+            epoch,
+        )?;
+        if step == Step::Exports {
+            // From here on clients may write: this epoch counts as served before they
+            // can (see crate::replication); not published, no exports.
+            let served = ServedRecord::serving(&self.settings.node, epoch, m.updated_ms);
+            guarded(
+                timeout(lp, self.coord.record_served(&served, epoch)).await,
+                epoch,
+            )?;
         }
+        Ok(())
+    }
+}
+
+/// A guarded write's answer as a [`StepGuard`] verdict.
+fn guarded(
+    r: Result<Result<bool, crate::coordinator::CoordError>, tokio::time::error::Elapsed>,
+    epoch: u64,
+) -> Result<(), String> {
+    match r {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(format!("leader key no longer has epoch {epoch}")),
+        Ok(Err(e)) => Err(format!("etcd: {e}")),
+        Err(_) => Err("etcd did not answer".into()),
     }
 }
 
@@ -718,11 +740,11 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
     /// failed, or fenced or stopped during bring-up) and our copy was the newest data
     /// when we campaigned (`fresh`: no leader ever, or we led the last epoch;
     /// [`holds_newest`]): nobody served since, so it still is; record that, under the
-    /// epoch guard (only while the key is still ours, i.e. before it is released). Our
-    /// acquire published `epoch`, which makes every copy older than the last epoch:
-    /// without this record the first leader of a cluster whose bring-up failed was
-    /// `behind` ("no snapshot was ever shipped to this node") and never campaigned
-    /// again. A failed write leaves us behind, which is safe and shows in the status. A
+    /// epoch guard (only while the key is still ours, i.e. before it is released). With
+    /// the `served` key the gate already ignores an unserved epoch; this record covers
+    /// a cluster without it (or an acquire that could not write it), where our acquire's
+    /// `epoch` counts as served. A failed write leaves us behind there, which is safe
+    /// and shows in the status. A
     /// standby that campaigned on a copy shipped by another leader (within max_lag, or
     /// on the operator's override) is not vouched for: its copy is not the newest, and
     /// its gate judges it as before, with the reason in its status.
@@ -1181,6 +1203,8 @@ mod tests {
         accept_lag: Option<LagOverride>,
         /// Epochs whose leader announced it serves.
         serving: Vec<u64>,
+        served: Option<ServedRecord>,
+        position: Option<crate::coordinator::LeaderPosition>,
     }
 
     #[derive(Debug, Clone)]
@@ -1238,6 +1262,12 @@ mod tests {
             s.rev += 1;
             let rev = s.rev;
             s.leader = Some((self.node.clone(), rev));
+            s.served = Some(ServedRecord::acquired(
+                s.served.as_ref(),
+                s.published,
+                rev,
+                0,
+            ));
             s.published = Some(rev);
             Ok(Acquire::Acquired { epoch: rev })
         }
@@ -1321,6 +1351,15 @@ mod tests {
             s.replicas.insert(node.to_owned(), record.clone());
             Ok(true)
         }
+        async fn record_served(&self, r: &ServedRecord, epoch: u64) -> Result<bool, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.leader.as_ref().map(|l| l.1) != Some(epoch) {
+                return Ok(false);
+            }
+            s.served = Some(r.clone());
+            Ok(true)
+        }
         async fn replica_view(&self, node: &str) -> Result<ReplicaView, CoordError> {
             self.gate().await;
             if self.view_fails.load(Ordering::SeqCst) {
@@ -1331,7 +1370,8 @@ mod tests {
                 record: s.replicas.get(node).cloned(),
                 epoch: s.published,
                 accept_lag: s.accept_lag.clone(),
-                position: None,
+                position: s.position.clone(),
+                served: s.served.clone(),
             })
         }
         async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
@@ -1965,6 +2005,67 @@ mod tests {
         assert_eq!(r.status.get().epoch, Some(3));
     }
 
+    /// `mem`'s store, seen by `node` (another controller on the same store).
+    fn seen_by(mem: &Mem, node: &str) -> Mem {
+        Mem {
+            node: node.into(),
+            ..mem.clone()
+        }
+    }
+
+    /// The protection is kept: a leadership that served (and may have taken writes)
+    /// leaves a node that was never shipped to `behind`, and the cluster leaderless.
+    #[tokio::test(start_paused = true)]
+    async fn a_leadership_that_served_still_leaves_a_never_shipped_node_behind() {
+        let a = start_node(replicated("a"), Mem::new("a"));
+        until("a serving", Duration::from_secs(5), || serving(&a)).await;
+        let served = a.mem.s().served.clone().expect("served");
+        assert_eq!((served.epoch, served.node.as_deref()), (Some(1), Some("a")));
+        a.task.abort();
+        a.host.crash();
+        a.mem.s().leader = None;
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b behind", Duration::from_secs(5), || {
+            b.status.get().state == MemberState::Behind
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(b.mem.leader_epoch(), None, "b must not campaign");
+        assert!(!b.host.is_active());
+        let st = b.status.get();
+        assert!(
+            st.detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("no snapshot was ever shipped"),
+            "{st:?}"
+        );
+    }
+
+    /// A leadership counts as served from its exports on, bring-up finished or not
+    /// (clients may write as soon as they can reach them): `a`'s floating address
+    /// fails, and `b`, never shipped to, stays `behind`.
+    #[tokio::test(start_paused = true)]
+    async fn a_leadership_whose_bring_up_fails_after_its_exports_counts_as_served() {
+        let host = FakeHost::new("a");
+        host.fail_always(Step::FloatingAddress, Direction::Up);
+        let a = start_node_on(replicated("a"), Mem::new("a"), host);
+        until("a's exports rolled back", Duration::from_secs(5), || {
+            a.host.calls().contains(&HostCall::Down(Step::Exports))
+        })
+        .await;
+        let served = a.mem.s().served.clone().expect("served");
+        assert_eq!((served.epoch, served.node.as_deref()), (Some(1), Some("a")));
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b behind", Duration::from_secs(5), || {
+            b.status.get().state == MemberState::Behind
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!b.host.is_active(), "b must not serve");
+        assert_ne!(b.mem.s().leader.as_ref().map(|l| l.0.as_str()), Some("b"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_node_that_cannot_prove_leadership_never_starts_a_step() {
         // The key changes hands between the acquire and the first guarded step.
@@ -2013,6 +2114,9 @@ mod tests {
             }
             async fn replica_view(&self, n: &str) -> Result<ReplicaView, CoordError> {
                 self.0.replica_view(n).await
+            }
+            async fn record_served(&self, r: &ServedRecord, e: u64) -> Result<bool, CoordError> {
+                self.0.record_served(r, e).await
             }
             async fn clear_lag_override(&self, n: &str) -> Result<(), CoordError> {
                 self.0.clear_lag_override(n).await

@@ -39,7 +39,7 @@ pub use command::{CommandHost, CommandOptions};
 pub use controller::{Controller, LeadExit, Settings};
 pub use coordinator::{
     Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
-    MemberInfo, MemberState, ReplicaRecord, ReplicaView, SwitchoverRequest,
+    MemberInfo, MemberState, ReplicaRecord, ReplicaView, ServedRecord, SwitchoverRequest,
 };
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use fake::{Direction, FakeHost, HostCall, ServingInterval, ServingLog};

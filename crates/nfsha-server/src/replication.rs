@@ -523,6 +523,7 @@ mod tests {
             epoch,
             accept_lag: None,
             position: None,
+            served: None,
         }
     }
 
@@ -596,6 +597,7 @@ mod tests {
                 position_ms: p,
                 tail_ms: 5_000,
             }),
+            served: None,
         }
     }
 
