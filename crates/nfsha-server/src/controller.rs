@@ -1924,8 +1924,14 @@ mod tests {
     /// A node on `mem` whose first storage bring-up fails; returns once it has rolled
     /// back and released the key.
     async fn storage_fails_once(s: Settings, mem: Mem) -> Running {
+        storage_fails(s, mem, 1).await
+    }
+
+    /// A node on `mem` whose first `times` storage bring-ups fail (`u32::MAX`: all);
+    /// returns once the first has rolled back and released the key.
+    async fn storage_fails(s: Settings, mem: Mem, times: u32) -> Running {
         let host = FakeHost::new(s.node.clone());
-        host.fail(Step::Storage, Direction::Up, 1);
+        host.fail(Step::Storage, Direction::Up, times);
         let r = start_node_on(s, mem, host);
         until("key released", Duration::from_secs(5), || {
             r.host.calls().contains(&HostCall::Down(Step::Storage))
@@ -2011,6 +2017,88 @@ mod tests {
             node: node.into(),
             ..mem.clone()
         }
+    }
+
+    /// The open item of issue 12: the first leader's storage is broken for good. Its
+    /// leadership never served, so a node that was never shipped to lacks nothing: it
+    /// campaigns and serves. Before the fix the epoch the failed acquire published left
+    /// `b` `behind` ("no snapshot was ever shipped to this node") and the cluster
+    /// leaderless while `a` retried every ttl.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_leader_whose_storage_is_broken_for_good_leaves_the_lead_to_a_never_shipped_node()
+     {
+        let a = storage_fails(replicated("a"), Mem::new("a"), u32::MAX).await;
+        let served = a.mem.s().served.clone().expect("written at acquire");
+        assert_eq!((served.epoch, served.acquired), (None, 1), "{served:?}");
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b serving", Duration::from_secs(30), || serving(&b)).await;
+        assert!(!a.host.is_active());
+        assert!(!b.mem.s().replicas.contains_key("b") || b.mem.s().replicas["b"].by == "b");
+        let served = b.mem.s().served.clone().expect("served");
+        assert_eq!(
+            (served.epoch, served.node.as_deref()),
+            (b.status.get().epoch, Some("b"))
+        );
+    }
+
+    /// The store after `a` served epoch 5 with the btrfs engine, shipped to `b` (its
+    /// snapshot taken at position 100 s, a's last heartbeat at 130 s, tail 5 s: RPO
+    /// 35 s) and was lost; a's own record is 120 s old by the wall clock (older than
+    /// max_lag), as after a long leadership.
+    fn after_a_served_epoch_5_and_shipped_to_b(node: &str) -> Mem {
+        let mem = Mem::new(node);
+        mem.s().rev = 4;
+        assert_eq!(mem.steal("a"), 5);
+        shipped(&mem, "a", "a", 5, Duration::from_secs(120));
+        shipped(&mem, "b", "a", 5, Duration::from_secs(120));
+        let mut s = mem.s();
+        s.served = Some(ServedRecord::serving("a", 5, 0));
+        s.position = Some(crate::coordinator::LeaderPosition {
+            node: "a".into(),
+            epoch: 5,
+            position_ms: 130_000,
+            tail_ms: 5_000,
+        });
+        let b = s.replicas.get_mut("b").expect("b");
+        b.snapshot = Some(crate::coordinator::SnapshotRef {
+            name: "data@5-x".into(),
+            identity: "u5".into(),
+        });
+        b.position_ms = Some(100_000);
+        s.leader = None;
+        drop(s);
+        mem
+    }
+
+    /// btrfs engine: `b` (shipped to in epoch 5) takes over, acquires epoch 6 and its
+    /// bring-up fails before its exports. Epoch 6 never served: `b` is still judged by
+    /// its epoch-5 snapshot (a standby, RPO 35 s), and `a`, which led epoch 5, is not
+    /// `behind`: it acquires epoch 7 and serves. Before the fix both were `behind` for
+    /// good ("epoch 6 has not shipped to it", and a's own record judged by its age).
+    #[tokio::test(start_paused = true)]
+    async fn btrfs_an_unserved_leadership_strands_neither_its_node_nor_the_last_leader() {
+        let b = storage_fails_once(
+            replicated("b"),
+            after_a_served_epoch_5_and_shipped_to_b("b"),
+        )
+        .await;
+        assert_eq!(b.mem.s().published, Some(6));
+        until(
+            "b judged after its failed epoch 6",
+            Duration::from_secs(5),
+            || b.mem.s().members["b"].state != MemberState::Promoting,
+        )
+        .await;
+        let m = b.mem.s().members["b"].clone();
+        assert_eq!(
+            (m.state, m.lag_ms),
+            (MemberState::Standby, Some(35_000)),
+            "b is not stranded for epoch 6: {m:?}"
+        );
+        let a = start_node(replicated("a"), seen_by(&b.mem, "a"));
+        until("a serving", Duration::from_secs(10), || serving(&a)).await;
+        assert_eq!(a.status.get().epoch, Some(7));
+        assert_ne!(b.status.get().state, MemberState::Promoting);
     }
 
     /// The protection is kept: a leadership that served (and may have taken writes)

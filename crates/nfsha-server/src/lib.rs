@@ -50,7 +50,7 @@ pub use netlink::{
     AddressCall, AddressOp, AddressOps, FakeAddressOps, NetlinkAddress, NetlinkError,
 };
 pub use notify::{Notifier, NotifyError};
-pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge};
+pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge, served_epoch};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,
 };
