@@ -46,9 +46,11 @@
 //!   and this node stays out of the race for one TTL so another node gets a chance. A
 //!   bring-up that failed before the exports leaves the last served epoch as it was:
 //!   every node is judged as before the campaign (a standby that campaigned on the
-//!   operator's override stays `behind`, and says why). In replicated mode a node whose
-//!   copy was the newest data also records that it still is (`vouch_unserved`; for a
-//!   cluster without the `served` key, where the published epoch counts as served).
+//!   operator's override stays `behind`, and says why). One that failed after its
+//!   exports came up counts as served; its node, the only writer of that epoch, then
+//!   records that its copy is the newest (`vouch_unserved`), as does a node whose copy
+//!   was the newest when it campaigned (for a cluster without the `served` key, where
+//!   the published epoch counts as served).
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -176,6 +178,8 @@ struct EpochGuard<'a, C> {
     proof: watch::Receiver<Proof>,
     settings: &'a Settings,
     member: MemberInfo,
+    /// `served` names this epoch: its exports may have come up.
+    exported: std::sync::atomic::AtomicBool,
 }
 
 impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
@@ -200,6 +204,8 @@ impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
                 timeout(lp, self.coord.record_served(&served, epoch)).await,
                 epoch,
             )?;
+            self.exported
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(())
     }
@@ -736,23 +742,25 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
-    /// Replicated mode, when a leadership of `epoch` ends before it served (bring-up
-    /// failed, or fenced or stopped during bring-up) and our copy was the newest data
-    /// when we campaigned (`fresh`: no leader ever, or we led the last epoch;
-    /// [`holds_newest`]): nobody served since, so it still is; record that, under the
-    /// epoch guard (only while the key is still ours, i.e. before it is released). With
-    /// the `served` key the gate already ignores an unserved epoch; this record covers
-    /// a cluster without it (or an acquire that could not write it), where our acquire's
-    /// `epoch` counts as served. A failed write leaves us behind there, which is safe
-    /// and shows in the status. A
-    /// standby that campaigned on a copy shipped by another leader (within max_lag, or
-    /// on the operator's override) is not vouched for: its copy is not the newest, and
-    /// its gate judges it as before, with the reason in its status.
-    async fn vouch_unserved(&mut self, epoch: u64, fresh: bool) {
-        if !fresh || self.settings.replication.is_none() {
+    /// Replicated mode, when a leadership of `epoch` ends before it finished its
+    /// bring-up (bring-up failed, or fenced or stopped during bring-up) and our copy is
+    /// the newest data (`newest`): it was when we campaigned (no leadership served, or
+    /// we led the last served epoch: [`holds_newest`]) and nobody served since, or our
+    /// exports came up (this epoch counts as served and we were its only writer).
+    /// Record that, under the epoch guard (only while the key is still ours, i.e.
+    /// before it is released). Without the record, after exports the epoch we served
+    /// would leave every node `behind`, us included; before exports the gate already
+    /// ignores our epoch, and the record covers a cluster without the `served` key (or
+    /// an acquire that could not write it), where our epoch counts as served. A failed
+    /// write leaves us behind, which is safe and shows in the status. A standby that
+    /// campaigned on a copy shipped by another leader (within max_lag, or on the
+    /// operator's override) and never exported is not vouched for: its copy is not the
+    /// newest, and its gate judges it as before, with the reason in its status.
+    async fn vouch_unserved(&mut self, epoch: u64, newest: bool) {
+        if !newest || self.settings.replication.is_none() {
             return;
         }
-        // The fork points the records carry stay; no promotion: it never served.
+        // The fork points the records carry stay; no promotion: it never finished.
         let (own, unread) = self.own_record(epoch, None).await;
         if let Some(e) = unread {
             tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
@@ -764,7 +772,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
             lp,
         ) {
-            Ok(true) => tracing::info!(epoch, "never served: our copy is still the newest"),
+            Ok(true) => tracing::info!(epoch, "bring-up ended early: our copy is the newest"),
             Ok(false) => tracing::warn!(epoch, "the key is gone: cannot vouch for our copy"),
             Err(e) => tracing::warn!(error = %e, "cannot vouch for our copy"),
         }
@@ -803,6 +811,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             proof: proof_rx.clone(),
             settings: &self.settings,
             member: self.member(MemberState::Promoting, None),
+            exported: Default::default(),
         };
         // Bring-up can outlast one allowance: keep the fence guard fed meanwhile.
         let lp = self.settings.loop_period;
@@ -821,6 +830,9 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             reason = feed => Err(LeadExit::Fenced(reason)),
             _ = shutdown_requested(&mut sd) => Err(LeadExit::Shutdown),
         };
+        // Exported: this epoch counts as served, and we were its only writer: our copy
+        // is the newest (as for a leader that serves, see start_replication).
+        let newest = fresh || guard.exported.load(std::sync::atomic::Ordering::SeqCst);
         drop(guard);
         match result {
             Ok(Ok(())) => {}
@@ -828,7 +840,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 let msg = error_chain(&e);
                 tracing::error!(error = %msg, "bring-up failed");
                 let failed = !e.rollback_failures.is_empty();
-                self.vouch_unserved(epoch, fresh).await;
+                self.vouch_unserved(epoch, newest).await;
                 let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 self.after_teardown(failed, Some(msg.clone())).await;
                 self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
@@ -838,7 +850,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 self.set_state(MemberState::Fenced, Some(epoch), Some(format!("{exit:?}")));
                 let ok = self.seq.tear_down().await.is_ok();
                 // Guarded: refused if the lease was lost (someone may lead now).
-                self.vouch_unserved(epoch, fresh).await;
+                self.vouch_unserved(epoch, newest).await;
                 if exit == LeadExit::Shutdown {
                     let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 }
@@ -2099,6 +2111,36 @@ mod tests {
         until("a serving", Duration::from_secs(10), || serving(&a)).await;
         assert_eq!(a.status.get().epoch, Some(7));
         assert_ne!(b.status.get().state, MemberState::Promoting);
+    }
+
+    /// btrfs engine: `b` (shipped to in epoch 5) takes over and its exports of epoch 6
+    /// come up before its floating address fails. Epoch 6 counts as served and `b` was
+    /// its only writer: it vouches for its copy and campaigns again, while `a` (which
+    /// lacks b's epoch-6 writes) is `behind`. Without the vouch both were `behind`.
+    #[tokio::test(start_paused = true)]
+    async fn btrfs_a_leadership_that_exported_vouches_for_its_node() {
+        let host = FakeHost::new("b");
+        host.fail(Step::FloatingAddress, Direction::Up, 1);
+        let b = start_node_on(
+            replicated("b"),
+            after_a_served_epoch_5_and_shipped_to_b("b"),
+            host,
+        );
+        until("b's epoch 6 rolled back", Duration::from_secs(5), || {
+            b.host.calls().contains(&HostCall::Down(Step::Exports))
+                && b.mem.leader_epoch().is_none()
+        })
+        .await;
+        let rec = b.mem.s().replicas["b"].clone();
+        assert_eq!((rec.by.as_str(), rec.epoch), ("b", 6), "{rec:?}");
+        let a = start_node(replicated("a"), seen_by(&b.mem, "a"));
+        until("a behind", Duration::from_secs(5), || {
+            a.status.get().state == MemberState::Behind
+        })
+        .await;
+        until("b serving again", Duration::from_secs(30), || serving(&b)).await;
+        assert_eq!(b.status.get().epoch, Some(7));
+        assert!(!a.host.is_active(), "a never led");
     }
 
     /// The protection is kept: a leadership that served (and may have taken writes)
