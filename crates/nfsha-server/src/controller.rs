@@ -31,7 +31,11 @@
 //! snapshot to each standby every `interval` and records it under the epoch guard; a
 //! standby whose copy is older than `max_lag` (judged at the first instant it saw the
 //! cluster leaderless) publishes `behind` and does not campaign, unless the operator
-//! accepts the lag (`accept-lag` key, `nfsha server promote --accept-lag`).
+//! accepts the lag (`accept-lag` key, `nfsha server promote --accept-lag`). Before the
+//! exports go up the leader publishes its epoch as the last *served* one (`served`,
+//! guarded; refused or unanswered: the step is refused, the bring-up rolls back):
+//! copies are judged against that epoch, so a leadership that never exported makes
+//! nobody `behind`.
 //!
 //! Failure modes and what happens:
 //! - etcd unreachable/frozen while leader: renewals time out; fencing starts at
@@ -39,12 +43,14 @@
 //!   `proof + ttl − safety_margin`; the rest of the teardown follows (see above).
 //! - etcd says the key is no longer ours: fence at once.
 //! - a bring-up step fails: it and the done steps are rolled back, the key is released,
-//!   and this node stays out of the race for one TTL so another node gets a chance. In
-//!   replicated mode a node whose copy was the newest data when it campaigned (no
-//!   leader ever, or it led the last epoch) first records that it still is (it never
-//!   served; see `vouch_unserved`), or the epoch its acquire published would leave it
-//!   `behind` for good; a standby that campaigned on another leader's copy is judged
-//!   as before (with the operator's override: `behind`, and says why).
+//!   and this node stays out of the race for one TTL so another node gets a chance. A
+//!   bring-up that failed before the exports leaves the last served epoch as it was:
+//!   every node is judged as before the campaign (a standby that campaigned on the
+//!   operator's override stays `behind`, and says why). One that failed after its
+//!   exports came up counts as served; its node, the only writer of that epoch, then
+//!   records that its copy is the newest (`vouch_unserved`), as does a node whose copy
+//!   was the newest when it campaigned (for a cluster without the `served` key, where
+//!   the published epoch counts as served).
 //! - a teardown step fails: state `failed`; the node never campaigns again until a
 //!   teardown succeeds (retried every loop) and stops petting the watchdog.
 //! - controller crash: on restart everything is torn down first (idempotent), and a
@@ -55,6 +61,7 @@
 
 use crate::coordinator::{
     Acquire, Coordinator, LeaderRecord, MemberInfo, MemberState, ReplicaRecord, ReplicaView,
+    ServedRecord,
 };
 use crate::guard::FenceGuard;
 use crate::host::{Role, ServerHost, Step};
@@ -171,6 +178,8 @@ struct EpochGuard<'a, C> {
     proof: watch::Receiver<Proof>,
     settings: &'a Settings,
     member: MemberInfo,
+    /// `served` names this epoch: its exports may have come up.
+    exported: std::sync::atomic::AtomicBool,
 }
 
 impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
@@ -182,17 +191,36 @@ impl<C: Coordinator> StepGuard for EpochGuard<'_, C> {
         let mut m = self.member.clone();
         m.detail = Some(format!("bringing up {step}"));
         m.updated_ms = nfsha_core::event::now_ms();
-        match timeout(
-            self.settings.loop_period,
-            self.coord.heartbeat(&m, Some(epoch)),
-        )
-        .await
-        {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(format!("leader key no longer has epoch {epoch}")),
-            Ok(Err(e)) => Err(format!("etcd: {e}")),
-            Err(_) => Err("etcd did not answer".into()),
+        let lp = self.settings.loop_period;
+        guarded(
+            timeout(lp, self.coord.heartbeat(&m, Some(epoch))).await,
+            epoch,
+        )?;
+        if step == Step::Exports {
+            // From here on clients may write: this epoch counts as served before they
+            // can (see crate::replication); not published, no exports.
+            let served = ServedRecord::serving(&self.settings.node, epoch, m.updated_ms);
+            guarded(
+                timeout(lp, self.coord.record_served(&served, epoch)).await,
+                epoch,
+            )?;
+            self.exported
+                .store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        Ok(())
+    }
+}
+
+/// A guarded write's answer as a [`StepGuard`] verdict.
+fn guarded(
+    r: Result<Result<bool, crate::coordinator::CoordError>, tokio::time::error::Elapsed>,
+    epoch: u64,
+) -> Result<(), String> {
+    match r {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(format!("leader key no longer has epoch {epoch}")),
+        Ok(Err(e)) => Err(format!("etcd: {e}")),
+        Err(_) => Err("etcd did not answer".into()),
     }
 }
 
@@ -714,23 +742,25 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
         }
     }
 
-    /// Replicated mode, when a leadership of `epoch` ends before it served (bring-up
-    /// failed, or fenced or stopped during bring-up) and our copy was the newest data
-    /// when we campaigned (`fresh`: no leader ever, or we led the last epoch;
-    /// [`holds_newest`]): nobody served since, so it still is; record that, under the
-    /// epoch guard (only while the key is still ours, i.e. before it is released). Our
-    /// acquire published `epoch`, which makes every copy older than the last epoch:
-    /// without this record the first leader of a cluster whose bring-up failed was
-    /// `behind` ("no snapshot was ever shipped to this node") and never campaigned
-    /// again. A failed write leaves us behind, which is safe and shows in the status. A
-    /// standby that campaigned on a copy shipped by another leader (within max_lag, or
-    /// on the operator's override) is not vouched for: its copy is not the newest, and
-    /// its gate judges it as before, with the reason in its status.
-    async fn vouch_unserved(&mut self, epoch: u64, fresh: bool) {
-        if !fresh || self.settings.replication.is_none() {
+    /// Replicated mode, when a leadership of `epoch` ends before it finished its
+    /// bring-up (bring-up failed, or fenced or stopped during bring-up) and our copy is
+    /// the newest data (`newest`): it was when we campaigned (no leadership served, or
+    /// we led the last served epoch: [`holds_newest`]) and nobody served since, or our
+    /// exports came up (this epoch counts as served and we were its only writer).
+    /// Record that, under the epoch guard (only while the key is still ours, i.e.
+    /// before it is released). Without the record, after exports the epoch we served
+    /// would leave every node `behind`, us included; before exports the gate already
+    /// ignores our epoch, and the record covers a cluster without the `served` key (or
+    /// an acquire that could not write it), where our epoch counts as served. A failed
+    /// write leaves us behind, which is safe and shows in the status. A standby that
+    /// campaigned on a copy shipped by another leader (within max_lag, or on the
+    /// operator's override) and never exported is not vouched for: its copy is not the
+    /// newest, and its gate judges it as before, with the reason in its status.
+    async fn vouch_unserved(&mut self, epoch: u64, newest: bool) {
+        if !newest || self.settings.replication.is_none() {
             return;
         }
-        // The fork points the records carry stay; no promotion: it never served.
+        // The fork points the records carry stay; no promotion: it never finished.
         let (own, unread) = self.own_record(epoch, None).await;
         if let Some(e) = unread {
             tracing::warn!(epoch, error = %e, "cannot read the replica records; not vouching for our copy");
@@ -742,7 +772,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             timeout(lp, self.coord.record_replica(node, &own, epoch)).await,
             lp,
         ) {
-            Ok(true) => tracing::info!(epoch, "never served: our copy is still the newest"),
+            Ok(true) => tracing::info!(epoch, "bring-up ended early: our copy is the newest"),
             Ok(false) => tracing::warn!(epoch, "the key is gone: cannot vouch for our copy"),
             Err(e) => tracing::warn!(error = %e, "cannot vouch for our copy"),
         }
@@ -781,6 +811,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             proof: proof_rx.clone(),
             settings: &self.settings,
             member: self.member(MemberState::Promoting, None),
+            exported: Default::default(),
         };
         // Bring-up can outlast one allowance: keep the fence guard fed meanwhile.
         let lp = self.settings.loop_period;
@@ -799,6 +830,9 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
             reason = feed => Err(LeadExit::Fenced(reason)),
             _ = shutdown_requested(&mut sd) => Err(LeadExit::Shutdown),
         };
+        // Exported: this epoch counts as served, and we were its only writer: our copy
+        // is the newest (as for a leader that serves, see start_replication).
+        let newest = fresh || guard.exported.load(std::sync::atomic::Ordering::SeqCst);
         drop(guard);
         match result {
             Ok(Ok(())) => {}
@@ -806,7 +840,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 let msg = error_chain(&e);
                 tracing::error!(error = %msg, "bring-up failed");
                 let failed = !e.rollback_failures.is_empty();
-                self.vouch_unserved(epoch, fresh).await;
+                self.vouch_unserved(epoch, newest).await;
                 let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 self.after_teardown(failed, Some(msg.clone())).await;
                 self.backoff_until = Some(Instant::now() + self.settings.failure_backoff);
@@ -816,7 +850,7 @@ impl<C: Coordinator + 'static, H: ServerHost + 'static> Controller<C, H> {
                 self.set_state(MemberState::Fenced, Some(epoch), Some(format!("{exit:?}")));
                 let ok = self.seq.tear_down().await.is_ok();
                 // Guarded: refused if the lease was lost (someone may lead now).
-                self.vouch_unserved(epoch, fresh).await;
+                self.vouch_unserved(epoch, newest).await;
                 if exit == LeadExit::Shutdown {
                     let _ = timeout(self.settings.loop_period, self.coord.release(epoch)).await;
                 }
@@ -1181,6 +1215,8 @@ mod tests {
         accept_lag: Option<LagOverride>,
         /// Epochs whose leader announced it serves.
         serving: Vec<u64>,
+        served: Option<ServedRecord>,
+        position: Option<crate::coordinator::LeaderPosition>,
     }
 
     #[derive(Debug, Clone)]
@@ -1238,6 +1274,12 @@ mod tests {
             s.rev += 1;
             let rev = s.rev;
             s.leader = Some((self.node.clone(), rev));
+            s.served = Some(ServedRecord::acquired(
+                s.served.as_ref(),
+                s.published,
+                rev,
+                0,
+            ));
             s.published = Some(rev);
             Ok(Acquire::Acquired { epoch: rev })
         }
@@ -1321,6 +1363,15 @@ mod tests {
             s.replicas.insert(node.to_owned(), record.clone());
             Ok(true)
         }
+        async fn record_served(&self, r: &ServedRecord, epoch: u64) -> Result<bool, CoordError> {
+            self.gate().await;
+            let mut s = self.s();
+            if s.leader.as_ref().map(|l| l.1) != Some(epoch) {
+                return Ok(false);
+            }
+            s.served = Some(r.clone());
+            Ok(true)
+        }
         async fn replica_view(&self, node: &str) -> Result<ReplicaView, CoordError> {
             self.gate().await;
             if self.view_fails.load(Ordering::SeqCst) {
@@ -1331,7 +1382,8 @@ mod tests {
                 record: s.replicas.get(node).cloned(),
                 epoch: s.published,
                 accept_lag: s.accept_lag.clone(),
-                position: None,
+                position: s.position.clone(),
+                served: s.served.clone(),
             })
         }
         async fn clear_lag_override(&self, node: &str) -> Result<(), CoordError> {
@@ -1884,8 +1936,14 @@ mod tests {
     /// A node on `mem` whose first storage bring-up fails; returns once it has rolled
     /// back and released the key.
     async fn storage_fails_once(s: Settings, mem: Mem) -> Running {
+        storage_fails(s, mem, 1).await
+    }
+
+    /// A node on `mem` whose first `times` storage bring-ups fail (`u32::MAX`: all);
+    /// returns once the first has rolled back and released the key.
+    async fn storage_fails(s: Settings, mem: Mem, times: u32) -> Running {
         let host = FakeHost::new(s.node.clone());
-        host.fail(Step::Storage, Direction::Up, 1);
+        host.fail(Step::Storage, Direction::Up, times);
         let r = start_node_on(s, mem, host);
         until("key released", Duration::from_secs(5), || {
             r.host.calls().contains(&HostCall::Down(Step::Storage))
@@ -1965,6 +2023,179 @@ mod tests {
         assert_eq!(r.status.get().epoch, Some(3));
     }
 
+    /// `mem`'s store, seen by `node` (another controller on the same store).
+    fn seen_by(mem: &Mem, node: &str) -> Mem {
+        Mem {
+            node: node.into(),
+            ..mem.clone()
+        }
+    }
+
+    /// The open item of issue 12: the first leader's storage is broken for good. Its
+    /// leadership never served, so a node that was never shipped to lacks nothing: it
+    /// campaigns and serves. Before the fix the epoch the failed acquire published left
+    /// `b` `behind` ("no snapshot was ever shipped to this node") and the cluster
+    /// leaderless while `a` retried every ttl.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_leader_whose_storage_is_broken_for_good_leaves_the_lead_to_a_never_shipped_node()
+     {
+        let a = storage_fails(replicated("a"), Mem::new("a"), u32::MAX).await;
+        let served = a.mem.s().served.clone().expect("written at acquire");
+        assert_eq!((served.epoch, served.acquired), (None, 1), "{served:?}");
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b serving", Duration::from_secs(30), || serving(&b)).await;
+        assert!(!a.host.is_active());
+        assert!(!b.mem.s().replicas.contains_key("b") || b.mem.s().replicas["b"].by == "b");
+        let served = b.mem.s().served.clone().expect("served");
+        assert_eq!(
+            (served.epoch, served.node.as_deref()),
+            (b.status.get().epoch, Some("b"))
+        );
+    }
+
+    /// The store after `a` served epoch 5 with the btrfs engine, shipped to `b` (its
+    /// snapshot taken at position 100 s, a's last heartbeat at 130 s, tail 5 s: RPO
+    /// 35 s) and was lost; a's own record is 120 s old by the wall clock (older than
+    /// max_lag), as after a long leadership.
+    fn after_a_served_epoch_5_and_shipped_to_b(node: &str) -> Mem {
+        let mem = Mem::new(node);
+        mem.s().rev = 4;
+        assert_eq!(mem.steal("a"), 5);
+        shipped(&mem, "a", "a", 5, Duration::from_secs(120));
+        shipped(&mem, "b", "a", 5, Duration::from_secs(120));
+        let mut s = mem.s();
+        s.served = Some(ServedRecord::serving("a", 5, 0));
+        s.position = Some(crate::coordinator::LeaderPosition {
+            node: "a".into(),
+            epoch: 5,
+            position_ms: 130_000,
+            tail_ms: 5_000,
+        });
+        let b = s.replicas.get_mut("b").expect("b");
+        b.snapshot = Some(crate::coordinator::SnapshotRef {
+            name: "data@5-x".into(),
+            identity: "u5".into(),
+        });
+        b.position_ms = Some(100_000);
+        s.leader = None;
+        drop(s);
+        mem
+    }
+
+    /// btrfs engine: `b` (shipped to in epoch 5) takes over, acquires epoch 6 and its
+    /// bring-up fails before its exports. Epoch 6 never served: `b` is still judged by
+    /// its epoch-5 snapshot (a standby, RPO 35 s), and `a`, which led epoch 5, is not
+    /// `behind`: it acquires epoch 7 and serves. Before the fix both were `behind` for
+    /// good ("epoch 6 has not shipped to it", and a's own record judged by its age).
+    #[tokio::test(start_paused = true)]
+    async fn btrfs_an_unserved_leadership_strands_neither_its_node_nor_the_last_leader() {
+        let b = storage_fails_once(
+            replicated("b"),
+            after_a_served_epoch_5_and_shipped_to_b("b"),
+        )
+        .await;
+        assert_eq!(b.mem.s().published, Some(6));
+        until(
+            "b judged after its failed epoch 6",
+            Duration::from_secs(5),
+            || b.mem.s().members["b"].state != MemberState::Promoting,
+        )
+        .await;
+        let m = b.mem.s().members["b"].clone();
+        assert_eq!(
+            (m.state, m.lag_ms),
+            (MemberState::Standby, Some(35_000)),
+            "b is not stranded for epoch 6: {m:?}"
+        );
+        let a = start_node(replicated("a"), seen_by(&b.mem, "a"));
+        until("a serving", Duration::from_secs(10), || serving(&a)).await;
+        assert_eq!(a.status.get().epoch, Some(7));
+        assert_ne!(b.status.get().state, MemberState::Promoting);
+    }
+
+    /// btrfs engine: `b` (shipped to in epoch 5) takes over and its exports of epoch 6
+    /// come up before its floating address fails. Epoch 6 counts as served and `b` was
+    /// its only writer: it vouches for its copy and campaigns again, while `a` (which
+    /// lacks b's epoch-6 writes) is `behind`. Without the vouch both were `behind`.
+    #[tokio::test(start_paused = true)]
+    async fn btrfs_a_leadership_that_exported_vouches_for_its_node() {
+        let host = FakeHost::new("b");
+        host.fail(Step::FloatingAddress, Direction::Up, 1);
+        let b = start_node_on(
+            replicated("b"),
+            after_a_served_epoch_5_and_shipped_to_b("b"),
+            host,
+        );
+        until("b's epoch 6 rolled back", Duration::from_secs(5), || {
+            b.host.calls().contains(&HostCall::Down(Step::Exports))
+                && b.mem.leader_epoch().is_none()
+        })
+        .await;
+        let rec = b.mem.s().replicas["b"].clone();
+        assert_eq!((rec.by.as_str(), rec.epoch), ("b", 6), "{rec:?}");
+        let a = start_node(replicated("a"), seen_by(&b.mem, "a"));
+        until("a behind", Duration::from_secs(5), || {
+            a.status.get().state == MemberState::Behind
+        })
+        .await;
+        until("b serving again", Duration::from_secs(30), || serving(&b)).await;
+        assert_eq!(b.status.get().epoch, Some(7));
+        assert!(!a.host.is_active(), "a never led");
+    }
+
+    /// The protection is kept: a leadership that served (and may have taken writes)
+    /// leaves a node that was never shipped to `behind`, and the cluster leaderless.
+    #[tokio::test(start_paused = true)]
+    async fn a_leadership_that_served_still_leaves_a_never_shipped_node_behind() {
+        let a = start_node(replicated("a"), Mem::new("a"));
+        until("a serving", Duration::from_secs(5), || serving(&a)).await;
+        let served = a.mem.s().served.clone().expect("served");
+        assert_eq!((served.epoch, served.node.as_deref()), (Some(1), Some("a")));
+        a.task.abort();
+        a.host.crash();
+        a.mem.s().leader = None;
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b behind", Duration::from_secs(5), || {
+            b.status.get().state == MemberState::Behind
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(b.mem.leader_epoch(), None, "b must not campaign");
+        assert!(!b.host.is_active());
+        let st = b.status.get();
+        assert!(
+            st.detail
+                .as_deref()
+                .unwrap_or("")
+                .contains("no snapshot was ever shipped"),
+            "{st:?}"
+        );
+    }
+
+    /// A leadership counts as served from its exports on, bring-up finished or not
+    /// (clients may write as soon as they can reach them): `a`'s floating address
+    /// fails, and `b`, never shipped to, stays `behind`.
+    #[tokio::test(start_paused = true)]
+    async fn a_leadership_whose_bring_up_fails_after_its_exports_counts_as_served() {
+        let host = FakeHost::new("a");
+        host.fail_always(Step::FloatingAddress, Direction::Up);
+        let a = start_node_on(replicated("a"), Mem::new("a"), host);
+        until("a's exports rolled back", Duration::from_secs(5), || {
+            a.host.calls().contains(&HostCall::Down(Step::Exports))
+        })
+        .await;
+        let served = a.mem.s().served.clone().expect("served");
+        assert_eq!((served.epoch, served.node.as_deref()), (Some(1), Some("a")));
+        let b = start_node(replicated("b"), seen_by(&a.mem, "b"));
+        until("b behind", Duration::from_secs(5), || {
+            b.status.get().state == MemberState::Behind
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!b.host.is_active(), "b must not serve");
+        assert_ne!(b.mem.s().leader.as_ref().map(|l| l.0.as_str()), Some("b"));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_node_that_cannot_prove_leadership_never_starts_a_step() {
         // The key changes hands between the acquire and the first guarded step.
@@ -2013,6 +2244,9 @@ mod tests {
             }
             async fn replica_view(&self, n: &str) -> Result<ReplicaView, CoordError> {
                 self.0.replica_view(n).await
+            }
+            async fn record_served(&self, r: &ServedRecord, e: u64) -> Result<bool, CoordError> {
+                self.0.record_served(r, e).await
             }
             async fn clear_lag_override(&self, n: &str) -> Result<(), CoordError> {
                 self.0.clear_lag_override(n).await

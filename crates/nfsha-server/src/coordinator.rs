@@ -16,6 +16,15 @@
 //!   counts as vacant and the next campaign deletes it (see [`crate::etcd`]).
 //! - `epoch`: the current epoch as a decimal string, written by the leader under the
 //!   guard `create_revision(leader) == epoch`, not leased (it survives the leader).
+//! - `served`: JSON [`ServedRecord`], the last epoch that **served** (its exports came
+//!   up, so clients may have written), apart from `epoch`, which every acquire
+//!   publishes before bring-up. Written under the epoch guard, not leased: at acquire
+//!   with the epoch (the served epoch carried over, `acquired` = the new epoch) and
+//!   again just before the exports go up (`epoch` = the new epoch). The promotion gate
+//!   judges copies against it, so a leadership that never served makes nobody
+//!   `behind` ([`crate::replication`]). No key (a cluster from before it), or an
+//!   `epoch` newer than its `acquired` (a leader that does not write it): every
+//!   published epoch counts as served, as before.
 //! - `members/<node>`: JSON [`MemberInfo`], bound to that node's session lease.
 //! - `switchover`: JSON [`SwitchoverRequest`], bound to a short lease of its own.
 //! - `replica/<node>`: JSON [`ReplicaRecord`] (replicated mode): when the data on
@@ -257,6 +266,59 @@ pub struct LagOverride {
     pub requested_ms: u64,
 }
 
+/// The last leadership that served (`served`, see the module header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedRecord {
+    /// The last epoch that served (`None`: none has since this record was started).
+    pub epoch: Option<u64>,
+    /// Its leader, if known (a leadership counted as served without a record of it
+    /// has none).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The last epoch whose acquire wrote this record: a published epoch newer than it
+    /// was acquired by a leader that does not keep it.
+    pub acquired: u64,
+    /// Wall-clock ms of the write (display only).
+    pub at_ms: u64,
+}
+
+impl ServedRecord {
+    /// The record the acquire of `epoch` writes: the last served epoch carried over
+    /// from `prev`, or, when the epoch published before (`published`) is not one
+    /// `prev` knows of (no record yet on a cluster that had leaders, or a leader that
+    /// does not keep it), that epoch, counted as served (conservative: as before the
+    /// record existed). A cluster that never had a leader starts with none served.
+    pub fn acquired(
+        prev: Option<&ServedRecord>,
+        published: Option<u64>,
+        epoch: u64,
+        at_ms: u64,
+    ) -> ServedRecord {
+        let known = prev.map_or(0, |p| p.acquired);
+        let (last, node) = match (published, prev) {
+            (Some(e), p) if e > known => (Some(e.max(p.and_then(|p| p.epoch).unwrap_or(0))), None),
+            (_, Some(p)) => (p.epoch, p.node.clone()),
+            (_, None) => (None, None),
+        };
+        ServedRecord {
+            epoch: last,
+            node,
+            acquired: epoch,
+            at_ms,
+        }
+    }
+
+    /// The record `node` writes just before its exports of `epoch` go up.
+    pub fn serving(node: &str, epoch: u64, at_ms: u64) -> ServedRecord {
+        ServedRecord {
+            epoch: Some(epoch),
+            node: Some(node.to_owned()),
+            acquired: epoch,
+            at_ms,
+        }
+    }
+}
+
 /// What a standby reads to judge its own lag, in one round trip.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaView {
@@ -268,6 +330,8 @@ pub struct ReplicaView {
     pub accept_lag: Option<LagOverride>,
     /// The last leader's heartbeat position (btrfs engine).
     pub position: Option<LeaderPosition>,
+    /// The last leadership that served (`None`: no record, as before it existed).
+    pub served: Option<ServedRecord>,
 }
 
 /// Result of a leadership attempt.
@@ -292,6 +356,9 @@ pub struct ClusterStatus {
     pub leader: Option<LeaderInfo>,
     /// The published epoch (survives the leader).
     pub epoch: Option<u64>,
+    /// The last leadership that served (survives the leader).
+    #[serde(default)]
+    pub served: Option<ServedRecord>,
     /// Every live member.
     pub members: Vec<MemberInfo>,
     /// A pending switchover request.
@@ -362,7 +429,9 @@ pub enum CoordError {
 /// member record are bound to it.
 pub trait Coordinator: Send + Sync {
     /// Try to create the leader key (`create_revision == 0`), bound to our session lease
-    /// (granted if needed). Also publishes `epoch` on success.
+    /// (granted if needed). Also publishes `epoch` on success, and `served` with it
+    /// ([`ServedRecord::acquired`]; best effort: without it the new epoch counts as
+    /// served).
     fn acquire(
         &self,
         record: &LeaderRecord,
@@ -419,7 +488,16 @@ pub trait Coordinator: Send + Sync {
         epoch: u64,
     ) -> impl Future<Output = Result<bool, CoordError>> + Send;
 
-    /// `replica/<node>`, the published epoch and any lag override, read together.
+    /// Write `served` only while the leader key's create revision is `epoch`; returns
+    /// whether it was written. The leader calls it before its exports go up.
+    fn record_served(
+        &self,
+        served: &ServedRecord,
+        epoch: u64,
+    ) -> impl Future<Output = Result<bool, CoordError>> + Send;
+
+    /// `replica/<node>`, the published epoch, `served` and any lag override, read
+    /// together.
     fn replica_view(
         &self,
         node: &str,
@@ -498,6 +576,10 @@ impl Keys {
     /// The published epoch.
     pub fn epoch(&self) -> String {
         format!("{}epoch", self.prefix)
+    }
+    /// The last epoch that served.
+    pub fn served(&self) -> String {
+        format!("{}served", self.prefix)
     }
     /// Prefix of member records.
     pub fn members(&self) -> String {

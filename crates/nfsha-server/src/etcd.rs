@@ -18,11 +18,17 @@
 //! the normal way. Deleting and re-creating, rather than overwriting, gives the new leader
 //! a fresh create revision: an overwrite would keep the poisoned key's, which may be the
 //! epoch of a leader that was still serving when the key was overwritten.
+//!
+//! **The published and the served epoch.** A successful acquire publishes `epoch` and,
+//! in the same guarded transaction, `served` ([`ServedRecord::acquired`], from the two
+//! keys as they were); [`Coordinator::record_served`] rewrites `served` before the
+//! exports go up. If `served` cannot be read or parsed at acquire, only `epoch` is
+//! published: the new epoch then counts as served (as before `served` existed).
 
 use crate::coordinator::{
     Acquire, ClusterStatus, CoordError, Coordinator, DivergedRecord, Keys, LagOverride, LeaderInfo,
     LeaderPosition, LeaderRecord, MemberInfo, PromotionRecord, ReplicaRecord, ReplicaView,
-    SwitchoverRequest,
+    ServedRecord, SwitchoverRequest,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KeyValue,
@@ -196,6 +202,11 @@ fn held(resp: &etcd_client::TxnResponse) -> Option<KeyValue> {
     })
 }
 
+/// The value of the `epoch` key (`None`: not a number).
+fn parse_epoch(kv: &KeyValue) -> Option<u64> {
+    kv.value_str().ok()?.trim().parse().ok()
+}
+
 fn parse<T: serde::de::DeserializeOwned>(key: &str, kv: &KeyValue) -> Result<T, CoordError> {
     serde_json::from_slice(kv.value()).map_err(|source| CoordError::Malformed {
         key: key.to_owned(),
@@ -245,6 +256,25 @@ impl EtcdCoordinator {
             );
         }
         Ok(())
+    }
+
+    /// The `served` value the acquire of `epoch` publishes, from `epoch` and `served`
+    /// as they are (only the holder of the leader key writes either: read after the
+    /// create, they cannot change before the guarded publish).
+    async fn served_after_acquire(&self, epoch: u64) -> Result<Vec<u8>, CoordError> {
+        let published = self
+            .get_one(&self.keys.epoch())
+            .await?
+            .as_ref()
+            .and_then(parse_epoch);
+        let key = self.keys.served();
+        let prev: Option<ServedRecord> = match self.get_one(&key).await? {
+            Some(kv) => Some(parse(&key, &kv)?),
+            None => None,
+        };
+        let next =
+            ServedRecord::acquired(prev.as_ref(), published, epoch, nfsha_core::event::now_ms());
+        serde_json::to_vec(&next).map_err(|source| CoordError::Malformed { key, source })
     }
 
     /// Connect and build.
@@ -378,7 +408,11 @@ impl EtcdCoordinator {
     pub async fn cluster_status(&self, cluster: &str) -> Result<ClusterStatus, CoordError> {
         let leader = self.leader().await?;
         let epoch = match self.get_one(&self.keys.epoch()).await? {
-            Some(kv) => kv.value_str().ok().and_then(|s| s.trim().parse().ok()),
+            Some(kv) => parse_epoch(&kv),
+            None => None,
+        };
+        let served = match self.get_one(&self.keys.served()).await? {
+            Some(kv) => Some(parse(&self.keys.served(), &kv)?),
             None => None,
         };
         let members = self.members().await?;
@@ -410,6 +444,7 @@ impl EtcdCoordinator {
             cluster: cluster.to_owned(),
             leader,
             epoch,
+            served,
             members,
             switchover: self.switchover_request().await?,
             replicas,
@@ -500,13 +535,20 @@ impl Coordinator for EtcdCoordinator {
         }
         if resp.succeeded() {
             let epoch = revision(resp.header())?;
+            let mut puts = vec![TxnOp::put(self.keys.epoch(), epoch.to_string(), None)];
+            match self.served_after_acquire(epoch).await {
+                Ok(served) => puts.push(TxnOp::put(self.keys.served(), served, None)),
+                Err(e) => {
+                    tracing::warn!(epoch, error = %e, "cannot read the served epoch; this epoch counts as served")
+                }
+            }
             let publish = Txn::new()
                 .when([Compare::create_revision(
                     key,
                     CompareOp::Equal,
                     epoch as i64,
                 )])
-                .and_then([TxnOp::put(self.keys.epoch(), epoch.to_string(), None)]);
+                .and_then(puts);
             self.client.clone().txn(publish).await?;
             tracing::info!(epoch, lease, "leader key acquired");
             return Ok(Acquire::Acquired { epoch });
@@ -691,6 +733,16 @@ impl Coordinator for EtcdCoordinator {
         self.record_guarded(&rel, &value, epoch).await
     }
 
+    async fn record_served(&self, served: &ServedRecord, epoch: u64) -> Result<bool, CoordError> {
+        let key = self.keys.served();
+        let value = serde_json::to_vec(served).map_err(|source| CoordError::Malformed {
+            key: key.clone(),
+            source,
+        })?;
+        self.record_guarded(&key[self.keys.prefix.len()..], &value, epoch)
+            .await
+    }
+
     async fn replicas(
         &self,
     ) -> Result<std::collections::BTreeMap<String, ReplicaRecord>, CoordError> {
@@ -727,6 +779,7 @@ impl Coordinator for EtcdCoordinator {
             self.keys.epoch(),
             self.keys.accept_lag(),
             self.keys.position(),
+            self.keys.served(),
         ];
         // One read revision for all of them.
         let txn = Txn::new().and_then(keys.clone().map(|k| TxnOp::get(k, None)));
@@ -748,9 +801,7 @@ impl Coordinator for EtcdCoordinator {
             Some(kv) => Some(parse(&keys[0], kv)?),
             None => None,
         };
-        let epoch = got[1]
-            .as_ref()
-            .and_then(|kv| kv.value_str().ok()?.trim().parse().ok());
+        let epoch = got[1].as_ref().and_then(parse_epoch);
         let accept_lag = match &got[2] {
             Some(kv) => Some(parse(&keys[2], kv)?),
             None => None,
@@ -759,11 +810,16 @@ impl Coordinator for EtcdCoordinator {
             Some(kv) => Some(parse(&keys[3], kv)?),
             None => None,
         };
+        let served = match &got[4] {
+            Some(kv) => Some(parse(&keys[4], kv)?),
+            None => None,
+        };
         Ok(ReplicaView {
             record,
             epoch,
             accept_lag,
             position,
+            served,
         })
     }
 

@@ -39,7 +39,7 @@ pub use command::{CommandHost, CommandOptions};
 pub use controller::{Controller, LeadExit, Settings};
 pub use coordinator::{
     Acquire, ClusterStatus, CoordError, Coordinator, Keys, LagOverride, LeaderInfo, LeaderRecord,
-    MemberInfo, MemberState, ReplicaRecord, ReplicaView, SwitchoverRequest,
+    MemberInfo, MemberState, ReplicaRecord, ReplicaView, ServedRecord, SwitchoverRequest,
 };
 pub use etcd::{EtcdCoordinator, EtcdOptions};
 pub use fake::{Direction, FakeHost, HostCall, ServingInterval, ServingLog};
@@ -50,7 +50,7 @@ pub use netlink::{
     AddressCall, AddressOp, AddressOps, FakeAddressOps, NetlinkAddress, NetlinkError,
 };
 pub use notify::{Notifier, NotifyError};
-pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge};
+pub use replication::{ReplicationSettings, ShipStatus, Verdict, judge, served_epoch};
 pub use sequencer::{
     NoGuard, RollbackError, Sequencer, StepError, StepFailure, StepGuard, TeardownError,
 };

@@ -8,7 +8,7 @@
 //!   [`ServerHost::ship`] (one run at a time, bounded by the step timeout). After a
 //!   success it writes `replica/<node>` = [`ReplicaRecord`] with a transaction guarded by
 //!   the leader key's create revision, so only the current leader can vouch for a copy.
-//! - [`judge`] decides whether a standby is `behind`, from its record, the published
+//! - [`judge`] decides whether a standby is `behind`, from its record, the last served
 //!   epoch and a reference instant.
 //!
 //! **What lag means.** A promoted standby loses what the old leader wrote after the
@@ -35,16 +35,25 @@
 //! the leader's ttl + one loop period: how long it may have written after its last
 //! heartbeat), all from the same leader's clock, so clock skew between nodes cannot
 //! make a stale standby look fresh. A record of an older epoch than the newest
-//! heartbeat or published epoch cannot be compared: behind. Assumption: a leader that
+//! heartbeat or served epoch cannot be compared: behind. Assumption: a leader that
 //! can renew its lease can also write its heartbeat (both go to the same etcd); a
 //! leader whose heartbeat writes fail while renewals succeed would be under-reported.
 //!
-//! **Who is never behind.** (1) Any node of a cluster that never had a leader (no epoch
-//! published): there is nothing to lose. (2) The node that led the last published epoch
-//! (its own record, written when it started serving, names it and that epoch): it has
-//! the newest data, e.g. after a full outage. A returning old leader whose epoch was
-//! superseded is judged by its record like any standby, so it stays behind until the
-//! new leader ships to it.
+//! **Judged against the last *served* epoch** ([`served_epoch`]), not the last
+//! published one: every acquire publishes its epoch before bring-up, but only a
+//! leadership whose exports came up (`served` key, see [`crate::coordinator`]) can hold
+//! writes a copy lacks. A leadership that never served (its bring-up failed, it was
+//! fenced first) makes nobody `behind`, its own node included. A cluster without the
+//! `served` key yet counts every published epoch as served (as before the key).
+//!
+//! **Who is never behind.** (1) Any node of a cluster where no leadership ever served
+//! (no epoch published, or none served): there is nothing to lose. (2) The node that
+//! led the last served epoch (its own record, written when it started serving, names
+//! it and that epoch): it has the newest data, e.g. after a full outage. A node shipped
+//! to in the last served epoch is judged by its lag as above. A returning old leader
+//! whose epoch was superseded by one that served is judged by its record like any
+//! standby, so it stays behind until the new leader ships to it; and a never-shipped
+//! node stays behind once any leadership served.
 //!
 //! Failure modes: a ship fails or times out → logged, counted in the leader's status
 //! ([`ShipStatus`]), retried after `interval`; never a fence. The guarded record write is
@@ -93,14 +102,27 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// The epoch whose writes a copy must hold: the last that served (`None`: none ever
+/// did). Without a `served` record, or when a newer epoch was published by a leader
+/// that does not keep it (its `acquired` is older), the last published epoch counts
+/// as served (as before the record existed). A heartbeat position (btrfs engine) is
+/// written only while serving: its epoch served too, whatever the record says.
+pub fn served_epoch(view: &ReplicaView) -> Option<u64> {
+    let published = view.epoch?;
+    let recorded = match &view.served {
+        Some(s) if s.acquired >= published => s.epoch,
+        _ => Some(published),
+    };
+    recorded.max(view.position.as_ref().map(|p| p.epoch))
+}
+
 /// Whether `node`'s copy is the newest data there is, by the rules "who is never
-/// behind" of the module header: no leader ever, or `node` led the last published
-/// epoch. A leadership that ends before it serves changes nothing about it (see
-/// [`crate::controller`], a bring-up that fails).
+/// behind" of the module header: no leadership ever served, or `node` led the last
+/// served epoch. A leadership that ends before it serves changes nothing about it.
 pub fn holds_newest(node: &str, view: &ReplicaView) -> bool {
-    match (view.epoch, &view.record) {
+    match (served_epoch(view), &view.record) {
         (None, _) => true,
-        (Some(published), Some(rec)) => rec.by == node && rec.epoch >= published,
+        (Some(served), Some(rec)) => rec.by == node && rec.epoch >= served,
         (Some(_), None) => false,
     }
 }
@@ -108,11 +130,18 @@ pub fn holds_newest(node: &str, view: &ReplicaView) -> bool {
 /// Judge `node`'s copy at `reference_ms` (see the module header for the rules).
 pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duration) -> Verdict {
     let max_ms = max_lag.as_millis() as u64;
-    let Some(published) = view.epoch else {
+    if view.epoch.is_none() {
         return Verdict {
             lag_ms: None,
             behind: false,
             reason: "no leader ever: nothing to lose".into(),
+        };
+    }
+    let Some(served) = served_epoch(view) else {
+        return Verdict {
+            lag_ms: None,
+            behind: false,
+            reason: "no leadership ever served: nothing to lose".into(),
         };
     };
     let Some(rec) = &view.record else {
@@ -126,10 +155,10 @@ pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duratio
         return Verdict {
             lag_ms: Some(0),
             behind: false,
-            reason: format!("led the last epoch ({})", rec.epoch),
+            reason: format!("led the last served epoch ({})", rec.epoch),
         };
     }
-    if let Some(v) = judge_positions(rec, view, published, max_lag) {
+    if let Some(v) = judge_positions(rec, view, served, max_lag) {
         return v;
     }
     let lag = reference_ms.saturating_sub(rec.shipped_at_ms);
@@ -153,13 +182,13 @@ pub fn judge(node: &str, view: &ReplicaView, reference_ms: u64, max_lag: Duratio
 /// position minus that position, plus the heartbeat's tail — all three written by the
 /// same leader from its own monotonic clock, so no two clocks are compared and NTP skew
 /// cannot make a stale standby look fresh. A record from an older epoch than the last
-/// heartbeat cannot be compared with it: behind (the new leader has not shipped to
-/// this node yet). `None`: no position in the record (command engine): the wall-clock
-/// rule applies.
+/// heartbeat or the last served epoch (`served`) cannot be compared with it: behind
+/// (the new leader has not shipped to this node yet). `None`: no position in the
+/// record (command engine): the wall-clock rule applies.
 fn judge_positions(
     rec: &ReplicaRecord,
     view: &ReplicaView,
-    published: u64,
+    served: u64,
     max_lag: Duration,
 ) -> Option<Verdict> {
     let snap_pos = rec.position_ms?;
@@ -172,7 +201,7 @@ fn judge_positions(
         let newer = view
             .position
             .as_ref()
-            .map_or(published, |p| p.epoch.max(published));
+            .map_or(served, |p| p.epoch.max(served));
         return Some(Verdict {
             lag_ms: None,
             behind: true,
@@ -189,12 +218,12 @@ fn judge_positions(
             },
         });
     };
-    if published > rec.epoch {
+    if served > rec.epoch {
         return Some(Verdict {
             lag_ms: None,
             behind: true,
             reason: format!(
-                "holds {snap} of epoch {}, epoch {published} has not shipped to it",
+                "holds {snap} of epoch {}, epoch {served} has not shipped to it",
                 rec.epoch
             ),
         });
@@ -523,6 +552,7 @@ mod tests {
             epoch,
             accept_lag: None,
             position: None,
+            served: None,
         }
     }
 
@@ -596,7 +626,81 @@ mod tests {
                 position_ms: p,
                 tail_ms: 5_000,
             }),
+            served: None,
         }
+    }
+
+    /// `served` as the acquire of `acquired` leaves it (the last served epoch `epoch`).
+    fn served(epoch: Option<u64>, acquired: u64) -> Option<crate::coordinator::ServedRecord> {
+        Some(crate::coordinator::ServedRecord {
+            epoch,
+            node: epoch.map(|_| "a".into()),
+            acquired,
+            at_ms: 0,
+        })
+    }
+
+    #[test]
+    fn copies_are_judged_against_the_last_served_epoch() {
+        let max = Duration::from_secs(60);
+        let with = |mut v: ReplicaView, s| {
+            v.served = s;
+            v
+        };
+        // The first leader's epoch 1 never served: a never-shipped node lacks nothing.
+        let v = judge("b", &with(view(None, Some(1)), served(None, 1)), 0, max);
+        assert!(!v.behind && v.reason.contains("ever served"), "{v:?}");
+        // Once epoch 1 served, it does (the protection is kept).
+        let v = judge("b", &with(view(None, Some(1)), served(Some(1), 1)), 0, max);
+        assert!(v.behind, "{v:?}");
+        // The leader of served epoch 5 after an unserved epoch 6, its record old.
+        let v = judge(
+            "a",
+            &with(view(Some((1, 5, "a")), Some(6)), served(Some(5), 6)),
+            9_000_000,
+            max,
+        );
+        assert_eq!((v.behind, v.lag_ms), (false, Some(0)), "{v:?}");
+        // btrfs: a snapshot of served epoch 5 after unserved epoch 6 is compared with
+        // epoch 5's heartbeat (RPO 35 s).
+        let p = positioned(5, 100_000, Some((5, 130_000)), 6);
+        let v = judge("b", &with(p.clone(), served(Some(5), 6)), 0, max);
+        assert_eq!((v.behind, v.lag_ms), (false, Some(35_000)), "{v:?}");
+        // No `served` key (a cluster from before it): the published epoch counts.
+        let v = judge("b", &p, 0, max);
+        assert!(
+            v.behind && v.reason.contains("epoch 6 has not shipped"),
+            "{v:?}"
+        );
+        // Epoch 7 published by a leader that does not write `served`: counts as served.
+        let p = positioned(5, 100_000, Some((5, 130_000)), 7);
+        let v = judge("b", &with(p, served(Some(5), 6)), 0, max);
+        assert!(v.behind, "{v:?}");
+        // A heartbeat of epoch 6 says epoch 6 served, whatever the record says.
+        let p = positioned(5, 100_000, Some((6, 1_000)), 6);
+        let v = judge("b", &with(p, served(Some(5), 6)), 0, max);
+        assert!(
+            v.behind && v.reason.contains("epoch 6 has not shipped"),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn the_served_record_carries_the_last_served_epoch_across_acquires() {
+        use crate::coordinator::ServedRecord;
+        let acq = |prev: Option<ServedRecord>, published, epoch| {
+            let r = ServedRecord::acquired(prev.as_ref(), published, epoch, 0);
+            (r.epoch, r.acquired)
+        };
+        // A new cluster starts with none served.
+        assert_eq!(acq(None, None, 1), (None, 1));
+        // A cluster from before the record: the published epoch counts as served.
+        assert_eq!(acq(None, Some(4), 5), (Some(4), 5));
+        // Carried over an unserved epoch.
+        assert_eq!(acq(served(Some(5), 6), Some(6), 7), (Some(5), 7));
+        assert_eq!(acq(served(None, 1), Some(1), 2), (None, 2));
+        // An epoch the record does not know of (an older leader) counts as served.
+        assert_eq!(acq(served(Some(5), 6), Some(8), 9), (Some(8), 9));
     }
 
     #[test]

@@ -689,6 +689,54 @@ async fn etcd_a_first_leader_whose_bring_up_fails_campaigns_again_after_its_back
     assert_no_overlap(&log);
 }
 
+/// The open item of issue 12 on real etcd: the first leader's storage is broken for
+/// good. The acquire publishes `served` with no served epoch; `b`, never shipped to,
+/// is not `behind`, takes over and serves, and `served` then names it. Before the fix
+/// `b` was `behind` ("no snapshot was ever shipped to this node") and the cluster
+/// stayed leaderless while `a` retried every ttl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_first_leader_whose_storage_is_broken_for_good_leaves_the_lead_to_a_never_shipped_node()
+ {
+    let etcd = Etcd::start().await;
+    let log = ServingLog::new();
+    let host = FakeHost::with_log("a", log.clone());
+    host.fail_always(Step::Storage, Direction::Up);
+    let a = Node::start_on(&etcd.endpoint(), replicated("a", "sv1"), host).await;
+    let cli = coordinator(&etcd.endpoint(), "sv1", "cli").await;
+    // (The start-up cleanup also tears storage down: wait for the failed bring-up.)
+    wait_for(Duration::from_secs(10), "a's bring-up rolled back", || {
+        let calls = a.host.calls();
+        let up = calls
+            .iter()
+            .position(|c| *c == HostCall::Up(Step::Storage))?;
+        calls[up..]
+            .contains(&HostCall::Down(Step::Storage))
+            .then_some(())
+    })
+    .await;
+    let st = cli.cluster_status("sv1").await.expect("status");
+    let served = st.served.expect("served written with the epoch");
+    assert_eq!((served.epoch, Some(served.acquired)), (None, st.epoch));
+    let b = Node::start_with(&etcd.endpoint(), replicated("b", "sv1"), &log).await;
+    wait_for(TTL * 3 + Duration::from_secs(10), "b serving", || {
+        b.serving().then_some(())
+    })
+    .await;
+    let eb = b.epoch().expect("epoch");
+    let served = cli
+        .cluster_status("sv1")
+        .await
+        .expect("status")
+        .served
+        .expect("served");
+    assert_eq!(
+        (served.epoch, served.node.as_deref(), served.acquired),
+        (Some(eb), Some("b"), eb)
+    );
+    assert!(!a.host.is_active());
+    assert_no_overlap(&log);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_a_stale_standby_does_not_take_over_until_the_operator_accepts_the_lag() {
     let etcd = Etcd::start().await;

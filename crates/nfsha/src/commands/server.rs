@@ -429,6 +429,15 @@ fn render_status(st: &ClusterStatus) -> String {
     if let Some(e) = st.epoch {
         out.push_str(&format!("epoch:   {e} (last published)\n"));
     }
+    // What the promotion gate judges copies against (no key yet: the published epoch).
+    if let Some(s) = &st.served {
+        let line = match (s.epoch, &s.node) {
+            (Some(e), Some(n)) => format!("{e} by {n}"),
+            (Some(e), None) => format!("{e} (counted as served, no record of it)"),
+            (None, _) => "none yet".to_owned(),
+        };
+        out.push_str(&format!("served:  {line} (last served epoch)\n"));
+    }
     if let Some(s) = &st.switchover {
         out.push_str(&format!("switchover pending: {} -> {}\n", s.from, s.to));
     }
@@ -773,6 +782,7 @@ mod tests {
                 serving: true,
             }),
             epoch: Some(7),
+            served: Some(nfsha_server::coordinator::ServedRecord::serving("a", 7, 0)),
             members: vec![
                 member("a", MemberState::Primary, None),
                 member("b", MemberState::Standby, Some(42_300)),
@@ -825,6 +835,7 @@ mod tests {
             at_ms: 0,
         });
         let out = render_status(&st);
+        assert!(out.contains("served:  7 by a (last served epoch)"), "{out}");
         assert!(
             out.contains("d              data@7-x by a (epoch 7), RPO 12s 500ms"),
             "{out}"
