@@ -414,7 +414,6 @@ mode = "$mode"
 probe_interval = "${LAB_PROBE_INTERVAL:-500ms}"
 probe_deadline = "${LAB_PROBE_DEADLINE:-1s}"
 failures_before_recovery = ${LAB_FAILURES_BEFORE_RECOVERY:-1}
-file_handles = "${LAB_FILE_HANDLES:-change}"
 
 [[mount]]
 mountpoint = "/airflow/dags"

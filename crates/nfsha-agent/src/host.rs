@@ -8,7 +8,6 @@
 //! one hung mount from stalling the others.
 
 use nfsha_core::ProbeOutcome;
-pub use nfsha_sys::sunrpc::Parked as ParkedTransport;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -201,34 +200,6 @@ pub trait Host: Send + Sync + 'static {
 
     /// The kernel's NFS clients (`/proc/fs/nfsfs/servers`); never touches an NFS path.
     fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError>;
-
-    /// Park the kernel's RPC transports to `addr` on NFS port `port`: point them at
-    /// loopback (sunrpc sysfs `dstaddr`, see [`nfsha_sys::sunrpc`]) so that the mounts
-    /// on them cannot reach a new server with their stale handles; their calls wait.
-    /// `addr` is written as the kernel prints it (`10.1.2.3`, or `::ffff:10.1.2.3`
-    /// for a client made from the IPv4-mapped form). An error when the kernel has no
-    /// sunrpc sysfs, something on this machine listens on `port` (a parked transport
-    /// would reach it), or the kernel did not take the writes within `deadline` (a
-    /// write waits for the transport's lock, seen to take 7 s in the lab). Never
-    /// touches an NFS path.
-    fn park_transports(
-        &self,
-        addr: &str,
-        port: u16,
-        deadline: Duration,
-    ) -> impl Future<Output = Result<Vec<ParkedTransport>, HostError>> + Send;
-
-    /// Point transports parked by [`Host::park_transports`] back at their server,
-    /// bounded by `deadline` like the park.
-    fn unpark_transports(
-        &self,
-        parked: &[ParkedTransport],
-        deadline: Duration,
-    ) -> impl Future<Output = Result<(), HostError>> + Send;
-
-    /// The transports this host parked that are still parked (by any recovery): a
-    /// new mount from their address form would share their kernel client and wait.
-    fn parked_transports(&self) -> Vec<ParkedTransport>;
 
     /// A fresh empty directory in the private staging area (set up on first use).
     fn stage_dir(&self) -> Result<PathBuf, HostError>;

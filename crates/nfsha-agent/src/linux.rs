@@ -6,8 +6,8 @@
 //! process group killed; name resolution is bounded by the RPC timeout.
 
 use crate::host::{
-    Host, HostError, MountRequest, Mounted, NfsClient, ParkedTransport, ReplaceError, Replaced,
-    ServerProbe, Umounted,
+    Host, HostError, MountRequest, Mounted, NfsClient, ReplaceError, Replaced, ServerProbe,
+    Umounted,
 };
 use nfsha_core::ProbeOutcome;
 use nfsha_sys::command::{mount_nfs_argv, run_command};
@@ -25,11 +25,6 @@ pub struct LinuxHost {
     nfsfs_volumes: std::path::PathBuf,
     nfsfs_servers: std::path::PathBuf,
     staging_root: std::path::PathBuf,
-    /// sunrpc sysfs transport switches and /proc/net (for [`Host::park_transports`]).
-    xprt_switches: std::path::PathBuf,
-    proc_net: std::path::PathBuf,
-    /// What [`Host::park_transports`] parked and nothing pointed back yet.
-    parked: std::sync::Arc<std::sync::Mutex<Vec<ParkedTransport>>>,
     staging_ready: std::sync::Arc<std::sync::Mutex<bool>>,
     portmapper_port: u16,
 }
@@ -48,18 +43,9 @@ impl LinuxHost {
             nfsfs_volumes: "/proc/fs/nfsfs/volumes".into(),
             nfsfs_servers: "/proc/fs/nfsfs/servers".into(),
             staging_root: DEFAULT_STAGING_ROOT.into(),
-            xprt_switches: nfsha_sys::sunrpc::XPRT_SWITCHES.into(),
-            proc_net: "/proc/net".into(),
-            parked: std::sync::Arc::default(),
             staging_ready: std::sync::Arc::default(),
             portmapper_port: 111,
         }
-    }
-}
-
-impl LinuxHost {
-    fn parked_list(&self) -> std::sync::MutexGuard<'_, Vec<ParkedTransport>> {
-        self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -316,71 +302,6 @@ impl Host for LinuxHost {
                 message: e.to_string(),
             }),
         }
-    }
-
-    async fn park_transports(
-        &self,
-        addr: &str,
-        port: u16,
-        deadline: Duration,
-    ) -> Result<Vec<ParkedTransport>, HostError> {
-        let err = |message: String| HostError::Other {
-            op: "park transports",
-            message,
-        };
-        if nfsha_sys::sunrpc::local_listener(&self.proc_net, port) {
-            return Err(err(format!(
-                "something on this machine listens on TCP port {port}: a parked transport would reach it"
-            )));
-        }
-        let (switches, addr) = (self.xprt_switches.clone(), addr.to_string());
-        // A sysfs write waits for the transport's lock: on a blocking thread, bounded
-        // (the thread ends when the kernel lets go; it never touches an NFS path).
-        let work =
-            tokio::task::spawn_blocking(move || nfsha_sys::sunrpc::park(&switches, &addr, port));
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(r)) => {
-                let parked = r.map_err(|e| err(nfsha_core::error_chain(&e)))?;
-                self.parked_list().extend(parked.iter().cloned());
-                Ok(parked)
-            }
-            Ok(Err(e)) => Err(err(e.to_string())),
-            Err(_) => Err(err(format!(
-                "the kernel did not take the new address within {}",
-                humantime::format_duration(deadline)
-            ))),
-        }
-    }
-
-    async fn unpark_transports(
-        &self,
-        parked: &[ParkedTransport],
-        deadline: Duration,
-    ) -> Result<(), HostError> {
-        let err = |message: String| HostError::Other {
-            op: "unpark transports",
-            message,
-        };
-        self.parked_list().retain(|p| !parked.contains(p));
-        let parked = parked.to_vec();
-        let work = tokio::task::spawn_blocking(move || nfsha_sys::sunrpc::unpark(&parked));
-        match tokio::time::timeout(deadline, work).await {
-            Ok(Ok(r)) => r.map_err(|e| err(nfsha_core::error_chain(&e))),
-            Ok(Err(e)) => Err(err(e.to_string())),
-            Err(_) => Err(err(format!(
-                "the kernel did not take the old address back within {}",
-                humantime::format_duration(deadline)
-            ))),
-        }
-    }
-
-    fn parked_transports(&self) -> Vec<ParkedTransport> {
-        let mut list = self.parked_list();
-        // Freed with the last superblock on it, or pointed elsewhere: not parked any more.
-        list.retain(|p| {
-            std::fs::read_to_string(p.xprt.join("dstaddr")).is_ok_and(|a| a.trim() == p.now)
-        });
-        list.clone()
     }
 
     fn stage_dir(&self) -> Result<std::path::PathBuf, HostError> {

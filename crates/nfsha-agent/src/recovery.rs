@@ -71,8 +71,7 @@
 
 use crate::emit::Emitter;
 use crate::host::{
-    Host, HostError, MountRequest, Mounted, ParkedTransport, ReplaceError, ServerProbe, Umounted,
-    topmost,
+    Host, HostError, MountRequest, Mounted, ReplaceError, ServerProbe, Umounted, topmost,
 };
 use crate::replica::{ActiveRecord, ReplicaBook};
 use crate::selection::{self, ReplicaChoice};
@@ -167,17 +166,6 @@ pub(crate) struct Recovery<'a, H: Host> {
     pub requested: Option<Replica>,
     /// A change of the active replica to write before the move.
     pub pending: Option<ActiveRecord>,
-    /// Park the old mount's RPC transport before mounting anew (a server-side failure
-    /// with `file_handles = "change"`; see [`Recovery::park_old_transport`]).
-    pub park_old: bool,
-    /// The mountpoints whose mounts may be parked with this one's: managed by this
-    /// agent and not healthy (a sibling's fresh mount can share the old one's address
-    /// form). A transport is parked only when every mount on it is among them.
-    pub parkable: Vec<PathBuf>,
-    /// Transports parked by this recovery (pointed back if it fails).
-    pub parked: Vec<ParkedTransport>,
-    /// Parking was decided on in this recovery (done, refused or taken over).
-    pub park_tried: bool,
 }
 
 /// Longest wait for a detached superblock to be freed before mounting anyway.
@@ -196,12 +184,6 @@ pub const HOLD_FORCE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A hold in progress: its handle and layers, or why the old mount could not be held.
 type HoldTask = tokio::task::JoinHandle<Result<(PathBuf, u32), String>>;
-
-/// A loopback address: the form of a mount whose transport is parked (mountinfo
-/// shows the transport's current address).
-fn is_loopback(addr: &str) -> bool {
-    addr.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
-}
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -343,31 +325,6 @@ impl<'a, H: Host> Recovery<'a, H> {
     /// with `strict` no other server may be used (the cluster's leader is the only
     /// safe source: any other node may be behind). Returns the replica mounted.
     pub async fn run(
-        &mut self,
-        target: Option<&str>,
-        strict: bool,
-    ) -> Result<Replica, RecoveryError> {
-        // 0. A hang of a mount from a floating address (one of this mount's servers,
-        // by address): park its transport now, before waiting for any server — the
-        // old mount's reconnect to whatever answers next there comes by itself, and a
-        // recovery that starts only once the address answers again is too late (seen
-        // in the lab under load). It stays parked while no server answers.
-        if self.park_old && self.mount.mode == MountMode::Direct {
-            self.park_early().await;
-        }
-        let result = self.run_steps(target, strict).await;
-        // A failed recovery with a server that answers leaves the old mount in place:
-        // let it reach that server again. With none answering it stays parked (the
-        // next attempt takes it over, see `park_early`).
-        if let Err(e) = &result
-            && *e != RecoveryError::NoServerReachable
-        {
-            self.unpark_old_transport().await;
-        }
-        result
-    }
-
-    async fn run_steps(
         &mut self,
         target: Option<&str>,
         strict: bool,
@@ -593,17 +550,6 @@ impl<'a, H: Host> Recovery<'a, H> {
             .and_then(|m| m.server.as_ref())
             .is_none_or(|o| !new_addrs.contains(o));
 
-        // A server-side failure where handles change: the old mount must not reach the
-        // new server before the new mount is in place over it.
-        if self.park_old
-            && !self.park_tried
-            && let Some(form) = &old_form
-            && !is_loopback(form)
-            && forms.iter().any(|f| f != form)
-        {
-            self.park_old_transport(form, &table).await;
-        }
-
         // Hold the old mount on a handle in the staging area, meanwhile: once the new
         // mount is in place, MNT_FORCE through the handle aborts the calls still blocked
         // in the old superblock (threads that entered the old mount before the move),
@@ -622,23 +568,6 @@ impl<'a, H: Host> Recovery<'a, H> {
         let mut last = None;
         let mut used = None;
         for form in &forms {
-            if self.parked.iter().any(|p| &p.was == form) {
-                // Parked here: a mount of this form would share the parked client.
-                continue;
-            }
-            // Parked by another mount's recovery (a sibling on another form, or an
-            // old client still alive): point it back first, else this mount would
-            // share the parked client and wait or fail (EINVAL, seen in the lab).
-            let others: Vec<ParkedTransport> = self
-                .host
-                .parked_transports()
-                .into_iter()
-                .filter(|p| &p.was == form)
-                .collect();
-            if !others.is_empty() {
-                self.unpark(others, "a new mount of this form would share it")
-                    .await;
-            }
             let t = clock_now();
             let req = self.request(form, export, &stage);
             match self.host.mount_nfs(&req, self.settings.mount_timeout).await {
@@ -691,8 +620,6 @@ impl<'a, H: Host> Recovery<'a, H> {
                 if let Some(h) = handle {
                     self.force_held(h, "after the move").await;
                 } else if !force
-                    && self.parked.is_empty()
-                    && old_form.as_deref().is_some_and(|f| !is_loopback(f))
                     && r.old.contains(&Umounted::Detached)
                     && let Some(old_form) = old_form
                     && used.as_ref() != Some(&old_form)
@@ -720,8 +647,7 @@ impl<'a, H: Host> Recovery<'a, H> {
                 self.step_done("move", t, Err(e.to_string()));
                 self.discard_stage(&stage).await;
                 let t = clock_now();
-                // The form that just mounted (not a parked one).
-                let req = self.request(used.as_deref().unwrap_or(server), export, &mp);
+                let req = self.request(server, export, &mp);
                 let mounted = self.host.mount_nfs(&req, self.settings.mount_timeout).await;
                 // Only now (blocked calls retry on whatever is on the mountpoint).
                 if let Some(h) = handle {
@@ -736,130 +662,6 @@ impl<'a, H: Host> Recovery<'a, H> {
                 }
                 self.verify(&mp).await
             }
-        }
-    }
-
-    /// Step `park-transport`: point the kernel's transports to `form` (the old mount's
-    /// address as its client was made) at loopback, so that the old mount's blocked
-    /// calls wait instead of reconnecting to a new server that answers them with
-    /// `Stale file handle` before the new mount is in place (the reconnect comes ≥ 3 s
-    /// after the old server went; a new mount takes 1–2 s, so the race was lost now
-    /// and then in the lab). Not when a mount this agent does not manage, or a healthy
-    /// one (a sibling already recovered onto this form), shares the address (it would
-    /// hang with nothing to replace it); a failure to park is reported and the
-    /// recovery goes on as before.
-    async fn park_old_transport(&mut self, form: &str, table: &[Mounted]) {
-        self.park_tried = true;
-        let t = clock_now();
-        let form_of = |m: &Mounted| {
-            m.server.as_ref().map(|s| {
-                if m.addr_mapped {
-                    format!("::ffff:{s}")
-                } else {
-                    s.clone()
-                }
-            })
-        };
-        if let Some(other) = table.iter().find(|m| {
-            m.is_nfs()
-                && form_of(m).as_deref() == Some(form)
-                && !self.parkable.contains(&m.mountpoint)
-        }) {
-            let why = format!(
-                "not parked: {} also uses {form} and is healthy or not managed by nfsha",
-                other.mountpoint.display()
-            );
-            self.step_done("park-transport", t, Ok(Some(why)));
-            return;
-        }
-        let port = self
-            .mount
-            .options
-            .iter()
-            .find_map(|o| o.strip_prefix("port=")?.parse::<u16>().ok())
-            .filter(|p| *p != 0)
-            .unwrap_or(2049);
-        let deadline = self.settings.umount_timeout;
-        match self.host.park_transports(form, port, deadline).await {
-            Ok(parked) if parked.is_empty() => {
-                let why = format!("no transport to {form}");
-                self.step_done("park-transport", t, Ok(Some(why)));
-            }
-            Ok(parked) => {
-                let n = parked.len();
-                let to = parked[0].now.clone();
-                let unit = if n == 1 { "transport" } else { "transports" };
-                let detail = format!("{n} {unit} to {form} pointed at {to} until the move");
-                self.parked = parked;
-                self.step_done("park-transport", t, Ok(Some(detail)));
-            }
-            Err(e) => self.step_done("park-transport", t, Err(e.to_string())),
-        }
-    }
-
-    /// Before `select-server`: when the old mount is from one of this mount's servers
-    /// by IPv4 address (a floating address: another address form of it will be
-    /// mounted from), park its transport at once. When an earlier attempt parked it
-    /// (mountinfo then shows the loopback address), take that over.
-    async fn park_early(&mut self) {
-        let Ok(table) = self.host.mount_table() else {
-            return;
-        };
-        let Some(old) = topmost(&table, &self.mount.mountpoint)
-            .filter(|m| m.is_nfs())
-            .cloned()
-        else {
-            return;
-        };
-        let Some(addr) = old.server.clone() else {
-            return;
-        };
-        if is_loopback(&addr) {
-            let ours = |was: &str| {
-                let v4 = was.strip_prefix("::ffff:").unwrap_or(was);
-                self.mount.servers.iter().any(|s| s.host == v4)
-            };
-            self.parked = self
-                .host
-                .parked_transports()
-                .into_iter()
-                .filter(|p| p.now == addr && ours(&p.was))
-                .collect();
-            self.park_tried = true;
-            return;
-        }
-        let kerberos = self.mount.options.iter().any(|o| o.starts_with("sec=krb5"));
-        if kerberos
-            || addr.parse::<Ipv4Addr>().is_err()
-            || !self.mount.servers.iter().any(|s| s.host == addr)
-        {
-            return;
-        }
-        let form = if old.addr_mapped {
-            format!("::ffff:{addr}")
-        } else {
-            addr
-        };
-        self.park_old_transport(&form, &table).await;
-    }
-
-    /// Step `unpark-transport` after a failed recovery: the old mount stays, so its
-    /// transport goes back to its server.
-    async fn unpark_old_transport(&mut self) {
-        let parked = std::mem::take(&mut self.parked);
-        if !parked.is_empty() {
-            self.unpark(parked, "the old mount stays").await;
-        }
-    }
-
-    /// Step `unpark-transport`: point `parked` back at their server.
-    async fn unpark(&mut self, parked: Vec<ParkedTransport>, why: &str) {
-        let t = clock_now();
-        let detail = format!("{} pointed back: {why}", parked[0].was);
-        let deadline = self.settings.umount_timeout;
-        match self.host.unpark_transports(&parked, deadline).await {
-            Ok(()) => self.step_done("unpark-transport", t, Ok(Some(detail))),
-            Err(e) => self.step_done("unpark-transport", t, Err(e.to_string())),
         }
     }
 

@@ -1306,30 +1306,6 @@ async fn run_recovery<H: Host>(
         replica: book,
         requested,
         pending: None,
-        // NFSv3 only: a parked NFSv4.1 client held up the new client's mount (3.5 s,
-        // and past the 10 s mount timeout in another lab run) until it was pointed back.
-        // One server: a floating address, which the next server answers with other
-        // handles (with several addresses the old one never serves another volume).
-        park_old: ctx.cfg.file_handles == nfsha_config::FileHandles::Change
-            && ctx.cfg.nfs_version.rpc_version() == 3
-            && ctx.cfg.servers.len() == 1
-            && matches!(
-                cause,
-                MountState::Hung
-                    | MountState::Stale
-                    | MountState::Disconnected
-                    | MountState::IoError
-            ),
-        parkable: ctx
-            .status
-            .lock()
-            .mounts
-            .iter()
-            .filter(|(mp, m)| m.state != MountState::Healthy || **mp == ctx.mp())
-            .map(|(mp, _)| PathBuf::from(mp))
-            .collect(),
-        parked: Vec::new(),
-        park_tried: false,
     };
     let result = rec.run(target, strict).await;
     let book = rec.replica.take();

@@ -5,8 +5,8 @@
 //! that a recovery touched only its own mountpoint, and in which order.
 
 use crate::host::{
-    Host, HostError, MountRequest, Mounted, NfsClient, ParkedTransport, ReplaceError, Replaced,
-    ServerProbe, Umounted, topmost,
+    Host, HostError, MountRequest, Mounted, NfsClient, ReplaceError, Replaced, ServerProbe,
+    Umounted, topmost,
 };
 use nfsha_core::ProbeOutcome;
 use std::collections::HashMap;
@@ -40,10 +40,6 @@ pub enum Call {
     PingServer(String),
     /// `run_hook(argv)`.
     Hook(Vec<String>),
-    /// `park_transports(addr)`.
-    Park(String),
-    /// `unpark_transports`: the addresses pointed back.
-    Unpark(Vec<String>),
 }
 
 /// Where the fake's stage directories are.
@@ -81,10 +77,6 @@ struct Inner {
     next_stage: u32,
     stage_dirs: Vec<PathBuf>,
     calls: Vec<Call>,
-    /// `park_transports` fails with this message.
-    park_fails: Option<String>,
-    /// Parked and not pointed back.
-    parked: Vec<ParkedTransport>,
 }
 
 impl Inner {
@@ -119,22 +111,17 @@ impl FakeHost {
         self.add_nfs_mount_of(mountpoint, server, "/export");
     }
 
-    /// Put an NFS mount of `server:export` at `mountpoint` into the table, healthy
-    /// (`::ffff:a.b.c.d`: mounted from the IPv4-mapped form, as mountinfo shows it).
+    /// Put an NFS mount of `server:export` at `mountpoint` into the table, healthy.
     pub fn add_nfs_mount_of(&self, mountpoint: &str, server: &str, export: &str) {
         let mut i = self.inner();
         let dev = i.new_dev();
-        let (server, addr_mapped) = match server.strip_prefix("::ffff:") {
-            Some(v4) => (v4, true),
-            None => (server, false),
-        };
         i.table.push(Mounted {
             mountpoint: mountpoint.into(),
             fstype: "nfs4".into(),
             server: Some(server.into()),
             export: Some(export.into()),
             dev,
-            addr_mapped,
+            addr_mapped: false,
         });
         i.probes
             .insert(mountpoint.into(), ProbeScript::Answer(healthy()));
@@ -252,11 +239,6 @@ impl FakeHost {
     /// Make mounts from `server` fail with `errno` (0 clears).
     pub fn set_mount_failure(&self, server: &str, errno: i32) {
         self.inner().mount_fails.insert(server.into(), errno);
-    }
-
-    /// Make `park_transports` fail (a kernel without sunrpc sysfs).
-    pub fn set_park_fails(&self, message: &str) {
-        self.inner().park_fails = Some(message.into());
     }
 
     /// Every call so far.
@@ -401,76 +383,6 @@ impl Host for FakeHost {
 
     fn nfs_clients(&self) -> Result<Vec<NfsClient>, HostError> {
         Ok(self.inner().clients.clone())
-    }
-
-    async fn park_transports(
-        &self,
-        addr: &str,
-        _port: u16,
-        _deadline: Duration,
-    ) -> Result<Vec<ParkedTransport>, HostError> {
-        let mut i = self.inner();
-        i.calls.push(Call::Park(addr.into()));
-        if let Some(m) = i.park_fails.clone() {
-            return Err(HostError::Other {
-                op: "park transports",
-                message: m,
-            });
-        }
-        if i.parked.iter().any(|p| p.was == addr) {
-            return Ok(Vec::new());
-        }
-        let p = ParkedTransport {
-            xprt: PathBuf::from(format!(
-                "/sys/kernel/sunrpc/xprt-switches/switch-1/xprt-{addr}-tcp"
-            )),
-            was: addr.into(),
-            now: nfsha_sys::sunrpc::loopback_for(addr).into(),
-        };
-        i.parked.push(p.clone());
-        // As mountinfo shows it: the mounts on the transport now have its address.
-        for m in i.table.iter_mut() {
-            let form = m.server.as_ref().map(|s| {
-                if m.addr_mapped {
-                    format!("::ffff:{s}")
-                } else {
-                    s.clone()
-                }
-            });
-            if form.as_deref() == Some(addr) {
-                m.server = Some(p.now.clone());
-                m.addr_mapped = false;
-            }
-        }
-        Ok(vec![p])
-    }
-
-    async fn unpark_transports(
-        &self,
-        parked: &[ParkedTransport],
-        _deadline: Duration,
-    ) -> Result<(), HostError> {
-        let mut i = self.inner();
-        i.calls
-            .push(Call::Unpark(parked.iter().map(|p| p.was.clone()).collect()));
-        i.parked.retain(|p| !parked.contains(p));
-        for p in parked {
-            let (v4, mapped) = match p.was.strip_prefix("::ffff:") {
-                Some(v4) => (v4.to_string(), true),
-                None => (p.was.clone(), false),
-            };
-            for m in i.table.iter_mut() {
-                if m.server.as_deref() == Some(p.now.as_str()) {
-                    m.server = Some(v4.clone());
-                    m.addr_mapped = mapped;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn parked_transports(&self) -> Vec<ParkedTransport> {
-        self.inner().parked.clone()
     }
 
     fn stage_dir(&self) -> Result<PathBuf, HostError> {

@@ -70,21 +70,6 @@ pub enum MountMode {
     Autofs,
 }
 
-/// Whether the servers' file handles stay valid when the mount moves between them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileHandles {
-    /// Each server has its own copy of the files (replicas, rsync, btrfs send, or a
-    /// floating address that moves to another volume): after a failover every old
-    /// handle is stale (default, the seeds' deployments). A recovery of an NFSv3 mount
-    /// from a server-side failure then parks the old mount's RPC transport before it
-    /// mounts anew, so that the old mount cannot reach the new server and return
-    /// `Stale file handle` to the applications before the new mount is in place.
-    Change,
-    /// Both servers serve the same filesystem with the same fsids (DRBD, a SAN): old
-    /// handles work on the new server. The old transport is left to reconnect.
-    Survive,
-}
-
 /// Whether a healthy mount is moved back to a more preferred server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailbackPolicy {
@@ -223,8 +208,6 @@ pub struct MountConfig {
     /// its root, bounded by `probe_deadline`): a read-only replica, a full volume or
     /// hanging writes are reported, never remounted. Default off.
     pub write_probe: bool,
-    /// Whether file handles survive a move between the servers. Default `change`.
-    pub file_handles: FileHandles,
     /// `[mount.fleet]`: one active replica for the whole fleet, agreed in etcd (needs
     /// `[agent.cluster]` and replicas with their own export paths). `None`: each agent
     /// keeps its own active replica (state file) and fails over by itself.
@@ -498,7 +481,6 @@ impl MountConfig {
             hook_timeout: d::HOOK_TIMEOUT,
             services: Vec::new(),
             write_probe: false,
-            file_handles: FileHandles::Change,
             fleet: None,
         }
     }

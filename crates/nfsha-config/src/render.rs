@@ -127,9 +127,6 @@ pub fn to_toml(config: &Config) -> String {
         if m.write_probe {
             o.push_str("write_probe = true\n");
         }
-        if m.file_handles == FileHandles::Survive {
-            o.push_str("file_handles = \"survive\"\n");
-        }
         if let Some(f) = &m.fleet {
             o.push_str("\n[mount.fleet]\n");
             let _ = writeln!(o, "volume = {}", q(&f.volume));

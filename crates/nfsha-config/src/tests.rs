@@ -1028,26 +1028,6 @@ fn replicas_with_different_paths_refuse_autofs_mode_and_failback() {
 }
 
 #[test]
-fn file_handles_default_to_change_and_survive_is_kept() {
-    let c = parse_str(MOUNT, None).unwrap();
-    assert_eq!(c.mounts[0].file_handles, FileHandles::Change);
-    let c = parse_str(
-        &format!("[defaults]\nfile_handles = \"survive\"\n{MOUNT}"),
-        None,
-    )
-    .unwrap();
-    assert_eq!(c.mounts[0].file_handles, FileHandles::Survive);
-    roundtrip(&c);
-    let d = one_error(&format!("{MOUNT}file_handles = \"same\"\n"));
-    assert!(d.message.contains("file_handles"), "{d:?}");
-    assert!(
-        d.help.as_deref().unwrap_or_default().contains("change") || d.message.contains("change"),
-        "names the values: {d:?}"
-    );
-    assert_eq!(d.line, 5, "{d:?}");
-}
-
-#[test]
 fn packaged_example_config_is_valid() {
     let text = include_str!("../../../packaging/nfsha.toml.example");
     let (c, warnings) = parse_str_with_warnings(text, None).unwrap_or_else(|e| panic!("{e}"));

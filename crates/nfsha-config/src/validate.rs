@@ -65,7 +65,6 @@ const DEFAULT_KEYS: &[&str] = &[
     "hook_timeout",
     "services",
     "write_probe",
-    "file_handles",
 ];
 const MOUNT_ONLY_KEYS: &[&str] = &["mountpoint", "export", "servers", "fleet"];
 const FLEET_KEYS: &[&str] = &[
@@ -156,7 +155,6 @@ struct Common {
     hook_timeout: Option<Sp<Duration>>,
     services: Option<Sp<Vec<String>>>,
     write_probe: Option<Sp<bool>>,
-    file_handles: Option<Sp<FileHandles>>,
 }
 
 impl Common {
@@ -175,7 +173,6 @@ impl Common {
             hook_timeout: self.hook_timeout.or(d.hook_timeout),
             services: self.services.or_else(|| d.services.clone()),
             write_probe: self.write_probe.or(d.write_probe),
-            file_handles: self.file_handles.or(d.file_handles),
         }
     }
 }
@@ -851,18 +848,6 @@ impl<'s> Checker<'s> {
             c.hooks = self.argv_list("hooks", v).map(|h| (h, start(v)));
         }
         c.hook_timeout = self.opt_duration(t, "hook_timeout");
-        if let Some(v) = t.get("file_handles") {
-            c.file_handles = self
-                .enumeration(
-                    "file_handles",
-                    v,
-                    &[
-                        ("change", FileHandles::Change),
-                        ("survive", FileHandles::Survive),
-                    ],
-                )
-                .map(|f| (f, start(v)));
-        }
         if let Some(v) = t.get("write_probe") {
             match v.get_ref() {
                 DeValue::Boolean(b) => c.write_probe = Some((*b, start(v))),
@@ -964,7 +949,6 @@ impl<'s> Checker<'s> {
             hook_timeout: c.hook_timeout.map_or(defaults::HOOK_TIMEOUT, |x| x.0),
             services: c.services.map_or_else(Vec::new, |x| x.0),
             write_probe: c.write_probe.is_some_and(|x| x.0),
-            file_handles: c.file_handles.map_or(FileHandles::Change, |x| x.0),
             fleet,
         };
         Some(m)

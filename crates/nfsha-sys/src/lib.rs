@@ -3,8 +3,7 @@
 //! Role: the mount table ([`mountinfo`]), the syscall trait for umount/statfs/readdir
 //! ([`ops`]), the private staging area for new mounts ([`staging`]), hang-proof worker
 //! processes and their pool ([`worker`]), external
-//! commands under a deadline ([`command`]), the descriptor limit ([`limits`]), and the
-//! kernel's RPC transports in sunrpc sysfs ([`sunrpc`]). The daemon's own threads only read
+//! commands under a deadline ([`command`]), and the descriptor limit ([`limits`]). The daemon's own threads only read
 //! mountinfo and talk to workers; any call that may block on a dead NFS server runs
 //! in a worker process that can be killed (or, if the kernel will not let it die,
 //! counted as stuck and reaped later).
@@ -14,7 +13,6 @@ pub mod limits;
 pub mod mountinfo;
 pub mod ops;
 pub mod staging;
-pub mod sunrpc;
 pub mod worker;
 
 pub use command::{CommandError, CommandOutput, mount_nfs_argv, run_command};
