@@ -274,6 +274,14 @@ lab_setup() {
             lab_server_start "$s"
         done
         echo "$topo" >"$LAB_STATE/topology"
+    elif [ "${LAB_FRESH_SERVERS:-0}" = 1 ]; then
+        # No NFS state from an earlier scenario: a client record left on a server (an
+        # NFSv4 courtesy client of the last scenario's client-1) changes how the next
+        # client's EXCHANGE_ID goes.
+        for s in nfs-1 nfs-2; do
+            lab_server_stop "$s" >/dev/null
+            lab_server_start "$s"
+        done
     else
         for s in nfs-1 nfs-2; do
             lab_server_running "$s" &&
