@@ -606,6 +606,24 @@ lab_slurp() {
 # empty or missing file is a failure: jq 1.6 -e exits 0 on empty input).
 lab_result_passed() { [ "$(jq -r '.passed' "$1" 2>/dev/null)" = true ]; }
 
+# lab_result_unfinished DIR NAME REASON: result.json for a scenario that timed out or died
+# before lab_finish: the checks and figures it recorded so far are kept (a long scenario's
+# first parts are not lost with its last), with a failing "completed" check saying why.
+lab_result_unfinished() {
+    local dir=$1 name=$2 reason=$3 figs checks marks
+    figs=$(lab_slurp "$dir/figures.jsonl" 'map({(.name): .value}) | add // {}' '{}')
+    checks=$(lab_slurp "$dir/checks.jsonl" '.' '[]')
+    marks=$(lab_slurp "$dir/marks.jsonl" '.' '[]')
+    jq -n --arg s "$name" --arg r "$reason" --argjson f "$figs" --argjson c "$checks" \
+        --argjson m "$marks" --arg k "$(uname -r)" \
+        '{scenario:$s, kernel:$k, passed:false,
+          checks:($c + [{name:"completed", pass:false, detail:$r}]), figures:$f, marks:$m}' \
+        >"$dir/result.json" ||
+        jq -n --arg s "$name" --arg r "$reason" \
+            '{scenario:$s, passed:false, checks:[{name:"completed", pass:false, detail:$r}], figures:{}}' \
+            >"$dir/result.json"
+}
+
 # lab_finish: build the report, result.json and timeline.txt; exit status 0 iff every check
 # passed and result.json says so. A scenario with checks but no figures fails like any other.
 lab_finish() {

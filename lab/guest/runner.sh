@@ -2,7 +2,8 @@
 # runner.sh: the guest's job runner (started by /init). Sets the lab up once, then runs every
 # scenario listed in the share's job/scenarios.tsv (name, file, output dir) in order, each as
 # its own process under a timeout, resetting the clients between them; writes out/summary.txt.
-# Failure modes: a scenario that times out or dies gets a failing result.json written here.
+# Failure modes: a scenario that times out or dies gets a failing result.json written here,
+# with the checks and figures it recorded before (lab_result_unfinished).
 export LAB_SHARE=/mnt/host
 . /usr/local/lib/nfsha-lab/lablib.sh
 [ -f "$LAB_SHARE/job/env" ] && . "$LAB_SHARE/job/env"
@@ -26,8 +27,7 @@ while IFS=$'\t' read -r name file out tmo; do
     if ! jq -e 'type == "object"' "$dir/result.json" >/dev/null 2>&1 || [ $rc -ge 124 ]; then
         reason="scenario ended with status $rc"
         [ $rc -ge 124 ] && reason="timed out after ${tmo}s"
-        jq -n --arg s "$name" --arg r "$reason" \
-            '{scenario:$s, passed:false, checks:[{name:"completed", pass:false, detail:$r}], figures:{}}' >"$dir/result.json"
+        lab_result_unfinished "$dir" "$name" "$reason"
         rc=1
     fi
     # PASS needs both: the scenario's exit status and its result.json.

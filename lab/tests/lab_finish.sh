@@ -56,5 +56,28 @@ else
     passed=$((passed + 1)); echo "PASS an empty result.json is a failure"
 fi
 
+new_out timed-out-after-some-checks
+lab_check part-a true "fine"
+lab_check part-b false "not fine"
+lab_figure rpo_s 12.5 s
+lab_result_unfinished "$LAB_OUT" "$LAB_SCENARIO" "timed out after 1800s"
+if ! lab_result_passed "$LAB_OUT/result.json" &&
+    [ "$(jq -c '[.checks[].name]' "$LAB_OUT/result.json")" = '["part-a","part-b","completed"]' ] &&
+    [ "$(jq -r '.checks[2].detail' "$LAB_OUT/result.json")" = "timed out after 1800s" ] &&
+    [ "$(jq -r '.figures.rpo_s' "$LAB_OUT/result.json")" = 12.5 ]; then
+    passed=$((passed + 1)); echo "PASS a timed-out scenario keeps its checks and figures and fails"
+else
+    failed=$((failed + 1)); echo "FAIL a timed-out scenario: $(head -c 300 "$LAB_OUT/result.json")"
+fi
+
+new_out died-before-any-check
+lab_result_unfinished "$LAB_OUT" "$LAB_SCENARIO" "scenario ended with status 2"
+if ! lab_result_passed "$LAB_OUT/result.json" &&
+    [ "$(jq -c '[.checks[].name]' "$LAB_OUT/result.json")" = '["completed"]' ]; then
+    passed=$((passed + 1)); echo "PASS a scenario that died before any check fails with one check"
+else
+    failed=$((failed + 1)); echo "FAIL a scenario that died early: $(head -c 300 "$LAB_OUT/result.json")"
+fi
+
 echo "lab_finish: $passed passed, $failed failed"
 [ $failed = 0 ]
