@@ -686,6 +686,25 @@ async fn leader_and_standby(
     (ca, cb, epoch)
 }
 
+/// Node a's shipping loop settings as leader of `epoch`: a snapshot every second.
+fn leader_a_ship_config(
+    epoch: u64,
+    loop_period: Duration,
+    ttl: Duration,
+    promotion: nfsha_server::btrfs::Promotion,
+) -> nfsha_server::btrfs::shipper::BtrfsShipperConfig {
+    nfsha_server::btrfs::shipper::BtrfsShipperConfig {
+        node: "a".into(),
+        epoch,
+        interval: Duration::from_secs(1),
+        step_timeout: Duration::from_secs(60),
+        loop_period,
+        tail: ttl + loop_period,
+        since: tokio::time::Instant::now(),
+        promotion: Some(promotion),
+    }
+}
+
 /// The leader's shipping loop against real etcd and real btrfs: it publishes its
 /// promotion and heartbeat, snapshots, ships to the standby member, records the
 /// snapshot's identity and position, and the standby's gate computes its RPO from
@@ -707,16 +726,7 @@ async fn btrfs_the_leaders_ship_loop_records_identity_and_position_for_the_gate(
         ca.clone(),
         a.clone(),
         status.clone(),
-        nfsha_server::btrfs::shipper::BtrfsShipperConfig {
-            node: "a".into(),
-            epoch,
-            interval: Duration::from_secs(1),
-            step_timeout: Duration::from_secs(60),
-            loop_period,
-            tail: ttl + loop_period,
-            since: tokio::time::Instant::now(),
-            promotion: Some(promotion),
-        },
+        leader_a_ship_config(epoch, loop_period, ttl, promotion),
     ));
     // Deadline-bounded wait for two recorded snapshots (the second one incremental).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -818,16 +828,7 @@ async fn btrfs_the_heartbeat_position_advances_while_a_transfer_runs() {
         ca.clone(),
         a.clone(),
         StatusHandle::new("a", "ch", ttl),
-        nfsha_server::btrfs::shipper::BtrfsShipperConfig {
-            node: "a".into(),
-            epoch,
-            interval: Duration::from_secs(1),
-            step_timeout: Duration::from_secs(60),
-            loop_period,
-            tail: ttl + loop_period,
-            since: tokio::time::Instant::now(),
-            promotion: Some(promotion),
-        },
+        leader_a_ship_config(epoch, loop_period, ttl, promotion),
     ));
     let position = || async {
         cb.replica_view("b")
