@@ -629,10 +629,12 @@ if [ $bl_ok = 0 ] && bl_etcd_start; then
     has2=$(lab_on nfs-2 sh -c "[ -e $BL_LIVE/big-d2.bin ] && sha256sum $BL_LIVE/big-d2.bin | cut -d' ' -f1" 2>/dev/null)
     lab_figure d2_promoted_snapshot "${p2:-null}"
     lab_check d2-never-promoted-half-received "$( { [ "$s2" != null ] && [ -n "$p2" ] && [ -n "$part2" ] && [ "$p2" != "$part2" ] && grep -q "^$p2 ro [^-]" "$LAB_OUT/snaps-nfs-2-after-d2.txt" && [ -z "$(bl_partials nfs-2)" ] && [ -z "$has2" ]; } && echo 1 || echo 0)" \
-        "crash $(lab_ms_to_s $((t2 - t2w))) s after big-d2.bin was written, mid-transfer of ${part2:-?}: nfs-2 promoted ${p2:-nothing} (complete, received), partials left: $(bl_partials nfs-2 | tr '\n' ' ')none, big-d2.bin on the live subvolume: ${has2:-absent}"
+        "crash $(lab_ms_to_s $((t2 - t2w))) s after big-d2.bin was written, mid-transfer of ${part2:-?}: nfs-2 promoted ${p2:-nothing} (its flags now: $(grep "^${p2:-none} " "$LAB_OUT/snaps-nfs-2-after-d2.txt" | cut -d' ' -f2- || echo absent)), partials left: $(bl_partials nfs-2 | tr '\n' ' ')none, big-d2.bin on the live subvolume: ${has2:-absent}"
     bl_wait_writers_back "${s2/null/$t2}" 120
     sleep 2
-    bl_rpo d2 "$t2" nfs-2 nfs-1 "$BL_STATE/lost-a"
+    # Writes already lost in (a) or (c) are reported there; (d2) measures what this crash lost.
+    cat "$BL_STATE/lost-a" "$BL_STATE/lost-c" >"$BL_STATE/lost-ac" 2>/dev/null
+    bl_rpo d2 "$t2" nfs-2 nfs-1 "$BL_STATE/lost-ac"
     lab_check d2-gate-bound-covers-loss "$( { [ -n "$BL_GATE_MS" ] && [ "${BL_GATE_MS:-0}" -ge "$BL_RPO_MS" ]; } && echo 1 || echo 0)" \
         "crash during a transfer: the gate's bound $(lab_ms_to_s "${BL_GATE_MS:-null}") s ≥ measured $(lab_ms_to_s "$BL_RPO_MS") s ($BL_LOST writes lost)"
 
